@@ -1,0 +1,38 @@
+# rtrain: `make run` sets up, builds and runs the example job on this machine;
+# `make test` sets up and runs every test. Both install what is missing.
+
+GO      ?= go
+BIN     := bin/rtrain
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/rtrain/rtrain/internal/version.Version=$(VERSION)
+# Tests that start real PyTorch jobs take a while on two cores.
+TEST_TIMEOUT ?= 15m
+
+.PHONY: all deps build run test test-short vet fmt bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/rtrain
+
+run: deps build
+	./$(BIN) fit --workers 4 examples/train_rtrain.py
+
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+
+test: deps vet
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,328 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rtrain/rtrain/launcher"
+	"github.com/rtrain/rtrain/pyshim"
+	"github.com/rtrain/rtrain/rendezvous"
+)
+
+// tailLines is how much of a worker's stderr is kept for the root cause.
+const tailLines = 40
+
+// Agent runs worker groups on one node.
+type Agent struct {
+	node    Node
+	shimDir string
+	log     *slog.Logger
+}
+
+// NewAgent returns the agent of node. shimDir is the directory holding the
+// Python package rtrain (pyshim.Install); it goes first on PYTHONPATH.
+func NewAgent(node Node, shimDir string, log *slog.Logger) *Agent {
+	return &Agent{node: node, shimDir: shimDir, log: log.With("node", node.ID)}
+}
+
+// Node is the node this agent runs on.
+func (a *Agent) Node() Node { return a.node }
+
+// FreePort picks the rendezvous port on this node for an attempt whose rank 0
+// runs here.
+func (a *Agent) FreePort(ctx context.Context) (int, error) {
+	return rendezvous.FreePort(ctx, a.node.Addr)
+}
+
+// WorkerSpec is one worker of a group.
+type WorkerSpec struct {
+	LocalRank int
+	// GPUs are the worker's own GPU indices on this node.
+	GPUs []int
+}
+
+// GroupSpec is the part of a job that runs on one node in one attempt.
+type GroupSpec struct {
+	JobID   string
+	RunName string
+	// Python runs Script with Args.
+	Python string
+	Script string
+	Args   []string
+	// Env is the environment the workers start from (rtrain's own plus the
+	// user's additions); the rendezvous contract is applied on top.
+	Env []string
+	// Dir is the workers' working directory.
+	Dir      string
+	Layout   rendezvous.Layout
+	NodeRank int
+	Workers  []WorkerSpec
+	// LogDir receives rank_<N>.log for each worker.
+	LogDir string
+	// Grace is how long a worker has between SIGTERM and SIGKILL.
+	Grace time.Duration
+}
+
+// EventKind says what a worker event is.
+type EventKind int
+
+// The kinds of worker events, in the order a worker produces them.
+const (
+	WorkerStarted EventKind = iota + 1
+	WorkerLog
+	WorkerReport
+	WorkerExited
+)
+
+// Event is something that happened to a worker of a group.
+type Event struct {
+	Kind   EventKind
+	NodeID string
+	Rank   int
+	Time   time.Time
+	// WorkerStarted.
+	PID int
+	// WorkerLog: the stream ("stdout" or "stderr") and the line.
+	Stream string
+	Line   string
+	// WorkerReport.
+	Report pyshim.Report
+	// WorkerExited: how it ended and the last lines of its stderr.
+	Exit launcher.Exit
+	Tail []string
+}
+
+// Group is a running worker group.
+type Group struct {
+	spec   GroupSpec
+	agent  *Agent
+	events chan Event
+
+	stopOnce sync.Once
+	stopCh   chan struct{}
+}
+
+// Start launches the group's workers and returns at once. Events delivers
+// everything that happens to them and is closed when every worker has exited
+// and been cleaned up; the caller must read it to the end. The first worker
+// to fail stops the others. Cancelling ctx stops the group too.
+func (a *Agent) Start(ctx context.Context, spec GroupSpec) (*Group, error) {
+	if len(spec.Workers) == 0 {
+		return nil, errors.New("cluster: a worker group needs at least one worker")
+	}
+	if err := os.MkdirAll(spec.LogDir, 0o755); err != nil {
+		return nil, fmt.Errorf("cluster: create log directory: %w", err)
+	}
+	// A short private directory: Unix socket paths are limited to 107 bytes
+	// and the run directory can be deep.
+	sockDir, err := os.MkdirTemp("", "rtrain-")
+	if err != nil {
+		return nil, fmt.Errorf("cluster: create socket directory: %w", err)
+	}
+	g := &Group{spec: spec, agent: a, events: make(chan Event, 256), stopCh: make(chan struct{})}
+	srv, err := pyshim.Listen(filepath.Join(sockDir, "agent.sock"), g, a.log)
+	if err != nil {
+		_ = os.RemoveAll(sockDir)
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	cleanup := func() {
+		_ = srv.Close()
+		_ = os.RemoveAll(sockDir)
+	}
+
+	workers := make([]*worker, 0, len(spec.Workers))
+	for _, ws := range spec.Workers {
+		w, err := g.startWorker(ws, srv.Addr())
+		if err != nil {
+			for _, w := range workers {
+				w.proc.Stop(context.Background(), 0)
+				w.finish()
+			}
+			cleanup()
+			return nil, err
+		}
+		workers = append(workers, w)
+	}
+
+	go g.run(ctx, workers, cleanup)
+	return g, nil
+}
+
+// Events is the group's event stream; see Start.
+func (g *Group) Events() <-chan Event { return g.events }
+
+// Stop begins stopping every worker: SIGTERM, then SIGKILL after the grace
+// period. It does not wait; Events closes when they are gone.
+func (g *Group) Stop() { g.stopOnce.Do(func() { close(g.stopCh) }) }
+
+// Report implements pyshim.Handler.
+func (g *Group) Report(ctx context.Context, r pyshim.Report) error {
+	g.emit(Event{Kind: WorkerReport, Rank: r.Rank, Time: r.Time, Report: r})
+	return nil
+}
+
+func (g *Group) emit(e Event) {
+	e.NodeID = g.agent.node.ID
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	g.events <- e
+}
+
+type worker struct {
+	rank int
+	proc *launcher.Process
+	log  *os.File
+	out  *launcher.LineWriter
+	err  *launcher.LineWriter
+	tail *launcher.Tail
+}
+
+// finish flushes the partial last lines and closes the log file; the process
+// must have exited.
+func (w *worker) finish() {
+	<-w.proc.Done()
+	_ = w.out.Close()
+	_ = w.err.Close()
+	_ = w.log.Close()
+}
+
+func (g *Group) startWorker(ws WorkerSpec, sockPath string) (*worker, error) {
+	s := g.spec
+	rank := s.Layout.Rank(s.NodeRank, ws.LocalRank)
+	env, err := s.Layout.WorkerEnv(s.Env, s.NodeRank, ws.LocalRank)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: rank %d: %w", rank, err)
+	}
+	env = g.agentEnv(env, ws, sockPath)
+	logFile, err := os.OpenFile(filepath.Join(s.LogDir, fmt.Sprintf("rank_%d.log", rank)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: rank %d log: %w", rank, err)
+	}
+	w := &worker{rank: rank, log: logFile, tail: launcher.NewTail(tailLines)}
+	var logMu sync.Mutex
+	lineTo := func(stream string) *launcher.LineWriter {
+		return &launcher.LineWriter{Emit: func(line string) {
+			logMu.Lock()
+			_, _ = logFile.WriteString(line + "\n")
+			logMu.Unlock()
+			if stream == "stderr" {
+				w.tail.Add(line)
+			}
+			g.emit(Event{Kind: WorkerLog, Rank: rank, Stream: stream, Line: line})
+		}}
+	}
+	w.out, w.err = lineTo("stdout"), lineTo("stderr")
+	proc, err := launcher.Start(launcher.Spec{
+		Path:   s.Python,
+		Args:   append([]string{s.Script}, s.Args...),
+		Env:    env,
+		Dir:    s.Dir,
+		Stdout: w.out,
+		Stderr: w.err,
+	})
+	if err != nil {
+		_ = logFile.Close()
+		return nil, fmt.Errorf("cluster: rank %d: %w", rank, err)
+	}
+	w.proc = proc
+	g.emit(Event{Kind: WorkerStarted, Rank: rank, PID: proc.Pid()})
+	return w, nil
+}
+
+// agentEnv adds what the shim and GPU placement need to a worker's env.
+func (g *Group) agentEnv(env []string, ws WorkerSpec, sockPath string) []string {
+	m := rendezvous.ParseEnv(env)
+	m[pyshim.AddrEnv] = sockPath
+	delete(m, "RTRAIN_CUDA_DEVICE")
+	m["RTRAIN_RUN_NAME"] = g.spec.RunName
+	m["RTRAIN_JOB_ID"] = g.spec.JobID
+	if p := m["PYTHONPATH"]; p != "" {
+		m["PYTHONPATH"] = g.agent.shimDir + string(os.PathListSeparator) + p
+	} else {
+		m["PYTHONPATH"] = g.agent.shimDir
+	}
+	if _, ok := m["PYTHONUNBUFFERED"]; !ok {
+		m["PYTHONUNBUFFERED"] = "1"
+	}
+	jobGPUs := g.jobGPUs()
+	switch {
+	case len(ws.GPUs) > 0:
+		// Every worker of the job on this node sees the job's GPUs, so NCCL
+		// can use P2P between them; local rank i trains on its own.
+		ids := make([]string, len(jobGPUs))
+		for i, id := range jobGPUs {
+			ids[i] = strconv.Itoa(id)
+		}
+		m["CUDA_VISIBLE_DEVICES"] = strings.Join(ids, ",")
+		for i, id := range jobGPUs {
+			if id == ws.GPUs[0] {
+				m["RTRAIN_CUDA_DEVICE"] = strconv.Itoa(i)
+			}
+		}
+	case len(g.agent.node.GPUs) > 0:
+		// A CPU job on a GPU node must not grab a GPU by accident.
+		m["CUDA_VISIBLE_DEVICES"] = ""
+	}
+	return rendezvous.FormatEnv(m)
+}
+
+func (g *Group) jobGPUs() []int {
+	var ids []int
+	for _, w := range g.spec.Workers {
+		ids = append(ids, w.GPUs...)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// run watches the workers until all have exited, stops the rest when one
+// fails or ctx ends, then cleans up and closes the event stream.
+func (g *Group) run(ctx context.Context, workers []*worker, cleanup func()) {
+	defer close(g.events)
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Go(func() {
+			w.finish()
+			exit := w.proc.Exit()
+			g.emit(Event{Kind: WorkerExited, Rank: w.rank, Time: exit.Time, Exit: exit, Tail: w.tail.Lines()})
+			if !exit.Success() {
+				g.Stop()
+			}
+		})
+	}
+	all := make(chan struct{})
+	go func() { wg.Wait(); close(all) }()
+
+	select {
+	case <-all:
+	case <-ctx.Done():
+		g.Stop()
+	case <-g.stopCh:
+	}
+	select {
+	case <-all:
+	default:
+		// Stop every worker at once so a survivor blocked in a collective
+		// is not waiting on one that is already gone.
+		var stops sync.WaitGroup
+		for _, w := range workers {
+			stops.Go(func() { w.proc.Stop(context.Background(), g.spec.Grace) })
+		}
+		stops.Wait()
+		<-all
+	}
+	for _, w := range workers {
+		w.proc.Reap()
+	}
+	cleanup()
+}

@@ -1,0 +1,84 @@
+package cluster
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Resources is an amount of a node's resources. CPU is in cores and may be
+// fractional, as in Ray.
+type Resources struct {
+	CPU         float64
+	GPU         int
+	MemoryBytes int64
+}
+
+// Add returns r + o.
+func (r Resources) Add(o Resources) Resources {
+	return Resources{CPU: r.CPU + o.CPU, GPU: r.GPU + o.GPU, MemoryBytes: r.MemoryBytes + o.MemoryBytes}
+}
+
+// Sub returns r - o.
+func (r Resources) Sub(o Resources) Resources {
+	return Resources{CPU: r.CPU - o.CPU, GPU: r.GPU - o.GPU, MemoryBytes: r.MemoryBytes - o.MemoryBytes}
+}
+
+// Scale returns r times n.
+func (r Resources) Scale(n int) Resources {
+	return Resources{CPU: r.CPU * float64(n), GPU: r.GPU * n, MemoryBytes: r.MemoryBytes * int64(n)}
+}
+
+// Fits reports whether r fits in free. A tiny tolerance keeps sums of
+// fractional CPUs (0.1 * 10) from failing on rounding.
+func (r Resources) Fits(free Resources) bool {
+	return r.CPU <= free.CPU+1e-9 && r.GPU <= free.GPU && r.MemoryBytes <= free.MemoryBytes
+}
+
+// String is the amount as a person reads it: "{CPU: 2, GPU: 1}".
+func (r Resources) String() string {
+	parts := []string{"CPU: " + strconv.FormatFloat(r.CPU, 'g', -1, 64)}
+	if r.GPU > 0 {
+		parts = append(parts, fmt.Sprintf("GPU: %d", r.GPU))
+	}
+	if r.MemoryBytes > 0 {
+		parts = append(parts, "memory: "+FormatBytes(r.MemoryBytes))
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// FormatBytes prints a byte count in binary units.
+func FormatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// GPU is one GPU of a node.
+type GPU struct {
+	// Index is the CUDA/NVML index on its node, the value that goes into
+	// CUDA_VISIBLE_DEVICES.
+	Index int
+	// Minor is the device node's minor number (/dev/nvidia<Minor>).
+	Minor int
+	// UUID and Name are known when discovered through NVML.
+	UUID string
+	Name string
+}
+
+// Node is what a node offers.
+type Node struct {
+	ID string
+	// Addr is the address other nodes reach this one at; rank 0's node's
+	// address becomes MASTER_ADDR.
+	Addr  string
+	Total Resources
+	GPUs  []GPU
+}

@@ -1,0 +1,55 @@
+// Command rtrain runs PyTorch distributed training jobs.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rtrain/rtrain/trainer"
+)
+
+// Exit codes.
+const (
+	exitOK        = 0
+	exitFailed    = 1
+	exitUsage     = 2
+	exitCancelled = 130
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRootCmd().ExecuteContext(ctx)
+	stop()
+	os.Exit(exitCode(err))
+}
+
+func exitCode(err error) int {
+	var usage usageError
+	var jerr *trainer.JobError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &jerr):
+		// The summary already said it all.
+		return exitFailed
+	case errors.Is(err, trainer.ErrCancelled):
+		fmt.Fprintln(os.Stderr, "rtrain: cancelled; every worker was stopped")
+		return exitCancelled
+	case errors.As(err, &usage), errors.Is(err, trainer.ErrInvalidConfig):
+		fmt.Fprintln(os.Stderr, "rtrain: "+err.Error())
+		return exitUsage
+	default:
+		fmt.Fprintln(os.Stderr, "rtrain: "+err.Error())
+		return exitFailed
+	}
+}
+
+// usageError is a command line rtrain cannot make sense of.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rtrain/rtrain/pyshim"
+	"github.com/rtrain/rtrain/trainer"
+)
+
+// summary prints the end of a run: how it ended and, on failure, the root
+// cause with its traceback.
+func (p *printer) summary(res *trainer.Result, err error) {
+	d := res.Duration.Round(100 * time.Millisecond)
+	w := p.err
+	switch res.State {
+	case trainer.StateSucceeded:
+		fmt.Fprintf(w, "rtrain: run %s succeeded in %s: %d workers, %d reports\n", res.Name, d, len(res.Workers), res.Reports)
+	case trainer.StateCancelled:
+		fmt.Fprintf(w, "rtrain: run %s cancelled after %s\n", res.Name, d)
+	default:
+		fmt.Fprintf(w, "rtrain: run %s failed after %s\n", res.Name, d)
+	}
+	if len(res.Metrics.Keys) > 0 {
+		fmt.Fprintf(w, "  last metrics: %s\n", formatMetrics(res.Metrics))
+	}
+	var jerr *trainer.JobError
+	if errors.As(err, &jerr) {
+		c := jerr.Cause
+		fmt.Fprintf(w, "  root cause: rank %d on %s (pid %d) %s: %s\n", c.Rank, c.Node, c.PID, c.Exit, c.Cause())
+		for _, line := range c.Traceback() {
+			fmt.Fprintf(w, "    %s\n", line)
+		}
+		if len(jerr.Failed) > 0 {
+			fmt.Fprintf(w, "  also failed: %s\n", rankList(jerr.Failed, true))
+		}
+		if len(jerr.Stopped) > 0 {
+			fmt.Fprintf(w, "  stopped by rtrain after the failure: %s\n", rankList(jerr.Stopped, false))
+		}
+	}
+	if res.LogDir != "" && len(res.Workers) > 0 {
+		fmt.Fprintf(w, "  logs: %s\n", res.LogDir)
+	}
+}
+
+func rankList(ws []trainer.WorkerExit, withCause bool) string {
+	parts := make([]string, len(ws))
+	for i, x := range ws {
+		parts[i] = "rank " + strconv.Itoa(x.Rank)
+		if withCause {
+			parts[i] += " (" + x.Cause() + ")"
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// formatMetrics prints metrics as key=value in the script's order, floats
+// to 6 significant digits.
+func formatMetrics(m pyshim.Metrics) string {
+	parts := make([]string, 0, len(m.Keys))
+	for _, k := range m.Keys {
+		parts = append(parts, k+"="+formatValue(m.Values[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
+func formatValue(v any) string {
+	switch v := v.(type) {
+	case interface{ Float64() (float64, error) }:
+		s := fmt.Sprint(v)
+		if strings.ContainsAny(s, ".eE") {
+			if f, err := v.Float64(); err == nil {
+				return strconv.FormatFloat(f, 'g', 6, 64)
+			}
+		}
+		return s
+	default:
+		return fmt.Sprint(v)
+	}
+}

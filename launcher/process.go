@@ -1,0 +1,218 @@
+package launcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// drainTimeout bounds how long output is read after a worker exits. A child
+// the worker left behind can hold the pipes open; its output after that point
+// is dropped rather than holding up the report of the exit.
+const drainTimeout = 2 * time.Second
+
+// Spec says what to run.
+type Spec struct {
+	// Path is the program; Args are its arguments, without argv[0].
+	Path string
+	Args []string
+	// Env is the complete environment, KEY=VALUE.
+	Env []string
+	// Dir is the working directory; empty means the launcher's.
+	Dir string
+	// Stdout and Stderr receive the streams as the process writes them. Nil
+	// discards. They are written from one goroutine each.
+	Stdout, Stderr io.Writer
+}
+
+// Exit is how a process ended.
+type Exit struct {
+	// Code is the exit status, or -1 when a signal ended the process.
+	Code int
+	// Signal is the signal that ended the process, or 0.
+	Signal syscall.Signal
+	// Time is when the exit was observed.
+	Time time.Time
+	// Stopped is true when Stop was called before the process ended: the
+	// launcher, not the worker, ended it.
+	Stopped bool
+}
+
+// Success reports whether the process exited 0 by itself.
+func (e Exit) Success() bool { return e.Code == 0 && e.Signal == 0 }
+
+// String is the exit as a person would read it.
+func (e Exit) String() string {
+	if e.Signal != 0 {
+		return fmt.Sprintf("killed by signal %d (%s)", int(e.Signal), e.Signal)
+	}
+	return fmt.Sprintf("exit code %d", e.Code)
+}
+
+// Process is a started worker.
+type Process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+
+	mu       sync.Mutex
+	stopping bool
+	exit     Exit
+}
+
+// Start starts the process in a new process group. It returns once the
+// process exists; Done closes when it has exited and its output is drained.
+func Start(spec Spec) (*Process, error) {
+	if spec.Path == "" {
+		return nil, errors.New("launcher: no program to start")
+	}
+	cmd := exec.Command(spec.Path, spec.Args...)
+	cmd.Env = spec.Env
+	cmd.Dir = spec.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid: true,
+		// The kernel kills the worker when the thread that started it dies.
+		// Go only ends threads that a goroutine locked and left locked,
+		// which nothing here does, so in practice this fires when rtrain
+		// itself dies, SIGKILL included.
+		Pdeathsig: syscall.SIGKILL,
+	}
+
+	var readers []*os.File
+	var copies sync.WaitGroup
+	pipe := func(dst io.Writer) (*os.File, error) {
+		if dst == nil {
+			dst = io.Discard
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, fmt.Errorf("launcher: pipe: %w", err)
+		}
+		readers = append(readers, r)
+		copies.Go(func() { _, _ = io.Copy(dst, r) })
+		return w, nil
+	}
+	closeAll := func(fs []*os.File) {
+		for _, f := range fs {
+			_ = f.Close()
+		}
+	}
+	wOut, err := pipe(spec.Stdout)
+	if err != nil {
+		return nil, err
+	}
+	wErr, err := pipe(spec.Stderr)
+	if err != nil {
+		closeAll([]*os.File{wOut})
+		closeAll(readers)
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = wOut, wErr
+	err = cmd.Start()
+	// The child has its own copies; ours must go or the readers never see EOF.
+	closeAll([]*os.File{wOut, wErr})
+	if err != nil {
+		closeAll(readers)
+		copies.Wait()
+		return nil, fmt.Errorf("launcher: start %s: %w", spec.Path, err)
+	}
+
+	p := &Process{cmd: cmd, done: make(chan struct{})}
+	go p.wait(readers, &copies)
+	return p, nil
+}
+
+func (p *Process) wait(readers []*os.File, copies *sync.WaitGroup) {
+	defer close(p.done)
+	err := p.cmd.Wait()
+	exit := Exit{Code: -1, Time: time.Now()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		exit.Code = 0
+	case errors.As(err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			exit.Signal = ws.Signal()
+		} else {
+			exit.Code = ee.ExitCode()
+		}
+	}
+	drained := make(chan struct{})
+	go func() { copies.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(drainTimeout):
+		for _, r := range readers {
+			_ = r.Close()
+		}
+		<-drained
+	}
+	for _, r := range readers {
+		_ = r.Close()
+	}
+	p.mu.Lock()
+	exit.Stopped = p.stopping
+	p.exit = exit
+	p.mu.Unlock()
+}
+
+// Pid is the process id, which is also its process group id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Done is closed when the process has exited and its output is drained.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Exit is how the process ended; valid once Done is closed.
+func (p *Process) Exit() Exit {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exit
+}
+
+// Signal sends sig to the process's whole group.
+func (p *Process) Signal(sig syscall.Signal) error {
+	err := syscall.Kill(-p.Pid(), sig)
+	if err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("launcher: signal %s to group %d: %w", sig, p.Pid(), err)
+	}
+	return nil
+}
+
+// Stop ends the process group: SIGTERM, then SIGKILL after grace or when ctx
+// is done, whichever comes first. It returns once the process has exited. Any
+// member of the group still alive after the leader exited is killed too, so
+// no child the worker spawned in its group is left behind.
+func (p *Process) Stop(ctx context.Context, grace time.Duration) {
+	p.mu.Lock()
+	first := !p.stopping
+	p.stopping = true
+	p.mu.Unlock()
+	select {
+	case <-p.done:
+	default:
+		if first {
+			_ = p.Signal(syscall.SIGTERM)
+		}
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-p.done:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	_ = p.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Reap kills whatever is left of the process group once the leader has
+// exited by itself: a worker that succeeded must not leave children behind.
+func (p *Process) Reap() {
+	<-p.done
+	_ = p.Signal(syscall.SIGKILL)
+}

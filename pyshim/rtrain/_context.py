@@ -1,0 +1,52 @@
+"""The worker's place in the job, read from the torchrun environment rtrain sets."""
+
+import os
+
+
+def _int(name, default=0):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return int(value)
+
+
+class TrainContext:
+    """What a worker knows about itself, as Ray Train's TrainContext."""
+
+    def get_world_rank(self):
+        return _int("RANK")
+
+    def get_local_rank(self):
+        return _int("LOCAL_RANK")
+
+    def get_node_rank(self):
+        return _int("GROUP_RANK", _int("NODE_RANK"))
+
+    def get_world_size(self):
+        return _int("WORLD_SIZE", 1)
+
+    def get_local_world_size(self):
+        return _int("LOCAL_WORLD_SIZE", 1)
+
+    def get_trial_name(self):
+        return os.environ.get("RTRAIN_RUN_NAME", "")
+
+    def get_experiment_name(self):
+        return self.get_trial_name()
+
+    def get_restart_count(self):
+        return _int("TORCHELASTIC_RESTART_COUNT")
+
+    def __repr__(self):
+        return (
+            f"TrainContext(rank={self.get_world_rank()}, local_rank={self.get_local_rank()}, "
+            f"node_rank={self.get_node_rank()}, world_size={self.get_world_size()})"
+        )
+
+
+_CONTEXT = TrainContext()
+
+
+def get_context():
+    """The TrainContext of this worker."""
+    return _CONTEXT

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what rtrain needs to build, run its example and run its tests on a
+# Debian machine: Go must already be there; PyTorch (Debian's python3-torch)
+# and the tools the tests use are installed when missing. Safe to re-run.
+set -euo pipefail
+
+need_apt=()
+
+if ! command -v go >/dev/null 2>&1; then
+	echo "install-deps: Go is missing; install Go 1.25 or newer (https://go.dev/doc/install) and re-run" >&2
+	exit 1
+fi
+
+has_torch() {
+	local py
+	for py in "${RTRAIN_PYTHON:-}" $(type -ap python3) /usr/bin/python3; do
+		[ -n "$py" ] && [ -x "$py" ] || continue
+		if "$py" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("torch") is None)' 2>/dev/null; then
+			return 0
+		fi
+	done
+	return 1
+}
+has_torch || need_apt+=(python3-torch)
+
+# The tests look at the process table and cgroups with these.
+command -v ps >/dev/null 2>&1 || need_apt+=(procps)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "install-deps: missing ${need_apt[*]}; run: sudo apt-get install -y ${need_apt[*]}" >&2
+		exit 1
+	fi
+	echo "install-deps: installing ${need_apt[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi

@@ -1,0 +1,116 @@
+package trainer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// ErrInvalidConfig is wrapped by every error that is the caller's input, not
+// the job: a bad flag, a missing script, no python with torch, a request the
+// node can never satisfy. The CLI exits with its usage code on it.
+var ErrInvalidConfig = errors.New("invalid configuration")
+
+// DefaultGrace is how long a worker has between SIGTERM and SIGKILL when
+// Config.Grace is 0.
+const DefaultGrace = 5 * time.Second
+
+// Config is one training job. The zero value of each field is documented;
+// New validates the whole and fills nothing in behind the caller's back.
+type Config struct {
+	// Script is the Python training script. Required.
+	Script string
+	// Args are passed to the script after its path.
+	Args []string
+
+	// Workers is the number of worker processes. Required, at least 1.
+	Workers int
+	// GPUsPerWorker is the number of GPUs each worker holds; 0 runs on CPU.
+	GPUsPerWorker int
+	// CPUsPerWorker reserves cores for each worker and sets its
+	// OMP_NUM_THREADS. 0 reserves none: the workers share the node's cores
+	// and OMP_NUM_THREADS is cores / workers on the node (at least 1).
+	CPUsPerWorker float64
+
+	// NumCPUs overrides the embedded node's core count when > 0.
+	NumCPUs float64
+	// NumGPUs overrides the embedded node's GPU count when not nil, as
+	// ray.init(num_gpus=...) does; without a driver GPU i is /dev/nvidia<i>.
+	NumGPUs *int
+
+	// Python is the interpreter. Empty: $RTRAIN_PYTHON, else the first
+	// python3 on PATH that can import torch.
+	Python string
+	// Name is the run's name. Empty: the script's name, the date and a
+	// random suffix.
+	Name string
+	// Env is added to the environment the workers inherit, KEY=VALUE.
+	Env []string
+	// WorkingDir is the workers' working directory. Empty: the current one.
+	WorkingDir string
+	// ResultsDir is the local directory runs write to (logs under
+	// <ResultsDir>/<Name>/logs). Empty: ~/rtrain_results.
+	ResultsDir string
+	// Grace is how long a worker has between SIGTERM and SIGKILL when the
+	// job stops. 0 means DefaultGrace.
+	Grace time.Duration
+
+	// OnEvent, if set, receives every event of the job, in order, from one
+	// goroutine. It must not block for long: workers' output waits for it.
+	OnEvent func(Event)
+}
+
+var envKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+var runName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+func (c *Config) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+	}
+	switch {
+	case c.Script == "":
+		return bad("no script given; usage: rtrain fit [flags] SCRIPT [-- ARGS...]")
+	case c.Workers < 1:
+		return bad("--workers must be at least 1, got %d", c.Workers)
+	case c.GPUsPerWorker < 0:
+		return bad("--gpus-per-worker must be 0 or more, got %d", c.GPUsPerWorker)
+	case c.CPUsPerWorker < 0:
+		return bad("--cpus-per-worker must be 0 or more, got %g", c.CPUsPerWorker)
+	case c.NumCPUs < 0:
+		return bad("--num-cpus must be 0 or more, got %g", c.NumCPUs)
+	case c.NumGPUs != nil && *c.NumGPUs < 0:
+		return bad("--num-gpus must be 0 or more, got %d", *c.NumGPUs)
+	case c.Grace < 0:
+		return bad("grace period must not be negative, got %s", c.Grace)
+	case c.Name != "" && !runName.MatchString(c.Name):
+		return bad("run name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", c.Name)
+	}
+	for _, kv := range c.Env {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || !envKey.MatchString(k) {
+			return bad("--env %q: want KEY=VALUE", kv)
+		}
+	}
+	// A relative script is found from where rtrain runs, as a shell would;
+	// the working dir only changes where the workers start.
+	fi, err := os.Stat(c.Script)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return bad("script %s does not exist", c.Script)
+	case err != nil:
+		return bad("script %s: %v", c.Script, err)
+	case fi.IsDir():
+		return bad("script %s is a directory; give the .py file to run", c.Script)
+	}
+	if c.WorkingDir != "" {
+		fi, err := os.Stat(c.WorkingDir)
+		if err != nil || !fi.IsDir() {
+			return bad("--working-dir %s is not a directory", c.WorkingDir)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,62 @@
+package trainer
+
+import (
+	"time"
+
+	"github.com/rtrain/rtrain/pyshim"
+)
+
+// State is where a job is in its life.
+type State string
+
+// The states of a job, in order; a job ends in exactly one of the last three.
+const (
+	StatePending   State = "PENDING"   // checking the config, finding python
+	StateStarting  State = "STARTING"  // resources reserved, workers starting
+	StateRunning   State = "RUNNING"   // every worker started
+	StateSucceeded State = "SUCCEEDED" // every worker exited 0
+	StateFailed    State = "FAILED"    // a worker failed; see JobError
+	StateCancelled State = "CANCELLED" // the context ended first
+)
+
+// Done reports whether s is a final state.
+func (s State) Done() bool {
+	return s == StateSucceeded || s == StateFailed || s == StateCancelled
+}
+
+// EventType says which fields of an Event are set.
+type EventType string
+
+// The event types.
+const (
+	// EventState: State changed; Message may say why.
+	EventState EventType = "state"
+	// EventWorkerStarted: Rank started as process PID on Node.
+	EventWorkerStarted EventType = "worker_started"
+	// EventLog: one line (Stream, Line) of Rank's output.
+	EventLog EventType = "log"
+	// EventReport: Rank called rtrain.report(Metrics).
+	EventReport EventType = "report"
+	// EventWorkerExited: Rank ended as Exit says.
+	EventWorkerExited EventType = "worker_exited"
+)
+
+// Event is one thing that happened to a job.
+type Event struct {
+	Type EventType
+	Time time.Time
+
+	State   State
+	Message string
+
+	Rank int
+	Node string
+	PID  int
+
+	Stream string
+	Line   string
+
+	Metrics pyshim.Metrics
+
+	Exit *WorkerExit
+}

@@ -1,0 +1,108 @@
+package trainer
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/rtrain/rtrain/launcher"
+	"github.com/rtrain/rtrain/pyshim"
+)
+
+// WorkerExit is how one worker ended.
+type WorkerExit struct {
+	Rank int
+	Node string
+	PID  int
+	launcher.Exit
+	// Tail is the end of the worker's stderr.
+	Tail []string
+}
+
+// Cause is the one line that says why the worker failed: the exception line
+// of its Python traceback when there is one, else how it ended.
+func (w WorkerExit) Cause() string {
+	for i := len(w.Tail) - 1; i >= 0; i-- {
+		line := strings.TrimSpace(w.Tail[i])
+		if line == "" || strings.HasPrefix(line, "[") || strings.HasPrefix(line, "^") {
+			continue
+		}
+		if looksLikeException(line) {
+			return line
+		}
+	}
+	return w.Exit.String()
+}
+
+// Traceback is the last Python traceback in the worker's stderr, or the last
+// lines of it when there is none.
+func (w WorkerExit) Traceback() []string {
+	for i := len(w.Tail) - 1; i >= 0; i-- {
+		if strings.HasPrefix(w.Tail[i], "Traceback (most recent call last)") {
+			return w.Tail[i:]
+		}
+	}
+	return w.Tail[max(len(w.Tail)-10, 0):]
+}
+
+func looksLikeException(line string) bool {
+	name, _, ok := strings.Cut(line, ":")
+	if !ok {
+		name = line
+	}
+	if strings.ContainsAny(name, " \t") {
+		return false
+	}
+	return strings.HasSuffix(name, "Error") || strings.HasSuffix(name, "Exception") ||
+		strings.HasSuffix(name, "Interrupt") || strings.HasSuffix(name, "Exit") || strings.Contains(name, ".")
+}
+
+// JobError is a job that failed because a worker did. Cause is the worker
+// that failed first; Failed are the others that failed by themselves;
+// Stopped are those rtrain stopped because of the failure.
+type JobError struct {
+	Cause   WorkerExit
+	Failed  []WorkerExit
+	Stopped []WorkerExit
+}
+
+func (e *JobError) Error() string {
+	return fmt.Sprintf("rank %d failed (%s): %s", e.Cause.Rank, e.Cause.Exit, e.Cause.Cause())
+}
+
+// Result is what a finished job leaves.
+type Result struct {
+	// Name is the run's name; RunDir its local directory; LogDir holds
+	// rank_<N>.log for each worker.
+	Name   string
+	RunDir string
+	LogDir string
+	State  State
+	// Python is the interpreter the workers ran.
+	Python Interpreter
+	// Metrics are rank 0's last report; Reports counts rank 0's reports.
+	Metrics pyshim.Metrics
+	Reports int
+	// Workers is how each worker ended, by rank.
+	Workers  []WorkerExit
+	Started  time.Time
+	Duration time.Duration
+}
+
+func newJobError(exits []WorkerExit) *JobError {
+	var failed, stopped []WorkerExit
+	for _, w := range exits {
+		switch {
+		case w.Stopped:
+			stopped = append(stopped, w)
+		case !w.Success():
+			failed = append(failed, w)
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	sort.SliceStable(failed, func(i, j int) bool { return failed[i].Time.Before(failed[j].Time) })
+	return &JobError{Cause: failed[0], Failed: failed[1:], Stopped: stopped}
+}
