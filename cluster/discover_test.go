@@ -1,0 +1,62 @@
+package cluster
+
+import (
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/rtrain/rtrain/internal/testutil"
+)
+
+func mknod(t *testing.T, path string, major, minor uint32) {
+	t.Helper()
+	dev := int((major << 8) | (minor & 0xff) | ((minor &^ 0xff) << 12))
+	if err := syscall.Mknod(path, syscall.S_IFCHR|0o666, dev); err != nil {
+		t.Fatalf("mknod %s: %v", path, err)
+	}
+}
+
+func TestDiscoverFindsNvidiaDeviceNodes(t *testing.T) {
+	testutil.RequireRoot(t)
+	dev := t.TempDir()
+	mknod(t, filepath.Join(dev, "nvidia2"), nvidiaMajor, 2)
+	mknod(t, filepath.Join(dev, "nvidia0"), nvidiaMajor, 0)
+	mknod(t, filepath.Join(dev, "nvidiactl"), nvidiaMajor, 255) // a control device, not a GPU
+	mknod(t, filepath.Join(dev, "nvidia7"), 1, 3)               // not NVIDIA's major
+
+	n, err := Discover(dev, NoOverrides)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Total.GPU != 2 || len(n.GPUs) != 2 {
+		t.Fatalf("found %d GPUs (%+v), want 2", n.Total.GPU, n.GPUs)
+	}
+	for i, wantMinor := range []int{0, 2} {
+		if g := n.GPUs[i]; g.Index != i || g.Minor != wantMinor {
+			t.Errorf("GPU %d = %+v, want index %d minor %d", i, g, i, wantMinor)
+		}
+	}
+	if n.Total.CPU < 1 || n.Total.MemoryBytes <= 0 {
+		t.Errorf("CPU %v, memory %d: want positive", n.Total.CPU, n.Total.MemoryBytes)
+	}
+}
+
+func TestDiscoverOverrides(t *testing.T) {
+	dev := t.TempDir()
+	n, err := Discover(dev, Overrides{NumCPUs: 3.5, NumGPUs: 3, MemoryBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Total.CPU != 3.5 || n.Total.GPU != 3 || n.Total.MemoryBytes != 1<<30 {
+		t.Errorf("total = %v, want the overrides", n.Total)
+	}
+	for i, g := range n.GPUs {
+		if g.Index != i || g.Minor != i {
+			t.Errorf("GPU %d = %+v, want /dev/nvidia%d", i, g, i)
+		}
+	}
+	n, err = Discover(dev, Overrides{NumGPUs: 0})
+	if err != nil || n.Total.GPU != 0 {
+		t.Errorf("NumGPUs 0: %d GPUs, %v", n.Total.GPU, err)
+	}
+}

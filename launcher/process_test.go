@@ -1,0 +1,198 @@
+package launcher
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/rtrain/rtrain/internal/testutil"
+)
+
+// The test binary doubles as the worker: run with LAUNCHER_CHILD set, it
+// plays the part that variable names instead of running tests (Nomad's
+// trick), so these tests need no Python.
+func TestMain(m *testing.M) {
+	if role := os.Getenv("LAUNCHER_CHILD"); role != "" {
+		child(role)
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+func child(role string) {
+	switch role {
+	case "exit":
+		code, _ := strconv.Atoi(os.Args[1])
+		fmt.Println("out line")
+		fmt.Fprintln(os.Stderr, "err line")
+		os.Exit(code)
+	case "ignore-term":
+		signal.Ignore(syscall.SIGTERM)
+		fmt.Println("ready")
+		select {}
+	case "term-ok":
+		fmt.Println("ready")
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGTERM)
+		<-c
+		os.Exit(0)
+	case "spawn":
+		// A grandchild in the worker's process group that ignores SIGTERM.
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "LAUNCHER_CHILD=ignore-term")
+		cmd.Stdout = os.Stdout
+		if err := cmd.Start(); err != nil {
+			os.Exit(3)
+		}
+		fmt.Println("ready", cmd.Process.Pid)
+		select {}
+	case "spawn-and-exit":
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "LAUNCHER_CHILD=ignore-term")
+		if err := cmd.Start(); err != nil {
+			os.Exit(3)
+		}
+		fmt.Println("spawned", cmd.Process.Pid)
+		os.Exit(0)
+	}
+	os.Exit(100)
+}
+
+// lines collects emitted lines.
+type lines struct {
+	mu  sync.Mutex
+	got []string
+	ch  chan string
+}
+
+func newLines() *lines { return &lines{ch: make(chan string, 100)} }
+
+func (l *lines) writer() *LineWriter {
+	return &LineWriter{Emit: func(s string) {
+		l.mu.Lock()
+		l.got = append(l.got, s)
+		l.mu.Unlock()
+		l.ch <- s
+	}}
+}
+
+func start(t *testing.T, marker, role string, args []string, out, errw *LineWriter) *Process {
+	t.Helper()
+	spec := Spec{Path: os.Args[0], Args: args, Env: append(os.Environ(), "LAUNCHER_CHILD="+role, marker)}
+	if out != nil {
+		spec.Stdout = out
+	}
+	if errw != nil {
+		spec.Stderr = errw
+	}
+	p, err := Start(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop(context.Background(), 0) })
+	return p
+}
+
+func waitLine(t *testing.T, l *lines, prefix string) string {
+	t.Helper()
+	select {
+	case s := <-l.ch:
+		if !strings.HasPrefix(s, prefix) {
+			t.Fatalf("line %q, want prefix %q", s, prefix)
+		}
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no line %q from the child", prefix)
+	}
+	return ""
+}
+
+func TestExitCodesAndOutput(t *testing.T) {
+	for _, code := range []int{0, 1, 42} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			out, errs := newLines(), newLines()
+			p := start(t, testutil.Marker(t), "exit", []string{strconv.Itoa(code)}, out.writer(), errs.writer())
+			<-p.Done()
+			x := p.Exit()
+			if x.Code != code || x.Signal != 0 || x.Stopped {
+				t.Errorf("exit = %+v, want code %d, no signal, not stopped", x, code)
+			}
+			if x.Success() != (code == 0) {
+				t.Errorf("Success() = %v for code %d", x.Success(), code)
+			}
+			// Done waits for the output to drain.
+			if strings.Join(out.got, "|") != "out line" || strings.Join(errs.got, "|") != "err line" {
+				t.Errorf("stdout %q, stderr %q", out.got, errs.got)
+			}
+		})
+	}
+}
+
+func TestStopEscalatesToSIGKILL(t *testing.T) {
+	out := newLines()
+	p := start(t, testutil.Marker(t), "ignore-term", nil, out.writer(), nil)
+	waitLine(t, out, "ready")
+	p.Stop(context.Background(), 200*time.Millisecond)
+	x := p.Exit()
+	if x.Signal != syscall.SIGKILL || !x.Stopped {
+		t.Errorf("exit = %+v, want SIGKILL and Stopped", x)
+	}
+}
+
+func TestStopGivesGraceToCooperativeWorker(t *testing.T) {
+	out := newLines()
+	p := start(t, testutil.Marker(t), "term-ok", nil, out.writer(), nil)
+	waitLine(t, out, "ready")
+	p.Stop(context.Background(), time.Minute)
+	if x := p.Exit(); x.Code != 0 || x.Signal != 0 || !x.Stopped {
+		t.Errorf("exit = %+v, want a clean exit 0 after SIGTERM, Stopped", x)
+	}
+}
+
+func TestStopKillsTheWholeGroup(t *testing.T) {
+	marker := testutil.Marker(t)
+	out := newLines()
+	p := start(t, marker, "spawn", nil, out.writer(), nil)
+	// The grandchild's "ready" and the child's may come in either order.
+	got := []string{<-out.ch, <-out.ch}
+	if len(testutil.Processes(marker)) != 2 {
+		t.Fatalf("want worker and grandchild alive, got pids %v (lines %q)", testutil.Processes(marker), got)
+	}
+	p.Stop(context.Background(), 100*time.Millisecond)
+	testutil.NoProcesses(t, marker, 5*time.Second)
+}
+
+func TestReapKillsWhatASuccessfulWorkerLeft(t *testing.T) {
+	marker := testutil.Marker(t)
+	var out bytes.Buffer
+	p, err := Start(Spec{Path: os.Args[0], Env: append(os.Environ(), "LAUNCHER_CHILD=spawn-and-exit", marker), Stdout: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	if !p.Exit().Success() {
+		t.Fatalf("exit = %+v", p.Exit())
+	}
+	p.Reap()
+	testutil.NoProcesses(t, marker, 5*time.Second)
+}
+
+func TestStartErrors(t *testing.T) {
+	if _, err := Start(Spec{}); err == nil {
+		t.Error("Start with no program succeeded")
+	}
+	if _, err := Start(Spec{Path: "/nonexistent/python"}); err == nil {
+		t.Error("Start of a missing program succeeded")
+	}
+}
