@@ -183,20 +183,25 @@ func (p *Process) Signal(sig syscall.Signal) error {
 	return nil
 }
 
-// Stop ends the process group: SIGTERM, then SIGKILL after grace or when ctx
-// is done, whichever comes first. It returns once the process has exited. Any
-// member of the group still alive after the leader exited is killed too, so
-// no child the worker spawned in its group is left behind.
+// Stop ends the process group and every descendant of the worker, those
+// that left the group with setsid too: SIGTERM, then SIGKILL after grace or
+// when ctx is done, whichever comes first. It returns once the process has
+// exited.
 func (p *Process) Stop(ctx context.Context, grace time.Duration) {
 	p.mu.Lock()
 	first := !p.stopping
 	p.stopping = true
 	p.mu.Unlock()
+	var tree []int
 	select {
 	case <-p.done:
 	default:
+		// Taken while the worker lives: once it dies its children are
+		// re-parented and can no longer be traced to it.
+		tree = descendants(p.Pid())
 		if first {
 			_ = p.Signal(syscall.SIGTERM)
+			signalAll(tree, syscall.SIGTERM)
 		}
 		t := time.NewTimer(grace)
 		defer t.Stop()
@@ -206,7 +211,9 @@ func (p *Process) Stop(ctx context.Context, grace time.Duration) {
 		case <-ctx.Done():
 		}
 	}
+	tree = append(tree, descendants(p.Pid())...)
 	_ = p.Signal(syscall.SIGKILL)
+	signalAll(tree, syscall.SIGKILL)
 	<-p.done
 }
 

@@ -57,6 +57,15 @@ func child(role string) {
 		}
 		fmt.Println("ready", cmd.Process.Pid)
 		select {}
+	case "spawn-setsid":
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "LAUNCHER_CHILD=ignore-term")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			os.Exit(3)
+		}
+		fmt.Println("ready", cmd.Process.Pid)
+		select {}
 	case "spawn-and-exit":
 		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), "LAUNCHER_CHILD=ignore-term")
@@ -195,4 +204,13 @@ func TestStartErrors(t *testing.T) {
 	if _, err := Start(Spec{Path: "/nonexistent/python"}); err == nil {
 		t.Error("Start of a missing program succeeded")
 	}
+}
+
+func TestStopKillsADescendantInItsOwnSession(t *testing.T) {
+	marker := testutil.Marker(t)
+	out := newLines()
+	p := start(t, marker, "spawn-setsid", nil, out.writer(), nil)
+	waitLine(t, out, "ready")
+	p.Stop(context.Background(), 100*time.Millisecond)
+	testutil.NoProcesses(t, marker, 5*time.Second)
 }

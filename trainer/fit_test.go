@@ -1,0 +1,337 @@
+package trainer_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rtrain/rtrain/internal/testutil"
+	"github.com/rtrain/rtrain/rendezvous"
+	"github.com/rtrain/rtrain/trainer"
+)
+
+// job is a Config for a real PyTorch job, with the test's marker in its
+// environment and its results in a temporary directory.
+type job struct {
+	trainer.Config
+	marker string
+
+	mu     sync.Mutex
+	events []trainer.Event
+}
+
+func newJob(t *testing.T, script string, workers int, args ...string) *job {
+	t.Helper()
+	j := &job{marker: testutil.Marker(t)}
+	j.Config = trainer.Config{
+		Script:     script,
+		Args:       args,
+		Workers:    workers,
+		Python:     testutil.Python(t),
+		ResultsDir: t.TempDir(),
+		Env:        []string{j.marker},
+		Grace:      2 * time.Second,
+		OnEvent: func(e trainer.Event) {
+			j.mu.Lock()
+			j.events = append(j.events, e)
+			j.mu.Unlock()
+		},
+	}
+	t.Cleanup(func() { testutil.NoProcesses(t, j.marker, 5*time.Second) })
+	return j
+}
+
+func (j *job) fit(t *testing.T, ctx context.Context) (*trainer.Result, error) {
+	t.Helper()
+	tr, err := trainer.New(j.Config, nil)
+	require.NoError(t, err)
+	// A hang guard, not a speed check: a job stuck in a collective would
+	// otherwise wait for gloo's 30-minute timeout.
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	return tr.Fit(ctx)
+}
+
+func (j *job) states() []trainer.State {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var out []trainer.State
+	for _, e := range j.events {
+		if e.Type == trainer.EventState && (len(out) == 0 || out[len(out)-1] != e.State) {
+			out = append(out, e.State)
+		}
+	}
+	return out
+}
+
+func (j *job) ofType(typ trainer.EventType) []trainer.Event {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var out []trainer.Event
+	for _, e := range j.events {
+		if e.Type == typ {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func example(t *testing.T, name string) string {
+	return filepath.Join(testutil.RepoRoot(t), "examples", name)
+}
+
+func readParams(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return b
+}
+
+func TestFourWorkersTrainInSync(t *testing.T) {
+	out := t.TempDir()
+	j := newJob(t, example(t, "train_rtrain.py"), 4, "--epochs", "3", "--out", out)
+	res, err := j.fit(t, t.Context())
+	require.NoError(t, err)
+
+	assert.Equal(t, trainer.StateSucceeded, res.State)
+	assert.Equal(t, []trainer.State{trainer.StatePending, trainer.StateStarting, trainer.StateRunning, trainer.StateSucceeded}, j.states())
+	require.Len(t, res.Workers, 4)
+	want := readParams(t, filepath.Join(out, "params_rank0.json"))
+	for r := 1; r < 4; r++ {
+		if got := readParams(t, filepath.Join(out, "params_rank"+strconv.Itoa(r)+".json")); string(got) != string(want) {
+			t.Errorf("rank %d ended with different parameters than rank 0: DDP did not synchronise", r)
+		}
+	}
+
+	// Every rank reports; rank 0's reports are the job's metrics.
+	reports := j.ofType(trainer.EventReport)
+	assert.Len(t, reports, 12, "4 ranks × 3 epochs")
+	assert.Equal(t, 3, res.Reports)
+	var losses []float64
+	for _, e := range reports {
+		if e.Rank == 0 {
+			f, err := e.Metrics.Values["loss"].(json.Number).Float64()
+			require.NoError(t, err)
+			losses = append(losses, f)
+		}
+	}
+	require.Len(t, losses, 3)
+	assert.Less(t, losses[2], losses[0], "loss should decrease")
+	assert.Equal(t, []string{"epoch", "loss"}, res.Metrics.Keys)
+
+	for r := range 4 {
+		_, err := os.Stat(filepath.Join(res.LogDir, "rank_"+strconv.Itoa(r)+".log"))
+		assert.NoError(t, err, "rank %d log file", r)
+	}
+}
+
+// The same torchrun-style script gives bit-identical parameters under rtrain
+// and under Debian's torchrun. Debian's torchrun 1.13 cannot start on Python
+// 3.11 (Std.from_str returns None for the default --redirects), so it runs
+// through scripts/torchrun311.py, which patches that parser and nothing else.
+func TestSameResultAsTorchrun(t *testing.T) {
+	script := example(t, "train_torchrun.py")
+	viaRtrain, viaTorchrun := t.TempDir(), t.TempDir()
+	j := newJob(t, script, 4, "--epochs", "2", "--out", viaRtrain)
+	_, err := j.fit(t, t.Context())
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	// torchrun's port 0 does not work for a standalone store in 1.13.
+	port, err := rendezvous.FreePort(ctx, "127.0.0.1")
+	require.NoError(t, err)
+	cmd := exec.CommandContext(ctx, j.Python, filepath.Join(testutil.RepoRoot(t), "scripts", "torchrun311.py"),
+		"--nproc_per_node", "4", "--master_port", strconv.Itoa(port), script, "--epochs", "2", "--out", viaTorchrun)
+	// torchrun does not kill its workers when it is killed: make sure.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Env = append(os.Environ(), j.marker)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "torchrun: %s", out)
+
+	for r := range 4 {
+		name := "params_rank" + strconv.Itoa(r) + ".json"
+		if string(readParams(t, filepath.Join(viaRtrain, name))) != string(readParams(t, filepath.Join(viaTorchrun, name))) {
+			t.Errorf("rank %d: parameters under rtrain differ from torchrun's", r)
+		}
+	}
+}
+
+func TestFailingRankStopsTheOthers(t *testing.T) {
+	j := newJob(t, "testdata/fail_rank.py", 4)
+	j.Env = append(j.Env, "FAIL_RANK=2")
+	j.Grace = 30 * time.Second // the survivors must die of SIGTERM, not of waiting out the grace
+	res, err := j.fit(t, t.Context())
+
+	var jerr *trainer.JobError
+	require.ErrorAs(t, err, &jerr)
+	assert.Equal(t, trainer.StateFailed, res.State)
+	assert.Equal(t, 2, jerr.Cause.Rank)
+	assert.Equal(t, 1, jerr.Cause.Code)
+	assert.Equal(t, "ValueError: boom from rank 2", jerr.Cause.Cause())
+	assert.Contains(t, err.Error(), "rank 2 failed")
+	tb := jerr.Cause.Traceback()
+	require.NotEmpty(t, tb)
+	assert.True(t, strings.HasPrefix(tb[0], "Traceback"), "traceback starts with %q", tb[0])
+
+	var stopped []int
+	for _, w := range jerr.Stopped {
+		stopped = append(stopped, w.Rank)
+		// Survivors blocked in all_reduce are ended by rtrain's SIGTERM at
+		// once, well before gloo's timeout or the 30 s grace would end them.
+		if d := w.Time.Sub(jerr.Cause.Time); d > 10*time.Second {
+			t.Errorf("rank %d ended %s after the failure: teardown waited", w.Rank, d)
+		}
+	}
+	slices.Sort(stopped)
+	assert.Equal(t, []int{0, 1, 3}, stopped, "the other ranks are listed as stopped, not as causes")
+	assert.Empty(t, jerr.Failed)
+}
+
+func TestCancelStopsEveryProcess(t *testing.T) {
+	j := newJob(t, "testdata/sleeper.py", 2)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	reported := make(chan struct{}, 2)
+	j.OnEvent = func(e trainer.Event) {
+		if e.Type == trainer.EventReport {
+			reported <- struct{}{}
+		}
+	}
+	go func() {
+		<-reported
+		<-reported
+		cancel()
+	}()
+	res, err := j.fit(t, ctx)
+	require.ErrorIs(t, err, trainer.ErrCancelled)
+	assert.Equal(t, trainer.StateCancelled, res.State)
+	// The grandchild rank 0 started in its own session, ignoring SIGTERM,
+	// is gone too (checked by newJob's cleanup, and here for clarity).
+	testutil.NoProcesses(t, j.marker, 5*time.Second)
+}
+
+func TestTwoJobsAtOnce(t *testing.T) {
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		j := newJob(t, example(t, "train_torchrun.py"), 2, "--epochs", "1")
+		wg.Go(func() { _, errs[i] = j.fit(t, t.Context()) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		assert.NoError(t, err, "job %d", i)
+	}
+}
+
+func TestWorkersGetTheContract(t *testing.T) {
+	out := t.TempDir()
+	wd := t.TempDir()
+	j := newJob(t, "testdata/dump_env.py", 3, "--flag", "value")
+	j.Env = append(j.Env, "OUT_DIR="+out, "USER_VAR=hello", "PYTHONPATH=/user/path")
+	j.WorkingDir = wd
+	j.Name = "contract-run"
+	one := 1
+	j.NumGPUs = &one // a GPU node running a CPU job
+	res, err := j.fit(t, t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, "contract-run", res.Name)
+
+	ports := map[string]bool{}
+	for r := range 3 {
+		var got struct {
+			Env  map[string]string
+			Cwd  string
+			Argv []string
+			Shim string
+		}
+		b := readParams(t, filepath.Join(out, "env_rank"+strconv.Itoa(r)+".json"))
+		require.NoError(t, json.Unmarshal(b, &got))
+		e := got.Env
+		assert.Equal(t, strconv.Itoa(r), e["RANK"])
+		assert.Equal(t, strconv.Itoa(r), e["LOCAL_RANK"])
+		assert.Equal(t, "3", e["WORLD_SIZE"])
+		assert.Equal(t, "3", e["LOCAL_WORLD_SIZE"])
+		assert.Equal(t, "0", e["GROUP_RANK"])
+		assert.Equal(t, "1", e["GROUP_WORLD_SIZE"])
+		assert.Equal(t, "127.0.0.1", e["MASTER_ADDR"])
+		assert.Equal(t, "contract-run", e["RTRAIN_RUN_NAME"])
+		assert.Equal(t, "hello", e["USER_VAR"], "--env reaches the workers")
+		assert.NotEmpty(t, e["PATH"], "workers inherit rtrain's environment")
+		assert.Equal(t, "1", e["NCCL_ASYNC_ERROR_HANDLING"], "torch 1.13 reads the pre-2.2 name")
+		assert.Equal(t, "", e["CUDA_VISIBLE_DEVICES"], "a CPU job on a GPU node sees no GPU")
+		assert.NotEmpty(t, e["OMP_NUM_THREADS"])
+		assert.True(t, strings.HasSuffix(e["PYTHONPATH"], ":/user/path"), "PYTHONPATH = %q keeps the user's entries", e["PYTHONPATH"])
+		assert.Equal(t, wd, got.Cwd)
+		assert.Equal(t, []string{"--flag", "value"}, got.Argv)
+		ports[e["MASTER_PORT"]] = true
+	}
+	assert.Len(t, ports, 1, "all ranks share one MASTER_PORT")
+	assert.NotContains(t, ports, "29500")
+}
+
+func TestBadInputFailsBeforeLaunch(t *testing.T) {
+	py := testutil.Python(t)
+	// -S drops site-packages: an interpreter that runs but has no torch.
+	noTorch := filepath.Join(t.TempDir(), "python-no-torch")
+	require.NoError(t, os.WriteFile(noTorch, []byte("#!/bin/sh\nexec "+py+" -S \"$@\"\n"), 0o755))
+	zero := 0
+	script := example(t, "train_rtrain.py")
+	tests := []struct {
+		name   string
+		config func(*trainer.Config)
+		want   string
+		atNew  bool
+	}{
+		{"missing script", func(c *trainer.Config) { c.Script = "nope/train.py" }, "script nope/train.py does not exist", true},
+		{"zero workers", func(c *trainer.Config) { c.Workers = 0 }, "--workers must be at least 1, got 0", true},
+		{"negative workers", func(c *trainer.Config) { c.Workers = -2 }, "--workers must be at least 1, got -2", true},
+		{"bad env entry", func(c *trainer.Config) { c.Env = []string{"NOEQUALS"} }, `--env "NOEQUALS": want KEY=VALUE`, true},
+		{"python without torch", func(c *trainer.Config) { c.Python = noTorch }, "cannot import torch", false},
+		{"python that does not exist", func(c *trainer.Config) { c.Python = "/no/such/python3" }, "--python /no/such/python3", false},
+		{"gpus on a node without", func(c *trainer.Config) { c.GPUsPerWorker = 1; c.NumGPUs = &zero }, "asked 4 GPUs, this node has 0", false},
+		{"syntax error", func(c *trainer.Config) { c.Script = "testdata/syntax_error.py" }, "testdata/syntax_error.py: syntax error at line 3", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			results := t.TempDir()
+			cfg := trainer.Config{Script: script, Workers: 4, Python: py, ResultsDir: results}
+			tt.config(&cfg)
+			tr, err := trainer.New(cfg, nil)
+			if !tt.atNew {
+				require.NoError(t, err)
+				var res *trainer.Result
+				res, err = tr.Fit(t.Context())
+				require.NotNil(t, res)
+				assert.Equal(t, trainer.StateFailed, res.State)
+			}
+			require.ErrorIs(t, err, trainer.ErrInvalidConfig)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.NotContains(t, err.Error(), "\n", "one line")
+			entries, _ := os.ReadDir(results)
+			assert.Empty(t, entries, "nothing was launched")
+		})
+	}
+}
+
+func TestFitOnlyOnce(t *testing.T) {
+	tr, err := trainer.New(trainer.Config{Script: "testdata/syntax_error.py", Workers: 1, Python: "/no/python"}, nil)
+	require.NoError(t, err)
+	_, _ = tr.Fit(t.Context())
+	_, err = tr.Fit(t.Context())
+	require.Error(t, err)
+	assert.False(t, errors.Is(err, trainer.ErrInvalidConfig))
+}
