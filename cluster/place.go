@@ -14,6 +14,19 @@ var ErrInfeasible = errors.New("cluster: request can never be placed")
 // free now.
 var ErrWouldWait = errors.New("cluster: not enough free resources now")
 
+// placementError prints as its message alone and matches its sentinel.
+type placementError struct {
+	sentinel error
+	msg      string
+}
+
+func (e *placementError) Error() string        { return e.msg }
+func (e *placementError) Is(target error) bool { return target == e.sentinel }
+
+func placeErr(sentinel error, format string, args ...any) error {
+	return &placementError{sentinel: sentinel, msg: fmt.Sprintf(format, args...)}
+}
+
 // Request is a placement group: Count bundles of Bundle each.
 type Request struct {
 	Count  int
@@ -49,7 +62,7 @@ type Plan struct {
 // with ErrWouldWait when only what is in use stands in the way.
 func Place(nodes []NodeState, req Request) (Plan, error) {
 	if req.Count <= 0 {
-		return Plan{}, fmt.Errorf("%w: %d bundles", ErrInfeasible, req.Count)
+		return Plan{}, placeErr(ErrInfeasible, "asked %d bundles; a placement group needs at least one", req.Count)
 	}
 	if err := feasible(nodes, req); err != nil {
 		return Plan{}, err
@@ -83,7 +96,7 @@ func Place(nodes []NodeState, req Request) (Plan, error) {
 			return plan, nil
 		}
 	}
-	return Plan{}, fmt.Errorf("%w: asked %d × %s, %s free", ErrWouldWait, req.Count, req.Bundle, describeFree(nodes))
+	return Plan{}, placeErr(ErrWouldWait, "asked %d × %s, %s free", req.Count, req.Bundle, describeFree(nodes))
 }
 
 // capacity is how many bundles fit in free.
@@ -114,13 +127,13 @@ func feasible(nodes []NodeState, req Request) error {
 	want := req.Total()
 	switch {
 	case want.GPU > total.GPU:
-		return fmt.Errorf("%w: asked %d GPUs, %s %d", ErrInfeasible, want.GPU, clusterNoun(nodes), total.GPU)
+		return placeErr(ErrInfeasible, "asked %d GPUs, %s %d", want.GPU, clusterNoun(nodes), total.GPU)
 	case want.CPU > total.CPU+1e-9:
-		return fmt.Errorf("%w: asked %g CPUs, %s %g", ErrInfeasible, want.CPU, clusterNoun(nodes), total.CPU)
+		return placeErr(ErrInfeasible, "asked %g CPUs, %s %g", want.CPU, clusterNoun(nodes), total.CPU)
 	case want.MemoryBytes > total.MemoryBytes:
-		return fmt.Errorf("%w: asked %s of memory, %s %s", ErrInfeasible, FormatBytes(want.MemoryBytes), clusterNoun(nodes), FormatBytes(total.MemoryBytes))
+		return placeErr(ErrInfeasible, "asked %s of memory, %s %s", FormatBytes(want.MemoryBytes), clusterNoun(nodes), FormatBytes(total.MemoryBytes))
 	case fit < req.Count:
-		return fmt.Errorf("%w: asked %d bundles of %s, at most %d fit (the largest node holds %d)", ErrInfeasible, req.Count, req.Bundle, fit, largest)
+		return placeErr(ErrInfeasible, "asked %d bundles of %s, at most %d fit (the largest node holds %d)", req.Count, req.Bundle, fit, largest)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -76,11 +77,28 @@ func Start(spec Spec) (*Process, error) {
 	cmd.Dir = spec.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid: true,
-		// The kernel kills the worker when the thread that started it dies.
-		// Go only ends threads that a goroutine locked and left locked,
-		// which nothing here does, so in practice this fires when rtrain
-		// itself dies, SIGKILL included.
+		// The kernel signals the worker when the thread that started it
+		// dies. Go only ends threads that a goroutine locked and left
+		// locked, which nothing here does, so in practice this fires when
+		// rtrain itself dies, SIGKILL included.
 		Pdeathsig: syscall.SIGKILL,
+	}
+	if ReaperAvailable() {
+		// The reaper starts the worker with a plain exec: it needs a path.
+		path, err := exec.LookPath(spec.Path)
+		if err != nil {
+			return nil, fmt.Errorf("launcher: %w", err)
+		}
+		self, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("launcher: find own binary for the reaper: %w", err)
+		}
+		cmd = exec.Command(self, append([]string{path}, spec.Args...)...)
+		cmd.Env = append(append([]string(nil), spec.Env...), reaperEnv+"="+strconv.Itoa(os.Getpid()))
+		cmd.Dir = spec.Dir
+		// SIGHUP, which the reaper handles by killing the whole tree; a
+		// SIGKILL would leave the worker's descendants behind.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGHUP}
 	}
 
 	var readers []*os.File

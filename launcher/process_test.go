@@ -23,6 +23,9 @@ import (
 // plays the part that variable names instead of running tests (Nomad's
 // trick), so these tests need no Python.
 func TestMain(m *testing.M) {
+	if RunReaperIfAsked() {
+		return
+	}
 	if role := os.Getenv("LAUNCHER_CHILD"); role != "" {
 		child(role)
 		return
@@ -39,8 +42,8 @@ func child(role string) {
 		os.Exit(code)
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
-		fmt.Println("ready")
-		select {}
+		fmt.Println("ready", os.Getpid())
+		time.Sleep(time.Hour)
 	case "term-ok":
 		fmt.Println("ready")
 		c := make(chan os.Signal, 1)
@@ -56,7 +59,7 @@ func child(role string) {
 			os.Exit(3)
 		}
 		fmt.Println("ready", cmd.Process.Pid)
-		select {}
+		time.Sleep(time.Hour)
 	case "spawn-setsid":
 		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), "LAUNCHER_CHILD=ignore-term")
@@ -65,7 +68,15 @@ func child(role string) {
 			os.Exit(3)
 		}
 		fmt.Println("ready", cmd.Process.Pid)
-		select {}
+		time.Sleep(time.Hour)
+	case "launch":
+		// A launcher in its own right, for killing it while its worker runs.
+		p, err := Start(Spec{Path: os.Args[0], Env: append(os.Environ(), "LAUNCHER_CHILD=spawn-setsid"), Stdout: os.Stdout})
+		if err != nil {
+			os.Exit(4)
+		}
+		<-p.Done()
+		os.Exit(0)
 	case "spawn-and-exit":
 		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), "LAUNCHER_CHILD=ignore-term")
@@ -175,8 +186,8 @@ func TestStopKillsTheWholeGroup(t *testing.T) {
 	p := start(t, marker, "spawn", nil, out.writer(), nil)
 	// The grandchild's "ready" and the child's may come in either order.
 	got := []string{<-out.ch, <-out.ch}
-	if len(testutil.Processes(marker)) != 2 {
-		t.Fatalf("want worker and grandchild alive, got pids %v (lines %q)", testutil.Processes(marker), got)
+	if len(testutil.Processes(marker)) != 3 {
+		t.Fatalf("want reaper, worker and grandchild alive, got pids %v (lines %q)", testutil.Processes(marker), got)
 	}
 	p.Stop(context.Background(), 100*time.Millisecond)
 	testutil.NoProcesses(t, marker, 5*time.Second)
@@ -213,4 +224,42 @@ func TestStopKillsADescendantInItsOwnSession(t *testing.T) {
 	waitLine(t, out, "ready")
 	p.Stop(context.Background(), 100*time.Millisecond)
 	testutil.NoProcesses(t, marker, 5*time.Second)
+}
+
+func TestKilledLauncherLeavesNothing(t *testing.T) {
+	marker := testutil.Marker(t)
+	out := newLines()
+	launcherProc := start(t, marker, "launch", nil, out.writer(), nil)
+	waitLine(t, out, "ready")
+	// worker (reaper + child) and its setsid grandchild, under the launcher
+	if n := len(testutil.Processes(marker)); n < 4 {
+		t.Fatalf("%d processes alive, want launcher, reaper, worker and grandchild", n)
+	}
+	if err := syscall.Kill(launcherProc.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testutil.NoProcesses(t, marker, 5*time.Second)
+}
+
+func TestReaperKeepsTheExitStatus(t *testing.T) {
+	if !ReaperAvailable() {
+		t.Fatal("TestMain calls RunReaperIfAsked, so the reaper must be available")
+	}
+	out := newLines()
+	p := start(t, testutil.Marker(t), "ignore-term", nil, out.writer(), nil)
+	pid, err := strconv.Atoi(strings.TrimPrefix(waitLine(t, out, "ready"), "ready "))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid == p.Pid() {
+		t.Fatal("the worker runs without a reaper")
+	}
+	// Killed from outside, as the OOM killer would.
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	if x := p.Exit(); x.Signal != syscall.SIGKILL || x.Stopped {
+		t.Errorf("exit = %+v, want the worker's SIGKILL passed through", x)
+	}
 }

@@ -14,6 +14,17 @@ import (
 // node can never satisfy. The CLI exits with its usage code on it.
 var ErrInvalidConfig = errors.New("invalid configuration")
 
+// configError is an input error: it prints as its own message and is an
+// ErrInvalidConfig for errors.Is.
+type configError struct{ err error }
+
+func (e configError) Error() string   { return e.err.Error() }
+func (e configError) Unwrap() []error { return []error{ErrInvalidConfig, e.err} }
+
+func invalid(format string, args ...any) error {
+	return configError{fmt.Errorf(format, args...)}
+}
+
 // DefaultGrace is how long a worker has between SIGTERM and SIGKILL when
 // Config.Grace is 0.
 const DefaultGrace = 5 * time.Second
@@ -69,7 +80,7 @@ var runName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 func (c *Config) validate() error {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+		return invalid(format, args...)
 	}
 	switch {
 	case c.Script == "":

@@ -93,10 +93,10 @@ func FindPython(ctx context.Context, explicit, script string) (Interpreter, erro
 	check := func(path, source string) (Interpreter, error) {
 		r, err := runProbe(ctx, path, script)
 		if err != nil {
-			return Interpreter{}, fmt.Errorf("%w: %s %s cannot run: %w", ErrInvalidConfig, source, path, err)
+			return Interpreter{}, invalid("%s %s cannot run: %w", source, path, err)
 		}
 		if r.Torch == nil {
-			return Interpreter{}, fmt.Errorf("%w: %s %s cannot import torch; install PyTorch for it or pick another interpreter", ErrInvalidConfig, source, path)
+			return Interpreter{}, invalid("%s %s cannot import torch; install PyTorch for it or pick another interpreter", source, path)
 		}
 		if r.Syntax != nil {
 			return Interpreter{}, syntaxError(script, *r.Syntax)
@@ -106,14 +106,14 @@ func FindPython(ctx context.Context, explicit, script string) (Interpreter, erro
 	if explicit != "" {
 		p, err := exec.LookPath(explicit)
 		if err != nil {
-			return Interpreter{}, fmt.Errorf("%w: --python %s: %w", ErrInvalidConfig, explicit, err)
+			return Interpreter{}, invalid("--python %s: %w", explicit, err)
 		}
 		return check(p, "--python")
 	}
 	if env := os.Getenv(PythonEnv); env != "" {
 		p, err := exec.LookPath(env)
 		if err != nil {
-			return Interpreter{}, fmt.Errorf("%w: %s=%s: %w", ErrInvalidConfig, PythonEnv, env, err)
+			return Interpreter{}, invalid("%s=%s: %w", PythonEnv, env, err)
 		}
 		return check(p, PythonEnv)
 	}
@@ -153,9 +153,9 @@ func FindPython(ctx context.Context, explicit, script string) (Interpreter, erro
 		return Interpreter{Path: p, TorchVersion: *r.Torch, Source: "PATH"}, nil
 	}
 	if len(tried) == 0 {
-		return Interpreter{}, fmt.Errorf("%w: no python3 on PATH; install Python 3 with PyTorch (Debian: apt-get install python3-torch) or pass --python", ErrInvalidConfig)
+		return Interpreter{}, invalid("no python3 on PATH; install Python 3 with PyTorch (Debian: apt-get install python3-torch) or pass --python")
 	}
-	return Interpreter{}, fmt.Errorf("%w: no python3 on PATH can import torch (tried %s); install PyTorch (Debian: apt-get install python3-torch) or pass --python /path/to/python", ErrInvalidConfig, strings.Join(tried, ", "))
+	return Interpreter{}, invalid("no python3 on PATH can import torch (tried %s); install PyTorch (Debian: apt-get install python3-torch) or pass --python /path/to/python", strings.Join(tried, ", "))
 }
 
 func syntaxError(script, msg string) error {

@@ -82,7 +82,7 @@ func (t *Trainer) newJob() (*job, error) {
 	if results == "" {
 		home, err := os.UserHomeDir()
 		if err != nil {
-			return nil, fmt.Errorf("%w: no home directory for the results; set ResultsDir", ErrInvalidConfig)
+			return nil, invalid("no home directory for the results; set ResultsDir")
 		}
 		results = filepath.Join(home, "rtrain_results")
 	}
@@ -145,7 +145,7 @@ func (j *job) run(ctx context.Context) (*Result, error) {
 	plan, err := local.Head.Reserve(ctx, j.id, req)
 	if err != nil {
 		if errors.Is(err, cluster.ErrInfeasible) {
-			err = fmt.Errorf("%w: %s", ErrInvalidConfig, strings.TrimPrefix(err.Error(), cluster.ErrInfeasible.Error()+": "))
+			err = invalid("%w", err)
 		}
 		return j.end(ctx, err)
 	}

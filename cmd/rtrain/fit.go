@@ -125,7 +125,9 @@ func (o *fitOptions) run(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	res, err := t.Fit(cmd.Context())
-	if res != nil && res.State.Done() {
+	// A job that never launched has nothing to summarise: its one-line
+	// error says it all.
+	if res != nil && len(res.Workers) > 0 {
 		p.summary(res, err)
 	}
 	return err

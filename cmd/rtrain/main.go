@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/trainer"
 )
 
@@ -21,6 +22,9 @@ const (
 )
 
 func main() {
+	if launcher.RunReaperIfAsked() {
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()

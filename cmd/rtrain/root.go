@@ -19,6 +19,15 @@ workers' resources, wires the torch.distributed rendezvous exactly as torchrun
 does, streams the workers' logs and tells you which rank failed and why.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// An unknown command is a usage error with a one-line message, not
+		// cobra's multi-line suggestion.
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("unknown command %q; run 'rtrain --help' for the list", args[0])}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())}

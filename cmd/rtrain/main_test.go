@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rtrain/rtrain/internal/testutil"
+	"github.com/rtrain/rtrain/launcher"
+)
+
+// The test binary is rtrain itself when RTRAIN_TEST_AS_CLI is set, so these
+// tests run the real command line, exit codes and signals included, without
+// a separate build.
+func TestMain(m *testing.M) {
+	if launcher.RunReaperIfAsked() {
+		return
+	}
+	if os.Getenv("RTRAIN_TEST_AS_CLI") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+type cli struct {
+	cmd            *exec.Cmd
+	stdout, stderr bytes.Buffer
+	marker         string
+}
+
+// rtrain prepares `rtrain args...` with a python that has torch and results
+// in a temporary directory.
+func rtrain(t *testing.T, args ...string) *cli {
+	t.Helper()
+	c := &cli{marker: testutil.Marker(t)}
+	c.cmd = exec.Command(os.Args[0], args...)
+	c.cmd.Env = append(os.Environ(), "RTRAIN_TEST_AS_CLI=1", c.marker, "HOME="+t.TempDir())
+	if py := os.Getenv("RTRAIN_TEST_PYTHON"); py != "" {
+		c.cmd.Env = append(c.cmd.Env, "RTRAIN_PYTHON="+py)
+	} else {
+		c.cmd.Env = append(c.cmd.Env, "RTRAIN_PYTHON=/usr/bin/python3")
+	}
+	c.cmd.Stdout, c.cmd.Stderr = &c.stdout, &c.stderr
+	t.Cleanup(func() { testutil.NoProcesses(t, c.marker, 5*time.Second) })
+	return c
+}
+
+func (c *cli) run(t *testing.T) int {
+	t.Helper()
+	done := make(chan error, 1)
+	require.NoError(t, c.cmd.Start())
+	go func() { done <- c.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Minute):
+		_ = c.cmd.Process.Kill()
+		<-done
+		t.Fatalf("rtrain hung; stderr:\n%s", c.stderr.String())
+	}
+	return c.cmd.ProcessState.ExitCode()
+}
+
+func repo(t *testing.T, parts ...string) string {
+	return filepath.Join(append([]string{testutil.RepoRoot(t)}, parts...)...)
+}
+
+func TestUsageErrorsAreOneLine(t *testing.T) {
+	testutil.Python(t)
+	noTorch := filepath.Join(t.TempDir(), "python3")
+	require.NoError(t, os.WriteFile(noTorch, []byte("#!/bin/sh\nexec /usr/bin/python3 -S \"$@\"\n"), 0o755))
+	script := repo(t, "examples", "train_rtrain.py")
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no script", []string{"fit"}, "no script given"},
+		{"missing script", []string{"fit", "missing.py"}, "script missing.py does not exist"},
+		{"zero workers", []string{"fit", "--workers", "0", script}, "--workers must be at least 1, got 0"},
+		{"negative workers", []string{"fit", "--workers", "-1", script}, "--workers must be at least 1, got -1"},
+		{"unknown flag", []string{"fit", "--wrokers", "2", script}, "unknown flag: --wrokers"},
+		{"gpu without gpus", []string{"fit", "--workers", "4", "--gpu", "--num-gpus", "0", script}, "asked 4 GPUs, this node has 0"},
+		{"no torch", []string{"fit", "--python", noTorch, script}, "cannot import torch"},
+		{"syntax error", []string{"fit", repo(t, "trainer", "testdata", "syntax_error.py")}, "syntax error at line 3"},
+		{"conflicting gpu flags", []string{"fit", "--gpu", "--gpus-per-worker", "2", script}, "--gpu means one GPU per worker"},
+		{"unknown command", []string{"fitt"}, `unknown command "fitt"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := rtrain(t, tt.args...)
+			code := c.run(t)
+			assert.Equal(t, exitUsage, code, "stderr: %s", c.stderr.String())
+			// Informational lines ("rtrain: python ...") may come first; the
+			// error is the last line, alone.
+			lines := strings.Split(strings.TrimSpace(c.stderr.String()), "\n")
+			msg := lines[len(lines)-1]
+			assert.Contains(t, msg, tt.want)
+			assert.True(t, strings.HasPrefix(msg, "rtrain: "), "message %q starts with rtrain:", msg)
+			assert.LessOrEqual(t, len(lines), 2, "stderr: %q", lines)
+			assert.NotContains(t, c.stderr.String(), "goroutine")
+		})
+	}
+}
+
+func TestFitStreamsRanksAndSummarises(t *testing.T) {
+	testutil.Python(t)
+	c := rtrain(t, "fit", "--workers", "4", repo(t, "examples", "train_rtrain.py"), "--epochs", "2")
+	require.Equal(t, exitOK, c.run(t), "stderr: %s", c.stderr.String())
+	out, errs := c.stdout.String(), c.stderr.String()
+	assert.Contains(t, out, "[report] epoch=0 loss=")
+	assert.Contains(t, out, "[report] epoch=1 loss=")
+	assert.Contains(t, errs, "rtrain: python /usr/bin/python3 (torch ")
+	assert.Contains(t, errs, "succeeded in")
+	assert.Contains(t, errs, "4 workers, 2 reports")
+
+	c = rtrain(t, "fit", "-n", "2", repo(t, "examples", "train_torchrun.py"), "--", "--epochs", "1")
+	require.Equal(t, exitOK, c.run(t), "stderr: %s", c.stderr.String())
+	assert.Contains(t, c.stdout.String(), "[rank 0] epoch 0 loss")
+}
+
+func TestFailedJobNamesTheRootCause(t *testing.T) {
+	testutil.Python(t)
+	c := rtrain(t, "fit", "--workers", "3", "--env", "FAIL_RANK=1", repo(t, "cmd", "rtrain", "testdata", "fail_rank.py"))
+	assert.Equal(t, exitFailed, c.run(t))
+	errs := c.stderr.String()
+	assert.Contains(t, errs, "root cause: rank 1 on local")
+	assert.Contains(t, errs, "exit code 1: ValueError: boom from rank 1")
+	assert.Contains(t, errs, "Traceback (most recent call last)")
+	assert.Contains(t, errs, "stopped by rtrain after the failure: rank 0, rank 2")
+}
+
+// waitFor reads r until a line contains want.
+func waitFor(t *testing.T, r io.Reader, want string) {
+	t.Helper()
+	found := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), want) {
+				close(found)
+				_, _ = io.Copy(io.Discard, r)
+				return
+			}
+		}
+	}()
+	select {
+	case <-found:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("no %q from rtrain", want)
+	}
+}
+
+func TestKilledRtrainLeavesNoWorker(t *testing.T) {
+	testutil.Python(t)
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			c := rtrain(t, "fit", "--workers", "2", repo(t, "cmd", "rtrain", "testdata", "hold.py"))
+			pr, pw := io.Pipe()
+			c.cmd.Stdout = pw
+			require.NoError(t, c.cmd.Start())
+			waitFor(t, pr, "[rank 1] holding")
+			require.NotEmpty(t, testutil.Processes(c.marker))
+			require.NoError(t, c.cmd.Process.Signal(sig))
+			err := c.cmd.Wait()
+			_ = pw.Close()
+			var ee *exec.ExitError
+			require.ErrorAs(t, err, &ee)
+			if sig == syscall.SIGKILL {
+				assert.True(t, ee.ProcessState.Sys().(syscall.WaitStatus).Signaled())
+			} else {
+				assert.Equal(t, exitCancelled, ee.ExitCode(), "stderr: %s", c.stderr.String())
+				assert.Contains(t, c.stderr.String(), "cancelled")
+			}
+			testutil.NoProcesses(t, c.marker, 5*time.Second)
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	c := rtrain(t, "version")
+	require.Equal(t, exitOK, c.run(t))
+	assert.True(t, strings.HasPrefix(c.stdout.String(), "rtrain "), c.stdout.String())
+}
+
+func TestCompletion(t *testing.T) {
+	c := rtrain(t, "completion", "bash")
+	require.Equal(t, exitOK, c.run(t))
+	assert.Contains(t, c.stdout.String(), "bash completion")
+}

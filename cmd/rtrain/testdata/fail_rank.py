@@ -1,0 +1,19 @@
+"""Rank FAIL_RANK raises while every other rank waits in a collective."""
+import os
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+fail = int(os.environ.get("FAIL_RANK", "1"))
+if rank == fail:
+    time.sleep(0.5)
+    raise ValueError(f"boom from rank {rank}")
+print(f"rank {rank} waiting in all_reduce", flush=True)
+t = torch.ones(1)
+dist.all_reduce(t)  # never completes: rank FAIL_RANK is gone
+print("all_reduce returned", flush=True)
+sys.exit(3)

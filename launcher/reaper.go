@@ -1,0 +1,131 @@
+package launcher
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// reaperEnv carries the launching process's pid to the reaper; its presence
+// is what makes RunReaperIfAsked act.
+const reaperEnv = "RTRAIN_REAPER_PARENT"
+
+// prSetChildSubreaper is PR_SET_CHILD_SUBREAPER from <linux/prctl.h>.
+const prSetChildSubreaper = 36
+
+var reaperAvailable atomic.Bool
+
+// RunReaperIfAsked must be the first thing main (and TestMain of packages
+// that launch workers) does. When this process was started as a worker's
+// reaper it runs the reaper and exits; otherwise it records that the reaper
+// is available and returns false.
+//
+// The reaper is this same binary, re-executed between the launcher and the
+// worker (moby's reexec pattern). It makes itself the child subreaper of
+// everything the worker spawns, so that nothing escapes it, and it dies
+// with the launcher: if rtrain is killed, even with SIGKILL, the kernel
+// tells the reaper (parent-death signal), and the reaper kills the worker
+// and every descendant, those that called setsid included. When the worker
+// exits by itself, whatever it left running is killed, and the reaper exits
+// the way the worker did (same code, same signal).
+func RunReaperIfAsked() bool {
+	parent := os.Getenv(reaperEnv)
+	if parent == "" {
+		reaperAvailable.Store(true)
+		return false
+	}
+	os.Exit(reap(parent, os.Args[1:]))
+	return true
+}
+
+// ReaperAvailable reports whether Start will run workers under the reaper.
+func ReaperAvailable() bool { return reaperAvailable.Load() }
+
+func reap(parent string, argv []string) int {
+	// The worker and whatever it runs must not become reapers themselves.
+	_ = os.Unsetenv(reaperEnv)
+	if len(argv) == 0 {
+		fmt.Fprintln(os.Stderr, "rtrain reaper: no command")
+		return 127
+	}
+	// Parent-death signal set by the launcher; a dedicated handler below.
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	if strconv.Itoa(os.Getppid()) != parent {
+		return 1 // the launcher died before we could watch it
+	}
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
+		fmt.Fprintf(os.Stderr, "rtrain reaper: PR_SET_CHILD_SUBREAPER: %v\n", errno)
+	}
+	proc, err := os.StartProcess(argv[0], argv, &os.ProcAttr{
+		Env:   os.Environ(),
+		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rtrain: cannot start %s: %v\n", argv[0], err)
+		return 127
+	}
+	main := proc.Pid
+
+	// One goroutine reaps every child, the worker and re-parented orphans
+	// alike; Wait4(-1) and os.Process.Wait must not be mixed.
+	exited := make(chan syscall.WaitStatus, 1)
+	go func() {
+		for {
+			var ws syscall.WaitStatus
+			pid, err := syscall.Wait4(-1, &ws, 0, nil)
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil {
+				return // ECHILD: nothing left
+			}
+			if pid == main {
+				exited <- ws
+			}
+		}
+	}()
+
+	var ws syscall.WaitStatus
+	for done := false; !done; {
+		select {
+		case ws = <-exited:
+			done = true
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				// The launcher is gone: nobody else will clean up.
+				killTree(os.Getpid())
+				return 1
+			}
+			// Other signals reached the whole process group, the worker
+			// included; the reaper only must not die of them.
+		}
+	}
+	killTree(os.Getpid())
+	if ws.Signaled() {
+		signal.Reset(ws.Signal())
+		_ = syscall.Kill(os.Getpid(), ws.Signal())
+		time.Sleep(time.Second) // the signal ends us before this returns
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
+// killTree SIGKILLs every descendant of pid until none is left. New ones can
+// appear while it works (a fork racing the kill), hence the loop; it gives up
+// after a bounded number of rounds.
+func killTree(pid int) {
+	for range 50 {
+		tree := descendants(pid)
+		if len(tree) == 0 {
+			return
+		}
+		signalAll(tree, syscall.SIGKILL)
+		time.Sleep(10 * time.Millisecond)
+	}
+}
