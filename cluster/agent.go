@@ -294,10 +294,10 @@ func (g *Group) run(ctx context.Context, workers []*worker, cleanup func()) {
 		wg.Go(func() {
 			w.finish()
 			exit := w.proc.Exit()
-			g.emit(Event{Kind: WorkerExited, Rank: w.rank, Time: exit.Time, Exit: exit, Tail: w.tail.Lines()})
 			if !exit.Success() {
-				g.Stop()
+				g.Stop() // before the event: the survivors must not wait on the reader
 			}
+			g.emit(Event{Kind: WorkerExited, Rank: w.rank, Time: exit.Time, Exit: exit, Tail: w.tail.Lines()})
 		})
 	}
 	all := make(chan struct{})
