@@ -31,8 +31,12 @@ test: deps vet
 test-short:
 	$(GO) test -short -count=1 ./...
 
+# Micro-benchmarks, then the launch benchmark against torchrun and the floor,
+# which rewrites docs/BENCHMARKS.md and docs/bench-launch.svg (about 6 minutes
+# on 2 cores).
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./cmd/rtrain-bench -rtrain $(BIN) -out docs
 
 clean:
 	rm -rf bin
