@@ -99,6 +99,10 @@ type Event struct {
 	// WorkerExited: how it ended and the last lines of its stderr.
 	Exit launcher.Exit
 	Tail []string
+	// WorkerExited: when the worker printed its first Python traceback,
+	// zero if it printed none. The rank that raised first prints first,
+	// while it may exit after the peers its death brought down.
+	TracebackAt time.Time
 }
 
 // Group is a running worker group.
@@ -185,6 +189,8 @@ type worker struct {
 	out  *launcher.LineWriter
 	err  *launcher.LineWriter
 	tail *launcher.Tail
+	// tracebackAt is written by the stderr writer only, read after finish.
+	tracebackAt time.Time
 }
 
 // finish flushes the partial last lines and closes the log file; the process
@@ -217,6 +223,9 @@ func (g *Group) startWorker(ws WorkerSpec, sockPath string) (*worker, error) {
 			logMu.Unlock()
 			if stream == "stderr" {
 				w.tail.Add(line)
+				if w.tracebackAt.IsZero() && strings.HasPrefix(line, "Traceback (most recent call last)") {
+					w.tracebackAt = time.Now()
+				}
 			}
 			g.emit(Event{Kind: WorkerLog, Rank: rank, Stream: stream, Line: line})
 		}}
@@ -297,7 +306,7 @@ func (g *Group) run(ctx context.Context, workers []*worker, cleanup func()) {
 			if !exit.Success() {
 				g.Stop() // before the event: the survivors must not wait on the reader
 			}
-			g.emit(Event{Kind: WorkerExited, Rank: w.rank, Time: exit.Time, Exit: exit, Tail: w.tail.Lines()})
+			g.emit(Event{Kind: WorkerExited, Rank: w.rank, Time: exit.Time, Exit: exit, Tail: w.tail.Lines(), TracebackAt: w.tracebackAt})
 		})
 	}
 	all := make(chan struct{})

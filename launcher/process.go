@@ -1,13 +1,16 @@
 package launcher
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -60,6 +63,12 @@ func (e Exit) String() string {
 type Process struct {
 	cmd  *exec.Cmd
 	done chan struct{}
+	// pid is the worker's own pid; the group id is cmd's (the reaper's when
+	// there is one).
+	pid int
+	// status reads what the reaper says of the worker; nil without one.
+	status     *bufio.Reader
+	statusFile *os.File
 
 	mu       sync.Mutex
 	stopping bool
@@ -72,6 +81,14 @@ func Start(spec Spec) (*Process, error) {
 	if spec.Path == "" {
 		return nil, errors.New("launcher: no program to start")
 	}
+	if strings.ContainsRune(spec.Path, os.PathSeparator) {
+		// A relative path names a file from here, not from spec.Dir.
+		abs, err := filepath.Abs(spec.Path)
+		if err != nil {
+			return nil, fmt.Errorf("launcher: %w", err)
+		}
+		spec.Path = abs
+	}
 	cmd := exec.Command(spec.Path, spec.Args...)
 	cmd.Env = spec.Env
 	cmd.Dir = spec.Dir
@@ -83,6 +100,7 @@ func Start(spec Spec) (*Process, error) {
 		// rtrain itself dies, SIGKILL included.
 		Pdeathsig: syscall.SIGKILL,
 	}
+	var statusR, statusW *os.File
 	if ReaperAvailable() {
 		// The reaper starts the worker with a plain exec: it needs a path.
 		path, err := exec.LookPath(spec.Path)
@@ -99,6 +117,10 @@ func Start(spec Spec) (*Process, error) {
 		// SIGHUP, which the reaper handles by killing the whole tree; a
 		// SIGKILL would leave the worker's descendants behind.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGHUP}
+		if statusR, statusW, err = os.Pipe(); err != nil {
+			return nil, fmt.Errorf("launcher: pipe: %w", err)
+		}
+		cmd.ExtraFiles = []*os.File{statusW} // fd 3: statusFD
 	}
 
 	var readers []*os.File
@@ -117,48 +139,89 @@ func Start(spec Spec) (*Process, error) {
 	}
 	closeAll := func(fs []*os.File) {
 		for _, f := range fs {
-			_ = f.Close()
+			if f != nil {
+				_ = f.Close()
+			}
 		}
 	}
 	wOut, err := pipe(spec.Stdout)
 	if err != nil {
+		closeAll([]*os.File{statusR, statusW})
 		return nil, err
 	}
 	wErr, err := pipe(spec.Stderr)
 	if err != nil {
-		closeAll([]*os.File{wOut})
+		closeAll([]*os.File{wOut, statusR, statusW})
 		closeAll(readers)
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = wOut, wErr
 	err = cmd.Start()
 	// The child has its own copies; ours must go or the readers never see EOF.
-	closeAll([]*os.File{wOut, wErr})
+	closeAll([]*os.File{wOut, wErr, statusW})
 	if err != nil {
-		closeAll(readers)
+		closeAll(append(readers, statusR))
 		copies.Wait()
 		return nil, fmt.Errorf("launcher: start %s: %w", spec.Path, err)
 	}
 
-	p := &Process{cmd: cmd, done: make(chan struct{})}
+	p := &Process{cmd: cmd, done: make(chan struct{}), pid: cmd.Process.Pid}
+	if statusR != nil {
+		p.statusFile, p.status = statusR, bufio.NewReader(statusR)
+		// The reaper writes the pid as soon as the worker exists; nothing
+		// comes when the worker could not be started (its wait says why).
+		if line, err := p.status.ReadString('\n'); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "pid ")); err == nil {
+				p.pid = pid
+			}
+		}
+	}
 	go p.wait(readers, &copies)
 	return p, nil
+}
+
+// workerStatus is the worker's wait status as the reaper saw it.
+func (p *Process) workerStatus() (syscall.WaitStatus, bool) {
+	if p.status == nil {
+		return 0, false
+	}
+	defer p.statusFile.Close()
+	line, err := p.status.ReadString('\n')
+	if err != nil {
+		return 0, false
+	}
+	ws, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(line), "exit "), 10, 32)
+	if err != nil {
+		return 0, false
+	}
+	return syscall.WaitStatus(ws), true
 }
 
 func (p *Process) wait(readers []*os.File, copies *sync.WaitGroup) {
 	defer close(p.done)
 	err := p.cmd.Wait()
 	exit := Exit{Code: -1, Time: time.Now()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		exit.Code = 0
-	case errors.As(err, &ee):
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			exit.Signal = ws.Signal()
-		} else {
-			exit.Code = ee.ExitCode()
+	p.mu.Lock()
+	// Whether rtrain ended it is decided now, not after the output drains:
+	// a Stop that comes later did not cause this exit.
+	exit.Stopped = p.stopping
+	p.mu.Unlock()
+	ws, ok := p.workerStatus()
+	if !ok {
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+			ok = true
+		case errors.As(err, &ee):
+			ws, ok = ee.Sys().(syscall.WaitStatus)
 		}
+	}
+	switch {
+	case !ok:
+	case ws.Signaled():
+		exit.Signal = ws.Signal()
+	default:
+		exit.Code = ws.ExitStatus()
 	}
 	drained := make(chan struct{})
 	go func() { copies.Wait(); close(drained) }()
@@ -174,13 +237,15 @@ func (p *Process) wait(readers []*os.File, copies *sync.WaitGroup) {
 		_ = r.Close()
 	}
 	p.mu.Lock()
-	exit.Stopped = p.stopping
 	p.exit = exit
 	p.mu.Unlock()
 }
 
-// Pid is the process id, which is also its process group id.
-func (p *Process) Pid() int { return p.cmd.Process.Pid }
+// Pid is the worker's process id.
+func (p *Process) Pid() int { return p.pid }
+
+// pgid is the worker's process group: the reaper's pid when there is one.
+func (p *Process) pgid() int { return p.cmd.Process.Pid }
 
 // Done is closed when the process has exited and its output is drained.
 func (p *Process) Done() <-chan struct{} { return p.done }
@@ -194,9 +259,9 @@ func (p *Process) Exit() Exit {
 
 // Signal sends sig to the process's whole group.
 func (p *Process) Signal(sig syscall.Signal) error {
-	err := syscall.Kill(-p.Pid(), sig)
+	err := syscall.Kill(-p.pgid(), sig)
 	if err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("launcher: signal %s to group %d: %w", sig, p.Pid(), err)
+		return fmt.Errorf("launcher: signal %s to group %d: %w", sig, p.pgid(), err)
 	}
 	return nil
 }
@@ -216,7 +281,7 @@ func (p *Process) Stop(ctx context.Context, grace time.Duration) {
 	default:
 		// Taken while the worker lives: once it dies its children are
 		// re-parented and can no longer be traced to it.
-		tree = descendants(p.Pid())
+		tree = descendants(p.pgid())
 		if first {
 			_ = p.Signal(syscall.SIGTERM)
 			signalAll(tree, syscall.SIGTERM)
@@ -229,7 +294,7 @@ func (p *Process) Stop(ctx context.Context, grace time.Duration) {
 		case <-ctx.Done():
 		}
 	}
-	tree = append(tree, descendants(p.Pid())...)
+	tree = append(tree, descendants(p.pgid())...)
 	_ = p.Signal(syscall.SIGKILL)
 	signalAll(tree, syscall.SIGKILL)
 	<-p.done

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,9 +46,9 @@ func child(role string) {
 		fmt.Println("ready", os.Getpid())
 		time.Sleep(time.Hour)
 	case "term-ok":
-		fmt.Println("ready")
 		c := make(chan os.Signal, 1)
-		signal.Notify(c, syscall.SIGTERM)
+		signal.Notify(c, syscall.SIGTERM) // before "ready": the test signals on it
+		fmt.Println("ready")
 		<-c
 		os.Exit(0)
 	case "spawn":
@@ -185,7 +186,7 @@ func TestStopKillsTheWholeGroup(t *testing.T) {
 	out := newLines()
 	p := start(t, marker, "spawn", nil, out.writer(), nil)
 	// The grandchild's "ready" and the child's may come in either order.
-	got := []string{<-out.ch, <-out.ch}
+	got := []string{waitLine(t, out, "ready"), waitLine(t, out, "ready")}
 	if len(testutil.Processes(marker)) != 3 {
 		t.Fatalf("want reaper, worker and grandchild alive, got pids %v (lines %q)", testutil.Processes(marker), got)
 	}
@@ -251,8 +252,8 @@ func TestReaperKeepsTheExitStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pid == p.Pid() {
-		t.Fatal("the worker runs without a reaper")
+	if pid != p.Pid() || pid == p.pgid() {
+		t.Fatalf("worker pid %d, Pid() %d, group %d: want the worker under a reaper", pid, p.Pid(), p.pgid())
 	}
 	// Killed from outside, as the OOM killer would.
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
@@ -261,5 +262,60 @@ func TestReaperKeepsTheExitStatus(t *testing.T) {
 	<-p.Done()
 	if x := p.Exit(); x.Signal != syscall.SIGKILL || x.Stopped {
 		t.Errorf("exit = %+v, want the worker's SIGKILL passed through", x)
+	}
+}
+
+func TestReaperPassesTheWorkersSignal(t *testing.T) {
+	// The worker is a shell, not a Go child: the Go runtime ignores SIGUSR1
+	// and turns SIGSEGV into a panic, while an interpreter dies of them.
+	for _, sig := range []syscall.Signal{syscall.SIGSEGV, syscall.SIGABRT, syscall.SIGUSR1, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			out, errs := newLines(), newLines()
+			script := fmt.Sprintf("echo pid $$; kill -%d $$; sleep 60", int(sig))
+			p, err := Start(Spec{Path: "/bin/sh", Args: []string{"-c", script}, Env: append(os.Environ(), testutil.Marker(t)), Stdout: out.writer(), Stderr: errs.writer()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Stop(context.Background(), 0) })
+			line := waitLine(t, out, "pid ")
+			select {
+			case <-p.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatalf("the worker did not die of %s", sig)
+			}
+			if x := p.Exit(); x.Signal != sig || x.Code != -1 || x.Stopped {
+				t.Errorf("exit = %+v, want killed by %s", x, sig)
+			}
+			if want := fmt.Sprintf("pid %d", p.Pid()); line != want {
+				t.Errorf("Pid() = %d, the worker said %q", p.Pid(), line)
+			}
+			// The reaper must not crash in the worker's place.
+			if s := strings.Join(errs.got, "\n"); strings.Contains(s, "goroutine") || strings.Contains(s, "SIG") {
+				t.Errorf("stderr has a crash report:\n%s", s)
+			}
+		})
+	}
+}
+
+func TestRelativeProgramPathIsFromTheCaller(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(wd, self)
+	if err != nil || !strings.Contains(rel, "/") {
+		t.Skipf("no relative path with a slash to the test binary (%q, %v)", rel, err)
+	}
+	p, err := Start(Spec{Path: rel, Args: []string{"0"}, Dir: t.TempDir(), Env: append(os.Environ(), "LAUNCHER_CHILD=exit", testutil.Marker(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	if x := p.Exit(); !x.Success() {
+		t.Errorf("exit = %+v, want success", x)
 	}
 }

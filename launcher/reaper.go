@@ -14,6 +14,10 @@ import (
 // is what makes RunReaperIfAsked act.
 const reaperEnv = "RTRAIN_REAPER_PARENT"
 
+// statusFD is the reaper's end of the status pipe (the launcher's first
+// ExtraFiles entry).
+const statusFD = 3
+
 // prSetChildSubreaper is PR_SET_CHILD_SUBREAPER from <linux/prctl.h>.
 const prSetChildSubreaper = 36
 
@@ -61,6 +65,10 @@ func reap(parent string, argv []string) int {
 	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
 		fmt.Fprintf(os.Stderr, "rtrain reaper: PR_SET_CHILD_SUBREAPER: %v\n", errno)
 	}
+	// The launcher reads the worker's pid and, at the end, its raw wait
+	// status here: the reaper cannot die of the worker's signal itself (the
+	// Go runtime turns SIGSEGV into a crash report and ignores SIGUSR1).
+	status := os.NewFile(statusFD, "status")
 	proc, err := os.StartProcess(argv[0], argv, &os.ProcAttr{
 		Env:   os.Environ(),
 		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
@@ -71,6 +79,9 @@ func reap(parent string, argv []string) int {
 		return 127
 	}
 	main := proc.Pid
+	if status != nil {
+		fmt.Fprintf(status, "pid %d\n", main)
+	}
 
 	// One goroutine reaps every child, the worker and re-parented orphans
 	// alike; Wait4(-1) and os.Process.Wait must not be mixed.
@@ -107,10 +118,10 @@ func reap(parent string, argv []string) int {
 		}
 	}
 	killTree(os.Getpid())
+	if status != nil {
+		fmt.Fprintf(status, "exit %d\n", uint32(ws))
+	}
 	if ws.Signaled() {
-		signal.Reset(ws.Signal())
-		_ = syscall.Kill(os.Getpid(), ws.Signal())
-		time.Sleep(time.Second) // the signal ends us before this returns
 		return 128 + int(ws.Signal())
 	}
 	return ws.ExitStatus()

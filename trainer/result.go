@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -18,22 +19,34 @@ type WorkerExit struct {
 	launcher.Exit
 	// Tail is the end of the worker's stderr.
 	Tail []string
+	// FailedAt is the first sign of the failure: the worker's first Python
+	// traceback, else its exit. Zero for a worker that succeeded.
+	FailedAt time.Time
 }
 
 // Cause is the one line that says why the worker failed: the exception line
-// of its Python traceback when there is one, else how it ended.
+// of its last Python traceback when there is one, else how it ended.
 func (w WorkerExit) Cause() string {
+	tb := -1
 	for i := len(w.Tail) - 1; i >= 0; i-- {
-		line := strings.TrimSpace(w.Tail[i])
-		if line == "" || strings.HasPrefix(line, "[") || strings.HasPrefix(line, "^") {
-			continue
+		if strings.HasPrefix(w.Tail[i], "Traceback (most recent call last)") {
+			tb = i
+			break
 		}
-		if looksLikeException(line) {
-			return line
+	}
+	if tb >= 0 {
+		for i := len(w.Tail) - 1; i > tb; i-- {
+			if line := strings.TrimSpace(w.Tail[i]); exceptionLine.MatchString(line) {
+				return line
+			}
 		}
 	}
 	return w.Exit.String()
 }
+
+// exceptionLine is the last line of a traceback: a (dotted) exception class
+// name, then its message.
+var exceptionLine = regexp.MustCompile(`^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit|Warning)\b`)
 
 // Traceback is the last Python traceback in the worker's stderr, or the last
 // lines of it when there is none.
@@ -44,18 +57,6 @@ func (w WorkerExit) Traceback() []string {
 		}
 	}
 	return w.Tail[max(len(w.Tail)-10, 0):]
-}
-
-func looksLikeException(line string) bool {
-	name, _, ok := strings.Cut(line, ":")
-	if !ok {
-		name = line
-	}
-	if strings.ContainsAny(name, " \t") {
-		return false
-	}
-	return strings.HasSuffix(name, "Error") || strings.HasSuffix(name, "Exception") ||
-		strings.HasSuffix(name, "Interrupt") || strings.HasSuffix(name, "Exit") || strings.Contains(name, ".")
 }
 
 // JobError is a job that failed because a worker did. Cause is the worker
@@ -103,6 +104,9 @@ func newJobError(exits []WorkerExit) *JobError {
 	if len(failed) == 0 {
 		return nil
 	}
-	sort.SliceStable(failed, func(i, j int) bool { return failed[i].Time.Before(failed[j].Time) })
+	// The rank that raised first is the cause, not the first to exit: its
+	// death brings its peers down with "connection closed" errors that can
+	// end their processes before its own has finished exiting.
+	sort.SliceStable(failed, func(i, j int) bool { return failed[i].FailedAt.Before(failed[j].FailedAt) })
 	return &JobError{Cause: failed[0], Failed: failed[1:], Stopped: stopped}
 }

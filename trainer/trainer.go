@@ -310,6 +310,12 @@ func (j *job) follow(ctx context.Context, groups []*cluster.Group, world int) []
 				j.emit(Event{Type: EventReport, Time: e.Time, Rank: e.Rank, Node: e.NodeID, Metrics: e.Report.Metrics})
 			case cluster.WorkerExited:
 				w := WorkerExit{Rank: e.Rank, Node: e.NodeID, PID: pids[e.Rank], Exit: e.Exit, Tail: e.Tail}
+				if !w.Success() {
+					w.FailedAt = e.Exit.Time
+					if !e.TracebackAt.IsZero() && e.TracebackAt.Before(w.FailedAt) {
+						w.FailedAt = e.TracebackAt
+					}
+				}
 				exits = append(exits, w)
 				if !w.Success() && !w.Stopped {
 					stopAll()
