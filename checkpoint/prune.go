@@ -153,3 +153,42 @@ func score(m Manifest, metric string) (float64, bool) {
 	}
 	return f, true
 }
+
+// Best returns the checkpoints of ms that have p.Score as a finite number,
+// best first as p.Order says (ties: the newer first). Without a Score it
+// returns nil: there is nothing to rank by.
+func Best(ms []Manifest, p Retention) ([]Manifest, error) {
+	if p.Score == "" {
+		return nil, nil
+	}
+	better, err := ranking(p)
+	if err != nil {
+		return nil, err
+	}
+	var scored []Manifest
+	for _, m := range ms {
+		if _, ok := score(m, p.Score); ok {
+			scored = append(scored, m)
+		}
+	}
+	sort.SliceStable(scored, func(i, j int) bool { return better(scored[i], scored[j]) })
+	return scored, nil
+}
+
+// Score is m's value of metric, if it is a finite number.
+func Score(m Manifest, metric string) (float64, bool) { return score(m, metric) }
+
+// Delete removes checkpoint index, committed or partial: its manifest
+// first, so it stops being a checkpoint before any file goes. A missing
+// index is ErrNotFound.
+func (r *Run) Delete(ctx context.Context, index int) error {
+	dirs, err := r.scan(ctx)
+	if err != nil {
+		return err
+	}
+	d := dirs[index]
+	if d == nil {
+		return fmt.Errorf("checkpoint: %s: %w", r.storage.URI(r.dirKey(index)), ErrNotFound)
+	}
+	return r.deleteDir(ctx, d)
+}

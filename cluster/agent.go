@@ -70,6 +70,22 @@ type GroupSpec struct {
 	LogDir string
 	// Grace is how long a worker has between SIGTERM and SIGKILL.
 	Grace time.Duration
+	// Stager receives the checkpoints workers attach to report(); nil
+	// refuses them.
+	Stager *Stager
+	// Restore, when set, is the checkpoint the workers resume from: they
+	// find it through rtrain.get_checkpoint().
+	Restore *Restore
+}
+
+// Restore is a checkpoint copied to this node for the workers to resume
+// from.
+type Restore struct {
+	// Dir is the local directory holding its files.
+	Dir string
+	// URI is where it is stored; Index is its number.
+	URI   string
+	Index int
 }
 
 // EventKind says what a worker event is.
@@ -94,8 +110,10 @@ type Event struct {
 	// WorkerLog: the stream ("stdout" or "stderr") and the line.
 	Stream string
 	Line   string
-	// WorkerReport.
+	// WorkerReport: the report, and where its checkpoint files were
+	// staged (empty when the worker attached none).
 	Report pyshim.Report
+	Staged string
 	// WorkerExited: how it ended and the last lines of its stderr.
 	Exit launcher.Exit
 	Tail []string
@@ -168,9 +186,29 @@ func (g *Group) Events() <-chan Event { return g.events }
 // period. It does not wait; Events closes when they are gone.
 func (g *Group) Stop() { g.stopOnce.Do(func() { close(g.stopCh) }) }
 
-// Report implements pyshim.Handler.
+// Report implements pyshim.Handler. A checkpoint is staged before the
+// worker's report() returns; the stop of the group ends the wait for room.
 func (g *Group) Report(ctx context.Context, r pyshim.Report) error {
-	g.emit(Event{Kind: WorkerReport, Rank: r.Rank, Time: r.Time, Report: r})
+	var staged string
+	if r.Checkpoint != "" {
+		if g.spec.Stager == nil {
+			return errNoStorage
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-g.stopCh:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		var err error
+		if staged, err = g.spec.Stager.Stage(ctx, r.Seq, r.Checkpoint); err != nil {
+			return err
+		}
+	}
+	g.emit(Event{Kind: WorkerReport, Rank: r.Rank, Time: r.Time, Report: r, Staged: staged})
 	return nil
 }
 
@@ -255,6 +293,14 @@ func (g *Group) agentEnv(env []string, ws WorkerSpec, sockPath string) []string 
 	delete(m, "RTRAIN_CUDA_DEVICE")
 	m["RTRAIN_RUN_NAME"] = g.spec.RunName
 	m["RTRAIN_JOB_ID"] = g.spec.JobID
+	delete(m, "RTRAIN_CHECKPOINT_DIR")
+	delete(m, "RTRAIN_CHECKPOINT_URI")
+	delete(m, "RTRAIN_CHECKPOINT_INDEX")
+	if r := g.spec.Restore; r != nil {
+		m["RTRAIN_CHECKPOINT_DIR"] = r.Dir
+		m["RTRAIN_CHECKPOINT_URI"] = r.URI
+		m["RTRAIN_CHECKPOINT_INDEX"] = strconv.Itoa(r.Index)
+	}
 	if p := m["PYTHONPATH"]; p != "" {
 		m["PYTHONPATH"] = g.agent.shimDir + string(os.PathListSeparator) + p
 	} else {

@@ -5,12 +5,18 @@
 Mirrors Ray Train's API (get_context, report, prepare_model,
 prepare_data_loader), so a Ray Train script ports by changing its imports.
 It fits a small MLP to synthetic data (no downloads) and reports the loss of
-every epoch; with --out DIR each rank writes its final parameters to
-DIR/params_rank<R>.json.
+every epoch with a checkpoint (model, optimizer, epoch), so
+
+    rtrain fit --workers 4 --name demo examples/train_rtrain.py
+    rtrain fit --workers 4 --name demo --resume examples/train_rtrain.py -- --epochs 10
+
+continues where the first run ended. With --out DIR each rank writes its final
+parameters to DIR/params_rank<R>.json.
 """
 import argparse
 import json
 import os
+import tempfile
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -39,10 +45,22 @@ def main():
     torch.manual_seed(0)
     model = prepare_model(torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1)))
     loader = prepare_data_loader(DataLoader(synthetic_data(), batch_size=args.batch_size, shuffle=True))
-    opt = torch.optim.SGD(model.parameters(), lr=args.lr)
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
     loss_fn = torch.nn.MSELoss()
+    net = model.module if hasattr(model, "module") else model
 
-    for epoch in range(args.epochs):
+    start = 0
+    ckpt = rtrain.get_checkpoint()
+    if ckpt:
+        with ckpt.as_directory() as d:
+            net.load_state_dict(torch.load(os.path.join(d, "model.pt")))
+            opt.load_state_dict(torch.load(os.path.join(d, "optim.pt")))
+            with open(os.path.join(d, "meta.json")) as f:
+                start = json.load(f)["epoch"] + 1
+        if ctx.get_world_rank() == 0:
+            print(f"resuming from {ckpt.uri or ckpt.path} at epoch {start}", flush=True)
+
+    for epoch in range(start, args.epochs):
         if ctx.get_world_size() > 1:
             loader.sampler.set_epoch(epoch)
         total, batches = 0.0, 0
@@ -53,11 +71,20 @@ def main():
             opt.step()
             total += loss.item()
             batches += 1
-        rtrain.report({"epoch": epoch, "loss": total / batches})
+        metrics = {"epoch": epoch, "loss": total / batches}
+        # Every rank reports; rank 0 alone holds the (replicated) state.
+        with tempfile.TemporaryDirectory() as d:
+            checkpoint = None
+            if ctx.get_world_rank() == 0:
+                torch.save(net.state_dict(), os.path.join(d, "model.pt"))
+                torch.save(opt.state_dict(), os.path.join(d, "optim.pt"))
+                with open(os.path.join(d, "meta.json"), "w") as f:
+                    json.dump({"epoch": epoch}, f)
+                checkpoint = rtrain.Checkpoint.from_directory(d)
+            rtrain.report(metrics, checkpoint=checkpoint)
 
     if args.out:
         os.makedirs(args.out, exist_ok=True)
-        net = model.module if hasattr(model, "module") else model
         params = [p.detach().flatten().tolist() for p in net.parameters()]
         with open(os.path.join(args.out, f"params_rank{ctx.get_world_rank()}.json"), "w") as f:
             json.dump(params, f)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"sync"
 	"time"
 )
@@ -84,20 +85,30 @@ type Report struct {
 	Rank    int
 	Metrics Metrics
 	Time    time.Time
+	// Seq counts the worker's report() calls from 1. Every rank reports at
+	// the same points, so the Seq-th reports of all ranks belong together.
+	Seq int
+	// Checkpoint is the absolute path of the directory the worker attached
+	// with checkpoint=, empty when it attached none. The worker may delete
+	// it as soon as Report returns.
+	Checkpoint string
 }
 
 // Handler receives what workers send. Its methods are called concurrently,
 // one goroutine per worker connection.
 type Handler interface {
-	// Report handles one report() call; an error is raised in the worker.
+	// Report handles one report() call; an error is raised in the worker,
+	// and the worker is blocked until it returns.
 	Report(ctx context.Context, r Report) error
 }
 
 type request struct {
-	Op      string  `json:"op"`
-	Rank    int     `json:"rank"`
-	PID     int     `json:"pid"`
-	Metrics Metrics `json:"metrics"`
+	Op         string  `json:"op"`
+	Rank       int     `json:"rank"`
+	PID        int     `json:"pid"`
+	Metrics    Metrics `json:"metrics"`
+	Seq        int     `json:"seq"`
+	Checkpoint string  `json:"checkpoint"`
 }
 
 type reply struct {
@@ -186,8 +197,10 @@ func (s *Server) serve(c net.Conn) {
 			case "hello":
 				rank = req.Rank
 			case "report":
-				r := Report{Rank: req.Rank, Metrics: req.Metrics, Time: time.Now()}
-				if err := s.h.Report(s.ctx, r); err != nil {
+				r := Report{Rank: req.Rank, Metrics: req.Metrics, Time: time.Now(), Seq: req.Seq, Checkpoint: req.Checkpoint}
+				if r.Checkpoint != "" && !filepath.IsAbs(r.Checkpoint) {
+					rep = reply{Error: fmt.Sprintf("checkpoint path %q is not absolute", r.Checkpoint)}
+				} else if err := s.h.Report(s.ctx, r); err != nil {
 					rep = reply{Error: err.Error()}
 				}
 			default:

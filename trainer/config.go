@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/rtrain/rtrain/checkpoint"
 )
 
 // ErrInvalidConfig is wrapped by every error that is the caller's input, not
@@ -69,6 +71,23 @@ type Config struct {
 	// job stops. 0 means DefaultGrace.
 	Grace time.Duration
 
+	// Storage is where the run's checkpoints and result.json are kept, under
+	// <Storage>/<Name>/: "s3://bucket/prefix" or a local directory. Empty:
+	// ResultsDir. An S3 bucket must exist; rtrain never creates one.
+	Storage string
+	// S3 overrides the S3 settings rtrain otherwise takes from the
+	// environment (AWS_ACCESS_KEY_ID, AWS_PROFILE, AWS_ENDPOINT_URL_S3, ...).
+	S3 checkpoint.S3Options
+	// Checkpoint says which checkpoints the run keeps.
+	Checkpoint CheckpointConfig
+	// Resume continues run Name from its latest committed checkpoint;
+	// Name is required. Without Resume or ResumeFrom, a Name that already
+	// has committed checkpoints is refused rather than overwritten.
+	Resume bool
+	// ResumeFrom starts from the checkpoint at this URI
+	// (".../RUN/checkpoint_000003"), of this run or another.
+	ResumeFrom string
+
 	// OnEvent, if set, receives every event of the job, in order, from one
 	// goroutine. It must not block for long: workers' output waits for it.
 	OnEvent func(Event)
@@ -97,6 +116,18 @@ func (c *Config) validate() error {
 		return bad("--num-gpus must be 0 or more, got %d", *c.NumGPUs)
 	case c.Grace < 0:
 		return bad("grace period must not be negative, got %s", c.Grace)
+	case c.Resume && c.Name == "":
+		return bad("--resume needs --name: the run to continue")
+	case c.Resume && c.ResumeFrom != "":
+		return bad("--resume and --resume-from both name a checkpoint; give one")
+	case c.Checkpoint.Keep < 0:
+		return bad("--checkpoint-keep must be 0 (keep all) or more, got %d", c.Checkpoint.Keep)
+	case c.Checkpoint.InFlight < 0:
+		return bad("checkpoints in flight must be 0 (default) or more, got %d", c.Checkpoint.InFlight)
+	case c.Checkpoint.Order != "" && c.Checkpoint.Order != "max" && c.Checkpoint.Order != "min":
+		return bad("--checkpoint-order %q: want max or min", c.Checkpoint.Order)
+	case c.Checkpoint.Order != "" && c.Checkpoint.Score == "":
+		return bad("--checkpoint-order needs --checkpoint-score: the metric to order by")
 	case c.Name != "" && !runName.MatchString(c.Name):
 		return bad("run name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", c.Name)
 	}

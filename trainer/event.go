@@ -39,6 +39,9 @@ const (
 	EventReport EventType = "report"
 	// EventWorkerExited: Rank ended as Exit says.
 	EventWorkerExited EventType = "worker_exited"
+	// EventCheckpoint: Checkpoint was committed to storage: every rank had
+	// reported it and every file was stored and verified.
+	EventCheckpoint EventType = "checkpoint"
 )
 
 // Event is one thing that happened to a job.
@@ -59,4 +62,6 @@ type Event struct {
 	Metrics pyshim.Metrics
 
 	Exit *WorkerExit
+
+	Checkpoint *Checkpoint
 }

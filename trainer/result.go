@@ -85,6 +85,18 @@ type Result struct {
 	// Metrics are rank 0's last report; Reports counts rank 0's reports.
 	Metrics pyshim.Metrics
 	Reports int
+	// Storage is the URI of the run's directory in storage; ResultURI the
+	// result.json written there at the end.
+	Storage   string
+	ResultURI string
+	// Latest is the newest committed checkpoint, the one --resume starts
+	// from; nil when there is none. Best are the kept checkpoints that have
+	// the CheckpointConfig.Score metric, best first. Neither names a
+	// checkpoint that retention deleted.
+	Latest *Checkpoint
+	Best   []Checkpoint
+	// ResumedFrom is the URI of the checkpoint the workers started from.
+	ResumedFrom string
 	// Workers is how each worker ended, by rank.
 	Workers  []WorkerExit
 	Started  time.Time

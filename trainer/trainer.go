@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rtrain/rtrain/checkpoint"
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/pyshim"
 	"github.com/rtrain/rtrain/rendezvous"
@@ -62,12 +63,21 @@ func (t *Trainer) Fit(ctx context.Context) (*Result, error) {
 }
 
 type job struct {
-	cfg    Config
-	log    *slog.Logger
-	id     string
-	res    *Result
-	script string
-	dir    string
+	cfg        Config
+	log        *slog.Logger
+	id         string
+	res        *Result
+	script     string
+	dir        string
+	resultsDir string
+
+	// Set by openStorage.
+	storage checkpoint.Storage
+	ckptRun *checkpoint.Run
+	next    int              // index of the run's next checkpoint
+	restore *cluster.Restore // what the workers resume from, or nil
+	// launched is set once workers have been started.
+	launched bool
 }
 
 func (t *Trainer) newJob() (*job, error) {
@@ -98,12 +108,13 @@ func (t *Trainer) newJob() (*job, error) {
 	}
 	runDir := filepath.Join(results, name)
 	return &job{
-		cfg:    cfg,
-		log:    t.log.With("run", name),
-		id:     id,
-		script: script,
-		dir:    dir,
-		res:    &Result{Name: name, RunDir: runDir, LogDir: filepath.Join(runDir, "logs"), State: StatePending},
+		cfg:        cfg,
+		log:        t.log.With("run", name),
+		id:         id,
+		script:     script,
+		dir:        dir,
+		resultsDir: results,
+		res:        &Result{Name: name, RunDir: runDir, LogDir: filepath.Join(runDir, "logs"), State: StatePending},
 	}, nil
 }
 
@@ -133,6 +144,13 @@ func (j *job) run(ctx context.Context) (*Result, error) {
 	}
 	j.res.Python = py
 	j.setState(StatePending, fmt.Sprintf("python %s (torch %s, from %s)", py.Path, py.TorchVersion, py.Source))
+	if err := j.openStorage(ctx); err != nil {
+		return j.end(ctx, err)
+	}
+	defer j.closeStorage()
+	if j.restore != nil {
+		j.setState(StatePending, fmt.Sprintf("resuming from %s", j.restore.URI))
+	}
 
 	local, err := j.startCluster()
 	if err != nil {
@@ -152,34 +170,59 @@ func (j *job) run(ctx context.Context) (*Result, error) {
 	defer local.Head.Release(j.id)
 	j.setState(StateStarting, fmt.Sprintf("%d workers on %d node", j.cfg.Workers, 1))
 
-	exits, err := j.attempt(ctx, local, plan, py)
-	j.res.Workers = exits
+	ckpts, err := j.newCommitter(ctx, j.cfg.Workers)
 	if err != nil {
 		return j.end(ctx, err)
 	}
-	if jerr := newJobError(exits); jerr != nil {
+	exits, ckptErr, err := j.attempt(ctx, local, plan, py, ckpts)
+	// Every rank that reported a checkpoint before the end has it
+	// committed, a failed job's included; only ctx cuts uploads short.
+	ckpts.close()
+	j.res.Workers = exits
+	jerr := newJobError(exits)
+	if ckptErr == nil && jerr == nil {
+		select {
+		case ckptErr = <-ckpts.failed:
+		default:
+		}
+	}
+	switch {
+	case err != nil:
+		return j.end(ctx, err)
+	case ckptErr != nil:
+		return j.end(ctx, ckptErr)
+	case jerr != nil:
 		return j.end(ctx, jerr)
 	}
 	return j.end(ctx, nil)
 }
 
-// end settles the final state from err and returns the result with it.
+// end settles the final state from err, records the run in storage, and
+// returns the result with err.
 func (j *job) end(ctx context.Context, err error) (*Result, error) {
 	var jerr *JobError
+	var state State
 	switch {
 	case err == nil && ctx.Err() != nil:
 		err = fmt.Errorf("%w: %w", ErrCancelled, context.Cause(ctx))
-		j.setState(StateCancelled, err.Error())
+		state = StateCancelled
 	case err == nil:
-		j.setState(StateSucceeded, "")
+		state = StateSucceeded
 	case errors.As(err, &jerr):
-		j.setState(StateFailed, err.Error())
+		state = StateFailed
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		err = fmt.Errorf("%w: %w", ErrCancelled, err)
-		j.setState(StateCancelled, err.Error())
+		state = StateCancelled
 	default:
-		j.setState(StateFailed, err.Error())
+		state = StateFailed
 	}
+	j.res.State = state
+	j.settle(ctx, err)
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	j.setState(state, msg)
 	return j.res, err
 }
 
@@ -208,11 +251,11 @@ func shimCacheDir() string {
 }
 
 // attempt runs the workers once, from launch to the last exit.
-func (j *job) attempt(ctx context.Context, local *cluster.Local, plan cluster.Plan, py Interpreter) ([]WorkerExit, error) {
+func (j *job) attempt(ctx context.Context, local *cluster.Local, plan cluster.Plan, py Interpreter, ckpts *committer) ([]WorkerExit, error, error) {
 	agent := local.Agent
 	port, err := agent.FreePort(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("trainer: %w", err)
+		return nil, nil, fmt.Errorf("trainer: %w", err)
 	}
 	node := agent.Node()
 	workers := make([]cluster.WorkerSpec, len(plan.Assignments))
@@ -249,19 +292,25 @@ func (j *job) attempt(ctx context.Context, local *cluster.Local, plan cluster.Pl
 		Workers:  workers,
 		LogDir:   j.res.LogDir,
 		Grace:    grace,
+		Stager:   ckpts.stager,
+		Restore:  j.restore,
 	}
 	groups := []*cluster.Group{}
 	g, err := agent.Start(ctx, spec)
 	if err != nil {
-		return nil, fmt.Errorf("trainer: %w", err)
+		return nil, nil, fmt.Errorf("trainer: %w", err)
 	}
 	groups = append(groups, g)
-	return j.follow(ctx, groups, len(workers)), nil
+	j.launched = true
+	exits, ckptErr := j.follow(ctx, groups, len(workers), ckpts)
+	return exits, ckptErr, nil
 }
 
 // follow turns the groups' events into the job's until every group is done.
-// The first worker to fail, or ctx ending, stops every group.
-func (j *job) follow(ctx context.Context, groups []*cluster.Group, world int) []WorkerExit {
+// The first worker to fail, a checkpoint that cannot be stored, or ctx
+// ending stops every group. It returns how each worker ended and the
+// checkpoint error when that came before any worker failed.
+func (j *job) follow(ctx context.Context, groups []*cluster.Group, world int, ckpts *committer) ([]WorkerExit, error) {
 	events := make(chan cluster.Event)
 	var wg sync.WaitGroup
 	for _, g := range groups {
@@ -282,16 +331,26 @@ func (j *job) follow(ctx context.Context, groups []*cluster.Group, world int) []
 	var exits []WorkerExit
 	started := 0
 	done := ctx.Done()
+	failedCkpt := ckpts.failed
+	var ckptErr error
+	workerFailed := false
 	for {
 		select {
 		case <-done:
 			done = nil
 			j.log.Debug("context done; stopping workers")
 			stopAll()
+		case err := <-failedCkpt:
+			failedCkpt = nil
+			if !workerFailed {
+				ckptErr = err
+				j.log.Debug("checkpoint failed; stopping workers", "err", err)
+				stopAll()
+			}
 		case e, ok := <-events:
 			if !ok {
 				sort.Slice(exits, func(a, b int) bool { return exits[a].Rank < exits[b].Rank })
-				return exits
+				return exits, ckptErr
 			}
 			switch e.Kind {
 			case cluster.WorkerStarted:
@@ -308,6 +367,7 @@ func (j *job) follow(ctx context.Context, groups []*cluster.Group, world int) []
 					j.res.Reports++
 				}
 				j.emit(Event{Type: EventReport, Time: e.Time, Rank: e.Rank, Node: e.NodeID, Metrics: e.Report.Metrics})
+				ckpts.report(e)
 			case cluster.WorkerExited:
 				w := WorkerExit{Rank: e.Rank, Node: e.NodeID, PID: pids[e.Rank], Exit: e.Exit, Tail: e.Tail}
 				if !w.Success() {
@@ -318,6 +378,9 @@ func (j *job) follow(ctx context.Context, groups []*cluster.Group, world int) []
 				}
 				exits = append(exits, w)
 				if !w.Success() && !w.Stopped {
+					if ckptErr == nil {
+						workerFailed = true
+					}
 					stopAll()
 				}
 				j.emit(Event{Type: EventWorkerExited, Time: e.Time, Rank: e.Rank, Node: e.NodeID, PID: w.PID, Exit: &w})

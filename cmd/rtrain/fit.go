@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rtrain/rtrain/checkpoint"
 	"github.com/rtrain/rtrain/trainer"
 )
 
@@ -25,6 +26,13 @@ type fitOptions struct {
 	resultsDir    string
 	grace         time.Duration
 	verbose       bool
+	storage       string
+	s3            checkpoint.S3Options
+	ckptKeep      int
+	ckptScore     string
+	ckptOrder     string
+	resume        bool
+	resumeFrom    string
 }
 
 func newFitCmd() *cobra.Command {
@@ -43,7 +51,8 @@ runs on this machine through an embedded head and agent.
 Everything after SCRIPT is passed to the script.`,
 		Example: `  rtrain fit --workers 4 examples/train_rtrain.py
   rtrain fit --workers 2 --gpu train.py -- --epochs 10
-  rtrain fit --workers 4 --env NCCL_DEBUG=INFO --name resnet-run train.py`,
+  rtrain fit --workers 4 --env NCCL_DEBUG=INFO --name resnet-run train.py
+  rtrain fit --workers 4 --storage s3://bucket/runs --name resnet-run --resume train.py`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageError{errors.New("no script given; usage: rtrain fit [flags] SCRIPT [-- SCRIPT_ARGS...]")}
@@ -74,6 +83,13 @@ Everything after SCRIPT is passed to the script.`,
 	f.StringVar(&o.resultsDir, "results-dir", "", "local directory for runs' logs (default ~/rtrain_results)")
 	f.DurationVar(&o.grace, "grace", trainer.DefaultGrace, "time a worker gets between SIGTERM and SIGKILL when the job stops")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log what rtrain does")
+	f.StringVar(&o.storage, "storage", "", "where checkpoints and result.json go: s3://BUCKET/PREFIX or a directory (default: --results-dir)")
+	f.IntVar(&o.ckptKeep, "checkpoint-keep", 0, "checkpoints to keep (0 keeps all; the latest is always kept)")
+	f.StringVar(&o.ckptScore, "checkpoint-score", "", "reported metric that ranks checkpoints for --checkpoint-keep (default: keep the newest)")
+	f.StringVar(&o.ckptOrder, "checkpoint-order", "", "max or min: whether a higher or lower --checkpoint-score is better (default max)")
+	f.BoolVar(&o.resume, "resume", false, "continue run --name from its latest committed checkpoint")
+	f.StringVar(&o.resumeFrom, "resume-from", "", "start from this checkpoint: STORAGE/RUN/checkpoint_NNNNNN")
+	addS3Flags(f, &o.s3)
 	_ = cmd.MarkFlagFilename("python")
 	_ = cmd.MarkFlagDirname("working-dir")
 	_ = cmd.MarkFlagDirname("results-dir")
@@ -105,6 +121,11 @@ func (o *fitOptions) config(cmd *cobra.Command, args []string) (trainer.Config, 
 		WorkingDir:    o.workingDir,
 		ResultsDir:    o.resultsDir,
 		Grace:         o.grace,
+		Storage:       o.storage,
+		S3:            o.s3,
+		Checkpoint:    trainer.CheckpointConfig{Keep: o.ckptKeep, Score: o.ckptScore, Order: o.ckptOrder},
+		Resume:        o.resume,
+		ResumeFrom:    o.resumeFrom,
 	}
 	if cmd.Flags().Changed("num-gpus") {
 		n := o.numGPUs
@@ -158,6 +179,9 @@ func (p *printer) event(e trainer.Event) {
 		if e.Rank == 0 {
 			fmt.Fprintf(p.out, "[report] %s\n", formatMetrics(e.Metrics))
 		}
+	case trainer.EventCheckpoint:
+		c := e.Checkpoint
+		fmt.Fprintf(p.out, "[checkpoint] %s (%s)\n", c.URI, formatBytes(c.Bytes))
 	case trainer.EventWorkerExited:
 		if x := e.Exit; !x.Success() && !x.Stopped {
 			fmt.Fprintf(p.err, "rtrain: rank %d (pid %d) failed: %s; stopping the other workers\n", x.Rank, x.PID, x.Exit)

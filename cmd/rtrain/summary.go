@@ -27,7 +27,25 @@ func (p *printer) summary(res *trainer.Result, err error) {
 	if len(res.Metrics.Keys) > 0 {
 		fmt.Fprintf(w, "  last metrics: %s\n", formatMetrics(res.Metrics))
 	}
+	if res.ResumedFrom != "" {
+		fmt.Fprintf(w, "  resumed from: %s\n", res.ResumedFrom)
+	}
+	if c := res.Latest; c != nil {
+		fmt.Fprintf(w, "  latest checkpoint: %s\n", c.URI)
+	}
+	for i, c := range res.Best {
+		if i == 3 {
+			fmt.Fprintf(w, "  ... %d more kept\n", len(res.Best)-i)
+			break
+		}
+		fmt.Fprintf(w, "  best checkpoint: %s (%s)\n", c.URI, strconv.FormatFloat(*c.Score, 'g', 6, 64))
+	}
 	var jerr *trainer.JobError
+	var cerr *trainer.CheckpointError
+	if errors.As(err, &cerr) {
+		fmt.Fprintf(w, "  root cause: %s\n", cerr)
+		fmt.Fprintf(w, "  the workers were stopped; earlier checkpoints are intact\n")
+	}
 	if errors.As(err, &jerr) {
 		c := jerr.Cause
 		fmt.Fprintf(w, "  root cause: rank %d on %s (pid %d) %s: %s\n", c.Rank, c.Node, c.PID, c.Exit, c.Cause())
@@ -44,6 +62,23 @@ func (p *printer) summary(res *trainer.Result, err error) {
 	if res.LogDir != "" && len(res.Workers) > 0 {
 		fmt.Fprintf(w, "  logs: %s\n", res.LogDir)
 	}
+	if res.ResultURI != "" {
+		fmt.Fprintf(w, "  result: %s\n", res.ResultURI)
+	}
+}
+
+// formatBytes prints n in the largest binary unit that keeps it >= 1.
+func formatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func rankList(ws []trainer.WorkerExit, withCause bool) string {

@@ -1,24 +1,59 @@
 """report() and checkpoints: what a worker tells rtrain as training goes."""
 
+import contextlib
 import math
 import numbers
 import os
+import shutil
+import tempfile
+import threading
 
 from rtrain import _channel
 from rtrain._context import get_context
 
 
 class Checkpoint:
-    """A directory of files that make up a checkpoint (Ray Train's Checkpoint)."""
+    """A directory of files that make up a checkpoint (Ray Train's Checkpoint).
 
-    def __init__(self, path):
+    Make one with Checkpoint.from_directory(path) and pass it to
+    rtrain.report(metrics, checkpoint=...). The one get_checkpoint() returns
+    is a local copy of a stored checkpoint: read it with as_directory() or
+    copy it with to_directory().
+    """
+
+    def __init__(self, path, uri=None, index=None):
         self.path = os.fspath(path)
+        self.uri = uri
+        self.index = index
 
     @classmethod
     def from_directory(cls, path):
+        path = os.path.abspath(os.fspath(path))
+        if not os.path.isdir(path):
+            raise ValueError(f"rtrain.Checkpoint.from_directory: {path} is not a directory")
         return cls(path)
 
+    @contextlib.contextmanager
+    def as_directory(self):
+        """Yields a local directory holding the checkpoint's files.
+
+        The directory is shared by the ranks of this node: read from it, do
+        not write to it.
+        """
+        yield self.path
+
+    def to_directory(self, path=None):
+        """Copies the checkpoint's files into path (a new temporary
+        directory when None) and returns that path."""
+        if path is None:
+            path = tempfile.mkdtemp(prefix="rtrain-checkpoint-")
+        path = os.fspath(path)
+        shutil.copytree(self.path, path, dirs_exist_ok=True)
+        return path
+
     def __repr__(self):
+        if self.uri:
+            return f"Checkpoint(uri={self.uri!r}, path={self.path!r})"
         return f"Checkpoint(path={self.path!r})"
 
 
@@ -40,29 +75,61 @@ def _plain(value, key):
     raise TypeError(f"rtrain.report: metric {key!r} is a {type(value).__name__}; use numbers, strings, lists or dicts")
 
 
+_seq = 0
+_seq_lock = threading.Lock()
+
+
 def report(metrics, checkpoint=None):
-    """Reports this worker's metrics (and, later, checkpoint) to rtrain.
+    """Reports this worker's metrics, and optionally a checkpoint, to rtrain.
 
     Every rank calls report at the same point of its loop, as in Ray Train.
     Rank 0's metrics are the job's metrics: rtrain shows them as they arrive.
-    Outside rtrain (plain python or torchrun) it prints rank 0's metrics.
+    Any rank may attach a checkpoint (a Checkpoint or a directory path); the
+    files of all ranks of one report become one checkpoint, stored when
+    every rank has reported. report returns once rtrain has copied the files
+    aside, so the directory may be deleted right after; the upload goes on
+    while training does.
+
+    Outside rtrain (plain python or torchrun) it prints rank 0's metrics and
+    keeps no checkpoint.
     """
+    global _seq
     if not isinstance(metrics, dict):
         raise TypeError(f"rtrain.report: metrics must be a dict, got {type(metrics).__name__}")
+    path = ""
     if checkpoint is not None:
-        raise NotImplementedError(
-            "rtrain.report: checkpoints are not supported by this rtrain version yet; "
-            "call report(metrics) without checkpoint="
-        )
+        if isinstance(checkpoint, (str, os.PathLike)):
+            checkpoint = Checkpoint.from_directory(checkpoint)
+        if not isinstance(checkpoint, Checkpoint):
+            raise TypeError(
+                f"rtrain.report: checkpoint must be an rtrain.Checkpoint or a directory, got {type(checkpoint).__name__}"
+            )
+        path = os.path.abspath(checkpoint.path)
+        if not os.path.isdir(path):
+            raise ValueError(f"rtrain.report: checkpoint directory {path} does not exist")
     plain = {str(k): _plain(v, k) for k, v in metrics.items()}
+    with _seq_lock:
+        _seq += 1
+        seq = _seq
     ch = _channel.channel()
     if ch is None:
         if get_context().get_world_rank() == 0:
             print(f"rtrain.report: {plain}", flush=True)
         return
-    ch.call({"op": "report", "rank": get_context().get_world_rank(), "metrics": plain})
+    msg = {"op": "report", "rank": get_context().get_world_rank(), "seq": seq, "metrics": plain}
+    if path:
+        msg["checkpoint"] = path
+    ch.call(msg)
 
 
 def get_checkpoint():
-    """The checkpoint to resume from, or None on a fresh run."""
-    return None
+    """The checkpoint to resume from, or None on a fresh run.
+
+    Under `rtrain fit --resume` (or after a restart) every rank gets the same
+    checkpoint: the latest committed one, or the one --resume-from named.
+    """
+    path = os.environ.get("RTRAIN_CHECKPOINT_DIR", "")
+    if not path:
+        return None
+    index = os.environ.get("RTRAIN_CHECKPOINT_INDEX", "")
+    return Checkpoint(path, uri=os.environ.get("RTRAIN_CHECKPOINT_URI") or None, index=int(index) if index else None)

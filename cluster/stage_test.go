@@ -1,0 +1,81 @@
+package cluster
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func writeFiles(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
+	}
+	return dir
+}
+
+func TestStagerMergesRanksAndBoundsInFlight(t *testing.T) {
+	s, err := NewStager(filepath.Join(t.TempDir(), "staging"), 1)
+	require.NoError(t, err)
+	ctx := t.Context()
+
+	rank0 := writeFiles(t, map[string]string{"model.pt": "weights", "opt/state.pt": "momentum"})
+	rank1 := writeFiles(t, map[string]string{"shard_1.pt": "shard"})
+	dir, err := s.Stage(ctx, 1, rank0)
+	require.NoError(t, err)
+	dir1, err := s.Stage(ctx, 1, rank1)
+	require.NoError(t, err, "a second rank of the same report takes no new place")
+	assert.Equal(t, dir, dir1)
+	// The worker may delete its own directory as soon as Stage returns.
+	require.NoError(t, os.RemoveAll(rank0))
+	for name, want := range map[string]string{"model.pt": "weights", "opt/state.pt": "momentum", "shard_1.pt": "shard"} {
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		require.NoError(t, err)
+		assert.Equal(t, want, string(got))
+	}
+
+	// Report 2 waits for report 1's place.
+	staged := make(chan error, 1)
+	go func() {
+		_, err := s.Stage(ctx, 2, rank1)
+		staged <- err
+	}()
+	select {
+	case err := <-staged:
+		t.Fatalf("report 2 was staged while report 1 held the only place (err %v)", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	require.NoError(t, s.Release(1))
+	require.NoError(t, <-staged)
+	_, err = os.Stat(dir)
+	assert.ErrorIs(t, err, os.ErrNotExist, "released files are deleted")
+
+	// A wait ends with its context.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = s.Stage(cctx, 3, rank1)
+	assert.ErrorIs(t, err, context.Canceled)
+
+	require.NoError(t, s.Close())
+	_, err = os.Stat(filepath.Join(filepath.Dir(dir)))
+	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+func TestStagerRefusesWhatIsNotADirectory(t *testing.T) {
+	s, err := NewStager(t.TempDir(), 2)
+	require.NoError(t, err)
+	f := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(f, nil, 0o644))
+	_, err = s.Stage(t.Context(), 1, f)
+	assert.ErrorContains(t, err, "is not a directory")
+	_, err = s.Stage(t.Context(), 1, filepath.Join(t.TempDir(), "missing"))
+	assert.Error(t, err)
+}

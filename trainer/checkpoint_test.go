@@ -1,0 +1,343 @@
+package trainer_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rtrain/rtrain/checkpoint"
+	"github.com/rtrain/rtrain/internal/testutil"
+	"github.com/rtrain/rtrain/trainer"
+)
+
+// s3Storage points j at a fresh bucket of srv.
+func s3Storage(t *testing.T, j *job, srv *testutil.MinIOServer, endpoint string) {
+	j.Storage = "s3://" + srv.NewBucket(t) + "/runs"
+	j.S3 = checkpoint.S3Options{Endpoint: endpoint, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, Region: "us-east-1", MaxRetries: 1}
+}
+
+func openRun(t *testing.T, j *job, name string) *checkpoint.Run {
+	t.Helper()
+	s, err := checkpoint.Open(t.Context(), j.Storage, j.S3)
+	require.NoError(t, err)
+	run, err := checkpoint.NewRun(s, name)
+	require.NoError(t, err)
+	return run
+}
+
+// A job stopped after its first checkpoint and resumed with Resume starts
+// at the epoch after the restored one and ends with the parameters of a
+// run that was never interrupted.
+func TestResumeIsBitExact(t *testing.T) {
+	srv := testutil.MinIO(t)
+	script := example(t, "train_rtrain.py")
+	const epochs = "4"
+
+	whole := t.TempDir()
+	j := newJob(t, script, 2, "--epochs", epochs, "--out", whole)
+	s3Storage(t, j, srv, srv.Endpoint)
+	j.Name = "whole"
+	_, err := j.fit(t, t.Context())
+	require.NoError(t, err)
+
+	// The first run is cancelled once its first checkpoint is stored.
+	resumed := t.TempDir()
+	first := newJob(t, script, 2, "--epochs", epochs, "--out", resumed)
+	first.Storage, first.S3 = j.Storage, j.S3
+	first.Name = "interrupted"
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	record := first.OnEvent
+	first.OnEvent = func(e trainer.Event) {
+		record(e)
+		if e.Type == trainer.EventCheckpoint {
+			cancel()
+		}
+	}
+	res, err := first.fit(t, ctx)
+	require.ErrorIs(t, err, trainer.ErrCancelled)
+	require.NotNil(t, res.Latest, "the first checkpoint was committed")
+	restored := res.Latest
+	_, err = os.Stat(filepath.Join(resumed, "params_rank0.json"))
+	require.ErrorIs(t, err, os.ErrNotExist, "the interrupted run must not have finished")
+
+	second := newJob(t, script, 2, "--epochs", epochs, "--out", resumed)
+	second.Storage, second.S3 = j.Storage, j.S3
+	second.Name, second.Resume = "interrupted", true
+	res, err = second.fit(t, t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, restored.URI, res.ResumedFrom)
+
+	reports := second.ofType(trainer.EventReport)
+	require.NotEmpty(t, reports)
+	restoredEpoch := restored.Metrics["epoch"].(float64)
+	firstEpoch, err := reports[0].Metrics.Values["epoch"].(json.Number).Int64()
+	require.NoError(t, err)
+	assert.Equal(t, int64(restoredEpoch)+1, firstEpoch, "the resumed run starts after the restored epoch")
+
+	for _, name := range []string{"params_rank0.json", "params_rank1.json"} {
+		assert.Equal(t, string(readParams(t, filepath.Join(whole, name))), string(readParams(t, filepath.Join(resumed, name))),
+			"%s: a resumed run must end exactly where an uninterrupted one does", name)
+	}
+	// Checkpoint indices go on after the restored one.
+	assert.Greater(t, res.Latest.Index, restored.Index)
+}
+
+// Every rank's shard of one report lands in one checkpoint; retention by
+// score keeps the best and the latest; the result names only kept ones.
+func TestShardedCheckpointsAndRetention(t *testing.T) {
+	j := newJob(t, "testdata/big_checkpoints.py", 2)
+	j.Env = append(j.Env, "SIZE_MB=1", "EPOCHS=4")
+	j.Storage = filepath.Join(t.TempDir(), "store")
+	j.Name = "scored"
+	j.Checkpoint = trainer.CheckpointConfig{Keep: 2, Score: "score", Order: "max"}
+	res, err := j.fit(t, t.Context())
+	require.NoError(t, err)
+
+	// Scores 3, 9, 1, 5 for checkpoints 1..4: keep the best two (2 and 4),
+	// and 4 is the latest anyway.
+	ms, err := openRun(t, j, "scored").List(t.Context())
+	require.NoError(t, err)
+	var kept []int
+	for _, m := range ms {
+		kept = append(kept, m.Index)
+		var paths []string
+		for _, f := range m.Files {
+			paths = append(paths, f.Path)
+		}
+		assert.Equal(t, []string{"shard_0.bin", "shard_1.bin"}, paths, "checkpoint %d holds both ranks' shards", m.Index)
+		assert.Equal(t, 2, m.WorldSize)
+	}
+	assert.Equal(t, []int{2, 4}, kept)
+	assert.Len(t, j.ofType(trainer.EventCheckpoint), 4)
+
+	require.NotNil(t, res.Latest)
+	assert.Equal(t, 4, res.Latest.Index)
+	require.Len(t, res.Best, 2)
+	assert.Equal(t, 2, res.Best[0].Index)
+	assert.Equal(t, 9.0, *res.Best[0].Score)
+
+	// result.json names checkpoints by their path in the run.
+	data, err := os.ReadFile(filepath.Join(j.Storage, "scored", trainer.ResultFile))
+	require.NoError(t, err)
+	var rec struct {
+		State  string
+		Latest struct{ Path string } `json:"latest_checkpoint"`
+		Best   []struct {
+			Path  string
+			Score float64
+		} `json:"best_checkpoints"`
+	}
+	require.NoError(t, json.Unmarshal(data, &rec))
+	assert.Equal(t, "SUCCEEDED", rec.State)
+	assert.Equal(t, "checkpoint_000004", rec.Latest.Path)
+	require.Len(t, rec.Best, 2)
+	assert.Equal(t, "checkpoint_000002", rec.Best[0].Path)
+
+	// Nothing staged is left behind.
+	staged, _ := os.ReadDir(filepath.Join(j.ResultsDir, ".rtrain-staging"))
+	assert.Empty(t, staged)
+}
+
+// cutProxy forwards TCP to target until cut, counting the bytes it moves
+// towards the server.
+type cutProxy struct {
+	ln    net.Listener
+	up    atomic.Int64
+	mu    sync.Mutex
+	conns []net.Conn
+	cut   bool
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &cutProxy{ln: ln}
+	t.Cleanup(func() { p.Cut() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			if p.cut {
+				p.mu.Unlock()
+				c.Close()
+				s.Close()
+				return
+			}
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(countingWriter{s, &p.up}, c); s.Close() }()
+			go func() { _, _ = io.Copy(c, s); c.Close() }()
+		}
+	}()
+	return p
+}
+
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (p *cutProxy) Endpoint() string { return "http://" + p.ln.Addr().String() }
+
+// Cut closes every connection and refuses new ones: the server is gone.
+func (p *cutProxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+	_ = p.ln.Close()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+}
+
+// Storage going away in the middle of an upload fails the job with the
+// storage error as its root cause; the checkpoint being uploaded does not
+// exist, the one before it is intact.
+func TestStorageOutageMidUpload(t *testing.T) {
+	srv := testutil.MinIO(t)
+	proxy := newCutProxy(t, strings.TrimPrefix(srv.Endpoint, "http://"))
+	j := newJob(t, "testdata/big_checkpoints.py", 2)
+	j.Env = append(j.Env, "SIZE_MB=48", "EPOCHS=6", "PAUSE=0.2")
+	s3Storage(t, j, srv, proxy.Endpoint())
+	j.Name = "outage"
+	record := j.OnEvent
+	var once sync.Once
+	j.OnEvent = func(e trainer.Event) {
+		record(e)
+		if e.Type == trainer.EventCheckpoint {
+			once.Do(func() {
+				// Cut once the next checkpoint's upload is under way.
+				go func() {
+					base := proxy.up.Load()
+					for proxy.up.Load() < base+8<<20 {
+						time.Sleep(5 * time.Millisecond)
+					}
+					proxy.Cut()
+				}()
+			})
+		}
+	}
+	res, err := j.fit(t, t.Context())
+	var cerr *trainer.CheckpointError
+	require.True(t, errors.As(err, &cerr), "want a CheckpointError, got %v", err)
+	assert.Equal(t, trainer.StateFailed, res.State)
+	assert.Equal(t, 2, cerr.Index)
+	assert.NotContains(t, err.Error(), "\n")
+
+	// Through the server itself: checkpoint 1 is there and whole, 2 is not.
+	direct := &job{Config: trainer.Config{Storage: j.Storage, S3: j.S3}}
+	direct.S3.Endpoint = srv.Endpoint
+	run := openRun(t, direct, "outage")
+	ms, err := run.List(t.Context())
+	require.NoError(t, err)
+	require.Len(t, ms, 1)
+	assert.Equal(t, 1, ms[0].Index)
+	require.NoError(t, run.Download(t.Context(), ms[0], t.TempDir()), "checkpoint 1 downloads with every checksum right")
+}
+
+// A run name that already holds checkpoints is not overwritten by accident,
+// and --resume needs something to resume.
+func TestResumeRules(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	j := newJob(t, "testdata/big_checkpoints.py", 1)
+	j.Env = append(j.Env, "SIZE_MB=0", "EPOCHS=1")
+	j.Storage, j.Name = store, "taken"
+	_, err := j.fit(t, t.Context())
+	require.NoError(t, err)
+
+	tests := []struct {
+		name   string
+		config func(*trainer.Config)
+		want   string
+	}{
+		{"existing run without resume", func(c *trainer.Config) { c.Name = "taken" }, `run "taken" already has checkpoints`},
+		{"resume with nothing to resume", func(c *trainer.Config) { c.Name, c.Resume = "fresh", true }, `--resume: run "fresh" has no committed checkpoint`},
+		{"resume from a missing checkpoint", func(c *trainer.Config) {
+			c.Name, c.ResumeFrom = "other", filepath.Join(store, "taken", "checkpoint_000009")
+		}, "no committed checkpoint there"},
+		{"unknown scheme", func(c *trainer.Config) { c.Storage = "gs://bucket/x" }, `storage "gs://bucket/x" is not supported`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := j.Config
+			cfg.OnEvent = nil
+			tt.config(&cfg)
+			tr, err := trainer.New(cfg, nil)
+			require.NoError(t, err)
+			res, err := tr.Fit(t.Context())
+			require.ErrorIs(t, err, trainer.ErrInvalidConfig)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.NotContains(t, err.Error(), "\n")
+			assert.Empty(t, res.Workers, "nothing was launched")
+		})
+	}
+
+	// Resuming from another run's checkpoint under a new name works.
+	k := newJob(t, "testdata/big_checkpoints.py", 1)
+	k.Env = append(k.Env, "SIZE_MB=0", "EPOCHS=1")
+	k.Storage, k.Name, k.ResumeFrom = store, "branch", filepath.Join(store, "taken", "checkpoint_000001")
+	res, err := k.fit(t, t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.Latest.Index, "a new run numbers its checkpoints from 1")
+}
+
+// S3 problems are one-line errors before any worker starts.
+func TestBadS3StorageFailsBeforeLaunch(t *testing.T) {
+	srv := testutil.MinIO(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := "http://" + ln.Addr().String()
+	require.NoError(t, ln.Close())
+	good := checkpoint.S3Options{Endpoint: srv.Endpoint, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, Region: "us-east-1", MaxRetries: 1}
+	tests := []struct {
+		name    string
+		storage string
+		opts    func(*checkpoint.S3Options)
+		want    string
+	}{
+		{"missing bucket", "s3://no-such-bucket-here/x", nil, "no-such-bucket-here"},
+		{"wrong credentials", "s3://" + srv.Bucket + "/x", func(o *checkpoint.S3Options) { o.SecretKey = "wrong" }, "refused access key"},
+		{"unreachable endpoint", "s3://" + srv.Bucket + "/x", func(o *checkpoint.S3Options) { o.Endpoint = dead }, ln.Addr().String()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := newJob(t, "testdata/big_checkpoints.py", 1)
+			j.Storage, j.S3 = tt.storage, good
+			if tt.opts != nil {
+				tt.opts(&j.S3)
+			}
+			res, err := j.fit(t, t.Context())
+			require.ErrorIs(t, err, trainer.ErrInvalidConfig)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.NotContains(t, err.Error(), "\n")
+			assert.Empty(t, res.Workers)
+		})
+	}
+}
