@@ -131,6 +131,17 @@ type Group struct {
 
 	stopOnce sync.Once
 	stopCh   chan struct{}
+
+	// ranks orders each worker's reports before its exit; the map is
+	// filled in Start and only read after.
+	ranks map[int]*rankState
+}
+
+// rankState is held while a report of the rank is handled and when its
+// exit is announced, so no report event follows the exit event.
+type rankState struct {
+	mu     sync.Mutex
+	exited bool
 }
 
 // Start launches the group's workers and returns at once. Events delivers
@@ -150,7 +161,10 @@ func (a *Agent) Start(ctx context.Context, spec GroupSpec) (*Group, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: create socket directory: %w", err)
 	}
-	g := &Group{spec: spec, agent: a, events: make(chan Event, 256), stopCh: make(chan struct{})}
+	g := &Group{spec: spec, agent: a, events: make(chan Event, 256), stopCh: make(chan struct{}), ranks: map[int]*rankState{}}
+	for _, ws := range spec.Workers {
+		g.ranks[spec.Layout.Rank(spec.NodeRank, ws.LocalRank)] = &rankState{}
+	}
 	srv, err := pyshim.Listen(filepath.Join(sockDir, "agent.sock"), g, a.log)
 	if err != nil {
 		_ = os.RemoveAll(sockDir)
@@ -189,6 +203,15 @@ func (g *Group) Stop() { g.stopOnce.Do(func() { close(g.stopCh) }) }
 // Report implements pyshim.Handler. A checkpoint is staged before the
 // worker's report() returns; the stop of the group ends the wait for room.
 func (g *Group) Report(ctx context.Context, r pyshim.Report) error {
+	rs := g.ranks[r.Rank]
+	if rs == nil {
+		return fmt.Errorf("rank %d is not a worker of this group", r.Rank)
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.exited {
+		return errors.New("the worker has exited")
+	}
 	var staged string
 	if r.Checkpoint != "" {
 		if g.spec.Stager == nil {
@@ -352,6 +375,10 @@ func (g *Group) run(ctx context.Context, workers []*worker, cleanup func()) {
 			if !exit.Success() {
 				g.Stop() // before the event: the survivors must not wait on the reader
 			}
+			rs := g.ranks[w.rank]
+			rs.mu.Lock() // waits for a report being staged: the stop ends it
+			rs.exited = true
+			rs.mu.Unlock()
 			g.emit(Event{Kind: WorkerExited, Rank: w.rank, Time: exit.Time, Exit: exit, Tail: w.tail.Lines(), TracebackAt: w.tracebackAt})
 		})
 	}

@@ -28,7 +28,7 @@ func s3Storage(t *testing.T, j *job, srv *testutil.MinIOServer, endpoint string)
 	j.S3 = checkpoint.S3Options{Endpoint: endpoint, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, Region: "us-east-1", MaxRetries: 1}
 }
 
-func openRun(t *testing.T, j *job, name string) *checkpoint.Run {
+func openRun(t *testing.T, j *trainer.Config, name string) *checkpoint.Run {
 	t.Helper()
 	s, err := checkpoint.Open(t.Context(), j.Storage, j.S3)
 	require.NoError(t, err)
@@ -108,7 +108,7 @@ func TestShardedCheckpointsAndRetention(t *testing.T) {
 
 	// Scores 3, 9, 1, 5 for checkpoints 1..4: keep the best two (2 and 4),
 	// and 4 is the latest anyway.
-	ms, err := openRun(t, j, "scored").List(t.Context())
+	ms, err := openRun(t, &j.Config, "scored").List(t.Context())
 	require.NoError(t, err)
 	var kept []int
 	for _, m := range ms {
@@ -254,7 +254,7 @@ func TestStorageOutageMidUpload(t *testing.T) {
 	// Through the server itself: checkpoint 1 is there and whole, 2 is not.
 	direct := &job{Config: trainer.Config{Storage: j.Storage, S3: j.S3}}
 	direct.S3.Endpoint = srv.Endpoint
-	run := openRun(t, direct, "outage")
+	run := openRun(t, &direct.Config, "outage")
 	ms, err := run.List(t.Context())
 	require.NoError(t, err)
 	require.Len(t, ms, 1)

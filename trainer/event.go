@@ -45,6 +45,13 @@ const (
 )
 
 // Event is one thing that happened to a job.
+//
+// Events arrive in order, from one goroutine: the first is a PENDING
+// state and the last is the final state (SUCCEEDED, FAILED or CANCELLED),
+// after every other event. A rank's worker_started comes before its logs
+// and reports, its worker_exited after them. Checkpoints come in index
+// order, each after the reports of every rank that made it; since uploads
+// run while training goes on, a checkpoint event may follow later reports.
 type Event struct {
 	Type EventType
 	Time time.Time

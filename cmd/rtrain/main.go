@@ -34,10 +34,11 @@ func main() {
 func exitCode(err error) int {
 	var usage usageError
 	var jerr *trainer.JobError
+	var cerr *trainer.CheckpointError
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &jerr):
+	case errors.As(err, &jerr), errors.As(err, &cerr):
 		// The summary already said it all.
 		return exitFailed
 	case errors.Is(err, trainer.ErrCancelled):
