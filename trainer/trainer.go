@@ -18,6 +18,7 @@ import (
 
 	"github.com/rtrain/rtrain/checkpoint"
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/pyshim"
 	"github.com/rtrain/rtrain/rendezvous"
 )
@@ -168,7 +169,7 @@ func (j *job) run(ctx context.Context) (*Result, error) {
 		return j.end(ctx, err)
 	}
 	defer local.Head.Release(j.id)
-	j.setState(StateStarting, fmt.Sprintf("%d workers on %d node", j.cfg.Workers, 1))
+	j.setState(StateStarting, fmt.Sprintf("%s on %s", text.Plural(j.cfg.Workers, "worker"), text.Plural(1, "node")))
 
 	ckpts, err := j.newCommitter(ctx, j.cfg.Workers)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rtrain/rtrain/checkpoint"
+	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/trainer"
 )
 
@@ -167,7 +168,7 @@ func listCheckpoints(ctx context.Context, out io.Writer, uri string, s3 checkpoi
 				if asJSON {
 					return json.NewEncoder(out).Encode(map[string]any{"runs": runs})
 				}
-				fmt.Fprintf(out, "%s is a storage root with %d runs:\n", uri, len(runs))
+				fmt.Fprintf(out, "%s is a storage root with %s:\n", uri, text.Plural(len(runs), "run"))
 				for _, r := range runs {
 					fmt.Fprintf(out, "  %s\n", s.URI(r))
 				}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/pyshim"
 	"github.com/rtrain/rtrain/trainer"
 )
@@ -18,7 +19,7 @@ func (p *printer) summary(res *trainer.Result, err error) {
 	w := p.err
 	switch res.State {
 	case trainer.StateSucceeded:
-		fmt.Fprintf(w, "rtrain: run %s succeeded in %s: %d workers, %d reports\n", res.Name, d, len(res.Workers), res.Reports)
+		fmt.Fprintf(w, "rtrain: run %s succeeded in %s: %s, %s\n", res.Name, d, text.Plural(len(res.Workers), "worker"), text.Plural(res.Reports, "report"))
 	case trainer.StateCancelled:
 		fmt.Fprintf(w, "rtrain: run %s cancelled after %s\n", res.Name, d)
 	default:
