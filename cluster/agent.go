@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,6 +75,8 @@ type GroupSpec struct {
 	// Restore, when set, is the checkpoint the workers resume from: they
 	// find it through rtrain.get_checkpoint().
 	Restore *Restore
+	// Limits are what each worker is held to, and which GPUs it sees.
+	Limits Limits
 }
 
 // Restore is a checkpoint copied to this node for the workers to resume
@@ -97,6 +98,9 @@ const (
 	WorkerLog
 	WorkerReport
 	WorkerExited
+	// NodeWarning comes before any worker starts, at most once per group:
+	// Line says which isolation the node cannot enforce and why.
+	NodeWarning
 )
 
 // Event is something that happened to a worker of a group.
@@ -152,6 +156,10 @@ func (a *Agent) Start(ctx context.Context, spec GroupSpec) (*Group, error) {
 	if len(spec.Workers) == 0 {
 		return nil, errors.New("cluster: a worker group needs at least one worker")
 	}
+	iso := planIsolation(a.node.ID, spec.Limits, probeHost(a.node))
+	if iso.missing != nil && spec.Limits.Strict {
+		return nil, iso.missing
+	}
 	if err := os.MkdirAll(spec.LogDir, 0o755); err != nil {
 		return nil, fmt.Errorf("cluster: create log directory: %w", err)
 	}
@@ -162,6 +170,9 @@ func (a *Agent) Start(ctx context.Context, spec GroupSpec) (*Group, error) {
 		return nil, fmt.Errorf("cluster: create socket directory: %w", err)
 	}
 	g := &Group{spec: spec, agent: a, events: make(chan Event, 256), stopCh: make(chan struct{}), ranks: map[int]*rankState{}}
+	if iso.missing != nil {
+		g.emit(Event{Kind: NodeWarning, Line: iso.missing.Error()})
+	}
 	for _, ws := range spec.Workers {
 		g.ranks[spec.Layout.Rank(spec.NodeRank, ws.LocalRank)] = &rankState{}
 	}
@@ -177,11 +188,12 @@ func (a *Agent) Start(ctx context.Context, spec GroupSpec) (*Group, error) {
 
 	workers := make([]*worker, 0, len(spec.Workers))
 	for _, ws := range spec.Workers {
-		w, err := g.startWorker(ws, srv.Addr())
+		w, err := g.startWorker(ws, srv.Addr(), iso)
 		if err != nil {
 			for _, w := range workers {
 				w.proc.Stop(context.Background(), 0)
 				w.finish()
+				_ = w.proc.Reap()
 			}
 			cleanup()
 			return nil, err
@@ -263,7 +275,7 @@ func (w *worker) finish() {
 	_ = w.log.Close()
 }
 
-func (g *Group) startWorker(ws WorkerSpec, sockPath string) (*worker, error) {
+func (g *Group) startWorker(ws WorkerSpec, sockPath string, iso isolation) (*worker, error) {
 	s := g.spec
 	rank := s.Layout.Rank(s.NodeRank, ws.LocalRank)
 	env, err := s.Layout.WorkerEnv(s.Env, s.NodeRank, ws.LocalRank)
@@ -299,6 +311,7 @@ func (g *Group) startWorker(ws WorkerSpec, sockPath string) (*worker, error) {
 		Dir:    s.Dir,
 		Stdout: w.out,
 		Stderr: w.err,
+		Cgroup: g.workerCgroup(iso, ws, rank),
 	})
 	if err != nil {
 		_ = logFile.Close()
@@ -313,7 +326,6 @@ func (g *Group) startWorker(ws WorkerSpec, sockPath string) (*worker, error) {
 func (g *Group) agentEnv(env []string, ws WorkerSpec, sockPath string) []string {
 	m := rendezvous.ParseEnv(env)
 	m[pyshim.AddrEnv] = sockPath
-	delete(m, "RTRAIN_CUDA_DEVICE")
 	m["RTRAIN_RUN_NAME"] = g.spec.RunName
 	m["RTRAIN_JOB_ID"] = g.spec.JobID
 	delete(m, "RTRAIN_CHECKPOINT_DIR")
@@ -332,35 +344,8 @@ func (g *Group) agentEnv(env []string, ws WorkerSpec, sockPath string) []string 
 	if _, ok := m["PYTHONUNBUFFERED"]; !ok {
 		m["PYTHONUNBUFFERED"] = "1"
 	}
-	jobGPUs := g.jobGPUs()
-	switch {
-	case len(ws.GPUs) > 0:
-		// Every worker of the job on this node sees the job's GPUs, so NCCL
-		// can use P2P between them; local rank i trains on its own.
-		ids := make([]string, len(jobGPUs))
-		for i, id := range jobGPUs {
-			ids[i] = strconv.Itoa(id)
-		}
-		m["CUDA_VISIBLE_DEVICES"] = strings.Join(ids, ",")
-		for i, id := range jobGPUs {
-			if id == ws.GPUs[0] {
-				m["RTRAIN_CUDA_DEVICE"] = strconv.Itoa(i)
-			}
-		}
-	case len(g.agent.node.GPUs) > 0:
-		// A CPU job on a GPU node must not grab a GPU by accident.
-		m["CUDA_VISIBLE_DEVICES"] = ""
-	}
+	g.gpuEnv(m, ws)
 	return rendezvous.FormatEnv(m)
-}
-
-func (g *Group) jobGPUs() []int {
-	var ids []int
-	for _, w := range g.spec.Workers {
-		ids = append(ids, w.GPUs...)
-	}
-	slices.Sort(ids)
-	return ids
 }
 
 // run watches the workers until all have exited, stops the rest when one
@@ -404,7 +389,9 @@ func (g *Group) run(ctx context.Context, workers []*worker, cleanup func()) {
 		<-all
 	}
 	for _, w := range workers {
-		w.proc.Reap()
+		if err := w.proc.Reap(); err != nil {
+			g.agent.log.Warn("worker cleanup", "rank", w.rank, "err", err)
+		}
 	}
 	cleanup()
 }

@@ -14,12 +14,24 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/rtrain/rtrain/launcher/cgroup"
 )
 
 // drainTimeout bounds how long output is read after a worker exits. A child
 // the worker left behind can hold the pipes open; its output after that point
 // is dropped rather than holding up the report of the exit.
 const drainTimeout = 2 * time.Second
+
+// killTimeout bounds the wait for a worker's cgroup to empty after SIGKILL.
+// Only a process stuck in the kernel (uninterruptible sleep in a driver)
+// outlasts it; the group is then left for the reaper and a later cleanup.
+const killTimeout = 10 * time.Second
+
+// ErrNoReaper is returned by Start for a Spec with a Cgroup when the
+// program did not call RunReaperIfAsked: the reaper is what puts the
+// worker in its group before it runs.
+var ErrNoReaper = errors.New("launcher: cgroups need the reaper; call launcher.RunReaperIfAsked first in main")
 
 // Spec says what to run.
 type Spec struct {
@@ -33,6 +45,11 @@ type Spec struct {
 	// Stdout and Stderr receive the streams as the process writes them. Nil
 	// discards. They are written from one goroutine each.
 	Stdout, Stderr io.Writer
+	// Cgroup, when not nil, is the control group Start creates for the
+	// worker. The worker is born inside it, so everything it spawns is too:
+	// Stop kills the whole group, a grandchild that called setsid
+	// included, and Reap removes it. Needs the reaper (ErrNoReaper).
+	Cgroup *cgroup.Spec
 }
 
 // Exit is how a process ended.
@@ -46,13 +63,29 @@ type Exit struct {
 	// Stopped is true when Stop was called before the process ended: the
 	// launcher, not the worker, ended it.
 	Stopped bool
+	// OOMKills counts the processes of the worker's cgroup, the worker or
+	// what it spawned, that the kernel's OOM killer ended because the group
+	// reached MemoryLimit; 0 without a memory limit.
+	OOMKills int64
+	// MemoryLimit is the worker's cgroup memory limit in bytes; 0 is none.
+	MemoryLimit int64
 }
 
 // Success reports whether the process exited 0 by itself.
 func (e Exit) Success() bool { return e.Code == 0 && e.Signal == 0 }
 
+// OutOfMemory reports whether the kernel killed the worker for reaching
+// its memory limit.
+func (e Exit) OutOfMemory() bool { return e.Signal == syscall.SIGKILL && e.OOMKills > 0 }
+
 // String is the exit as a person would read it.
 func (e Exit) String() string {
+	if e.OutOfMemory() {
+		if e.MemoryLimit > 0 {
+			return "killed: out of memory, limit " + formatLimit(e.MemoryLimit)
+		}
+		return "killed: out of memory"
+	}
 	if e.Signal != 0 {
 		return fmt.Sprintf("killed by signal %d (%s)", int(e.Signal), e.Signal)
 	}
@@ -69,6 +102,9 @@ type Process struct {
 	// status reads what the reaper says of the worker; nil without one.
 	status     *bufio.Reader
 	statusFile *os.File
+	// group is the worker's cgroup, nil without one; memoryLimit its limit.
+	group       *cgroup.Group
+	memoryLimit int64
 
 	mu       sync.Mutex
 	stopping bool
@@ -101,6 +137,10 @@ func Start(spec Spec) (*Process, error) {
 		Pdeathsig: syscall.SIGKILL,
 	}
 	var statusR, statusW *os.File
+	var group *cgroup.Group
+	if spec.Cgroup != nil && !ReaperAvailable() {
+		return nil, ErrNoReaper
+	}
 	if ReaperAvailable() {
 		// The reaper starts the worker with a plain exec: it needs a path.
 		path, err := exec.LookPath(spec.Path)
@@ -113,12 +153,18 @@ func Start(spec Spec) (*Process, error) {
 		}
 		cmd = exec.Command(self, append([]string{path}, spec.Args...)...)
 		cmd.Env = append(append([]string(nil), spec.Env...), reaperEnv+"="+strconv.Itoa(os.Getpid()))
+		if spec.Cgroup != nil {
+			if group, err = cgroup.New(*spec.Cgroup); err != nil {
+				return nil, fmt.Errorf("launcher: %w", err)
+			}
+			cmd.Env = append(cmd.Env, reaperCgroupEnv+"="+group.Path())
+		}
 		cmd.Dir = spec.Dir
 		// SIGHUP, which the reaper handles by killing the whole tree; a
 		// SIGKILL would leave the worker's descendants behind.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGHUP}
 		if statusR, statusW, err = os.Pipe(); err != nil {
-			return nil, fmt.Errorf("launcher: pipe: %w", err)
+			return nil, errors.Join(fmt.Errorf("launcher: pipe: %w", err), deleteGroup(group))
 		}
 		cmd.ExtraFiles = []*os.File{statusW} // fd 3: statusFD
 	}
@@ -147,13 +193,14 @@ func Start(spec Spec) (*Process, error) {
 	wOut, err := pipe(spec.Stdout)
 	if err != nil {
 		closeAll([]*os.File{statusR, statusW})
-		return nil, err
+		return nil, errors.Join(err, deleteGroup(group))
 	}
 	wErr, err := pipe(spec.Stderr)
 	if err != nil {
 		closeAll([]*os.File{wOut, statusR, statusW})
 		closeAll(readers)
-		return nil, err
+		copies.Wait()
+		return nil, errors.Join(err, deleteGroup(group))
 	}
 	cmd.Stdout, cmd.Stderr = wOut, wErr
 	err = cmd.Start()
@@ -162,10 +209,13 @@ func Start(spec Spec) (*Process, error) {
 	if err != nil {
 		closeAll(append(readers, statusR))
 		copies.Wait()
-		return nil, fmt.Errorf("launcher: start %s: %w", spec.Path, err)
+		return nil, errors.Join(fmt.Errorf("launcher: start %s: %w", spec.Path, err), deleteGroup(group))
 	}
 
-	p := &Process{cmd: cmd, done: make(chan struct{}), pid: cmd.Process.Pid}
+	p := &Process{cmd: cmd, done: make(chan struct{}), pid: cmd.Process.Pid, group: group}
+	if spec.Cgroup != nil {
+		p.memoryLimit = spec.Cgroup.MemoryBytes
+	}
 	if statusR != nil {
 		p.statusFile, p.status = statusR, bufio.NewReader(statusR)
 		// The reaper writes the pid as soon as the worker exists; nothing
@@ -222,6 +272,13 @@ func (p *Process) wait(readers []*os.File, copies *sync.WaitGroup) {
 		exit.Signal = ws.Signal()
 	default:
 		exit.Code = ws.ExitStatus()
+	}
+	if p.group != nil && p.memoryLimit > 0 {
+		// Read before Reap deletes the group. A stats error only costs the
+		// diagnosis, never the exit.
+		if st, err := p.group.Stats(); err == nil {
+			exit.OOMKills, exit.MemoryLimit = st.OOMKills, p.memoryLimit
+		}
 	}
 	drained := make(chan struct{})
 	go func() { copies.Wait(); close(drained) }()
@@ -280,8 +337,9 @@ func (p *Process) Stop(ctx context.Context, grace time.Duration) {
 	case <-p.done:
 	default:
 		// Taken while the worker lives: once it dies its children are
-		// re-parented and can no longer be traced to it.
-		tree = descendants(p.pgid())
+		// re-parented and can no longer be traced to it. The cgroup, where
+		// there is one, holds them all the same.
+		tree = append(descendants(p.pgid()), p.groupProcs()...)
 		if first {
 			_ = p.Signal(syscall.SIGTERM)
 			signalAll(tree, syscall.SIGTERM)
@@ -297,12 +355,62 @@ func (p *Process) Stop(ctx context.Context, grace time.Duration) {
 	tree = append(tree, descendants(p.pgid())...)
 	_ = p.Signal(syscall.SIGKILL)
 	signalAll(tree, syscall.SIGKILL)
+	_ = p.killGroup()
 	<-p.done
 }
 
-// Reap kills whatever is left of the process group once the leader has
-// exited by itself: a worker that succeeded must not leave children behind.
-func (p *Process) Reap() {
+// Reap kills whatever is left of the worker once it has exited, in its
+// process group and in its cgroup, and removes the cgroup: a worker that
+// succeeded must not leave children behind. Call it once the process is
+// done with (after Stop, or after Done for a worker that exited by itself).
+// The error says what could not be cleaned up.
+func (p *Process) Reap() error {
 	<-p.done
 	_ = p.Signal(syscall.SIGKILL)
+	if p.group == nil {
+		return nil
+	}
+	return errors.Join(p.killGroup(), p.group.Delete())
+}
+
+// groupProcs lists the processes in the worker's cgroup, none without one.
+func (p *Process) groupProcs() []int {
+	if p.group == nil {
+		return nil
+	}
+	pids, _ := p.group.Procs()
+	return pids
+}
+
+// killGroup kills every process in the worker's cgroup and waits, within
+// killTimeout, until the group is empty.
+func (p *Process) killGroup() error {
+	if p.group == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+	defer cancel()
+	return p.group.Kill(ctx)
+}
+
+// deleteGroup removes a group Start made before it failed; nil is none.
+func deleteGroup(g *cgroup.Group) error {
+	if g == nil {
+		return nil
+	}
+	return g.Delete()
+}
+
+// formatLimit prints a byte count the way --memory-per-worker takes it:
+// 300M, 2G, or plain bytes when no unit divides it.
+func formatLimit(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		size   int64
+	}{{"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
+		if n >= u.size && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }

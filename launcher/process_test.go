@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/rtrain/rtrain/internal/testutil"
+	"github.com/rtrain/rtrain/launcher/cgroup"
 )
 
 // The test binary doubles as the worker: run with LAUNCHER_CHILD set, it
@@ -74,6 +75,29 @@ func child(role string) {
 		// A launcher in its own right, for killing it while its worker runs.
 		p, err := Start(Spec{Path: os.Args[0], Env: append(os.Environ(), "LAUNCHER_CHILD=spawn-setsid"), Stdout: os.Stdout})
 		if err != nil {
+			os.Exit(4)
+		}
+		<-p.Done()
+		os.Exit(0)
+	case "oom":
+		// Touch 1 GiB, page by page, so that all of it is charged.
+		var keep [][]byte
+		for range 64 {
+			b := make([]byte, 16<<20)
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1
+			}
+			keep = append(keep, b)
+		}
+		fmt.Println("survived", len(keep))
+		os.Exit(0)
+	case "launch-in-cgroup":
+		// A launcher whose worker has a cgroup, for killing it mid-job.
+		spec := Spec{Path: os.Args[0], Env: append(os.Environ(), "LAUNCHER_CHILD=spawn-setsid"), Stdout: os.Stdout,
+			Cgroup: &cgroup.Spec{Name: os.Getenv("LAUNCHER_CGROUP")}}
+		p, err := Start(spec)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			os.Exit(4)
 		}
 		<-p.Done()

@@ -1,6 +1,7 @@
 package launcher
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -8,11 +9,23 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/rtrain/rtrain/launcher/cgroup"
 )
 
 // reaperEnv carries the launching process's pid to the reaper; its presence
 // is what makes RunReaperIfAsked act.
 const reaperEnv = "RTRAIN_REAPER_PARENT"
+
+// reaperCgroupEnv names the worker's cgroup (cgroup.Group.Path) for the
+// reaper, which kills and removes it should the launcher die.
+const reaperCgroupEnv = "RTRAIN_REAPER_CGROUP"
+
+// joinEnv asks this binary, started by the reaper, to enter the cgroup it
+// names and exec the worker in its place: the worker is born inside, with
+// the pid the reaper started, while the reaper itself stays outside and so
+// can empty and remove the group.
+const joinEnv = "RTRAIN_CGROUP_JOIN"
 
 // statusFD is the reaper's end of the status pipe (the launcher's first
 // ExtraFiles entry).
@@ -37,6 +50,9 @@ var reaperAvailable atomic.Bool
 // exits by itself, whatever it left running is killed, and the reaper exits
 // the way the worker did (same code, same signal).
 func RunReaperIfAsked() bool {
+	if path := os.Getenv(joinEnv); path != "" {
+		os.Exit(joinAndExec(path, os.Args[1:]))
+	}
 	parent := os.Getenv(reaperEnv)
 	if parent == "" {
 		reaperAvailable.Store(true)
@@ -49,9 +65,28 @@ func RunReaperIfAsked() bool {
 // ReaperAvailable reports whether Start will run workers under the reaper.
 func ReaperAvailable() bool { return reaperAvailable.Load() }
 
+// joinAndExec enters cgroup path and replaces this process with argv. It
+// returns only on failure, with the exit status for it.
+func joinAndExec(path string, argv []string) int {
+	_ = os.Unsetenv(joinEnv)
+	if len(argv) == 0 {
+		fmt.Fprintln(os.Stderr, "rtrain: no command to run in the cgroup")
+		return 127
+	}
+	if err := cgroup.Join(path); err != nil {
+		fmt.Fprintf(os.Stderr, "rtrain: cannot put the worker in its cgroup: %v\n", err)
+		return 127
+	}
+	err := syscall.Exec(argv[0], argv, os.Environ())
+	fmt.Fprintf(os.Stderr, "rtrain: cannot start %s: %v\n", argv[0], err)
+	return 127
+}
+
 func reap(parent string, argv []string) int {
 	// The worker and whatever it runs must not become reapers themselves.
 	_ = os.Unsetenv(reaperEnv)
+	groupPath := os.Getenv(reaperCgroupEnv)
+	_ = os.Unsetenv(reaperCgroupEnv)
 	if len(argv) == 0 {
 		fmt.Fprintln(os.Stderr, "rtrain reaper: no command")
 		return 127
@@ -69,8 +104,18 @@ func reap(parent string, argv []string) int {
 	// status here: the reaper cannot die of the worker's signal itself (the
 	// Go runtime turns SIGSEGV into a crash report and ignores SIGUSR1).
 	status := os.NewFile(statusFD, "status")
-	proc, err := os.StartProcess(argv[0], argv, &os.ProcAttr{
-		Env:   os.Environ(),
+	path, env := argv[0], os.Environ()
+	if groupPath != "" {
+		// This binary again, which enters the group and execs the worker.
+		self, err := os.Executable()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "rtrain reaper: find own binary: %v\n", err)
+			return 127
+		}
+		path, argv, env = self, append([]string{self}, argv...), append(env, joinEnv+"="+groupPath)
+	}
+	proc, err := os.StartProcess(path, argv, &os.ProcAttr{
+		Env:   env,
 		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
 		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	})
@@ -111,12 +156,17 @@ func reap(parent string, argv []string) int {
 			if sig == syscall.SIGHUP {
 				// The launcher is gone: nobody else will clean up.
 				killTree(os.Getpid())
+				if groupPath != "" {
+					removeGroup(groupPath)
+				}
 				return 1
 			}
 			// Other signals reached the whole process group, the worker
 			// included; the reaper only must not die of them.
 		}
 	}
+	// Everything the worker spawned is in this tree: we are its subreaper.
+	// The launcher reads the cgroup's counters once we exit, then removes it.
 	killTree(os.Getpid())
 	if status != nil {
 		fmt.Fprintf(status, "exit %d\n", uint32(ws))
@@ -125,6 +175,24 @@ func reap(parent string, argv []string) int {
 		return 128 + int(ws.Signal())
 	}
 	return ws.ExitStatus()
+}
+
+// removeGroup kills what is left in the worker's cgroup and removes it,
+// for a launcher that died before it could.
+func removeGroup(path string) {
+	g, err := cgroup.Load(path)
+	if err != nil {
+		return // never made, or already removed
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+	defer cancel()
+	if err := g.Kill(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "rtrain reaper: %v\n", err)
+		return
+	}
+	if err := g.Delete(); err != nil {
+		fmt.Fprintf(os.Stderr, "rtrain reaper: %v\n", err)
+	}
 }
 
 // killTree SIGKILLs every descendant of pid until none is left. New ones can

@@ -31,6 +31,19 @@ func invalid(format string, args ...any) error {
 // Config.Grace is 0.
 const DefaultGrace = 5 * time.Second
 
+// DefaultPidsPerWorker caps each worker's processes and threads when
+// Config.PidsPerWorker is 0: room for DataLoader workers and their
+// threads, not for a fork bomb.
+const DefaultPidsPerWorker = 32768
+
+// The values of Config.GPUIsolation and Config.Isolation.
+const (
+	GPUIsolationJob     = "job"
+	GPUIsolationWorker  = "worker"
+	IsolationBestEffort = "best-effort"
+	IsolationStrict     = "strict"
+)
+
 // Config is one training job. The zero value of each field is documented;
 // New validates the whole and fills nothing in behind the caller's back.
 type Config struct {
@@ -43,7 +56,8 @@ type Config struct {
 	Workers int
 	// GPUsPerWorker is the number of GPUs each worker holds; 0 runs on CPU.
 	GPUsPerWorker int
-	// CPUsPerWorker reserves cores for each worker and sets its
+	// CPUsPerWorker reserves cores for each worker, caps its CPU time at
+	// as many cores (a CFS quota in its cgroup), and sets its
 	// OMP_NUM_THREADS. 0 reserves none: the workers share the node's cores
 	// and OMP_NUM_THREADS is cores / workers on the node (at least 1).
 	CPUsPerWorker float64
@@ -71,6 +85,29 @@ type Config struct {
 	// job stops. 0 means DefaultGrace.
 	Grace time.Duration
 
+	// Each worker runs in a cgroup of its own, which holds everything it
+	// spawns: the kernel enforces these limits, and rtrain kills the whole
+	// group when the job ends, fails, is cancelled or rtrain dies.
+	//
+	// MemoryPerWorker caps each worker's memory in bytes, its children's
+	// included; a worker over it is killed by the kernel and reported as
+	// out of memory. It is also reserved on the node. 0 is no limit.
+	MemoryPerWorker int64
+	// PidsPerWorker caps each worker's processes and threads. 0 means
+	// DefaultPidsPerWorker.
+	PidsPerWorker int64
+	// GPUIsolation is which GPUs a worker can open: GPUIsolationJob (the
+	// default, "" too) lets the workers of a job on a node open all the
+	// job's GPUs there and no other job's; GPUIsolationWorker only its own.
+	// CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES list what it can open.
+	GPUIsolation string
+	// Isolation is what happens where the node cannot enforce all of the
+	// above (not root, a controller missing, a container without a
+	// delegated cgroup): IsolationBestEffort (the default, "" too) runs the
+	// job with what it can enforce and says what is missing in one
+	// EventWarning; IsolationStrict fails the job before any worker starts.
+	Isolation string
+
 	// Storage is where the run's checkpoints and result.json are kept, under
 	// <Storage>/<Name>/: "s3://bucket/prefix" or a local directory. Empty:
 	// ResultsDir. An S3 bucket must exist; rtrain never creates one.
@@ -93,6 +130,9 @@ type Config struct {
 	OnEvent func(Event)
 }
 
+// minCPUs is the smallest CPU quota the kernel takes: 1ms every 100ms.
+const minCPUs = 0.01
+
 var envKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 var runName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
@@ -110,6 +150,16 @@ func (c *Config) validate() error {
 		return bad("--gpus-per-worker must be 0 or more, got %d", c.GPUsPerWorker)
 	case c.CPUsPerWorker < 0:
 		return bad("--cpus-per-worker must be 0 or more, got %g", c.CPUsPerWorker)
+	case c.CPUsPerWorker > 0 && c.CPUsPerWorker < minCPUs:
+		return bad("--cpus-per-worker %g is below the kernel's smallest CPU quota, %g", c.CPUsPerWorker, minCPUs)
+	case c.MemoryPerWorker < 0:
+		return bad("--memory-per-worker must be 0 (no limit) or more, got %d", c.MemoryPerWorker)
+	case c.PidsPerWorker < 0:
+		return bad("--pids-per-worker must be 0 (the default, %d) or more, got %d", DefaultPidsPerWorker, c.PidsPerWorker)
+	case c.GPUIsolation != "" && c.GPUIsolation != GPUIsolationJob && c.GPUIsolation != GPUIsolationWorker:
+		return bad("--gpu-isolation %q: want job or worker", c.GPUIsolation)
+	case c.Isolation != "" && c.Isolation != IsolationBestEffort && c.Isolation != IsolationStrict:
+		return bad("--isolation %q: want best-effort or strict", c.Isolation)
 	case c.NumCPUs < 0:
 		return bad("--num-cpus must be 0 or more, got %g", c.NumCPUs)
 	case c.NumGPUs != nil && *c.NumGPUs < 0:

@@ -42,6 +42,11 @@ const (
 	// EventCheckpoint: Checkpoint was committed to storage: every rank had
 	// reported it and every file was stored and verified.
 	EventCheckpoint EventType = "checkpoint"
+	// EventWarning: Message says which isolation Node cannot enforce
+	// (Config.MemoryPerWorker, GPU device rules, ...) and why; the job
+	// runs with what it can. At most one per node, before its workers
+	// start.
+	EventWarning EventType = "warning"
 )
 
 // Event is one thing that happened to a job.

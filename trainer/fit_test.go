@@ -50,7 +50,10 @@ func newJob(t *testing.T, script string, workers int, args ...string) *job {
 			j.mu.Unlock()
 		},
 	}
-	t.Cleanup(func() { testutil.NoProcesses(t, j.marker, 5*time.Second) })
+	t.Cleanup(func() {
+		testutil.NoProcesses(t, j.marker, 5*time.Second)
+		testutil.NoCgroups(t, cgroupParent, 5*time.Second)
+	})
 	return j
 }
 

@@ -24,9 +24,15 @@ type WorkerExit struct {
 	FailedAt time.Time
 }
 
-// Cause is the one line that says why the worker failed: the exception line
-// of its last Python traceback when there is one, else how it ended.
+// Cause is the one line that says why the worker failed: out of memory
+// when the kernel killed it for its memory limit, else the exception line
+// of its last Python traceback when there is one, else how it ended. A
+// traceback that followed the OOM kill of a process the worker spawned (a
+// DataLoader worker, say) is marked so.
 func (w WorkerExit) Cause() string {
+	if w.OutOfMemory() {
+		return w.Exit.String()
+	}
 	tb := -1
 	for i := len(w.Tail) - 1; i >= 0; i-- {
 		if strings.HasPrefix(w.Tail[i], "Traceback (most recent call last)") {
@@ -37,6 +43,9 @@ func (w WorkerExit) Cause() string {
 	if tb >= 0 {
 		for i := len(w.Tail) - 1; i > tb; i-- {
 			if line := strings.TrimSpace(w.Tail[i]); exceptionLine.MatchString(line) {
+				if w.OOMKills > 0 {
+					line += fmt.Sprintf(" (after %d of its processes were killed: out of memory)", w.OOMKills)
+				}
 				return line
 			}
 		}
@@ -69,7 +78,11 @@ type JobError struct {
 }
 
 func (e *JobError) Error() string {
-	return fmt.Sprintf("rank %d failed (%s): %s", e.Cause.Rank, e.Cause.Exit, e.Cause.Cause())
+	exit, cause := e.Cause.Exit.String(), e.Cause.Cause()
+	if cause == exit {
+		return fmt.Sprintf("rank %d failed: %s", e.Cause.Rank, exit)
+	}
+	return fmt.Sprintf("rank %d failed (%s): %s", e.Cause.Rank, exit, cause)
 }
 
 // Result is what a finished job leaves.

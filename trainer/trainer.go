@@ -153,13 +153,14 @@ func (j *job) run(ctx context.Context) (*Result, error) {
 		j.setState(StatePending, fmt.Sprintf("resuming from %s", j.restore.URI))
 	}
 
-	local, err := j.startCluster()
+	local, gpus, err := j.startCluster()
 	if err != nil {
 		return j.end(ctx, err)
 	}
+	defer gpus.Release()
 	req := cluster.Request{
 		Count:  j.cfg.Workers,
-		Bundle: cluster.Resources{CPU: j.cfg.CPUsPerWorker, GPU: j.cfg.GPUsPerWorker},
+		Bundle: cluster.Resources{CPU: j.cfg.CPUsPerWorker, GPU: j.cfg.GPUsPerWorker, MemoryBytes: j.cfg.MemoryPerWorker},
 	}
 	plan, err := local.Head.Reserve(ctx, j.id, req)
 	if err != nil {
@@ -227,7 +228,9 @@ func (j *job) end(ctx context.Context, err error) (*Result, error) {
 	return j.res, err
 }
 
-func (j *job) startCluster() (*cluster.Local, error) {
+// startCluster starts the embedded cluster on this machine, offering it
+// the GPUs the job claims: those no other rtrain process holds.
+func (j *job) startCluster() (*cluster.Local, *cluster.GPUClaim, error) {
 	o := cluster.NoOverrides
 	o.NumCPUs = j.cfg.NumCPUs
 	if j.cfg.NumGPUs != nil {
@@ -235,13 +238,28 @@ func (j *job) startCluster() (*cluster.Local, error) {
 	}
 	node, err := cluster.Discover("/dev", o)
 	if err != nil {
-		return nil, fmt.Errorf("trainer: %w", err)
+		return nil, nil, fmt.Errorf("trainer: %w", err)
+	}
+	gpus := &cluster.GPUClaim{}
+	// A job that asks more than the node has fails in placement, which
+	// says so; one that would fit takes its GPUs before placement.
+	if need := j.cfg.Workers * j.cfg.GPUsPerWorker; need > 0 && need <= len(node.GPUs) {
+		if gpus, err = cluster.ClaimGPUs(node.GPUs, need); err != nil {
+			return nil, nil, err // one line that names the holders, like placement's
+		}
+		node.GPUs, node.Total.GPU = gpus.GPUs, len(gpus.GPUs)
 	}
 	shim, err := pyshim.Install(shimCacheDir())
 	if err != nil {
-		return nil, fmt.Errorf("trainer: %w", err)
+		gpus.Release()
+		return nil, nil, fmt.Errorf("trainer: %w", err)
 	}
-	return cluster.NewLocal(node, shim, j.log)
+	local, err := cluster.NewLocal(node, shim, j.log)
+	if err != nil {
+		gpus.Release()
+		return nil, nil, err
+	}
+	return local, gpus, nil
 }
 
 func shimCacheDir() string {
@@ -295,9 +313,13 @@ func (j *job) attempt(ctx context.Context, local *cluster.Local, plan cluster.Pl
 		Grace:    grace,
 		Stager:   ckpts.stager,
 		Restore:  j.restore,
+		Limits:   j.limits(),
 	}
 	groups := []*cluster.Group{}
 	g, err := agent.Start(ctx, spec)
+	if errors.Is(err, cluster.ErrNotIsolated) {
+		return nil, nil, fmt.Errorf("strict isolation: %w", err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("trainer: %w", err)
 	}
@@ -369,6 +391,8 @@ func (j *job) follow(ctx context.Context, groups []*cluster.Group, world int, ck
 				}
 				j.emit(Event{Type: EventReport, Time: e.Time, Rank: e.Rank, Node: e.NodeID, Metrics: e.Report.Metrics})
 				ckpts.report(e)
+			case cluster.NodeWarning:
+				j.emit(Event{Type: EventWarning, Time: e.Time, Node: e.NodeID, Message: e.Line})
 			case cluster.WorkerExited:
 				w := WorkerExit{Rank: e.Rank, Node: e.NodeID, PID: pids[e.Rank], Exit: e.Exit, Tail: e.Tail}
 				if !w.Success() {
@@ -388,6 +412,24 @@ func (j *job) follow(ctx context.Context, groups []*cluster.Group, world int, ck
 			}
 		}
 	}
+}
+
+// limits are what each worker is held to, from the config.
+func (j *job) limits() cluster.Limits {
+	l := cluster.Limits{
+		MemoryBytes:  j.cfg.MemoryPerWorker,
+		CPUs:         j.cfg.CPUsPerWorker,
+		Pids:         j.cfg.PidsPerWorker,
+		GPUIsolation: cluster.IsolateJob,
+		Strict:       j.cfg.Isolation == IsolationStrict,
+	}
+	if l.Pids == 0 {
+		l.Pids = DefaultPidsPerWorker
+	}
+	if j.cfg.GPUIsolation == GPUIsolationWorker {
+		l.GPUIsolation = cluster.IsolateWorker
+	}
+	return l
 }
 
 func randomHex(n int) string {

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rtrain/rtrain/checkpoint"
+	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/trainer"
 )
 
@@ -33,6 +34,7 @@ type fitOptions struct {
 	ckptOrder     string
 	resume        bool
 	resumeFrom    string
+	iso           isolationOptions
 }
 
 func newFitCmd() *cobra.Command {
@@ -90,6 +92,7 @@ Everything after SCRIPT is passed to the script.`,
 	f.BoolVar(&o.resume, "resume", false, "continue run --name from its latest committed checkpoint")
 	f.StringVar(&o.resumeFrom, "resume-from", "", "start from this checkpoint: STORAGE/RUN/checkpoint_NNNNNN")
 	addS3Flags(f, &o.s3)
+	addIsolationFlags(f, &o.iso)
 	_ = cmd.MarkFlagFilename("python")
 	_ = cmd.MarkFlagDirname("working-dir")
 	_ = cmd.MarkFlagDirname("results-dir")
@@ -130,6 +133,9 @@ func (o *fitOptions) config(cmd *cobra.Command, args []string) (trainer.Config, 
 	if cmd.Flags().Changed("num-gpus") {
 		n := o.numGPUs
 		cfg.NumGPUs = &n
+	}
+	if err := o.iso.apply(&cfg); err != nil {
+		return trainer.Config{}, err
 	}
 	return cfg, nil
 }
@@ -179,9 +185,11 @@ func (p *printer) event(e trainer.Event) {
 		if e.Rank == 0 {
 			fmt.Fprintf(p.out, "[report] %s\n", formatMetrics(e.Metrics))
 		}
+	case trainer.EventWarning:
+		fmt.Fprintf(p.err, "rtrain: warning: %s; running without (--isolation=strict would refuse)\n", e.Message)
 	case trainer.EventCheckpoint:
 		c := e.Checkpoint
-		fmt.Fprintf(p.out, "[checkpoint] %s (%s)\n", c.URI, formatBytes(c.Bytes))
+		fmt.Fprintf(p.out, "[checkpoint] %s (%s)\n", c.URI, cluster.FormatBytes(c.Bytes))
 	case trainer.EventWorkerExited:
 		if x := e.Exit; !x.Success() && !x.Stopped {
 			fmt.Fprintf(p.err, "rtrain: rank %d (pid %d) failed: %s; stopping the other workers\n", x.Rank, x.PID, x.Exit)

@@ -38,7 +38,7 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &jerr), errors.As(err, &cerr):
+	case errors.As(err, &jerr), errors.As(err, &cerr), errors.Is(err, errDoctor):
 		// The summary already said it all.
 		return exitFailed
 	case errors.Is(err, trainer.ErrCancelled):

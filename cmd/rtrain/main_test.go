@@ -30,8 +30,11 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	os.Exit(testutil.RunIsolated(m, &cgroupParent))
 }
+
+// cgroupParent holds every cgroup this package's jobs make.
+var cgroupParent string
 
 type cli struct {
 	cmd            *exec.Cmd
@@ -52,7 +55,10 @@ func rtrain(t *testing.T, args ...string) *cli {
 		c.cmd.Env = append(c.cmd.Env, "RTRAIN_PYTHON=/usr/bin/python3")
 	}
 	c.cmd.Stdout, c.cmd.Stderr = &c.stdout, &c.stderr
-	t.Cleanup(func() { testutil.NoProcesses(t, c.marker, 5*time.Second) })
+	t.Cleanup(func() {
+		testutil.NoProcesses(t, c.marker, 5*time.Second)
+		testutil.NoCgroups(t, cgroupParent, 5*time.Second)
+	})
 	return c
 }
 

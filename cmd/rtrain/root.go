@@ -32,7 +32,7 @@ does, streams the workers' logs and tells you which rank failed and why.`,
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())}
 	})
-	root.AddCommand(newFitCmd(), newCheckpointsCmd(), newVersionCmd())
+	root.AddCommand(newFitCmd(), newCheckpointsCmd(), newDoctorCmd(), newVersionCmd())
 	return root
 }
 

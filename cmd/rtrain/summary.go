@@ -49,7 +49,11 @@ func (p *printer) summary(res *trainer.Result, err error) {
 	}
 	if errors.As(err, &jerr) {
 		c := jerr.Cause
-		fmt.Fprintf(w, "  root cause: rank %d on %s (pid %d) %s: %s\n", c.Rank, c.Node, c.PID, c.Exit, c.Cause())
+		if cause := c.Cause(); cause != c.Exit.String() {
+			fmt.Fprintf(w, "  root cause: rank %d on %s (pid %d) %s: %s\n", c.Rank, c.Node, c.PID, c.Exit, cause)
+		} else {
+			fmt.Fprintf(w, "  root cause: rank %d on %s (pid %d) %s\n", c.Rank, c.Node, c.PID, cause)
+		}
 		for _, line := range c.Traceback() {
 			fmt.Fprintf(w, "    %s\n", line)
 		}
@@ -66,20 +70,6 @@ func (p *printer) summary(res *trainer.Result, err error) {
 	if res.ResultURI != "" {
 		fmt.Fprintf(w, "  result: %s\n", res.ResultURI)
 	}
-}
-
-// formatBytes prints n in the largest binary unit that keeps it >= 1.
-func formatBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func rankList(ws []trainer.WorkerExit, withCause bool) string {

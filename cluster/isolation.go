@@ -1,0 +1,244 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/rtrain/rtrain/launcher"
+	"github.com/rtrain/rtrain/launcher/cgroup"
+)
+
+// GPUIsolation says which of the node's GPUs a worker may open.
+type GPUIsolation string
+
+const (
+	// IsolateJob walls each job off from every other: the workers of a job
+	// on a node all open the job's GPUs there (so NCCL can use P2P between
+	// them), and no other GPU. The zero value means IsolateJob.
+	IsolateJob GPUIsolation = "job"
+	// IsolateWorker lets each worker open its own GPUs only; NCCL falls
+	// back from P2P to shared memory between the workers.
+	IsolateWorker GPUIsolation = "worker"
+)
+
+// Limits are what each worker of a group is held to, through a cgroup of
+// its own where the node can (see Agent.Start).
+type Limits struct {
+	// MemoryBytes caps each worker's memory, what it spawns included; the
+	// kernel's OOM killer ends a worker over it. 0 is no limit.
+	MemoryBytes int64
+	// CPUs is each worker's CPU time, in cores, as a CFS quota. 0 is none.
+	CPUs float64
+	// Pids caps the processes and threads of each worker. 0 is no limit.
+	Pids int64
+	// GPUIsolation is which GPUs a worker sees and may open.
+	GPUIsolation GPUIsolation
+	// Strict refuses to start a group this node cannot isolate fully;
+	// otherwise it runs with what the node can enforce, and a NodeWarning
+	// event says what is missing and why.
+	Strict bool
+}
+
+// CgroupParentEnv names the cgroup under which the agent makes its
+// workers' groups, <parent>/<job id>/rank-<N> in every hierarchy, where an
+// operator may set node-wide limits; unset, "rtrain".
+const CgroupParentEnv = "RTRAIN_CGROUP_PARENT"
+
+// ErrNotIsolated is wrapped by the error of Agent.Start for a group with
+// Limits.Strict that the node cannot isolate fully.
+var ErrNotIsolated = errors.New("cluster: cannot isolate the workers")
+
+// IsolationError says which isolation a node cannot give and why.
+type IsolationError struct {
+	Node string
+	// Missing names each kind of isolation asked for and not available:
+	// "memory limit", "CPU limit", "pids limit", "GPU device isolation".
+	Missing []string
+	// Reason is why.
+	Reason error
+}
+
+func (e *IsolationError) Error() string {
+	return fmt.Sprintf("node %s cannot enforce %s: %v", e.Node, strings.Join(e.Missing, ", "), e.Reason)
+}
+
+// Unwrap makes an IsolationError an ErrNotIsolated and keeps its reason.
+func (e *IsolationError) Unwrap() []error { return []error{ErrNotIsolated, e.Reason} }
+
+// nvidiaGPUMinors are the minor numbers NVIDIA GPU nodes can have:
+// /dev/nvidia0 to /dev/nvidia253; 254 is nvidia-modeset, 255 nvidiactl.
+const nvidiaGPUMinors = 254
+
+// isolation is what the agent enforces for one group.
+type isolation struct {
+	// template holds the limits the node can enforce, without Name; nil
+	// runs the workers without cgroups.
+	template *cgroup.Spec
+	// devices is whether device rules apply.
+	devices bool
+	// missing is what was asked and cannot be had, and why; nil when
+	// nothing is missing.
+	missing *IsolationError
+}
+
+// hostSupport is what the node offers, as probed: cgroup support (or why
+// there is none), whether the reaper runs, and whether the node has NVIDIA
+// device nodes to guard.
+type hostSupport struct {
+	cgroups    cgroup.Support
+	cgroupsErr error
+	reaper     bool
+	gpuNode    bool
+}
+
+func probeHost(node Node) hostSupport {
+	s, err := cgroup.Supported()
+	return hostSupport{cgroups: s, cgroupsErr: err, reaper: launcher.ReaperAvailable(), gpuNode: hasNVIDIADevices(node)}
+}
+
+// hasNVIDIADevices reports whether the node has GPUs to guard: known ones,
+// or NVIDIA device nodes in /dev that an override hid.
+func hasNVIDIADevices(node Node) bool {
+	if len(node.GPUs) > 0 || len(deviceGPUs("/dev")) > 0 {
+		return true
+	}
+	_, err := os.Stat("/dev/nvidiactl")
+	return err == nil
+}
+
+// planIsolation decides, from what host offers, what each worker of a
+// group with limits l gets. Pure: the tests feed it hosts of every kind.
+func planIsolation(nodeID string, l Limits, host hostSupport) isolation {
+	want := cgroup.Spec{MemoryBytes: l.MemoryBytes, CPUs: l.CPUs, Pids: l.Pids}
+	iso := isolation{template: &want, devices: host.gpuNode}
+	s := host.cgroups
+	var reason error // why there are no cgroups at all
+	switch {
+	case !host.reaper:
+		reason = launcher.ErrNoReaper
+	case host.cgroupsErr != nil:
+		reason = fmt.Errorf("%w (run rtrain as root, or in a container with a delegated cgroup)", host.cgroupsErr)
+	}
+	if reason != nil {
+		s, iso.template = cgroup.Support{}, nil
+	}
+	var missing []string
+	for _, c := range []struct {
+		what   string
+		wanted bool
+		where  string // the hierarchy that can enforce it, "" for none
+		drop   func()
+	}{
+		{"memory limit", want.MemoryBytes > 0, s.Memory, func() { want.MemoryBytes = 0 }},
+		{"CPU limit", want.CPUs > 0, s.CPU, func() { want.CPUs = 0 }},
+		{"pids limit", want.Pids > 0, s.Pids, func() { want.Pids = 0 }},
+		{"GPU device isolation", iso.devices, s.Devices, func() { iso.devices = false }},
+	} {
+		if c.wanted && c.where == "" {
+			missing = append(missing, c.what)
+			c.drop()
+		}
+	}
+	if len(missing) > 0 {
+		if reason == nil {
+			reason = fmt.Errorf("the %s cgroup layout here has no controller for it", s.Mode)
+		}
+		iso.missing = &IsolationError{Node: nodeID, Missing: missing, Reason: reason}
+	}
+	return iso
+}
+
+// workerCgroup is worker ws's cgroup spec under iso, nil for none. Its
+// device rules deny every NVIDIA GPU node but those the worker may open:
+// the job's GPUs on this node, or under IsolateWorker its own. The
+// driver's control nodes (nvidiactl, nvidia-uvm, nvidia-modeset) stay
+// open: CUDA needs them and they give no access to another GPU.
+func (g *Group) workerCgroup(iso isolation, ws WorkerSpec, rank int) *cgroup.Spec {
+	if iso.template == nil {
+		return nil
+	}
+	s := *iso.template
+	parent := os.Getenv(CgroupParentEnv)
+	if parent == "" {
+		parent = "rtrain"
+	}
+	s.Name = fmt.Sprintf("%s/%s/rank-%d", parent, g.spec.JobID, rank)
+	if iso.devices {
+		allowed := map[int64]bool{}
+		for _, idx := range g.visibleGPUs(ws) {
+			for _, gpu := range g.agent.node.GPUs {
+				if gpu.Index == idx {
+					allowed[int64(gpu.Minor)] = true
+				}
+			}
+		}
+		for minor := range int64(nvidiaGPUMinors) {
+			if !allowed[minor] {
+				s.DenyDevices = append(s.DenyDevices, cgroup.Device{Type: 'c', Major: nvidiaMajor, Minor: minor})
+			}
+		}
+	}
+	return &s
+}
+
+// visibleGPUs are the GPU indices worker ws sees, sorted: the job's on
+// this node, or under IsolateWorker its own. None for a CPU worker.
+func (g *Group) visibleGPUs(ws WorkerSpec) []int {
+	if len(ws.GPUs) == 0 {
+		return nil
+	}
+	if g.spec.Limits.GPUIsolation == IsolateWorker {
+		return slices.Sorted(slices.Values(ws.GPUs))
+	}
+	var ids []int
+	for _, w := range g.spec.Workers {
+		ids = append(ids, w.GPUs...)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// gpuEnv sets what CUDA and the NVIDIA container runtime read to find the
+// worker's GPUs: CUDA_VISIBLE_DEVICES (indices), NVIDIA_VISIBLE_DEVICES
+// (UUIDs where known) and RTRAIN_CUDA_DEVICE, the worker's own GPU as an
+// index into CUDA_VISIBLE_DEVICES, with CUDA_DEVICE_ORDER=PCI_BUS_ID so
+// that CUDA numbers the GPUs as the driver does. Local rank i of a job
+// with one GPU per worker trains on the i-th of the job's GPUs; under
+// IsolateWorker it sees only its own, index 0.
+func (g *Group) gpuEnv(m map[string]string, ws WorkerSpec) {
+	delete(m, "RTRAIN_CUDA_DEVICE")
+	visible := g.visibleGPUs(ws)
+	if len(visible) == 0 {
+		if len(g.agent.node.GPUs) > 0 {
+			// A CPU job on a GPU node must not grab a GPU by accident.
+			m["CUDA_VISIBLE_DEVICES"] = ""
+			m["NVIDIA_VISIBLE_DEVICES"] = "none"
+		}
+		return
+	}
+	ids := make([]string, len(visible))
+	uuids := make([]string, len(visible))
+	for i, idx := range visible {
+		ids[i] = strconv.Itoa(idx)
+		uuids[i] = ids[i]
+		for _, gpu := range g.agent.node.GPUs {
+			if gpu.Index == idx && gpu.UUID != "" {
+				uuids[i] = gpu.UUID
+			}
+		}
+		if idx == ws.GPUs[0] {
+			m["RTRAIN_CUDA_DEVICE"] = strconv.Itoa(i)
+		}
+	}
+	m["CUDA_VISIBLE_DEVICES"] = strings.Join(ids, ",")
+	m["NVIDIA_VISIBLE_DEVICES"] = strings.Join(uuids, ",")
+	if _, ok := m["CUDA_DEVICE_ORDER"]; !ok {
+		// CUDA numbers the fastest GPU first unless told otherwise; the
+		// indices above, and the device rules, follow the driver's order.
+		m["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+	}
+}
