@@ -31,9 +31,12 @@ test: deps vet
 test-short:
 	$(GO) test -short -count=1 ./...
 
-# Micro-benchmarks, then the launch benchmark against torchrun and the floor,
-# which rewrites docs/BENCHMARKS.md and docs/bench-launch.svg (about 6 minutes
-# on 2 cores).
+# Micro-benchmarks, then rtrain-bench: launch time against torchrun and the
+# floor, and checkpoint throughput (1 GiB to and from MinIO, and to a local
+# directory) against a plain disk write and loopback TCP. It rewrites
+# docs/BENCHMARKS.md, docs/bench-launch.svg and docs/bench-checkpoint.svg
+# (about 10 minutes on 2 cores; `-only launch` or `-only checkpoint` runs one
+# and keeps the other's section).
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) run ./cmd/rtrain-bench -rtrain $(BIN) -out docs
