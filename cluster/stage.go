@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Stager copies the checkpoint directories that workers attach to report()
@@ -99,8 +101,9 @@ func (s *Stager) Close() error {
 }
 
 // copyTree copies the regular files under src (symbolic links followed)
-// into dst, keeping relative paths. Each file appears whole or not at all:
-// it is written under a temporary name and renamed.
+// into dst, keeping relative paths, several files at once: a sharded
+// checkpoint's shards are copied side by side. Each file appears whole or
+// not at all: it is written under a temporary name and renamed.
 func copyTree(ctx context.Context, src, dst string) error {
 	fi, err := os.Stat(src)
 	if err != nil {
@@ -109,11 +112,13 @@ func copyTree(ctx context.Context, src, dst string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("%s is not a directory", src)
 	}
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallelCopies)
+	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if err := ctx.Err(); err != nil {
+		if err := gctx.Err(); err != nil {
 			return err
 		}
 		rel, err := filepath.Rel(src, p)
@@ -132,12 +137,20 @@ func copyTree(ctx context.Context, src, dst string) error {
 			}
 			return os.MkdirAll(target, 0o755)
 		case fi.Mode().IsRegular():
-			return copyFile(p, target)
+			g.Go(func() error { return copyFile(p, target) })
+			return nil
 		default:
 			return fmt.Errorf("%s is not a regular file", p)
 		}
 	})
+	if werr := g.Wait(); err == nil {
+		err = werr
+	}
+	return err
 }
+
+// parallelCopies bounds the files one Stage copies at once.
+const parallelCopies = 4
 
 func copyFile(src, dst string) (err error) {
 	in, err := os.Open(src)

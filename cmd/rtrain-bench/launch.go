@@ -24,7 +24,6 @@ type launchOptions struct {
 	workers []int
 	rtrain  string
 	python  string
-	out     string
 }
 
 // contender is one way to launch the same job.
@@ -118,10 +117,11 @@ type key struct {
 	workers   int
 }
 
-func runLaunch(ctx context.Context, o launchOptions, log *slog.Logger) error {
+// runLaunch measures the launch contenders and renders their section.
+func runLaunch(ctx context.Context, o launchOptions, log *slog.Logger) (section, error) {
 	tmp, err := os.MkdirTemp("", "rtrain-bench-")
 	if err != nil {
-		return err
+		return section{}, err
 	}
 	defer os.RemoveAll(tmp)
 	cs := contenders(o, tmp)
@@ -129,7 +129,7 @@ func runLaunch(ctx context.Context, o launchOptions, log *slog.Logger) error {
 	// One warm-up run of each, unmeasured: page cache and pyc files.
 	for _, c := range cs {
 		if _, err := runOnce(ctx, c, 1, tmp); err != nil {
-			return err
+			return section{}, err
 		}
 	}
 	for round := range o.rounds {
@@ -139,14 +139,14 @@ func runLaunch(ctx context.Context, o launchOptions, log *slog.Logger) error {
 				c := cs[i]
 				s, err := runOnce(ctx, c, n, tmp)
 				if err != nil {
-					return err
+					return section{}, err
 				}
 				samples[key{c.name, n}] = append(samples[key{c.name, n}], s)
 				log.Info("run", "round", round+1, "contender", c.name, "workers", n, "first_step", s.first.Round(time.Millisecond), "done", s.done.Round(time.Millisecond))
 			}
 		}
 	}
-	return writeReport(o, samples)
+	return renderLaunch(o, measuredLine(o.rounds, torchVersion(o.python)), samples), nil
 }
 
 // stats are the median and p95 of a set of durations.

@@ -2,74 +2,152 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"html"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
 
-// metric picks one duration of a sample.
-type metric struct {
-	name string
-	of   func(sample) time.Duration
+// section is one "## " section of BENCHMARKS.md and the charts it links.
+type section struct {
+	heading string            // without the "## "
+	body    string            // the Markdown under the heading
+	charts  map[string][]byte // file name in the output directory → SVG
 }
 
-var metrics = []metric{
-	{"submit → first step", func(s sample) time.Duration { return s.first }},
-	{"submit → done", func(s sample) time.Duration { return s.done }},
+const (
+	launchHeading     = "Launch overhead"
+	checkpointHeading = "Checkpoint throughput"
+)
+
+// sectionOrder is the order of the sections in BENCHMARKS.md, and the
+// benchmarks -only may name, by heading.
+var sectionOrder = []string{launchHeading, checkpointHeading, reportHeading}
+
+const docHeader = "# Benchmarks\n\n" +
+	"Written by `make bench` (`go run ./cmd/rtrain-bench`). Do not edit by hand. `-only launch`, `-only checkpoint` or `-only report` measures one section again and keeps the other as it was, so each section says when and on what it was measured.\n\n" +
+	"Machines are noisy: within each round the contenders run one after another in a random order, so drift hits all of them alike, and every figure stands next to its anchor measured in the same run.\n"
+
+// measuredPrefix starts the first line of every section.
+const measuredPrefix = "Measured on "
+
+// measuredLine is a section's first line: when, on what, how often.
+// torch is left out when empty.
+func measuredLine(rounds int, torch string) string {
+	machine := fmt.Sprintf("%d cores (%s), %s", runtime.NumCPU(), cpuModel(), runtime.Version())
+	if torch != "" {
+		machine += ", torch " + torch
+	}
+	return formatMeasured(time.Now().UTC().Format("2006-01-02 15:04 MST"), machine, fmt.Sprint(rounds))
 }
 
-// ratioRow is one bar group of the chart.
-type ratioRow struct {
-	label               string
-	vsTorchrun, vsFloor float64
+func formatMeasured(when, machine, rounds string) string {
+	return fmt.Sprintf("%s%s — %s. Every figure is the median of %s runs, p95 in parentheses.", measuredPrefix, when, machine, rounds)
 }
 
-func writeReport(o launchOptions, samples map[key][]sample) error {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "# Benchmarks\n\n")
-	fmt.Fprintf(&b, "Written by `make bench` (`go run ./cmd/rtrain-bench`) on %s. Do not edit by hand.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "Machine: %d cores (%s), %s, torch %s. ", runtime.NumCPU(), cpuModel(), goVersionLine(), torchVersion(o.python))
-	fmt.Fprintf(&b, "Every figure is the median of %d runs, p95 in parentheses; within each round the contenders run one after another in a random order, so drift on a noisy machine hits all of them alike.\n\n", o.rounds)
-
-	fmt.Fprintf(&b, "## Launch overhead\n\n")
-	fmt.Fprintf(&b, "The same torch.distributed script (`%s`: DDP on gloo, CPU, 5 steps of a small model) launched three ways: `rtrain fit`, Debian's torchrun 1.13 (through `scripts/torchrun311.py`, which only patches its Python 3.11 start-up bug), and the floor — the workers started by hand with the env contract set, which no launcher can beat. \"First step\" is the wall-clock time rank 0 finished its first optimizer step, measured from the moment the launch command was started.\n\n", script)
-	fmt.Fprintf(&b, "| workers | measure | rtrain | torchrun | floor | rtrain / torchrun | rtrain / floor |\n|---|---|---|---|---|---|---|\n")
-	var rows []ratioRow
-	for _, n := range o.workers {
-		for _, m := range metrics {
-			st := map[string]stats{}
-			for _, c := range []string{"rtrain", "torchrun", "floor"} {
-				var ds []time.Duration
-				for _, s := range samples[key{c, n}] {
-					ds = append(ds, m.of(s))
-				}
-				st[c] = summarize(ds)
+// writeDoc writes the fresh sections and their charts into out, keeping
+// the other sections of the BENCHMARKS.md already there.
+func writeDoc(out string, fresh []section) error {
+	path := filepath.Join(out, "BENCHMARKS.md")
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	for _, s := range fresh {
+		for name, svg := range s.charts {
+			if err := os.WriteFile(filepath.Join(out, name), svg, 0o644); err != nil {
+				return err
 			}
-			vsT := st["rtrain"].median.Seconds() / st["torchrun"].median.Seconds()
-			vsF := st["rtrain"].median.Seconds() / st["floor"].median.Seconds()
-			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %.2f | %.2f |\n", n, m.name, fmtStats(st["rtrain"]), fmtStats(st["torchrun"]), fmtStats(st["floor"]), vsT, vsF)
-			rows = append(rows, ratioRow{label: fmt.Sprintf("%d w, %s", n, strings.TrimPrefix(m.name, "submit → ")), vsTorchrun: vsT, vsFloor: vsF})
 		}
 	}
-	fmt.Fprintf(&b, "\nGoals (issue: benchmarks): rtrain / torchrun ≤ 1.05 for 4 workers end to end, and rtrain within 10%% of the floor (ratio ≤ 1.10).\n\n")
-	fmt.Fprintf(&b, "![rtrain's launch time as a ratio of torchrun's and of the floor](bench-launch.svg)\n\n")
-	fmt.Fprintf(&b, "Why rtrain starts faster than torchrun: torchrun's agent imports torch (about a second here) before it starts a worker, while rtrain is a Go binary that checks for torch without importing it and starts the workers at once; the workers then import torch in parallel in both cases.\n")
-
-	if err := os.MkdirAll(o.out, 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(o.out, "BENCHMARKS.md"), b.Bytes(), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(o.out, "bench-launch.svg"), ratioChart(rows), 0o644)
+	return os.WriteFile(path, []byte(mergeDoc(string(old), fresh)), 0o644)
 }
 
-func fmtStats(s stats) string {
-	return fmt.Sprintf("%.2f s (%.2f)", s.median.Seconds(), s.p95.Seconds())
+// mergeDoc is the new BENCHMARKS.md: the header, then each section,
+// fresh if it was measured now, else as the old document had it, else a
+// line saying how to measure it.
+func mergeDoc(old string, fresh []section) string {
+	oldHeader, oldSections := splitDoc(old)
+	// Documents written before sections said when they were measured had
+	// it once, in the header; a kept section takes it along.
+	legacy := legacyMeasured(oldHeader)
+	order := slices.Clone(sectionOrder)
+	bodies := map[string]string{}
+	for _, s := range oldSections {
+		body := strings.Trim(s.body, "\n")
+		if legacy != "" && !strings.HasPrefix(body, measuredPrefix) {
+			body = legacy + "\n\n" + body
+		}
+		bodies[s.heading] = body
+		if !slices.Contains(order, s.heading) {
+			order = append(order, s.heading)
+		}
+	}
+	for _, s := range fresh {
+		bodies[s.heading] = strings.Trim(s.body, "\n")
+	}
+	var b strings.Builder
+	b.WriteString(docHeader)
+	for _, h := range order {
+		body, ok := bodies[h]
+		if !ok {
+			body = fmt.Sprintf("Not measured yet: `go run ./cmd/rtrain-bench -only %s` measures it.", onlyName(h))
+		}
+		fmt.Fprintf(&b, "\n## %s\n\n%s\n", h, body)
+	}
+	return b.String()
+}
+
+// onlyName is the -only value that measures the section with heading h.
+func onlyName(h string) string {
+	first, _, _ := strings.Cut(h, " ")
+	return strings.ToLower(first)
+}
+
+// splitDoc cuts a Markdown document at its "## " headings.
+func splitDoc(doc string) (header string, sections []section) {
+	var hb strings.Builder
+	var cur *section
+	for _, line := range strings.SplitAfter(doc, "\n") {
+		if h, ok := strings.CutPrefix(line, "## "); ok {
+			sections = append(sections, section{heading: strings.TrimSpace(h)})
+			cur = &sections[len(sections)-1]
+			continue
+		}
+		if cur == nil {
+			hb.WriteString(line)
+		} else {
+			cur.body += line
+		}
+	}
+	return hb.String(), sections
+}
+
+var (
+	legacyWhen    = regexp.MustCompile("Written by .* on (.+?)\\. Do not edit by hand\\.")
+	legacyMachine = regexp.MustCompile(`Machine: (.+?)\. Every figure is the median of (\d+) runs`)
+)
+
+// legacyMeasured turns an old header's "written on" and "Machine:" lines
+// into a section's measured line; "" when the header has none.
+func legacyMeasured(header string) string {
+	w := legacyWhen.FindStringSubmatch(header)
+	m := legacyMachine.FindStringSubmatch(header)
+	if w == nil || m == nil {
+		return ""
+	}
+	return formatMeasured(w[1], m[1], m[2])
 }
 
 func cpuModel() string {
@@ -85,8 +163,6 @@ func cpuModel() string {
 	return "unknown CPU"
 }
 
-func goVersionLine() string { return runtime.Version() }
-
 func torchVersion(python string) string {
 	out, err := exec.Command(python, "-c", "import torch; print(torch.__version__)").Output()
 	if err != nil {
@@ -95,32 +171,54 @@ func torchVersion(python string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// ratioChart draws the ratios as horizontal bars with a line at 1.0.
-func ratioChart(rows []ratioRow) []byte {
-	const (
-		left, barH, gap, width = 150, 14, 10, 640
-		scaleMax               = 1.5
-	)
+// chart is horizontal bars of ratios, a group of bars per row, with
+// dashed lines at marks.
+type chart struct {
+	title    string
+	series   []string // legend: what each value of a row is
+	rows     []chartRow
+	marks    []mark
+	scaleMax float64 // bars longer than this are cut at the edge
+}
+
+type chartRow struct {
+	label  string
+	values []float64 // one per series
+}
+
+type mark struct {
+	at    float64
+	label string
+}
+
+var seriesColors = []string{"#4c78a8", "#f58518", "#54a24b"}
+
+func (c chart) svg() []byte {
+	const left, barH, gap, width = 150, 14, 10, 640
 	plotW := float64(width - left - 20)
-	height := 40 + len(rows)*(2*barH+gap) + 40
-	x := func(r float64) float64 { return left + plotW*min(r, scaleMax)/scaleMax }
+	height := 40 + len(c.rows)*(len(c.series)*barH+gap) + 40
+	x := func(r float64) float64 { return left + plotW*min(r, c.scaleMax)/c.scaleMax }
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n", width, height)
-	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/><text x="%d" y="18" font-size="13">rtrain launch time ÷ anchor (median; lower is better)</text>`+"\n", left)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/><text x="%d" y="18" font-size="13">%s</text>`+"\n", left, html.EscapeString(c.title))
 	y := 34
-	for _, r := range rows {
-		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", left-6, y+barH+3, r.label)
-		for i, v := range []float64{r.vsTorchrun, r.vsFloor} {
-			color := []string{"#4c78a8", "#f58518"}[i]
+	for _, r := range c.rows {
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", left-6, y+len(c.series)*barH/2+3, html.EscapeString(r.label))
+		for i, v := range r.values {
 			fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/><text x="%.1f" y="%d">%.2f</text>`+"\n",
-				left, y, x(v)-left, barH-1, color, x(v)+3, y+barH-3, v)
+				left, y, x(v)-left, barH-1, seriesColors[i%len(seriesColors)], x(v)+3, y+barH-3, v)
 			y += barH
 		}
 		y += gap
 	}
-	fmt.Fprintf(&b, `<line x1="%.1f" y1="28" x2="%.1f" y2="%d" stroke="black" stroke-dasharray="3,3"/><text x="%.1f" y="%d" text-anchor="middle">1.0</text>`+"\n", x(1), x(1), y, x(1), y+12)
-	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="10" height="10" fill="#4c78a8"/><text x="%d" y="%d">÷ torchrun</text>`, left, y+20, left+14, y+29)
-	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="10" height="10" fill="#f58518"/><text x="%d" y="%d">÷ floor (workers started by hand)</text>`+"\n", left+100, y+20, left+114, y+29)
-	b.WriteString("</svg>\n")
+	for _, m := range c.marks {
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="28" x2="%.1f" y2="%d" stroke="black" stroke-dasharray="3,3"/><text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", x(m.at), x(m.at), y, x(m.at), y+12, html.EscapeString(m.label))
+	}
+	lx := left
+	for i, s := range c.series {
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d">%s</text>`, lx, y+20, seriesColors[i%len(seriesColors)], lx+14, y+29, html.EscapeString(s))
+		lx += 14 + 7*len([]rune(s)) + 16
+	}
+	b.WriteString("\n</svg>\n")
 	return b.Bytes()
 }
