@@ -44,6 +44,7 @@ func renderLaunch(o launchOptions, measured string, samples map[key][]sample) se
 	fmt.Fprintf(&b, "\nGoals (issue: benchmarks): rtrain / torchrun ≤ 1.05 for 4 workers end to end, and rtrain within 10%% of the floor (ratio ≤ 1.10).\n\n")
 	fmt.Fprintf(&b, "![rtrain's launch time as a ratio of torchrun's and of the floor](bench-launch.svg)\n\n")
 	fmt.Fprintf(&b, "Why rtrain starts faster than torchrun: torchrun's agent imports torch (about a second here) before it starts a worker, while rtrain is a Go binary that checks for torch without importing it and starts the workers at once; the workers then import torch in parallel in both cases.\n")
+	fmt.Fprintf(&b, "\nWhy rtrain trails the floor with 2 and 4 workers: torch 1.13's TCPStore client sleeps a whole second after a refused connect, so a rank that reaches `init_process_group` a moment before rank 0's store listens loses up to a second. The floor loses that race now and then (its p95), rtrain nearly always in these runs, though its rank 0 starts first; replaying rtrain's exact worker environment by hand shows the same coin toss. torchrun avoids it by hosting the store in its agent (TORCHELASTIC_USE_AGENT_STORE), which is the fix planned for rtrain's agent.\n")
 
 	c := chart{
 		title:    "rtrain launch time ÷ anchor (median; lower is better)",
