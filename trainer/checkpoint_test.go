@@ -12,7 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -59,13 +58,7 @@ func TestResumeIsBitExact(t *testing.T) {
 	first.Name = "interrupted"
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	record := first.OnEvent
-	first.OnEvent = func(e trainer.Event) {
-		record(e)
-		if e.Type == trainer.EventCheckpoint {
-			cancel()
-		}
-	}
+	first.onFirst(trainer.EventCheckpoint, cancel)
 	res, err := first.fit(t, ctx)
 	require.ErrorIs(t, err, trainer.ErrCancelled)
 	require.NotNil(t, res.Latest, "the first checkpoint was committed")
@@ -156,6 +149,7 @@ func TestShardedCheckpointsAndRetention(t *testing.T) {
 type cutProxy struct {
 	ln    net.Listener
 	up    atomic.Int64
+	cutAt atomic.Int64 // Cut when up reaches it; 0: not armed
 	mu    sync.Mutex
 	conns []net.Conn
 	cut   bool
@@ -186,7 +180,7 @@ func newCutProxy(t *testing.T, target string) *cutProxy {
 			}
 			p.conns = append(p.conns, c, s)
 			p.mu.Unlock()
-			go func() { _, _ = io.Copy(countingWriter{s, &p.up}, c); s.Close() }()
+			go func() { _, _ = io.Copy(countingWriter{s, p}, c); s.Close() }()
 			go func() { _, _ = io.Copy(c, s); c.Close() }()
 		}
 	}()
@@ -195,14 +189,20 @@ func newCutProxy(t *testing.T, target string) *cutProxy {
 
 type countingWriter struct {
 	w io.Writer
-	n *atomic.Int64
+	p *cutProxy
 }
 
 func (c countingWriter) Write(b []byte) (int, error) {
 	n, err := c.w.Write(b)
-	c.n.Add(int64(n))
+	up := c.p.up.Add(int64(n))
+	if at := c.p.cutAt.Load(); at > 0 && up >= at {
+		c.p.Cut()
+	}
 	return n, err
 }
+
+// CutAfter arms a Cut once n more bytes have gone towards the server.
+func (p *cutProxy) CutAfter(n int64) { p.cutAt.Store(p.up.Load() + n) }
 
 func (p *cutProxy) Endpoint() string { return "http://" + p.ln.Addr().String() }
 
@@ -227,23 +227,8 @@ func TestStorageOutageMidUpload(t *testing.T) {
 	j.Env = append(j.Env, "SIZE_MB=48", "EPOCHS=6", "PAUSE=0.2")
 	s3Storage(t, j, srv, proxy.Endpoint())
 	j.Name = "outage"
-	record := j.OnEvent
-	var once sync.Once
-	j.OnEvent = func(e trainer.Event) {
-		record(e)
-		if e.Type == trainer.EventCheckpoint {
-			once.Do(func() {
-				// Cut once the next checkpoint's upload is under way.
-				go func() {
-					base := proxy.up.Load()
-					for proxy.up.Load() < base+8<<20 {
-						time.Sleep(5 * time.Millisecond)
-					}
-					proxy.Cut()
-				}()
-			})
-		}
-	}
+	// Cut once the next checkpoint's upload is under way.
+	j.onFirst(trainer.EventCheckpoint, func() { proxy.CutAfter(8 << 20) })
 	res, err := j.fit(t, t.Context())
 	var cerr *trainer.CheckpointError
 	require.True(t, errors.As(err, &cerr), "want a CheckpointError, got %v", err)

@@ -99,13 +99,8 @@ func TestCancelDuringUploadCommitsNothingPartial(t *testing.T) {
 	j.Name = "cancelled"
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	record := j.OnEvent
-	j.OnEvent = func(e trainer.Event) {
-		record(e)
-		if e.Type == trainer.EventCheckpoint {
-			cancel() // the next checkpoint is staged or uploading by now
-		}
-	}
+	// By the first checkpoint's event the next one is staged or uploading.
+	j.onFirst(trainer.EventCheckpoint, cancel)
 	res, err := j.fit(t, ctx)
 	require.ErrorIs(t, err, trainer.ErrCancelled)
 	checkOrder(t, j.events, 2)

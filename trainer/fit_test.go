@@ -68,6 +68,18 @@ func (j *job) fit(t *testing.T, ctx context.Context) (*trainer.Result, error) {
 	return tr.Fit(ctx)
 }
 
+// onFirst calls fn once, at the first event of type typ.
+func (j *job) onFirst(typ trainer.EventType, fn func()) {
+	record := j.OnEvent
+	var once sync.Once
+	j.OnEvent = func(e trainer.Event) {
+		record(e)
+		if e.Type == typ {
+			once.Do(fn)
+		}
+	}
+}
+
 func (j *job) states() []trainer.State {
 	j.mu.Lock()
 	defer j.mu.Unlock()
