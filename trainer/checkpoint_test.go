@@ -84,6 +84,9 @@ func TestResumeIsBitExact(t *testing.T) {
 		assert.Equal(t, string(readParams(t, filepath.Join(whole, name))), string(readParams(t, filepath.Join(resumed, name))),
 			"%s: a resumed run must end exactly where an uninterrupted one does", name)
 	}
+	// The local copy of the restored checkpoint is gone with the job.
+	_, err = os.Stat(filepath.Join(res.RunDir, ".rtrain-restore"))
+	assert.ErrorIs(t, err, os.ErrNotExist)
 	// Checkpoint indices go on after the restored one.
 	assert.Greater(t, res.Latest.Index, restored.Index)
 }

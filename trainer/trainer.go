@@ -150,6 +150,12 @@ func (j *job) run(ctx context.Context) (*Result, error) {
 	}
 	defer j.closeStorage()
 	if j.restore != nil {
+		// The local copy serves this job only: a resumed run must not leave
+		// a checkpoint's worth of disk behind each time.
+		defer func() {
+			_ = os.RemoveAll(j.restore.Dir)
+			_ = os.Remove(filepath.Dir(j.restore.Dir))
+		}()
 		j.setState(StatePending, fmt.Sprintf("resuming from %s", j.restore.URI))
 	}
 
