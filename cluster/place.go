@@ -3,7 +3,8 @@ package cluster
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 )
 
 // ErrInfeasible is wrapped by errors for requests no state of the cluster
@@ -27,14 +28,64 @@ func placeErr(sentinel error, format string, args ...any) error {
 	return &placementError{sentinel: sentinel, msg: fmt.Sprintf(format, args...)}
 }
 
-// Request is a placement group: Count bundles of Bundle each.
+// Strategy is how a placement group's bundles are laid over nodes, with
+// Ray's four meanings. The zero value is Pack.
+type Strategy int
+
+const (
+	// Pack puts the bundles on as few nodes as possible, best effort: on
+	// one node when one holds them all, else over the roomiest nodes.
+	Pack Strategy = iota
+	// Spread puts every bundle on a node of its own while there are nodes
+	// enough, best effort: with fewer nodes than bundles it shares them out
+	// as evenly as their room allows.
+	Spread
+	// StrictPack puts all bundles on one node, or waits for one to have
+	// room.
+	StrictPack
+	// StrictSpread puts every bundle on a different node, or waits for
+	// enough nodes to have room.
+	StrictSpread
+)
+
+var strategyNames = [...]string{Pack: "PACK", Spread: "SPREAD", StrictPack: "STRICT_PACK", StrictSpread: "STRICT_SPREAD"}
+
+// String is Ray's name for s: "PACK", "STRICT_SPREAD".
+func (s Strategy) String() string {
+	if s < 0 || int(s) >= len(strategyNames) {
+		return fmt.Sprintf("Strategy(%d)", int(s))
+	}
+	return strategyNames[s]
+}
+
+func (s Strategy) valid() bool { return s >= 0 && int(s) < len(strategyNames) }
+
+// ParseStrategy reads a strategy by its Ray name, in any case.
+func ParseStrategy(s string) (Strategy, error) {
+	for i, name := range strategyNames {
+		if strings.EqualFold(s, name) {
+			return Strategy(i), nil
+		}
+	}
+	return 0, fmt.Errorf("cluster: unknown placement strategy %q: want one of %s", s, strings.Join(strategyNames[:], ", "))
+}
+
+// Request is a placement group: Count bundles of Bundle each, laid out by
+// Strategy.
 type Request struct {
 	Count  int
 	Bundle Resources
+	// Strategy's zero value is Pack.
+	Strategy Strategy
 }
 
 // Total is what the whole request asks for.
 func (r Request) Total() Resources { return r.Bundle.Scale(r.Count) }
+
+// String is the request as a person reads it: "4 × {CPU: 2, GPU: 1} with PACK".
+func (r Request) String() string {
+	return fmt.Sprintf("%d × %s with %s", r.Count, r.Bundle, r.Strategy)
+}
 
 // NodeState is one node in a scheduling snapshot: what it has and what is
 // free, with the free GPUs by index.
@@ -56,52 +107,74 @@ type Plan struct {
 	Assignments []Assignment
 }
 
-// Place packs the request onto as few nodes as possible (Ray's PACK), in
-// snapshot order. It never changes the snapshot. It fails with
-// ErrInfeasible when the request exceeds what the nodes have in total, and
-// with ErrWouldWait when only what is in use stands in the way.
+// Place lays the request over a snapshot of the nodes by its strategy (see
+// Strategy) and hands out the GPUs from each node's FreeGPUs in order. It
+// never changes the snapshot. It fails with ErrInfeasible when no node
+// could ever free enough for the strategy, and with ErrWouldWait when only
+// what is in use stands in the way.
+//
+// Head schedules with the same code over indexes it keeps up to date; Place
+// builds them from the snapshot, which costs O(nodes) a call.
 func Place(nodes []NodeState, req Request) (Plan, error) {
-	if req.Count <= 0 {
-		return Plan{}, placeErr(ErrInfeasible, "asked %d bundles; a placement group needs at least one", req.Count)
+	var x index
+	x.init()
+	slots := make([]slot, len(nodes))
+	for i := range nodes {
+		slots[i] = slot{NodeState: nodes[i]}
+		x.add(&slots[i])
 	}
-	if err := feasible(nodes, req); err != nil {
+	if err := x.feasible(req); err != nil {
 		return Plan{}, err
 	}
-	order := make([]int, len(nodes))
-	for i := range order {
-		order[i] = i
+	picks := x.plan(req)
+	if picks == nil {
+		return Plan{}, x.wouldWait(req)
 	}
-	// Fullest first would fragment less, but a stable order keeps a job's
-	// ranks on the same nodes run after run; bigger free space first packs
-	// more bundles per node.
-	sort.SliceStable(order, func(a, b int) bool {
-		return capacity(nodes[order[a]].Free, req.Bundle) > capacity(nodes[order[b]].Free, req.Bundle)
-	})
-	var plan Plan
-	left := req.Count
-	for _, i := range order {
-		n := nodes[i]
-		k := min(capacity(n.Free, req.Bundle), left)
-		gpus := n.FreeGPUs
-		for range k {
-			a := Assignment{NodeID: n.ID}
-			if req.Bundle.GPU > 0 {
-				a.GPUs = append([]int(nil), gpus[:req.Bundle.GPU]...)
-				gpus = gpus[req.Bundle.GPU:]
+	return buildPlan(picks, req, freeGPUs(picks, req)), nil
+}
+
+// freeGPUs is the GPUs picks would hand out, bundle by bundle: the front of
+// each node's FreeGPUs.
+func freeGPUs(picks []pick, req Request) []int {
+	g := req.Bundle.GPU
+	if g <= 0 {
+		return nil
+	}
+	all := make([]int, 0, req.Count*g)
+	for _, p := range picks {
+		all = append(all, p.s.FreeGPUs[:p.k*g]...)
+	}
+	return all
+}
+
+// buildPlan turns picks and the GPUs they hand out into a plan of its own.
+// It reads only the nodes' IDs, which never change, so it needs no lock.
+func buildPlan(picks []pick, req Request, gpus []int) Plan {
+	g := req.Bundle.GPU
+	plan := Plan{Assignments: make([]Assignment, 0, req.Count)}
+	if g > 0 {
+		gpus = slices.Clone(gpus)
+	}
+	i := 0
+	for _, p := range picks {
+		for range p.k {
+			a := Assignment{NodeID: p.s.ID}
+			if g > 0 {
+				a.GPUs = gpus[i : i+g : i+g]
+				i += g
 			}
 			plan.Assignments = append(plan.Assignments, a)
 		}
-		left -= k
-		if left == 0 {
-			return plan, nil
-		}
 	}
-	return Plan{}, placeErr(ErrWouldWait, "asked %d × %s, %s free", req.Count, req.Bundle, describeFree(nodes))
+	return plan
 }
+
+// noFit stands for "any number" where a bundle asks nothing of a resource.
+const noFit = 1 << 30
 
 // capacity is how many bundles fit in free.
 func capacity(free, b Resources) int {
-	n := 1 << 30
+	n := noFit
 	if b.CPU > 0 {
 		n = min(n, int((free.CPU+1e-9)/b.CPU))
 	}
@@ -114,41 +187,9 @@ func capacity(free, b Resources) int {
 	return max(n, 0)
 }
 
-func feasible(nodes []NodeState, req Request) error {
-	var total Resources
-	fit := 0
-	largest := 0
-	for _, n := range nodes {
-		total = total.Add(n.Total)
-		c := capacity(n.Total, req.Bundle)
-		fit += c
-		largest = max(largest, c)
-	}
-	want := req.Total()
-	switch {
-	case want.GPU > total.GPU:
-		return placeErr(ErrInfeasible, "asked %d GPUs, %s %d", want.GPU, clusterNoun(nodes), total.GPU)
-	case want.CPU > total.CPU+1e-9:
-		return placeErr(ErrInfeasible, "asked %g CPUs, %s %g", want.CPU, clusterNoun(nodes), total.CPU)
-	case want.MemoryBytes > total.MemoryBytes:
-		return placeErr(ErrInfeasible, "asked %s of memory, %s %s", FormatBytes(want.MemoryBytes), clusterNoun(nodes), FormatBytes(total.MemoryBytes))
-	case fit < req.Count:
-		return placeErr(ErrInfeasible, "asked %d bundles of %s, at most %d fit (the largest node holds %d)", req.Count, req.Bundle, fit, largest)
-	}
-	return nil
-}
-
-func clusterNoun(nodes []NodeState) string {
-	if len(nodes) == 1 {
+func clusterNoun(nodes int) string {
+	if nodes == 1 {
 		return "this node has"
 	}
-	return fmt.Sprintf("the %d nodes have", len(nodes))
-}
-
-func describeFree(nodes []NodeState) string {
-	var free Resources
-	for _, n := range nodes {
-		free = free.Add(n.Free)
-	}
-	return free.String()
+	return fmt.Sprintf("the %d nodes have", nodes)
 }

@@ -1,9 +1,10 @@
 package cluster
 
 import (
-	"errors"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 func node(id string, cpu float64, gpus int) NodeState {
@@ -16,9 +17,29 @@ func node(id string, cpu float64, gpus int) NodeState {
 	return NodeState{Node: n, Free: n.Total, FreeGPUs: free}
 }
 
+// used is n with bundles of b already taken, from the front of its GPUs.
+func used(n NodeState, b Resources, k int) NodeState {
+	n.Free = n.Free.Sub(b.Scale(k))
+	n.FreeGPUs = n.FreeGPUs[b.GPU*k:]
+	return n
+}
+
+func TestParseStrategy(t *testing.T) {
+	for _, s := range []Strategy{Pack, Spread, StrictPack, StrictSpread} {
+		got, err := ParseStrategy(strings.ToLower(s.String()))
+		require.NoError(t, err)
+		require.Equal(t, s, got)
+	}
+	_, err := ParseStrategy("tight")
+	require.ErrorContains(t, err, `unknown placement strategy "tight": want one of PACK, SPREAD, STRICT_PACK, STRICT_SPREAD`)
+	require.Equal(t, "Strategy(9)", Strategy(9).String())
+	var zero Request
+	require.Equal(t, Pack, zero.Strategy, "zero strategy")
+}
+
 func TestPlace(t *testing.T) {
-	tests := []struct {
-		name    string
+	gpu := Resources{CPU: 2, GPU: 1}
+	tests := map[string]struct {
 		nodes   []NodeState
 		req     Request
 		wantErr error
@@ -27,114 +48,168 @@ func TestPlace(t *testing.T) {
 		wantNodes []string
 		wantGPUs  [][]int
 	}{
-		{
-			name:      "cpu workers share cores",
+		"cpu workers share cores": {
 			nodes:     []NodeState{node("a", 2, 0)},
 			req:       Request{Count: 4},
 			wantNodes: []string{"a", "a", "a", "a"},
 			wantGPUs:  [][]int{nil, nil, nil, nil},
 		},
-		{
-			name:      "gpus handed out in order",
+		"gpus handed out in order": {
 			nodes:     []NodeState{node("a", 8, 4)},
 			req:       Request{Count: 2, Bundle: Resources{GPU: 2}},
 			wantNodes: []string{"a", "a"},
 			wantGPUs:  [][]int{{0, 1}, {2, 3}},
 		},
-		{
-			name:    "gpus on a node without any",
+		"gpus on a node without any": {
 			nodes:   []NodeState{node("a", 2, 0)},
 			req:     Request{Count: 4, Bundle: Resources{GPU: 1}},
 			wantErr: ErrInfeasible,
-			wantMsg: "asked 4 GPUs, this node has 0",
+			wantMsg: "asked 4 GPUs, this node has 0 (4 × {CPU: 0, GPU: 1} with PACK)",
 		},
-		{
-			name:    "more cpus than the cluster has",
+		"more cpus than the cluster has": {
 			nodes:   []NodeState{node("a", 2, 0), node("b", 2, 0)},
 			req:     Request{Count: 3, Bundle: Resources{CPU: 2}},
 			wantErr: ErrInfeasible,
 			wantMsg: "asked 6 CPUs, the 2 nodes have 4",
 		},
-		{
-			name:    "bundle larger than any node",
+		"bundle larger than any node": {
 			nodes:   []NodeState{node("a", 4, 0), node("b", 4, 0)},
 			req:     Request{Count: 1, Bundle: Resources{CPU: 6}},
 			wantErr: ErrInfeasible,
-			wantMsg: "at most 0 fit",
+			wantMsg: "asked 1 × {CPU: 6} with PACK; at most 0 fit on the 2 nodes, the largest node holds 0",
 		},
-		{
-			name:      "packs the roomiest node first",
+		"no nodes": {
+			req:     Request{Count: 1},
+			wantErr: ErrInfeasible,
+			wantMsg: "asked 1 × {CPU: 0} with PACK; the cluster has no nodes",
+		},
+		"no bundles": {
+			nodes:   []NodeState{node("a", 2, 0)},
+			req:     Request{Count: 0},
+			wantErr: ErrInfeasible,
+			wantMsg: "asked 0 bundles",
+		},
+		"negative bundle": {
+			nodes:   []NodeState{node("a", 2, 0)},
+			req:     Request{Count: 1, Bundle: Resources{CPU: -1}},
+			wantErr: ErrInfeasible,
+			wantMsg: "cannot be negative",
+		},
+		"unknown strategy": {
+			nodes:   []NodeState{node("a", 2, 0)},
+			req:     Request{Count: 1, Strategy: 7},
+			wantErr: ErrInfeasible,
+			wantMsg: "the strategies are",
+		},
+
+		// PACK
+		"pack: roomiest node first": {
 			nodes:     []NodeState{node("small", 2, 0), node("big", 8, 0)},
 			req:       Request{Count: 5, Bundle: Resources{CPU: 2}},
 			wantNodes: []string{"big", "big", "big", "big", "small"},
 			wantGPUs:  [][]int{nil, nil, nil, nil, nil},
 		},
-		{
-			name:    "no bundles",
-			nodes:   []NodeState{node("a", 2, 0)},
-			req:     Request{Count: 0},
+		"pack: one node when one holds all, the tightest": {
+			nodes:     []NodeState{node("a", 16, 8), used(node("b", 16, 8), gpu, 5), node("c", 16, 8)},
+			req:       Request{Count: 3, Bundle: gpu},
+			wantNodes: []string{"b", "b", "b"},
+			wantGPUs:  [][]int{{5}, {6}, {7}},
+		},
+		"pack: roomiest, then the tightest for the rest": {
+			nodes: []NodeState{used(node("a", 16, 8), gpu, 6), node("b", 16, 8), used(node("c", 16, 8), gpu, 4),
+				used(node("d", 16, 8), gpu, 7)},
+			req:       Request{Count: 10, Bundle: gpu},
+			wantNodes: []string{"b", "b", "b", "b", "b", "b", "b", "b", "a", "a"},
+			wantGPUs:  [][]int{{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}, {6}, {7}},
+		},
+		"pack: waits when only use stands in the way": {
+			nodes:   []NodeState{used(node("a", 16, 2), gpu, 1), used(node("b", 16, 2), gpu, 2)},
+			req:     Request{Count: 2, Bundle: gpu},
+			wantErr: ErrWouldWait,
+			wantMsg: "asked 2 × {CPU: 2, GPU: 1} with PACK; free now {CPU: 26, GPU: 1, memory: 128.0GiB}, room for 1 bundle on 1 node, at most 1 on one",
+		},
+
+		// SPREAD
+		"spread: one per node, fullest first": {
+			nodes:     []NodeState{node("a", 16, 8), used(node("b", 16, 8), gpu, 6), node("c", 16, 8), used(node("d", 16, 8), gpu, 7)},
+			req:       Request{Count: 3, Bundle: gpu, Strategy: Spread},
+			wantNodes: []string{"d", "b", "a"},
+			wantGPUs:  [][]int{{7}, {6}, {0}},
+		},
+		"spread: fewer nodes than bundles shares them evenly": {
+			nodes:     []NodeState{node("a", 16, 8), node("b", 16, 8), used(node("c", 16, 8), gpu, 7)},
+			req:       Request{Count: 7, Bundle: gpu, Strategy: Spread},
+			wantNodes: []string{"c", "a", "a", "a", "b", "b", "b"},
+			wantGPUs:  [][]int{{7}, {0}, {1}, {2}, {0}, {1}, {2}},
+		},
+		"spread: cpu bundles": {
+			nodes:     []NodeState{node("a", 4, 0), node("b", 8, 0)},
+			req:       Request{Count: 5, Bundle: Resources{CPU: 1}, Strategy: Spread},
+			wantNodes: []string{"a", "a", "b", "b", "b"},
+			wantGPUs:  [][]int{nil, nil, nil, nil, nil},
+		},
+		"spread: waits": {
+			nodes:   []NodeState{used(node("a", 16, 2), gpu, 2), used(node("b", 16, 2), gpu, 1)},
+			req:     Request{Count: 2, Bundle: gpu, Strategy: Spread},
+			wantErr: ErrWouldWait,
+		},
+
+		// STRICT_PACK
+		"strict pack: the tightest node that holds all": {
+			nodes:     []NodeState{node("a", 16, 8), used(node("b", 16, 8), gpu, 4), used(node("c", 16, 8), gpu, 6)},
+			req:       Request{Count: 4, Bundle: gpu, Strategy: StrictPack},
+			wantNodes: []string{"b", "b", "b", "b"},
+			wantGPUs:  [][]int{{4}, {5}, {6}, {7}},
+		},
+		"strict pack: infeasible beyond the largest node": {
+			nodes:   []NodeState{node("a", 16, 2), node("b", 16, 2)},
+			req:     Request{Count: 4, Bundle: gpu, Strategy: StrictPack},
 			wantErr: ErrInfeasible,
+			wantMsg: "asked 4 × {CPU: 2, GPU: 1} with STRICT_PACK; the largest node holds 2",
+		},
+		"strict pack: waits though the cluster has room": {
+			nodes:   []NodeState{used(node("a", 16, 4), gpu, 2), used(node("b", 16, 4), gpu, 2)},
+			req:     Request{Count: 3, Bundle: gpu, Strategy: StrictPack},
+			wantErr: ErrWouldWait,
+			wantMsg: "room for 4 bundles on 2 nodes, at most 2 on one",
+		},
+
+		// STRICT_SPREAD
+		"strict spread: one per node": {
+			nodes:     []NodeState{node("a", 16, 8), node("b", 16, 8), node("c", 16, 8)},
+			req:       Request{Count: 3, Bundle: gpu, Strategy: StrictSpread},
+			wantNodes: []string{"a", "b", "c"},
+			wantGPUs:  [][]int{{0}, {0}, {0}},
+		},
+		"strict spread: infeasible with fewer nodes than bundles": {
+			nodes:   []NodeState{node("a", 16, 8), node("b", 16, 8), node("c", 2, 0)},
+			req:     Request{Count: 3, Bundle: gpu, Strategy: StrictSpread},
+			wantErr: ErrInfeasible,
+			wantMsg: "asked 3 × {CPU: 2, GPU: 1} with STRICT_SPREAD; only 2 of the 3 nodes can hold one",
+		},
+		"strict spread: waits for a third node to free a GPU": {
+			nodes:   []NodeState{node("a", 16, 8), node("b", 16, 8), used(node("c", 16, 1), gpu, 1)},
+			req:     Request{Count: 3, Bundle: gpu, Strategy: StrictSpread},
+			wantErr: ErrWouldWait,
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
 			plan, err := Place(tt.nodes, tt.req)
 			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) {
-					t.Fatalf("err = %v, want %v", err, tt.wantErr)
-				}
-				if !strings.Contains(err.Error(), tt.wantMsg) {
-					t.Errorf("err = %q, want it to say %q", err, tt.wantMsg)
-				}
+				require.ErrorIs(t, err, tt.wantErr)
+				require.Contains(t, err.Error(), tt.wantMsg)
+				require.NotContains(t, err.Error(), "\n")
 				return
 			}
-			if err != nil {
-				t.Fatal(err)
+			require.NoError(t, err)
+			var nodes []string
+			var gpus [][]int
+			for _, a := range plan.Assignments {
+				nodes, gpus = append(nodes, a.NodeID), append(gpus, a.GPUs)
 			}
-			if len(plan.Assignments) != len(tt.wantNodes) {
-				t.Fatalf("%d assignments, want %d", len(plan.Assignments), len(tt.wantNodes))
-			}
-			for i, a := range plan.Assignments {
-				if a.NodeID != tt.wantNodes[i] {
-					t.Errorf("bundle %d on %s, want %s", i, a.NodeID, tt.wantNodes[i])
-				}
-				if len(a.GPUs) != len(tt.wantGPUs[i]) {
-					t.Errorf("bundle %d GPUs %v, want %v", i, a.GPUs, tt.wantGPUs[i])
-					continue
-				}
-				for k := range a.GPUs {
-					if a.GPUs[k] != tt.wantGPUs[i][k] {
-						t.Errorf("bundle %d GPUs %v, want %v", i, a.GPUs, tt.wantGPUs[i])
-					}
-				}
-			}
+			require.Equal(t, tt.wantNodes, nodes, "node of each bundle")
+			require.Equal(t, tt.wantGPUs, gpus, "GPUs of each bundle")
 		})
-	}
-}
-
-func TestHeadReservesAllOrNothing(t *testing.T) {
-	h := NewHead()
-	if err := h.AddNode(node("a", 4, 2).Node); err != nil {
-		t.Fatal(err)
-	}
-	gpu := Request{Count: 2, Bundle: Resources{GPU: 1}}
-	if _, err := h.Reserve(t.Context(), "j1", gpu); err != nil {
-		t.Fatal(err)
-	}
-	// Both GPUs are held: a second job must wait and take nothing.
-	if _, err := h.Reserve(t.Context(), "j2", Request{Count: 1, Bundle: Resources{GPU: 1, CPU: 1}}); !errors.Is(err, ErrWouldWait) {
-		t.Fatalf("second reservation: err = %v, want ErrWouldWait", err)
-	}
-	if free := h.Nodes()[0].Free; free.CPU != 4 || free.GPU != 0 {
-		t.Errorf("free after a refused reservation = %v, want 4 CPUs, 0 GPUs", free)
-	}
-	h.Release("j1")
-	h.Release("j1") // twice is harmless
-	n := h.Nodes()[0]
-	if n.Free.GPU != 2 || len(n.FreeGPUs) != 2 || n.FreeGPUs[0] != 0 || n.FreeGPUs[1] != 1 {
-		t.Errorf("after release: free %v, GPUs %v; want 2 GPUs [0 1]", n.Free, n.FreeGPUs)
-	}
-	if _, err := h.Reserve(t.Context(), "j2", Request{Count: 1, Bundle: Resources{GPU: 1, CPU: 1}}); err != nil {
-		t.Errorf("reservation after release: %v", err)
 	}
 }
