@@ -2,15 +2,21 @@ package cluster
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
 )
 
 // nvidiaMajor is the character-device major number of NVIDIA GPU nodes.
@@ -20,8 +26,9 @@ const nvidiaMajor = 195
 type Overrides struct {
 	// NumCPUs replaces the core count when > 0.
 	NumCPUs float64
-	// NumGPUs replaces the GPU count when >= 0; -1 keeps discovery's. With
-	// no driver, GPU i is taken to be /dev/nvidia<i>.
+	// NumGPUs replaces the GPU count when >= 0; -1 keeps discovery's. The
+	// first NumGPUs discovered GPUs are kept; past those (with no driver),
+	// GPU i is taken to be /dev/nvidia<i>.
 	NumGPUs int
 	// MemoryBytes replaces the memory size when > 0.
 	MemoryBytes int64
@@ -30,16 +37,35 @@ type Overrides struct {
 // NoOverrides keeps everything discovery finds.
 var NoOverrides = Overrides{NumGPUs: -1}
 
-// Discover describes this machine: its cores, memory and GPUs, with the
-// overrides applied. devDir is where device nodes live ("/dev").
+// Discover is DiscoverNode without a logger or a context, for callers
+// that have neither.
 func Discover(devDir string, o Overrides) (Node, error) {
+	return DiscoverNode(context.Background(), slog.New(slog.DiscardHandler), devDir, o)
+}
+
+// DiscoverNode describes this machine: its cores, memory and GPUs, with
+// the overrides applied. It asks the system's NVML (libnvidia-ml.so.1) for
+// the GPUs; devDir is where device nodes live ("/dev"), where it looks
+// when NVML is not available.
+func DiscoverNode(ctx context.Context, log *slog.Logger, devDir string, o Overrides) (Node, error) {
+	return DiscoverNodeWith(ctx, log, nvml.New(), devDir, o)
+}
+
+// DiscoverNodeWith is DiscoverNode asking lib for the GPUs; a nil lib
+// skips NVML and takes the GPUs from the device nodes. When NVML is not
+// available, or fails to list the GPUs, it logs one line and falls back to
+// the device nodes: those tell GPU count and minor numbers, not names,
+// memory or NVLink.
+func DiscoverNodeWith(ctx context.Context, log *slog.Logger, lib nvml.Interface, devDir string, o Overrides) (Node, error) {
 	n := Node{Total: Resources{CPU: float64(runtime.NumCPU())}}
 	mem, err := memTotal()
 	if err != nil {
 		return Node{}, err
 	}
 	n.Total.MemoryBytes = mem
-	n.GPUs = deviceGPUs(devDir)
+	if n.GPUs, err = discoverGPUs(ctx, log, lib, devDir); err != nil {
+		return Node{}, err
+	}
 	if o.NumCPUs > 0 {
 		n.Total.CPU = o.NumCPUs
 	}
@@ -54,17 +80,48 @@ func Discover(devDir string, o Overrides) (Node, error) {
 				gpus[i] = n.GPUs[i]
 			}
 		}
+		// A peer the override cut off is no longer this node's GPU.
+		for i := range gpus {
+			peers := slices.DeleteFunc(slices.Clone(gpus[i].NVLinkPeers), func(p int) bool { return p >= len(gpus) })
+			gpus[i].NVLinkPeers = slices.Clip(peers)
+			if len(peers) == 0 {
+				gpus[i].NVLinkPeers = nil
+			}
+		}
 		n.GPUs = gpus
 	}
 	n.Total.GPU = len(n.GPUs)
 	return n, nil
 }
 
+// discoverGPUs asks NVML, else the device nodes. It fails only when ctx
+// ends.
+func discoverGPUs(ctx context.Context, log *slog.Logger, lib nvml.Interface, devDir string) ([]GPU, error) {
+	if lib == nil {
+		return deviceGPUs(devDir), nil
+	}
+	info, err := QueryNVML(ctx, log, lib)
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("cluster: discover GPUs: %w", context.Cause(ctx))
+	}
+	if err != nil {
+		gpus := deviceGPUs(devDir)
+		level := slog.LevelWarn
+		if errors.Is(err, ErrNVMLUnavailable) {
+			level = slog.LevelInfo // a machine without GPUs, or a driver-less container
+		}
+		log.Log(ctx, level, "gpus from device nodes: nvml not usable", "err", err, "dev", devDir, "gpus", len(gpus))
+		return gpus, nil
+	}
+	log.InfoContext(ctx, "gpus from nvml", "driver", info.DriverVersion, "gpus", len(info.GPUs))
+	return info.GPUs, nil
+}
+
 var nvidiaNode = regexp.MustCompile(`^nvidia([0-9]+)$`)
 
 // deviceGPUs lists /dev/nvidia<N> character devices, ordered by minor
-// number. It is the fallback until NVML discovery: without the driver's
-// library it finds what the driver created.
+// number. It is the fallback when NVML is not available: without the
+// driver's library it finds what the driver created.
 func deviceGPUs(devDir string) []GPU {
 	entries, err := os.ReadDir(devDir)
 	if err != nil {

@@ -71,6 +71,16 @@ type GPU struct {
 	// UUID and Name are known when discovered through NVML.
 	UUID string
 	Name string
+	// MemoryBytes is the GPU's total memory, 0 when unknown (no NVML, or
+	// NVML cannot say, as on GPUs that share the host's memory).
+	MemoryBytes int64
+	// PCIBusID is the GPU's PCI address as sysfs writes it
+	// ("0000:07:00.0"), empty without NVML.
+	PCIBusID string
+	// NVLinkPeers are the indices of this node's GPUs that this one reaches
+	// over an active NVLink, directly or through an NVSwitch, in ascending
+	// order. Empty without NVML or without NVLink.
+	NVLinkPeers []int
 }
 
 // Node is what a node offers.
@@ -78,7 +88,14 @@ type Node struct {
 	ID string
 	// Addr is the address other nodes reach this one at; rank 0's node's
 	// address becomes MASTER_ADDR.
-	Addr  string
-	Total Resources
-	GPUs  []GPU
+	Addr string
+	// Iface is the network interface that carries Addr; empty for the
+	// embedded node, whose workers talk over loopback.
+	Iface string
+	// AgentAddr is host:port of the node's agent service; empty for the
+	// embedded node.
+	AgentAddr string
+	Hostname  string
+	Total     Resources
+	GPUs      []GPU
 }

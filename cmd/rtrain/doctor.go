@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/spf13/cobra"
 
 	"github.com/rtrain/rtrain/checkpoint"
@@ -28,6 +31,7 @@ type doctorOptions struct {
 	storage string
 	s3      checkpoint.S3Options
 	devDir  string
+	verbose bool
 }
 
 func newDoctorCmd() *cobra.Command {
@@ -50,6 +54,7 @@ when a check failed.`,
 	f.StringVar(&o.python, "python", "", "python interpreter to check (default as for fit: $RTRAIN_PYTHON, else the first python3 on PATH with torch)")
 	f.StringVar(&o.storage, "storage", checkpoint.DefaultLocation, "checkpoint storage to check: s3://BUCKET/PREFIX or a directory")
 	addS3Flags(f, &o.s3)
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "log what GPU discovery does")
 	return cmd
 }
 
@@ -63,7 +68,7 @@ type check struct {
 
 func (o *doctorOptions) run(ctx context.Context, out io.Writer) error {
 	checks := []check{o.cgroups()}
-	checks = append(checks, o.nvidia()...)
+	checks = append(checks, o.nvidia(ctx, newLogger(o.verbose))...)
 	checks = append(checks, o.python3(ctx), o.store(ctx))
 	failed := false
 	for _, c := range checks {
@@ -113,8 +118,9 @@ var nvmlLibDirs = []string{
 	"/usr/local/nvidia/lib64", "/usr/local/cuda/lib64", "/run/nvidia/driver/usr/lib/x86_64-linux-gnu",
 }
 
-// nvidia checks the driver and NVML, and lists the GPUs rtrain finds.
-func (o *doctorOptions) nvidia() []check {
+// nvidia checks the driver and NVML, and lists the GPUs rtrain finds, with
+// the discovery `rtrain fit` uses: NVML, else the device nodes.
+func (o *doctorOptions) nvidia(ctx context.Context, log *slog.Logger) []check {
 	lib := ""
 	dirs := append(filepath.SplitList(os.Getenv("LD_LIBRARY_PATH")), nvmlLibDirs...)
 	for _, d := range dirs {
@@ -123,26 +129,21 @@ func (o *doctorOptions) nvidia() []check {
 			break
 		}
 	}
-	ctl := fileExists(filepath.Join(o.devDir, "nvidiactl"))
-	driver := ""
-	if b, err := os.ReadFile("/proc/driver/nvidia/version"); err == nil {
-		driver = strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+	info, err := cluster.QueryNVML(ctx, log, nvml.New())
+	if err == nil {
+		c := check{status: "ok", what: "NVML", detail: fmt.Sprintf("driver %s; %s", orNone(info.DriverVersion), orDefault(lib, "libnvidia-ml.so.1"))}
+		return []check{c, nvmlGPUsCheck(info.GPUs, o.devDir)}
 	}
-	var nvml check
-	switch {
-	case lib != "" && ctl:
-		nvml = check{"ok", "NVML", fmt.Sprintf("%s; driver: %s", lib, orNone(driver)), ""}
-	case lib == "" && !ctl:
-		nvml = check{"warn", "NVML", "not available (no libnvidia-ml / driver); CPU jobs only",
-			"to train on GPUs, install the NVIDIA driver (Debian: apt-get install nvidia-driver)"}
-	case lib == "":
-		nvml = check{"warn", "NVML", fmt.Sprintf("driver loaded (%s), but no libnvidia-ml.so.1 found", orNone(driver)),
-			"install the driver's NVML library (Debian: libnvidia-ml1) or add its directory to LD_LIBRARY_PATH"}
-	default:
-		nvml = check{"warn", "NVML", lib + " found, but no " + filepath.Join(o.devDir, "nvidiactl") + ": the driver is not loaded",
-			"load the NVIDIA kernel module (modprobe nvidia) or reboot after installing the driver"}
+	var nvmlCheck check
+	var initErr *cluster.NVMLInitError
+	if errors.As(err, &initErr) {
+		nvmlCheck = o.nvmlUnavailable(lib, initErr.Reason())
+	} else {
+		nvmlCheck = check{"warn", "NVML", err.Error() + "; GPUs from the device nodes",
+			"check the GPUs with nvidia-smi; a GPU that fell off the bus needs a reset or a reboot"}
 	}
-	node, err := cluster.Discover(o.devDir, cluster.NoOverrides)
+	// The fallback fit uses: the device nodes the driver created.
+	node, err := cluster.DiscoverNodeWith(ctx, log, nil, o.devDir, cluster.NoOverrides)
 	gpus := check{status: "ok", what: "GPUs"}
 	switch {
 	case err != nil:
@@ -155,9 +156,60 @@ func (o *doctorOptions) nvidia() []check {
 		for _, g := range node.GPUs {
 			names = append(names, fmt.Sprintf("%d: %s (195:%d)", g.Index, filepath.Join(o.devDir, fmt.Sprintf("nvidia%d", g.Minor)), g.Minor))
 		}
-		gpus.detail = fmt.Sprintf("%d: %s", len(node.GPUs), strings.Join(names, ", "))
+		gpus.detail = fmt.Sprintf("%d from device nodes, without names, memory or NVLink: %s", len(node.GPUs), strings.Join(names, ", "))
 	}
-	return []check{nvml, gpus}
+	return []check{nvmlCheck, gpus}
+}
+
+// nvmlUnavailable says why NVML did not initialise, and what to do, from
+// what the machine has: the library, the driver's control device.
+func (o *doctorOptions) nvmlUnavailable(lib, reason string) check {
+	ctl := fileExists(filepath.Join(o.devDir, "nvidiactl"))
+	driver := ""
+	if b, err := os.ReadFile("/proc/driver/nvidia/version"); err == nil {
+		driver = strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+	}
+	c := check{status: "warn", what: "NVML", detail: "not available (" + reason + ")"}
+	switch {
+	case lib == "" && !ctl:
+		c.detail += "; CPU jobs only"
+		c.fix = "to train on GPUs, install the NVIDIA driver (Debian: apt-get install nvidia-driver)"
+	case lib == "":
+		c.detail += fmt.Sprintf("; driver loaded (%s), but no libnvidia-ml.so.1 found", orNone(driver))
+		c.fix = "install the driver's NVML library (Debian: libnvidia-ml1) or add its directory to LD_LIBRARY_PATH"
+	case !ctl:
+		c.detail += "; " + lib + " found, but no " + filepath.Join(o.devDir, "nvidiactl") + ": the driver is not loaded"
+		c.fix = "load the NVIDIA kernel module (modprobe nvidia) or reboot after installing the driver"
+	default:
+		c.detail += fmt.Sprintf("; %s and %s found, driver: %s", lib, filepath.Join(o.devDir, "nvidiactl"), orNone(driver))
+		c.fix = "check that the driver and libnvidia-ml.so.1 are the same version and that this user may open " + filepath.Join(o.devDir, "nvidia*")
+	}
+	return c
+}
+
+// nvmlGPUsCheck lists the GPUs NVML found, one a line.
+func nvmlGPUsCheck(gpus []cluster.GPU, devDir string) check {
+	if len(gpus) == 0 {
+		return check{"warn", "GPUs", "NVML reports none", "check that the GPUs are visible (nvidia-smi); in a container, pass them in (docker run --gpus all)"}
+	}
+	lines := []string{fmt.Sprintf("%d through NVML:", len(gpus))}
+	for _, g := range gpus {
+		mem := "memory unknown"
+		if g.MemoryBytes > 0 {
+			mem = cluster.FormatBytes(g.MemoryBytes)
+		}
+		line := fmt.Sprintf("%d: %s (%s), %s, %s, %s", g.Index, g.Name, g.UUID, mem,
+			filepath.Join(devDir, fmt.Sprintf("nvidia%d", g.Minor)), g.PCIBusID)
+		if len(g.NVLinkPeers) > 0 {
+			peers := make([]string, len(g.NVLinkPeers))
+			for i, p := range g.NVLinkPeers {
+				peers[i] = strconv.Itoa(p)
+			}
+			line += ", NVLink to " + strings.Join(peers, ",")
+		}
+		lines = append(lines, line)
+	}
+	return check{status: "ok", what: "GPUs", detail: strings.Join(lines, "\n"+strings.Repeat(" ", 15))}
 }
 
 // torchProbe imports torch and says what it was built with.
@@ -263,6 +315,13 @@ func (o *doctorOptions) store(ctx context.Context) check {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func orNone(s string) string {
