@@ -8,7 +8,7 @@ LDFLAGS := -X github.com/rtrain/rtrain/internal/version.Version=$(VERSION)
 # Tests that start real PyTorch jobs take a while on two cores.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all deps build run test test-short vet fmt bench clean
+.PHONY: all deps build run test test-short vet fmt bench clean proto
 
 all: build
 
@@ -43,3 +43,9 @@ bench: deps build
 
 clean:
 	rm -rf bin
+
+# Regenerates cluster/clusterpb from cluster.proto; the generated code is
+# committed, so only changing the .proto needs this (and protoc, which it
+# installs from Debian when missing).
+proto:
+	@scripts/proto.sh

@@ -5,16 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/pyshim"
 	"github.com/rtrain/rtrain/rendezvous"
+	"github.com/rtrain/rtrain/rendezvous/store"
 )
 
 // tailLines is how much of a worker's stderr is kept for the root cause.
@@ -25,21 +28,65 @@ type Agent struct {
 	node    Node
 	shimDir string
 	log     *slog.Logger
+
+	mu     sync.Mutex
+	stores map[string]*store.Server // by job id
 }
 
 // NewAgent returns the agent of node. shimDir is the directory holding the
 // Python package rtrain (pyshim.Install); it goes first on PYTHONPATH.
 func NewAgent(node Node, shimDir string, log *slog.Logger) *Agent {
-	return &Agent{node: node, shimDir: shimDir, log: log.With("node", node.ID)}
+	return &Agent{node: node, shimDir: shimDir, log: log.With("node", node.ID), stores: map[string]*store.Server{}}
 }
 
 // Node is the node this agent runs on.
 func (a *Agent) Node() Node { return a.node }
 
-// FreePort picks the rendezvous port on this node for an attempt whose rank 0
-// runs here.
+// FreePort picks a free port on this node.
 func (a *Agent) FreePort(ctx context.Context) (int, error) {
 	return rendezvous.FreePort(ctx, a.node.Addr)
+}
+
+// Rendezvous is where a job's workers meet: MASTER_PORT on the node of
+// rank 0, and whether the agent there hosts the store.
+type Rendezvous struct {
+	Port       int
+	AgentStore bool
+}
+
+// hostRendezvous prepares the rendezvous of job, whose rank 0 runs on this
+// node. For a torch whose store protocol rtrain speaks, the agent hosts
+// the store, listening before any worker starts, so no rank waits out
+// torch's one-second retry after a refused connection to a rank 0 that is
+// still importing torch. Otherwise it picks a free port for rank 0's
+// store. The store closes when the job's group on this node ends.
+func (a *Agent) hostRendezvous(ctx context.Context, jobID, torchVersion string) (Rendezvous, error) {
+	if !rendezvous.AgentStoreSupported(torchVersion) {
+		p, err := a.FreePort(ctx)
+		return Rendezvous{Port: p}, err
+	}
+	srv, err := store.Listen(ctx, net.JoinHostPort(a.node.Addr, "0"), a.log)
+	if err != nil {
+		return Rendezvous{}, fmt.Errorf("cluster: rendezvous store: %w", err)
+	}
+	a.mu.Lock()
+	if old := a.stores[jobID]; old != nil {
+		_ = old.Close()
+	}
+	a.stores[jobID] = srv
+	a.mu.Unlock()
+	return Rendezvous{Port: srv.Port(), AgentStore: true}, nil
+}
+
+// closeStore closes job's rendezvous store, if this agent hosts one.
+func (a *Agent) closeStore(jobID string) {
+	a.mu.Lock()
+	srv := a.stores[jobID]
+	delete(a.stores, jobID)
+	a.mu.Unlock()
+	if srv != nil {
+		_ = srv.Close()
+	}
 }
 
 // WorkerSpec is one worker of a group.
@@ -70,8 +117,10 @@ type GroupSpec struct {
 	// Grace is how long a worker has between SIGTERM and SIGKILL.
 	Grace time.Duration
 	// Stager receives the checkpoints workers attach to report(); nil
-	// refuses them.
-	Stager *Stager
+	// refuses them. A remote agent makes its own, holding at most
+	// StagedInFlight reports (0: 1) until the head has fetched them.
+	Stager         *Stager `json:"-"`
+	StagedInFlight int
 	// Restore, when set, is the checkpoint the workers resume from: they
 	// find it through rtrain.get_checkpoint().
 	Restore *Restore
@@ -118,6 +167,8 @@ type Event struct {
 	// staged (empty when the worker attached none).
 	Report pyshim.Report
 	Staged string
+	// Files are the staged files' paths, relative to Staged.
+	Files []string
 	// WorkerExited: how it ended and the last lines of its stderr.
 	Exit launcher.Exit
 	Tail []string
@@ -139,6 +190,8 @@ type Group struct {
 	// ranks orders each worker's reports before its exit; the map is
 	// filled in Start and only read after.
 	ranks map[int]*rankState
+	// workers is set in Start and only read after.
+	workers []*worker
 }
 
 // rankState is held while a report of the rank is handled and when its
@@ -158,15 +211,18 @@ func (a *Agent) Start(ctx context.Context, spec GroupSpec) (*Group, error) {
 	}
 	iso := planIsolation(a.node.ID, spec.Limits, probeHost(a.node))
 	if iso.missing != nil && spec.Limits.Strict {
+		a.closeStore(spec.JobID)
 		return nil, iso.missing
 	}
 	if err := os.MkdirAll(spec.LogDir, 0o755); err != nil {
+		a.closeStore(spec.JobID)
 		return nil, fmt.Errorf("cluster: create log directory: %w", err)
 	}
 	// A short private directory: Unix socket paths are limited to 107 bytes
 	// and the run directory can be deep.
 	sockDir, err := os.MkdirTemp("", "rtrain-")
 	if err != nil {
+		a.closeStore(spec.JobID)
 		return nil, fmt.Errorf("cluster: create socket directory: %w", err)
 	}
 	g := &Group{spec: spec, agent: a, events: make(chan Event, 256), stopCh: make(chan struct{}), ranks: map[int]*rankState{}}
@@ -179,11 +235,13 @@ func (a *Agent) Start(ctx context.Context, spec GroupSpec) (*Group, error) {
 	srv, err := pyshim.Listen(filepath.Join(sockDir, "agent.sock"), g, a.log)
 	if err != nil {
 		_ = os.RemoveAll(sockDir)
+		a.closeStore(spec.JobID)
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	cleanup := func() {
 		_ = srv.Close()
 		_ = os.RemoveAll(sockDir)
+		a.closeStore(spec.JobID)
 	}
 
 	workers := make([]*worker, 0, len(spec.Workers))
@@ -201,6 +259,7 @@ func (a *Agent) Start(ctx context.Context, spec GroupSpec) (*Group, error) {
 		workers = append(workers, w)
 	}
 
+	g.workers = workers
 	go g.run(ctx, workers, cleanup)
 	return g, nil
 }
@@ -211,6 +270,17 @@ func (g *Group) Events() <-chan Event { return g.events }
 // Stop begins stopping every worker: SIGTERM, then SIGKILL after the grace
 // period. It does not wait; Events closes when they are gone.
 func (g *Group) Stop() { g.stopOnce.Do(func() { close(g.stopCh) }) }
+
+// DumpStacks sends SIGUSR1 to every worker (not what it spawned): the
+// faulthandler that rtrain's sitecustomize installs prints each thread's
+// Python stack to stderr.
+func (g *Group) DumpStacks() {
+	for _, w := range g.workers {
+		if err := syscall.Kill(w.proc.Pid(), syscall.SIGUSR1); err != nil && !errors.Is(err, syscall.ESRCH) {
+			g.agent.log.Warn("ask for python stacks", "rank", w.rank, "err", err)
+		}
+	}
+}
 
 // Report implements pyshim.Handler. A checkpoint is staged before the
 // worker's report() returns; the stop of the group ends the wait for room.
@@ -225,6 +295,7 @@ func (g *Group) Report(ctx context.Context, r pyshim.Report) error {
 		return errors.New("the worker has exited")
 	}
 	var staged string
+	var files []string
 	if r.Checkpoint != "" {
 		if g.spec.Stager == nil {
 			return errNoStorage
@@ -239,11 +310,11 @@ func (g *Group) Report(ctx context.Context, r pyshim.Report) error {
 			}
 		}()
 		var err error
-		if staged, err = g.spec.Stager.Stage(ctx, r.Seq, r.Checkpoint); err != nil {
+		if staged, files, err = g.spec.Stager.Stage(ctx, r.Seq, r.Checkpoint); err != nil {
 			return err
 		}
 	}
-	g.emit(Event{Kind: WorkerReport, Rank: r.Rank, Time: r.Time, Report: r, Staged: staged})
+	g.emit(Event{Kind: WorkerReport, Rank: r.Rank, Time: r.Time, Report: r, Staged: staged, Files: files})
 	return nil
 }
 
@@ -343,6 +414,16 @@ func (g *Group) agentEnv(env []string, ws WorkerSpec, sockPath string) []string 
 	}
 	if _, ok := m["PYTHONUNBUFFERED"]; !ok {
 		m["PYTHONUNBUFFERED"] = "1"
+	}
+	// gloo and NCCL advertise the address of the interface they pick; on
+	// a host whose name resolves to 127.0.0.1 that is loopback, and a peer
+	// on another node is refused while rank 0 waits for it forever.
+	if iface := g.agent.node.Iface; iface != "" {
+		for _, k := range []string{"GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME"} {
+			if _, set := m[k]; !set {
+				m[k] = iface
+			}
+		}
 	}
 	g.gpuEnv(m, ws)
 	return rendezvous.FormatEnv(m)

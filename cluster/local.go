@@ -9,10 +9,12 @@ import (
 const LocalNodeID = "local"
 
 // Local is the embedded single-node cluster: a head and one agent in this
-// process, as `ray.init()` starts with no address.
+// process, as `ray.init()` starts with no address. The job coordinator
+// drives it through the same scheduler and NodeAgent interface as a
+// cluster's head; only the network between them is missing.
 type Local struct {
-	Head  *Head
-	Agent *Agent
+	head  *Head
+	agent *Agent
 }
 
 // NewLocal starts the embedded cluster on this machine.
@@ -27,5 +29,16 @@ func NewLocal(node Node, shimDir string, log *slog.Logger) (*Local, error) {
 	if err := h.AddNode(node); err != nil {
 		return nil, fmt.Errorf("cluster: embedded head: %w", err)
 	}
-	return &Local{Head: h, Agent: NewAgent(node, shimDir, log)}, nil
+	return &Local{head: h, agent: NewAgent(node, shimDir, log)}, nil
+}
+
+// Scheduler is the embedded head's scheduler.
+func (l *Local) Scheduler() *Head { return l.head }
+
+// Agent is the embedded node's agent.
+func (l *Local) Agent(id string) (NodeAgent, bool) {
+	if id != l.agent.Node().ID {
+		return nil, false
+	}
+	return l.agent, true
 }

@@ -45,15 +45,30 @@ func NewStager(dir string, maxInFlight int) (*Stager, error) {
 func (s *Stager) Dir(seq int) string { return filepath.Join(s.dir, "report_"+strconv.Itoa(seq)) }
 
 // Stage copies every file under src into report seq's directory and
-// returns that directory. It waits while maxInFlight other reports are
-// staged, until one is released or ctx ends.
-func (s *Stager) Stage(ctx context.Context, seq int, src string) (string, error) {
+// returns that directory and the files' paths relative to it. It waits
+// while maxInFlight other reports are staged, until one is released or ctx
+// ends.
+func (s *Stager) Stage(ctx context.Context, seq int, src string) (string, []string, error) {
 	if err := s.acquire(ctx, seq); err != nil {
-		return "", fmt.Errorf("cluster: stage checkpoint of report %d: %w", seq, err)
+		return "", nil, fmt.Errorf("cluster: stage checkpoint of report %d: %w", seq, err)
 	}
 	dst := s.Dir(seq)
-	if err := copyTree(ctx, src, dst); err != nil {
-		return "", fmt.Errorf("cluster: stage checkpoint %s: %w", src, err)
+	files, err := copyTree(ctx, src, dst)
+	if err != nil {
+		return "", nil, fmt.Errorf("cluster: stage checkpoint %s: %w", src, err)
+	}
+	return dst, files, nil
+}
+
+// Receive takes a place for report seq, as Stage does, for files that
+// arrive from another node, and returns the directory to write them to.
+func (s *Stager) Receive(ctx context.Context, seq int) (string, error) {
+	if err := s.acquire(ctx, seq); err != nil {
+		return "", fmt.Errorf("cluster: receive checkpoint of report %d: %w", seq, err)
+	}
+	dst := s.Dir(seq)
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return "", fmt.Errorf("cluster: receive checkpoint of report %d: %w", seq, err)
 	}
 	return dst, nil
 }
@@ -104,14 +119,15 @@ func (s *Stager) Close() error {
 // into dst, keeping relative paths, several files at once: a sharded
 // checkpoint's shards are copied side by side. Each file appears whole or
 // not at all: it is written under a temporary name and renamed.
-func copyTree(ctx context.Context, src, dst string) error {
+func copyTree(ctx context.Context, src, dst string) ([]string, error) {
 	fi, err := os.Stat(src)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("%s is not a directory", src)
+		return nil, fmt.Errorf("%s is not a directory", src)
 	}
+	var files []string
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(parallelCopies)
 	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
@@ -137,6 +153,7 @@ func copyTree(ctx context.Context, src, dst string) error {
 			}
 			return os.MkdirAll(target, 0o755)
 		case fi.Mode().IsRegular():
+			files = append(files, filepath.ToSlash(rel))
 			g.Go(func() error { return copyFile(p, target) })
 			return nil
 		default:
@@ -146,7 +163,7 @@ func copyTree(ctx context.Context, src, dst string) error {
 	if werr := g.Wait(); err == nil {
 		err = werr
 	}
-	return err
+	return files, err
 }
 
 // parallelCopies bounds the files one Stage copies at once.

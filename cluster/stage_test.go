@@ -29,9 +29,10 @@ func TestStagerMergesRanksAndBoundsInFlight(t *testing.T) {
 
 	rank0 := writeFiles(t, map[string]string{"model.pt": "weights", "opt/state.pt": "momentum"})
 	rank1 := writeFiles(t, map[string]string{"shard_1.pt": "shard"})
-	dir, err := s.Stage(ctx, 1, rank0)
+	dir, files0, err := s.Stage(ctx, 1, rank0)
 	require.NoError(t, err)
-	dir1, err := s.Stage(ctx, 1, rank1)
+	assert.ElementsMatch(t, []string{"model.pt", "opt/state.pt"}, files0, "the files staged, relative to the report's directory")
+	dir1, _, err := s.Stage(ctx, 1, rank1)
 	require.NoError(t, err, "a second rank of the same report takes no new place")
 	assert.Equal(t, dir, dir1)
 	// The worker may delete its own directory as soon as Stage returns.
@@ -45,7 +46,7 @@ func TestStagerMergesRanksAndBoundsInFlight(t *testing.T) {
 	// Report 2 waits for report 1's place.
 	staged := make(chan error, 1)
 	go func() {
-		_, err := s.Stage(ctx, 2, rank1)
+		_, _, err := s.Stage(ctx, 2, rank1)
 		staged <- err
 	}()
 	select {
@@ -61,7 +62,7 @@ func TestStagerMergesRanksAndBoundsInFlight(t *testing.T) {
 	// A wait ends with its context.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	_, err = s.Stage(cctx, 3, rank1)
+	_, _, err = s.Stage(cctx, 3, rank1)
 	assert.ErrorIs(t, err, context.Canceled)
 
 	require.NoError(t, s.Close())
@@ -74,8 +75,8 @@ func TestStagerRefusesWhatIsNotADirectory(t *testing.T) {
 	require.NoError(t, err)
 	f := filepath.Join(t.TempDir(), "file")
 	require.NoError(t, os.WriteFile(f, nil, 0o644))
-	_, err = s.Stage(t.Context(), 1, f)
+	_, _, err = s.Stage(t.Context(), 1, f)
 	assert.ErrorContains(t, err, "is not a directory")
-	_, err = s.Stage(t.Context(), 1, filepath.Join(t.TempDir(), "missing"))
+	_, _, err = s.Stage(t.Context(), 1, filepath.Join(t.TempDir(), "missing"))
 	assert.Error(t, err)
 }

@@ -69,6 +69,12 @@ type Exit struct {
 	OOMKills int64
 	// MemoryLimit is the worker's cgroup memory limit in bytes; 0 is none.
 	MemoryLimit int64
+	// Lost, when set, says why the worker's end was never observed: its
+	// node died or could no longer be reached. Code is then -1.
+	Lost string `json:",omitempty"`
+	// Preempted says the worker was stopped because its node was drained
+	// (taken away with notice), not because of anything it did.
+	Preempted bool `json:",omitempty"`
 }
 
 // Success reports whether the process exited 0 by itself.
@@ -80,6 +86,9 @@ func (e Exit) OutOfMemory() bool { return e.Signal == syscall.SIGKILL && e.OOMKi
 
 // String is the exit as a person would read it.
 func (e Exit) String() string {
+	if e.Lost != "" {
+		return e.Lost
+	}
 	if e.OutOfMemory() {
 		if e.MemoryLimit > 0 {
 			return "killed: out of memory, limit " + formatLimit(e.MemoryLimit)

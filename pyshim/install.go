@@ -11,7 +11,7 @@ import (
 	"sort"
 )
 
-//go:embed rtrain/*.py
+//go:embed rtrain/*.py sitecustomize.py
 var files embed.FS
 
 // version identifies the embedded sources; Install's directory is named by it
@@ -19,6 +19,7 @@ var files embed.FS
 var version = func() string {
 	h := sha256.New()
 	names, _ := fs.Glob(files, "rtrain/*.py")
+	names = append(names, "sitecustomize.py")
 	sort.Strings(names)
 	for _, n := range names {
 		b, _ := files.ReadFile(n)

@@ -36,6 +36,11 @@ type Layout struct {
 	// LegacyNCCLEnv selects NCCL_ASYNC_ERROR_HANDLING, the name torch before
 	// 2.2 reads, instead of TORCH_NCCL_ASYNC_ERROR_HANDLING.
 	LegacyNCCLEnv bool
+	// AgentStore says the TCPStore at MasterAddr:MasterPort is the agent's,
+	// listening before any worker starts: every rank, rank 0 included,
+	// joins it as a client (TORCHELASTIC_USE_AGENT_STORE=True, as under
+	// torchrun). Otherwise rank 0 hosts it.
+	AgentStore bool
 }
 
 // WorldSize is the total number of workers across nodes.
@@ -117,6 +122,9 @@ func (l Layout) WorkerEnv(base []string, nodeRank, localRank int) ([]string, err
 	set("ROLE_WORLD_SIZE", world)
 	env["ROLE_NAME"] = role
 	env["TORCHELASTIC_RUN_ID"] = l.RunID
+	if l.AgentStore {
+		env["TORCHELASTIC_USE_AGENT_STORE"] = "True"
+	}
 	set("TORCHELASTIC_RESTART_COUNT", l.RestartCount)
 	set("TORCHELASTIC_MAX_RESTARTS", l.MaxRestarts)
 	if _, ok := env["OMP_NUM_THREADS"]; !ok {
@@ -160,14 +168,29 @@ func FormatEnv(m map[string]string) []string {
 // "1.13.0a0" or "2.3.1+cu121") predates 2.2, the release that renamed
 // NCCL_ASYNC_ERROR_HANDLING. An unparsable version counts as modern.
 func LegacyNCCL(torchVersion string) bool {
-	parts := strings.SplitN(torchVersion, ".", 3)
+	major, minor, ok := torchMajorMinor(torchVersion)
+	return ok && (major < 2 || (major == 2 && minor < 2))
+}
+
+// AgentStoreSupported reports whether rtrain's TCPStore (package
+// rendezvous/store) speaks the store protocol of this torch version: the
+// 1.x one, which TORCHELASTIC_USE_AGENT_STORE reaches from 1.9 on. Torch
+// 2.x clients validate the server with a handshake the store does not
+// answer; their rank 0 hosts the store instead.
+func AgentStoreSupported(torchVersion string) bool {
+	major, minor, ok := torchMajorMinor(torchVersion)
+	return ok && major == 1 && minor >= 9
+}
+
+func torchMajorMinor(v string) (major, minor int, ok bool) {
+	parts := strings.SplitN(v, ".", 3)
 	if len(parts) < 2 {
-		return false
+		return 0, 0, false
 	}
 	major, err1 := strconv.Atoi(parts[0])
 	minor, err2 := strconv.Atoi(strings.TrimLeftFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
 	if err1 != nil || err2 != nil {
-		return false
+		return 0, 0, false
 	}
-	return major < 2 || (major == 2 && minor < 2)
+	return major, minor, true
 }

@@ -25,6 +25,11 @@ has_torch || need_apt+=(python3-torch)
 
 # The tests look at the process table and cgroups with these.
 command -v ps >/dev/null 2>&1 || need_apt+=(procps)
+# The dashboard's browser test drives headless Chromium.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# The multi-host tests (internal/netns) build networks of namespaces with ip;
+# a user's PATH may lack /usr/sbin, where it lives.
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need_apt+=(iproute2)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then

@@ -53,6 +53,9 @@ type Checkpoint struct {
 	// Bytes is the size of its files.
 	Bytes int64
 	Time  time.Time
+	// Took is how long storing it took, from the last rank's report to
+	// the manifest; zero for a checkpoint listed from storage.
+	Took time.Duration `json:",omitempty"`
 }
 
 func checkpointOf(m checkpoint.Manifest, score string) Checkpoint {
@@ -125,16 +128,30 @@ func (j *job) openStorage(ctx context.Context) error {
 		return fmt.Errorf("trainer: %w", err)
 	}
 	if from != nil {
-		dir := filepath.Join(j.res.RunDir, ".rtrain-restore", filepath.Base(from.URI))
-		if err := os.RemoveAll(dir); err != nil {
-			return fmt.Errorf("trainer: %w", err)
-		}
-		if err := fromRun.Download(ctx, *from, dir); err != nil {
+		if err := j.download(ctx, fromRun, *from); err != nil {
 			return fmt.Errorf("trainer: resume: %w", err)
 		}
-		j.restore = &cluster.Restore{Dir: dir, URI: from.URI, Index: from.Index}
 		j.res.ResumedFrom = from.URI
 	}
+	return nil
+}
+
+// restoreDir, under the run's directory, holds the local copy of the
+// checkpoint the workers start from.
+const restoreDir = ".rtrain-restore"
+
+// download copies checkpoint m of run to this machine for the workers to
+// start from, replacing the copy of any earlier one.
+func (j *job) download(ctx context.Context, run *checkpoint.Run, m checkpoint.Manifest) error {
+	root := filepath.Join(j.res.RunDir, restoreDir)
+	if err := os.RemoveAll(root); err != nil {
+		return err
+	}
+	dir := filepath.Join(root, filepath.Base(m.URI))
+	if err := run.Download(ctx, m, dir); err != nil {
+		return err
+	}
+	j.restore = &cluster.Restore{Dir: dir, URI: m.URI, Index: m.Index}
 	return nil
 }
 
@@ -210,15 +227,19 @@ func parseCheckpointDir(name string) (int, bool) {
 // committer turns staged reports into committed checkpoints, one at a
 // time and in report order, and prunes after each.
 type committer struct {
-	j      *job
-	stager *cluster.Stager
-	world  int
+	j        *job
+	stager   *cluster.Stager
+	world    int
+	inFlight int
 
 	pending map[int]*pendingReport // by Seq
 	next    int                    // index of the next checkpoint
 	queue   chan commitTask
 	failed  chan error // one error, then closed by done
-	done    chan struct{}
+	// committed receives a value (dropped when one waits) after each
+	// checkpoint is stored.
+	committed chan struct{}
+	done      chan struct{}
 }
 
 type pendingReport struct {
@@ -242,12 +263,13 @@ func (j *job) newCommitter(ctx context.Context, world int) (*committer, error) {
 		return nil, fmt.Errorf("trainer: %w", err)
 	}
 	c := &committer{
-		j: j, stager: stager, world: world,
-		pending: map[int]*pendingReport{},
-		next:    j.next,
-		queue:   make(chan commitTask, 64),
-		failed:  make(chan error, 1),
-		done:    make(chan struct{}),
+		j: j, stager: stager, world: world, inFlight: inFlight,
+		pending:   map[int]*pendingReport{},
+		next:      j.next,
+		queue:     make(chan commitTask, 64),
+		failed:    make(chan error, 1),
+		committed: make(chan struct{}, 1),
+		done:      make(chan struct{}),
 	}
 	go c.upload(ctx)
 	return c, nil
@@ -288,6 +310,7 @@ func (c *committer) upload(ctx context.Context) {
 			_ = c.stager.Release(t.seq)
 			continue
 		}
+		start := time.Now()
 		m, err := c.commit(ctx, t)
 		_ = c.stager.Release(t.seq)
 		if err != nil {
@@ -297,7 +320,13 @@ func (c *committer) upload(ctx context.Context) {
 			}
 			continue
 		}
-		c.j.emit(Event{Type: EventCheckpoint, Checkpoint: ptr(checkpointOf(m, c.j.cfg.Checkpoint.Score))})
+		ck := checkpointOf(m, c.j.cfg.Checkpoint.Score)
+		ck.Took = time.Since(start)
+		c.j.emit(Event{Type: EventCheckpoint, Checkpoint: &ck})
+		select {
+		case c.committed <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -400,13 +429,13 @@ type recordCheckpoint struct {
 func (j *job) record(jobErr error) runRecord {
 	r := runRecord{
 		Name: j.res.Name, State: j.res.State, Started: j.res.Started,
-		Seconds: time.Since(j.res.Started).Seconds(), WorldSize: j.cfg.Workers,
+		Seconds: time.Since(j.res.Started).Seconds(), WorldSize: len(j.res.Workers),
 		Metrics: j.res.Metrics, Reports: j.res.Reports, ResumedFrom: j.res.ResumedFrom,
 	}
 	// A checkpoint of this run is named by its path in the run; one of
 	// another run keeps its URI, since it lives elsewhere.
-	if j.restore != nil && filepath.Dir(j.restore.URI) == j.res.Storage {
-		r.ResumedFrom = filepath.Base(j.restore.URI)
+	if j.res.ResumedFrom != "" && filepath.Dir(j.res.ResumedFrom) == j.res.Storage {
+		r.ResumedFrom = filepath.Base(j.res.ResumedFrom)
 	}
 	if jobErr != nil {
 		r.Error = jobErr.Error()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rtrain/rtrain/checkpoint"
+	"github.com/rtrain/rtrain/cluster"
 )
 
 // ErrInvalidConfig is wrapped by every error that is the caller's input, not
@@ -54,6 +55,12 @@ type Config struct {
 
 	// Workers is the number of worker processes. Required, at least 1.
 	Workers int
+	// MinWorkers makes the job elastic: each attempt runs as many workers
+	// as fit, from MinWorkers to Workers, and after a node is lost the job
+	// goes on with fewer (within MaxFailures); when room returns, it
+	// restarts with more at the next checkpoint. WORLD_SIZE and the ranks
+	// are recomputed for each attempt. 0: exactly Workers.
+	MinWorkers int
 	// GPUsPerWorker is the number of GPUs each worker holds; 0 runs on CPU.
 	GPUsPerWorker int
 	// CPUsPerWorker reserves cores for each worker, caps its CPU time at
@@ -125,9 +132,47 @@ type Config struct {
 	// (".../RUN/checkpoint_000003"), of this run or another.
 	ResumeFrom string
 
+	// MaxFailures is how many worker failures the job survives: after
+	// each, every worker is stopped and the group restarts, placed anew,
+	// from the latest committed checkpoint. 0 (the default) restarts
+	// never; -1 always. A worker lost with a drained node (preemption)
+	// is restarted without counting.
+	MaxFailures int
+	// RetryExitCodes, when set, restarts only a failure whose root cause
+	// exited with one of these codes; FatalExitCodes never restarts one
+	// that exited with one of these.
+	RetryExitCodes []int
+	FatalExitCodes []int
+
+	// HangTimeout fails the job (a failure MaxFailures may restart) when
+	// no worker calls report() for this long once all are up: rtrain first
+	// asks every worker for its Python stacks and shows them in the root
+	// cause. 0 never does.
+	HangTimeout time.Duration
+
+	// Placement is how the workers' bundles spread over nodes: PACK (the
+	// default, "" too), SPREAD, STRICT_PACK or STRICT_SPREAD, as Ray's
+	// placement groups.
+	Placement string
+
+	// Address is a cluster head's host:port. Empty: the job runs on an
+	// embedded single-node cluster in this process. With an address, the
+	// working directory (WorkingDir, or the current one) is shipped to
+	// every node that runs a worker, Script must lie inside it, and
+	// Storage is the head's (a local Storage path is on the head).
+	Address string
+	// Token is the cluster token; empty takes $RTRAIN_TOKEN.
+	Token string `json:"-"`
+	// TLSCA verifies the head's certificate; TLSCert and TLSKey are this
+	// client's, for a head that asks for one. All empty: plain TCP.
+	TLSCA, TLSCert, TLSKey string `json:"-"`
+	// WorkingDirLimit caps the shipped working directory, in bytes (after
+	// the ignore file .rtrainignore); 0 means 100 MiB.
+	WorkingDirLimit int64
+
 	// OnEvent, if set, receives every event of the job, in order, from one
 	// goroutine. It must not block for long: workers' output waits for it.
-	OnEvent func(Event)
+	OnEvent func(Event) `json:"-"`
 }
 
 // minCPUs is the smallest CPU quota the kernel takes: 1ms every 100ms.
@@ -138,6 +183,15 @@ var envKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 var runName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 func (c *Config) validate() error {
+	if err := c.validateFields(); err != nil {
+		return err
+	}
+	return c.validateFiles()
+}
+
+// validateFields checks what does not depend on this machine's files: a
+// head checks a job submitted from elsewhere with it.
+func (c *Config) validateFields() error {
 	bad := func(format string, args ...any) error {
 		return invalid(format, args...)
 	}
@@ -146,6 +200,8 @@ func (c *Config) validate() error {
 		return bad("no script given; usage: rtrain fit [flags] SCRIPT [-- ARGS...]")
 	case c.Workers < 1:
 		return bad("--workers must be at least 1, got %d", c.Workers)
+	case c.MinWorkers < 0 || c.MinWorkers > c.Workers:
+		return bad("--workers %d:%d: the minimum must be between 1 and the maximum", c.MinWorkers, c.Workers)
 	case c.GPUsPerWorker < 0:
 		return bad("--gpus-per-worker must be 0 or more, got %d", c.GPUsPerWorker)
 	case c.CPUsPerWorker < 0:
@@ -178,6 +234,14 @@ func (c *Config) validate() error {
 		return bad("--checkpoint-order %q: want max or min", c.Checkpoint.Order)
 	case c.Checkpoint.Order != "" && c.Checkpoint.Score == "":
 		return bad("--checkpoint-order needs --checkpoint-score: the metric to order by")
+	case c.Placement != "" && !validPlacement(c.Placement):
+		return bad("--placement %q: want PACK, SPREAD, STRICT_PACK or STRICT_SPREAD", c.Placement)
+	case c.HangTimeout < 0:
+		return bad("--hang-timeout must not be negative, got %s", c.HangTimeout)
+	case c.MaxFailures < -1:
+		return bad("--max-failures must be -1 (no limit), 0 (the default) or more, got %d", c.MaxFailures)
+	case c.WorkingDirLimit < 0:
+		return bad("--working-dir-limit must be 0 (the default) or more, got %d", c.WorkingDirLimit)
 	case c.Name != "" && !runName.MatchString(c.Name):
 		return bad("run name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", c.Name)
 	}
@@ -186,6 +250,19 @@ func (c *Config) validate() error {
 		if !ok || !envKey.MatchString(k) {
 			return bad("--env %q: want KEY=VALUE", kv)
 		}
+	}
+	return nil
+}
+
+func validPlacement(s string) bool {
+	_, err := cluster.ParseStrategy(s)
+	return err == nil
+}
+
+// validateFiles checks the script and working directory on this machine.
+func (c *Config) validateFiles() error {
+	bad := func(format string, args ...any) error {
+		return invalid(format, args...)
 	}
 	// A relative script is found from where rtrain runs, as a shell would;
 	// the working dir only changes where the workers start.

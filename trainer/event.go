@@ -47,6 +47,10 @@ const (
 	// runs with what it can. At most one per node, before its workers
 	// start.
 	EventWarning EventType = "warning"
+	// EventRestart: the workers failed (Exit is the root cause) and the
+	// job restarts them as Attempt (1 for the first restart), from the
+	// latest committed checkpoint; Message says why and from where.
+	EventRestart EventType = "restart"
 )
 
 // Event is one thing that happened to a job.
@@ -74,6 +78,8 @@ type Event struct {
 	Metrics pyshim.Metrics
 
 	Exit *WorkerExit
+
+	Attempt int `json:",omitempty"`
 
 	Checkpoint *Checkpoint
 }

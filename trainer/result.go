@@ -22,6 +22,10 @@ type WorkerExit struct {
 	// FailedAt is the first sign of the failure: the worker's first Python
 	// traceback, else its exit. Zero for a worker that succeeded.
 	FailedAt time.Time
+	// Hung, when set, says the job made no progress for
+	// Config.HangTimeout and rtrain stopped the worker; its Tail then ends
+	// with its Python stacks.
+	Hung string `json:",omitempty"`
 }
 
 // Cause is the one line that says why the worker failed: out of memory
@@ -30,6 +34,9 @@ type WorkerExit struct {
 // traceback that followed the OOM kill of a process the worker spawned (a
 // DataLoader worker, say) is marked so.
 func (w WorkerExit) Cause() string {
+	if w.Hung != "" {
+		return w.Hung
+	}
 	if w.OutOfMemory() {
 		return w.Exit.String()
 	}
@@ -60,6 +67,14 @@ var exceptionLine = regexp.MustCompile(`^[A-Za-z_][\w.]*(Error|Exception|Interru
 // Traceback is the last Python traceback in the worker's stderr, or the last
 // lines of it when there is none.
 func (w WorkerExit) Traceback() []string {
+	if w.Hung != "" {
+		// faulthandler's dump: one block per thread, the current one first.
+		for i, line := range w.Tail {
+			if strings.HasPrefix(line, "Thread 0x") || strings.HasPrefix(line, "Current thread 0x") {
+				return w.Tail[i:]
+			}
+		}
+	}
 	for i := len(w.Tail) - 1; i >= 0; i-- {
 		if strings.HasPrefix(w.Tail[i], "Traceback (most recent call last)") {
 			return w.Tail[i:]
@@ -75,6 +90,12 @@ type JobError struct {
 	Cause   WorkerExit
 	Failed  []WorkerExit
 	Stopped []WorkerExit
+	// Attempt is the attempt that failed, 0 for the first.
+	Attempt int `json:",omitempty"`
+	// Earlier are the failures of the attempts before, when the job was
+	// restarted; NoRestart says why it was not restarted again.
+	Earlier   []*JobError `json:",omitempty"`
+	NoRestart string      `json:",omitempty"`
 }
 
 func (e *JobError) Error() string {
@@ -92,7 +113,9 @@ type Result struct {
 	Name   string
 	RunDir string
 	LogDir string
-	State  State
+	// JobID is the job's id, as `rtrain jobs` and `rtrain logs` name it.
+	JobID string
+	State State
 	// Python is the interpreter the workers ran.
 	Python Interpreter
 	// Metrics are rank 0's last report; Reports counts rank 0's reports.
@@ -110,7 +133,10 @@ type Result struct {
 	Best   []Checkpoint
 	// ResumedFrom is the URI of the checkpoint the workers started from.
 	ResumedFrom string
-	// Workers is how each worker ended, by rank.
+	// Restarts counts the times the workers were restarted after a
+	// failure (Config.MaxFailures).
+	Restarts int `json:",omitempty"`
+	// Workers is how each worker ended, by rank, in the last attempt.
 	Workers  []WorkerExit
 	Started  time.Time
 	Duration time.Duration
@@ -120,6 +146,8 @@ func newJobError(exits []WorkerExit) *JobError {
 	var failed, stopped []WorkerExit
 	for _, w := range exits {
 		switch {
+		case w.Hung != "":
+			failed = append(failed, w)
 		case w.Stopped:
 			stopped = append(stopped, w)
 		case !w.Success():

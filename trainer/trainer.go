@@ -10,15 +10,19 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/rtrain/rtrain/checkpoint"
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/internal/text"
+	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/pyshim"
 	"github.com/rtrain/rtrain/rendezvous"
 )
@@ -56,6 +60,9 @@ func (t *Trainer) Fit(ctx context.Context) (*Result, error) {
 	if !t.started.CompareAndSwap(false, true) {
 		return nil, errors.New("trainer: Fit called twice; make a new Trainer for another run")
 	}
+	if t.cfg.Address != "" {
+		return t.fitRemote(ctx)
+	}
 	j, err := t.newJob()
 	if err != nil {
 		return nil, err
@@ -79,6 +86,20 @@ type job struct {
 	restore *cluster.Restore // what the workers resume from, or nil
 	// launched is set once workers have been started.
 	launched bool
+
+	// rescale is set by follow when it stops the workers to restart them
+	// with more.
+	rescale bool
+
+	// remote is set for a job the head runs for a client: its files come
+	// in the shipment and python is found on each node.
+	remote *remoteInput
+}
+
+// backend is the cluster a job runs on: the embedded one, or the head's.
+type backend interface {
+	Scheduler() *cluster.Head
+	Agent(nodeID string) (cluster.NodeAgent, bool)
 }
 
 func (t *Trainer) newJob() (*job, error) {
@@ -115,7 +136,7 @@ func (t *Trainer) newJob() (*job, error) {
 		script:     script,
 		dir:        dir,
 		resultsDir: results,
-		res:        &Result{Name: name, RunDir: runDir, LogDir: filepath.Join(runDir, "logs"), State: StatePending},
+		res:        &Result{Name: name, RunDir: runDir, LogDir: filepath.Join(runDir, "logs"), JobID: id, State: StatePending},
 	}, nil
 }
 
@@ -139,53 +160,100 @@ func (j *job) run(ctx context.Context) (*Result, error) {
 	defer func() { j.res.Duration = time.Since(j.res.Started) }()
 	j.setState(StatePending, "")
 
-	py, err := FindPython(ctx, j.cfg.Python, j.script)
-	if err != nil {
-		return j.end(ctx, err)
+	var py Interpreter
+	if j.remote == nil {
+		// A remote job's python is found on each node.
+		var err error
+		if py, err = FindPython(ctx, j.cfg.Python, j.script); err != nil {
+			return j.end(ctx, err)
+		}
+		j.res.Python = py
+		j.setState(StatePending, fmt.Sprintf("python %s (torch %s, from %s)", py.Path, py.TorchVersion, py.Source))
 	}
-	j.res.Python = py
-	j.setState(StatePending, fmt.Sprintf("python %s (torch %s, from %s)", py.Path, py.TorchVersion, py.Source))
 	if err := j.openStorage(ctx); err != nil {
 		return j.end(ctx, err)
 	}
 	defer j.closeStorage()
+	// The local copies of restored checkpoints serve this job only: a
+	// resumed or restarted run must not leave a checkpoint's worth of disk
+	// behind each time.
+	defer os.RemoveAll(filepath.Join(j.res.RunDir, restoreDir))
 	if j.restore != nil {
-		// The local copy serves this job only: a resumed run must not leave
-		// a checkpoint's worth of disk behind each time.
-		defer func() {
-			_ = os.RemoveAll(j.restore.Dir)
-			_ = os.Remove(filepath.Dir(j.restore.Dir))
-		}()
 		j.setState(StatePending, fmt.Sprintf("resuming from %s", j.restore.URI))
 	}
 
-	local, gpus, err := j.startCluster()
-	if err != nil {
-		return j.end(ctx, err)
+	var be backend
+	if j.remote != nil {
+		be = j.remote.backend
+	} else {
+		local, gpus, err := j.startCluster(ctx)
+		if err != nil {
+			return j.end(ctx, err)
+		}
+		defer gpus.Release()
+		be = local
 	}
-	defer gpus.Release()
+	strategy, _ := cluster.ParseStrategy(j.cfg.Placement)
 	req := cluster.Request{
-		Count:  j.cfg.Workers,
-		Bundle: cluster.Resources{CPU: j.cfg.CPUsPerWorker, GPU: j.cfg.GPUsPerWorker, MemoryBytes: j.cfg.MemoryPerWorker},
+		Count:    j.cfg.Workers,
+		Bundle:   cluster.Resources{CPU: j.cfg.CPUsPerWorker, GPU: j.cfg.GPUsPerWorker, MemoryBytes: j.cfg.MemoryPerWorker},
+		Strategy: strategy,
 	}
-	plan, err := local.Head.Reserve(ctx, j.id, req)
+	var failures []*JobError
+	for attempt := 0; ; attempt++ {
+		req.Count = j.size(be.Scheduler(), req)
+		jerr, err := j.runAttempt(ctx, be, req, py, attempt)
+		if errors.Is(err, errRescale) {
+			j.res.Restarts++
+			j.emit(Event{Type: EventRestart, Attempt: attempt + 1, Message: j.rescaleMessage(req.Count)})
+			continue
+		}
+		if err != nil || jerr == nil {
+			return j.end(ctx, err)
+		}
+		jerr.Attempt = attempt
+		failures = append(failures, jerr)
+		if ctx.Err() != nil {
+			return j.end(ctx, nil)
+		}
+		if why := j.noRestart(jerr, failures); why != "" {
+			jerr.Earlier = failures[:len(failures)-1]
+			jerr.NoRestart = why
+			return j.end(ctx, jerr)
+		}
+		if err := j.restoreLatest(ctx); err != nil {
+			return j.end(ctx, err)
+		}
+		j.res.Restarts++
+		j.emit(Event{Type: EventRestart, Attempt: attempt + 1, Exit: &jerr.Cause, Message: j.restartMessage(jerr, failures)})
+	}
+}
+
+// runAttempt places the workers, runs them once and waits for the
+// checkpoints they reported. It returns the workers' failure, or err when
+// the job must end for another reason (the input, storage, ctx).
+func (j *job) runAttempt(ctx context.Context, be backend, req cluster.Request, py Interpreter, attempt int) (*JobError, error) {
+	plan, err := j.reserve(ctx, be.Scheduler(), req)
 	if err != nil {
 		if errors.Is(err, cluster.ErrInfeasible) {
 			err = invalid("%w", err)
 		}
-		return j.end(ctx, err)
+		return nil, err
 	}
-	defer local.Head.Release(j.id)
-	j.setState(StateStarting, fmt.Sprintf("%s on %s", text.Plural(j.cfg.Workers, "worker"), text.Plural(1, "node")))
+	defer be.Scheduler().Release(j.id)
+	j.setState(StateStarting, fmt.Sprintf("%s on %s", text.Plural(req.Count, "worker"), text.Plural(len(plan.Nodes()), "node")))
 
-	ckpts, err := j.newCommitter(ctx, j.cfg.Workers)
+	ckpts, err := j.newCommitter(ctx, req.Count)
 	if err != nil {
-		return j.end(ctx, err)
+		return nil, err
 	}
-	exits, ckptErr, err := j.attempt(ctx, local, plan, py, ckpts)
-	// Every rank that reported a checkpoint before the end has it
-	// committed, a failed job's included; only ctx cuts uploads short.
+	j.rescale = false
+	exits, ckptErr, err := j.attempt(ctx, be, plan, py, ckpts, attempt)
+	// Every checkpoint that every rank reported before the end is
+	// committed, a failed attempt's included, before a restart picks the
+	// latest; only ctx cuts uploads short.
 	ckpts.close()
+	j.next = ckpts.next
 	j.res.Workers = exits
 	jerr := newJobError(exits)
 	if ckptErr == nil && jerr == nil {
@@ -196,13 +264,16 @@ func (j *job) run(ctx context.Context) (*Result, error) {
 	}
 	switch {
 	case err != nil:
-		return j.end(ctx, err)
+		return nil, err
 	case ckptErr != nil:
-		return j.end(ctx, ckptErr)
-	case jerr != nil:
-		return j.end(ctx, jerr)
+		return nil, ckptErr
+	case jerr == nil && j.rescale && ctx.Err() == nil:
+		if err := j.restoreLatest(ctx); err != nil {
+			return nil, err
+		}
+		return nil, errRescale
 	}
-	return j.end(ctx, nil)
+	return jerr, nil
 }
 
 // end settles the final state from err, records the run in storage, and
@@ -236,13 +307,13 @@ func (j *job) end(ctx context.Context, err error) (*Result, error) {
 
 // startCluster starts the embedded cluster on this machine, offering it
 // the GPUs the job claims: those no other rtrain process holds.
-func (j *job) startCluster() (*cluster.Local, *cluster.GPUClaim, error) {
+func (j *job) startCluster(ctx context.Context) (*cluster.Local, *cluster.GPUClaim, error) {
 	o := cluster.NoOverrides
 	o.NumCPUs = j.cfg.NumCPUs
 	if j.cfg.NumGPUs != nil {
 		o.NumGPUs = *j.cfg.NumGPUs
 	}
-	node, err := cluster.Discover("/dev", o)
+	node, err := cluster.DiscoverNode(ctx, j.log, "/dev", o)
 	if err != nil {
 		return nil, nil, fmt.Errorf("trainer: %w", err)
 	}
@@ -275,71 +346,148 @@ func shimCacheDir() string {
 	return filepath.Join(os.TempDir(), "rtrain-cache")
 }
 
-// attempt runs the workers once, from launch to the last exit.
-func (j *job) attempt(ctx context.Context, local *cluster.Local, plan cluster.Plan, py Interpreter, ckpts *committer) ([]WorkerExit, error, error) {
-	agent := local.Agent
-	port, err := agent.FreePort(ctx)
+// attempt runs the workers once, from launch to the last exit: one group
+// per node, ranks contiguous per node in the plan's order, rank 0's node
+// hosting the rendezvous.
+func (j *job) attempt(ctx context.Context, be backend, plan cluster.Plan, py Interpreter, ckpts *committer, attempt int) ([]WorkerExit, error, error) {
+	nodes := plan.Nodes()
+	agents := make([]cluster.NodeAgent, len(nodes))
+	for i, id := range nodes {
+		a, ok := be.Agent(id)
+		if !ok {
+			return nil, nil, fmt.Errorf("trainer: node %s left the cluster before the workers started", id)
+		}
+		agents[i] = a
+	}
+	rdzv, err := agents[0].Rendezvous(ctx, cluster.RendezvousRequest{JobID: j.id, TorchVersion: py.TorchVersion, Python: j.cfg.Python})
 	if err != nil {
 		return nil, nil, fmt.Errorf("trainer: %w", err)
 	}
-	node := agent.Node()
-	workers := make([]cluster.WorkerSpec, len(plan.Assignments))
-	for i, a := range plan.Assignments {
-		workers[i] = cluster.WorkerSpec{LocalRank: i, GPUs: a.GPUs}
+	local := make([][]cluster.WorkerSpec, len(nodes))
+	for _, a := range plan.Assignments {
+		i := slices.Index(nodes, a.NodeID)
+		local[i] = append(local[i], cluster.WorkerSpec{LocalRank: len(local[i]), GPUs: a.GPUs})
 	}
-	threads := int(j.cfg.CPUsPerWorker)
-	if threads == 0 {
-		threads = int(node.Total.CPU) / len(workers)
-	}
-	layout := rendezvous.Layout{
-		RunID:            j.id,
-		MasterAddr:       node.Addr,
-		MasterPort:       port,
-		LocalWorldSizes:  []int{len(workers)},
-		MaxRestarts:      0,
-		ThreadsPerWorker: max(threads, 1),
-		LegacyNCCLEnv:    rendezvous.LegacyNCCL(py.TorchVersion),
+	sizes := make([]int, len(nodes))
+	for i := range local {
+		sizes[i] = len(local[i])
 	}
 	grace := j.cfg.Grace
 	if grace == 0 {
 		grace = DefaultGrace
 	}
-	spec := cluster.GroupSpec{
-		JobID:    j.id,
-		RunName:  j.res.Name,
-		Python:   py.Path,
-		Script:   j.script,
-		Args:     j.cfg.Args,
-		Env:      append(os.Environ(), j.cfg.Env...),
-		Dir:      j.dir,
-		Layout:   layout,
-		NodeRank: 0,
-		Workers:  workers,
-		LogDir:   j.res.LogDir,
-		Grace:    grace,
-		Stager:   ckpts.stager,
-		Restore:  j.restore,
-		Limits:   j.limits(),
+	layout := rendezvous.Layout{
+		RunID:           j.id,
+		MasterAddr:      agents[0].Node().Addr,
+		MasterPort:      rdzv.Port,
+		AgentStore:      rdzv.AgentStore,
+		LocalWorldSizes: sizes,
+		RestartCount:    attempt,
+		MaxRestarts:     j.cfg.MaxFailures,
+		LegacyNCCLEnv:   rendezvous.LegacyNCCL(py.TorchVersion),
 	}
-	groups := []*cluster.Group{}
-	g, err := agent.Start(ctx, spec)
-	if errors.Is(err, cluster.ErrNotIsolated) {
-		return nil, nil, fmt.Errorf("strict isolation: %w", err)
+	specs := make([]cluster.GroupSpec, len(nodes))
+	for i, a := range agents {
+		threads := int(j.cfg.CPUsPerWorker)
+		if threads == 0 {
+			threads = int(a.Node().Total.CPU) / len(local[i])
+		}
+		l := layout
+		l.ThreadsPerWorker = max(threads, 1)
+		specs[i] = cluster.GroupSpec{
+			JobID:          j.id,
+			RunName:        j.res.Name,
+			Python:         py.Path,
+			Script:         j.script,
+			Args:           j.cfg.Args,
+			Env:            append(os.Environ(), j.cfg.Env...),
+			Dir:            j.dir,
+			Layout:         l,
+			NodeRank:       i,
+			Workers:        local[i],
+			LogDir:         j.res.LogDir,
+			Grace:          grace,
+			Stager:         ckpts.stager,
+			StagedInFlight: ckpts.inFlight,
+			Restore:        j.restore,
+			Limits:         j.limits(),
+		}
+		if j.remote != nil {
+			// The node adds its own environment and finds its python.
+			specs[i].Env = j.cfg.Env
+			specs[i].Script = j.remote.script
+		}
 	}
-	if err != nil {
+	var ship cluster.Shipment
+	if j.remote != nil {
+		ship = cluster.Shipment{Workdir: j.remote.workdir, WorkdirDigest: j.remote.digest, Python: j.cfg.Python}
+	}
+	// Every node's group starts at once; one that cannot start stops those
+	// that did.
+	groups := make([]cluster.GroupRunner, len(nodes))
+	errs := make([]error, len(nodes))
+	var eg errgroup.Group
+	for i, a := range agents {
+		eg.Go(func() error {
+			groups[i], errs[i] = a.StartGroup(ctx, specs[i], ship)
+			return errs[i]
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		for _, g := range groups {
+			if g != nil {
+				g.Stop()
+				for range g.Events() {
+				}
+			}
+		}
+		if exits, ok := lostAtStart(nodes, specs, errs); ok {
+			// A node that went away between placement and start fails the
+			// attempt like a worker would, so the job can restart.
+			j.launched = true
+			return exits, nil, nil
+		}
+		if errors.Is(err, cluster.ErrNotIsolated) {
+			return nil, nil, fmt.Errorf("strict isolation: %w", err)
+		}
 		return nil, nil, fmt.Errorf("trainer: %w", err)
 	}
-	groups = append(groups, g)
 	j.launched = true
-	exits, ckptErr := j.follow(ctx, groups, len(workers), ckpts)
+	exits, ckptErr := j.follow(ctx, groups, len(plan.Assignments), ckpts, j.scaleUp(be.Scheduler(), plan))
 	return exits, ckptErr, nil
+}
+
+// reserve waits for the job's placement group, saying once why it waits
+// when it does.
+func (j *job) reserve(ctx context.Context, sched *cluster.Head, req cluster.Request) (cluster.Plan, error) {
+	type result struct {
+		plan cluster.Plan
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		p, err := sched.Reserve(ctx, j.id, req)
+		done <- result{p, err}
+	}()
+	select {
+	case r := <-done:
+		return r.plan, r.err
+	case <-time.After(100 * time.Millisecond):
+	}
+	for _, p := range sched.Pending() {
+		if p.Job == j.id {
+			j.setState(StatePending, "waiting for resources: "+p.Reason)
+		}
+	}
+	r := <-done
+	return r.plan, r.err
 }
 
 // follow turns the groups' events into the job's until every group is done.
 // The first worker to fail, a checkpoint that cannot be stored, or ctx
 // ending stops every group. It returns how each worker ended and the
 // checkpoint error when that came before any worker failed.
-func (j *job) follow(ctx context.Context, groups []*cluster.Group, world int, ckpts *committer) ([]WorkerExit, error) {
+func (j *job) follow(ctx context.Context, groups []cluster.GroupRunner, world int, ckpts *committer, scaleUp func() bool) ([]WorkerExit, error) {
 	events := make(chan cluster.Event)
 	var wg sync.WaitGroup
 	for _, g := range groups {
@@ -361,10 +509,51 @@ func (j *job) follow(ctx context.Context, groups []*cluster.Group, world int, ck
 	started := 0
 	done := ctx.Done()
 	failedCkpt := ckpts.failed
+	committed := ckpts.committed
+	if scaleUp == nil {
+		committed = nil
+	}
 	var ckptErr error
 	workerFailed := false
+	// The hang watchdog runs from the moment every worker is up and is
+	// reset by every report; when it fires, it asks for the workers'
+	// stacks, then stops them a few seconds later.
+	var hangC <-chan time.Time
+	var hangTimer *time.Timer
+	hung := ""
+	var hungAt time.Time
+	if j.cfg.HangTimeout > 0 {
+		hangTimer = time.NewTimer(time.Hour)
+		hangTimer.Stop()
+		defer hangTimer.Stop()
+	}
+	watch := func(d time.Duration) {
+		if hangTimer != nil && hung == "" {
+			hangTimer.Reset(d)
+			hangC = hangTimer.C
+		}
+	}
 	for {
 		select {
+		case <-hangC:
+			if hung != "" {
+				hangC = nil
+				stopAll()
+				continue
+			}
+			hung, hungAt = fmt.Sprintf("hung: no report() from any worker for %s", j.cfg.HangTimeout), time.Now()
+			j.log.Debug("hang; asking for python stacks", "timeout", j.cfg.HangTimeout)
+			for _, g := range groups {
+				go g.DumpStacks()
+			}
+			hangTimer.Reset(stackGrace)
+		case <-committed:
+			if scaleUp() {
+				committed = nil
+				j.rescale = true
+				j.log.Debug("room for more workers; restarting at this checkpoint")
+				stopAll()
+			}
 		case <-done:
 			done = nil
 			j.log.Debug("context done; stopping workers")
@@ -387,10 +576,12 @@ func (j *job) follow(ctx context.Context, groups []*cluster.Group, world int, ck
 				j.emit(Event{Type: EventWorkerStarted, Time: e.Time, Rank: e.Rank, Node: e.NodeID, PID: e.PID})
 				if started++; started == world {
 					j.setState(StateRunning, "")
+					watch(j.cfg.HangTimeout)
 				}
 			case cluster.WorkerLog:
 				j.emit(Event{Type: EventLog, Time: e.Time, Rank: e.Rank, Node: e.NodeID, Stream: e.Stream, Line: e.Line})
 			case cluster.WorkerReport:
+				watch(j.cfg.HangTimeout)
 				if e.Rank == 0 {
 					j.res.Metrics = e.Report.Metrics
 					j.res.Reports++
@@ -400,11 +591,14 @@ func (j *job) follow(ctx context.Context, groups []*cluster.Group, world int, ck
 			case cluster.NodeWarning:
 				j.emit(Event{Type: EventWarning, Time: e.Time, Node: e.NodeID, Message: e.Line})
 			case cluster.WorkerExited:
-				w := WorkerExit{Rank: e.Rank, Node: e.NodeID, PID: pids[e.Rank], Exit: e.Exit, Tail: e.Tail}
+				w := WorkerExit{Rank: e.Rank, Node: e.NodeID, PID: pids[e.Rank], Exit: e.Exit, Tail: e.Tail, Hung: hung}
 				if !w.Success() {
 					w.FailedAt = e.Exit.Time
 					if !e.TracebackAt.IsZero() && e.TracebackAt.Before(w.FailedAt) {
 						w.FailedAt = e.TracebackAt
+					}
+					if hung != "" {
+						w.FailedAt = hungAt // all at once: rank order names the cause
 					}
 				}
 				exits = append(exits, w)
@@ -419,6 +613,10 @@ func (j *job) follow(ctx context.Context, groups []*cluster.Group, world int, ck
 		}
 	}
 }
+
+// stackGrace is how long the workers of a hung job have to print their
+// stacks before they are stopped.
+const stackGrace = 3 * time.Second
 
 // limits are what each worker is held to, from the config.
 func (j *job) limits() cluster.Limits {
@@ -442,4 +640,29 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// lostAtStart turns the start of an attempt that failed because nodes were
+// lost into worker exits: the lost nodes' ranks as lost, the others as
+// stopped. It reports false when some other error stopped the start.
+func lostAtStart(nodes []string, specs []cluster.GroupSpec, errs []error) ([]WorkerExit, bool) {
+	var exits []WorkerExit
+	now := time.Now()
+	lost := false
+	for i, spec := range specs {
+		err := errs[i]
+		if err != nil && !errors.Is(err, cluster.ErrNodeLost) {
+			return nil, false
+		}
+		for _, w := range spec.Workers {
+			x := WorkerExit{Rank: spec.Layout.Rank(spec.NodeRank, w.LocalRank), Node: nodes[i], Exit: launcher.Exit{Time: now, Stopped: true}}
+			if err != nil {
+				lost = true
+				x.Exit = launcher.Exit{Code: -1, Time: now, Lost: err.Error()}
+				x.FailedAt = now
+			}
+			exits = append(exits, x)
+		}
+	}
+	return exits, lost
 }

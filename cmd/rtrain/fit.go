@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,7 +17,7 @@ import (
 )
 
 type fitOptions struct {
-	workers       int
+	workers       string
 	gpu           bool
 	gpusPerWorker int
 	cpusPerWorker float64
@@ -35,6 +38,14 @@ type fitOptions struct {
 	resume        bool
 	resumeFrom    string
 	iso           isolationOptions
+	cluster       clusterFlags
+	placement     string
+	noWait        bool
+	workdirLimit  int64
+	maxFailures   int
+	retryCodes    []int
+	fatalCodes    []int
+	hangTimeout   time.Duration
 }
 
 func newFitCmd() *cobra.Command {
@@ -72,7 +83,7 @@ Everything after SCRIPT is passed to the script.`,
 	// torchrun and python itself.
 	cmd.Flags().SetInterspersed(false)
 	f := cmd.Flags()
-	f.IntVarP(&o.workers, "workers", "n", 1, "number of worker processes")
+	f.StringVarP(&o.workers, "workers", "n", "1", "number of worker processes, or MIN:MAX for an elastic job (as many as fit, at least MIN)")
 	f.BoolVar(&o.gpu, "gpu", false, "give each worker one GPU (same as --gpus-per-worker 1)")
 	f.IntVar(&o.gpusPerWorker, "gpus-per-worker", 0, "GPUs per worker")
 	f.Float64Var(&o.cpusPerWorker, "cpus-per-worker", 0, "CPU cores reserved per worker; 0 shares the node's cores")
@@ -92,6 +103,14 @@ Everything after SCRIPT is passed to the script.`,
 	f.BoolVar(&o.resume, "resume", false, "continue run --name from its latest committed checkpoint")
 	f.StringVar(&o.resumeFrom, "resume-from", "", "start from this checkpoint: STORAGE/RUN/checkpoint_NNNNNN")
 	addS3Flags(f, &o.s3)
+	addClusterFlags(f, &o.cluster, "run on the cluster whose head is HOST:PORT (default $"+AddressEnv+"; none: this machine)")
+	f.IntVar(&o.maxFailures, "max-failures", 0, "worker failures to survive: each restarts every worker from the latest checkpoint (-1: no limit)")
+	f.IntSliceVar(&o.retryCodes, "retry-exit-codes", nil, "restart only failures that exited with these codes")
+	f.DurationVar(&o.hangTimeout, "hang-timeout", 0, "fail the job when no worker calls rtrain.report() for this long, showing every worker's Python stacks (0: never)")
+	f.IntSliceVar(&o.fatalCodes, "fatal-exit-codes", nil, "never restart failures that exited with these codes")
+	f.StringVar(&o.placement, "placement", "", "how workers spread over nodes: PACK (default), SPREAD, STRICT_PACK or STRICT_SPREAD")
+	f.BoolVar(&o.noWait, "no-wait", false, "with --address: submit and return; `rtrain logs -f JOB` follows it")
+	f.Int64Var(&o.workdirLimit, "working-dir-limit", 0, "with --address: largest working directory to ship, in bytes (default 100 MiB; .rtrainignore leaves files out)")
 	addIsolationFlags(f, &o.iso)
 	_ = cmd.MarkFlagFilename("python")
 	_ = cmd.MarkFlagDirname("working-dir")
@@ -111,24 +130,44 @@ func (o *fitOptions) config(cmd *cobra.Command, args []string) (trainer.Config, 
 		}
 		gpus = 1
 	}
+	minW, maxW, err := parseWorkers(o.workers)
+	if err != nil {
+		return trainer.Config{}, err
+	}
 	cfg := trainer.Config{
-		Script:        script,
-		Args:          rest,
-		Workers:       o.workers,
-		GPUsPerWorker: gpus,
-		CPUsPerWorker: o.cpusPerWorker,
-		NumCPUs:       o.numCPUs,
-		Python:        o.python,
-		Name:          o.name,
-		Env:           o.env,
-		WorkingDir:    o.workingDir,
-		ResultsDir:    o.resultsDir,
-		Grace:         o.grace,
-		Storage:       o.storage,
-		S3:            o.s3,
-		Checkpoint:    trainer.CheckpointConfig{Keep: o.ckptKeep, Score: o.ckptScore, Order: o.ckptOrder},
-		Resume:        o.resume,
-		ResumeFrom:    o.resumeFrom,
+		Script:          script,
+		Args:            rest,
+		Workers:         maxW,
+		MinWorkers:      minW,
+		GPUsPerWorker:   gpus,
+		CPUsPerWorker:   o.cpusPerWorker,
+		NumCPUs:         o.numCPUs,
+		Python:          o.python,
+		Name:            o.name,
+		Env:             o.env,
+		WorkingDir:      o.workingDir,
+		ResultsDir:      o.resultsDir,
+		Grace:           o.grace,
+		Storage:         o.storage,
+		S3:              o.s3,
+		Checkpoint:      trainer.CheckpointConfig{Keep: o.ckptKeep, Score: o.ckptScore, Order: o.ckptOrder},
+		Resume:          o.resume,
+		ResumeFrom:      o.resumeFrom,
+		Placement:       o.placement,
+		MaxFailures:     o.maxFailures,
+		RetryExitCodes:  o.retryCodes,
+		FatalExitCodes:  o.fatalCodes,
+		HangTimeout:     o.hangTimeout,
+		WorkingDirLimit: o.workdirLimit,
+	}
+	// Only an address given here or in the environment: a head started
+	// on this machine does not capture plain `rtrain fit`.
+	if addr := o.cluster.address; addr != "" || os.Getenv(AddressEnv) != "" {
+		if addr == "" {
+			addr = os.Getenv(AddressEnv)
+		}
+		sec := o.cluster.security()
+		cfg.Address, cfg.Token, cfg.TLSCA, cfg.TLSCert, cfg.TLSKey = addr, sec.Token, sec.TLSCA, sec.TLSCert, sec.TLSKey
 	}
 	if cmd.Flags().Changed("num-gpus") {
 		n := o.numGPUs
@@ -147,6 +186,9 @@ func (o *fitOptions) run(cmd *cobra.Command, args []string) error {
 	}
 	p := &printer{out: cmd.OutOrStdout(), err: cmd.ErrOrStderr()}
 	cfg.OnEvent = p.event
+	if o.noWait {
+		return o.submit(cmd, cfg)
+	}
 	t, err := trainer.New(cfg, newLogger(o.verbose))
 	if err != nil {
 		return err
@@ -180,11 +222,17 @@ func (p *printer) event(e trainer.Event) {
 		if e.Stream == "stderr" {
 			w = p.err
 		}
-		fmt.Fprintf(w, "[rank %d] %s\n", e.Rank, e.Line)
+		if e.Node != "" && e.Node != cluster.LocalNodeID {
+			fmt.Fprintf(w, "[rank %d %s] %s\n", e.Rank, e.Node, e.Line)
+		} else {
+			fmt.Fprintf(w, "[rank %d] %s\n", e.Rank, e.Line)
+		}
 	case trainer.EventReport:
 		if e.Rank == 0 {
 			fmt.Fprintf(p.out, "[report] %s\n", formatMetrics(e.Metrics))
 		}
+	case trainer.EventRestart:
+		fmt.Fprintf(p.err, "rtrain: attempt %d: %s\n", e.Attempt, e.Message)
 	case trainer.EventWarning:
 		fmt.Fprintf(p.err, "rtrain: warning: %s; running without (--isolation=strict would refuse)\n", e.Message)
 	case trainer.EventCheckpoint:
@@ -195,4 +243,40 @@ func (p *printer) event(e trainer.Event) {
 			fmt.Fprintf(p.err, "rtrain: rank %d (pid %d) failed: %s; stopping the other workers\n", x.Rank, x.PID, x.Exit)
 		}
 	}
+}
+
+// submit hands the job to the cluster and returns.
+func (o *fitOptions) submit(cmd *cobra.Command, cfg trainer.Config) error {
+	if cfg.Address == "" {
+		return usageError{errors.New("--no-wait needs a cluster: pass --address HEAD:PORT or set " + AddressEnv)}
+	}
+	c, err := trainer.Dial(cfg.Address, cluster.Security{Token: cfg.Token, TLSCA: cfg.TLSCA, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	sub, err := c.Submit(cmd.Context(), cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "rtrain: submitted job %s (run %s, %d files, %s shipped)\n  follow: rtrain logs -f %s\n  stop:   rtrain stop %s\n",
+		sub.JobID, sub.Name, sub.Files, cluster.FormatBytes(sub.Bytes), sub.JobID, sub.JobID)
+	return nil
+}
+
+// parseWorkers reads --workers: N, or MIN:MAX.
+func parseWorkers(s string) (lo, hi int, err error) {
+	a, b, elastic := strings.Cut(s, ":")
+	hi, err = strconv.Atoi(strings.TrimSpace(a))
+	if err == nil && elastic {
+		lo = hi
+		hi, err = strconv.Atoi(strings.TrimSpace(b))
+	}
+	if err != nil {
+		return 0, 0, usageError{fmt.Errorf("--workers %q: want a number, or MIN:MAX", s)}
+	}
+	if elastic && lo < 1 {
+		return 0, 0, usageError{fmt.Errorf("--workers %q: the minimum must be at least 1", s)}
+	}
+	return lo, hi, nil
 }

@@ -32,7 +32,8 @@ does, streams the workers' logs and tells you which rank failed and why.`,
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())}
 	})
-	root.AddCommand(newFitCmd(), newCheckpointsCmd(), newDoctorCmd(), newVersionCmd())
+	root.AddCommand(newFitCmd(), newCheckpointsCmd(), newDoctorCmd(), newVersionCmd(),
+		newStartCmd(), newStopCmd(), newStatusCmd(), newJobsCmd(), newLogsCmd(), newDrainCmd())
 	return root
 }
 

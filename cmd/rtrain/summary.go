@@ -19,7 +19,11 @@ func (p *printer) summary(res *trainer.Result, err error) {
 	w := p.err
 	switch res.State {
 	case trainer.StateSucceeded:
-		fmt.Fprintf(w, "rtrain: run %s succeeded in %s: %s, %s\n", res.Name, d, text.Plural(len(res.Workers), "worker"), text.Plural(res.Reports, "report"))
+		restarts := ""
+		if res.Restarts > 0 {
+			restarts = ", " + text.Plural(res.Restarts, "restart")
+		}
+		fmt.Fprintf(w, "rtrain: run %s succeeded in %s: %s, %s%s\n", res.Name, d, text.Plural(len(res.Workers), "worker"), text.Plural(res.Reports, "report"), restarts)
 	case trainer.StateCancelled:
 		fmt.Fprintf(w, "rtrain: run %s cancelled after %s\n", res.Name, d)
 	default:
@@ -48,6 +52,14 @@ func (p *printer) summary(res *trainer.Result, err error) {
 		fmt.Fprintf(w, "  the workers were stopped; earlier checkpoints are intact\n")
 	}
 	if errors.As(err, &jerr) {
+		if len(jerr.Earlier) > 0 {
+			for _, e := range append(jerr.Earlier, jerr) {
+				fmt.Fprintf(w, "  attempt %d: %s\n", e.Attempt, attemptCause(e.Cause))
+			}
+		}
+		if jerr.NoRestart != "" && jerr.Attempt > 0 {
+			fmt.Fprintf(w, "  not restarted again: %s\n", jerr.NoRestart)
+		}
 		c := jerr.Cause
 		if cause := c.Cause(); cause != c.Exit.String() {
 			fmt.Fprintf(w, "  root cause: rank %d on %s (pid %d) %s: %s\n", c.Rank, c.Node, c.PID, c.Exit, cause)
@@ -106,4 +118,13 @@ func formatValue(v any) string {
 	default:
 		return fmt.Sprint(v)
 	}
+}
+
+// attemptCause is one attempt's root cause on one line.
+func attemptCause(c trainer.WorkerExit) string {
+	s := fmt.Sprintf("rank %d on %s %s", c.Rank, c.Node, c.Exit)
+	if cause := c.Cause(); cause != c.Exit.String() {
+		s += ": " + cause
+	}
+	return s
 }

@@ -1,0 +1,195 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/rtrain/rtrain/cluster/clusterpb"
+)
+
+// AgentConfig is a node agent that joins a cluster.
+type AgentConfig struct {
+	// HeadAddr is the head's host:port.
+	HeadAddr string
+	Security Security
+	// Node is what this node offers; its Addr is where the agent listens
+	// and what other nodes reach it at.
+	Node Node
+	// Port is the agent service's port; 0 picks a free one.
+	Port int
+	// DataDir keeps working directories, logs and staged checkpoints.
+	DataDir string
+	// ShimDir holds the Python package rtrain (pyshim.Install).
+	ShimDir string
+	// Resolve finds python on this node.
+	Resolve PythonResolver
+}
+
+// RunningAgent is an agent serving and registered with its head.
+type RunningAgent struct {
+	// Addr is where the agent service listens.
+	Addr string
+	// NodeID is the id the head gave the node.
+	NodeID string
+	done   chan error
+}
+
+// Done delivers the agent's end: nil when its context ended.
+func (r *RunningAgent) Done() <-chan error { return r.done }
+
+// StartAgent serves the agent and registers it with the head. It returns
+// once registered, or with the reason it cannot be: a wrong token or
+// version is final; a head not reachable yet is retried until ctx ends.
+// The agent runs until ctx ends, then stops its groups and returns.
+func StartAgent(ctx context.Context, cfg AgentConfig, log *slog.Logger) (*RunningAgent, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(cfg.Node.Addr, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: agent listen on %s: %w", cfg.Node.Addr, err)
+	}
+	opts, err := cfg.Security.ServerOptions()
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	node := cfg.Node
+	node.AgentAddr = ln.Addr().String()
+	agent := NewAgent(node, cfg.ShimDir, log)
+	svc := NewAgentService(agent, cfg.DataDir, cfg.Resolve, log)
+	srv := grpc.NewServer(opts...)
+	svc.Register(srv)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	conn, err := cfg.Security.Dial(cfg.HeadAddr)
+	if err != nil {
+		srv.Stop()
+		return nil, err
+	}
+	head := clusterpb.NewHeadClient(conn)
+	stopAll := func() {
+		// Stop refuses new calls and ends the open group streams, which
+		// stops their groups; GracefulStop would wait for them to end.
+		srv.Stop()
+		_ = conn.Close()
+	}
+	id, beats, err := register(ctx, head, node, log)
+	if err != nil {
+		stopAll()
+		return nil, err
+	}
+	log.Info("agent registered", "node", id, "head", cfg.HeadAddr, "agent", node.AgentAddr)
+	ra := &RunningAgent{Addr: node.AgentAddr, NodeID: id, done: make(chan error, 1)}
+	node.ID = id
+	go func() {
+		err := beat(ctx, head, node, beats, svc, log)
+		if ctx.Err() != nil {
+			// Stopped with notice: the head moves this node's workers
+			// elsewhere without counting a failure against their jobs.
+			dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if _, derr := head.Drain(dctx, &clusterpb.DrainRequest{NodeId: node.ID, Reason: "drained: its agent was stopped"}); derr != nil {
+				log.Warn("drain", "err", callError("drain", derr))
+			}
+			cancel()
+		}
+		stopAll()
+		if serr := <-serveErr; err == nil && serr != nil && !errors.Is(serr, grpc.ErrServerStopped) {
+			err = serr
+		}
+		ra.done <- err
+	}()
+	return ra, nil
+}
+
+// beats are the head's heartbeat settings.
+type beats struct{ interval, timeout time.Duration }
+
+// register joins the head, retrying while it cannot be reached.
+func register(ctx context.Context, head clusterpb.HeadClient, node Node, log *slog.Logger) (string, beats, error) {
+	warned := false
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		rep, err := head.Register(cctx, &clusterpb.RegisterRequest{Node: nodeToProto(node)})
+		cancel()
+		if err == nil {
+			b := beats{time.Duration(rep.HeartbeatIntervalMs) * time.Millisecond, time.Duration(rep.HeartbeatTimeoutMs) * time.Millisecond}
+			if b.interval <= 0 {
+				b.interval = DefaultHeartbeatInterval
+			}
+			if b.timeout <= 0 {
+				b.timeout = DefaultHeartbeatTimeout
+			}
+			return rep.NodeId, b, nil
+		}
+		err = callError("register with the head", err)
+		if errors.Is(err, ErrUnauthenticated) || errors.Is(err, ErrVersionMismatch) {
+			return "", beats{}, err
+		}
+		if !warned {
+			log.Warn("head not reachable yet; retrying", "err", err)
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+			return "", beats{}, fmt.Errorf("%w (gave up: %w)", err, context.Cause(ctx))
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// beat sends heartbeats until ctx ends, registering again when the head
+// asks (it restarted, or declared this node dead). When no heartbeat has
+// got through for the head's timeout, the head has failed this node's
+// workers, so the agent stops them: a partitioned node must not train on.
+func beat(ctx context.Context, head clusterpb.HeadClient, node Node, b beats, svc *AgentService, log *slog.Logger) error {
+	t := time.NewTicker(b.interval)
+	defer t.Stop()
+	lastOK := time.Now()
+	failing, fenced := false, false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, b.interval*3)
+		rep, err := head.Heartbeat(cctx, &clusterpb.HeartbeatRequest{NodeId: node.ID})
+		cancel()
+		switch {
+		case err != nil:
+			if ctx.Err() != nil {
+				return nil
+			}
+			if !failing {
+				log.Warn("heartbeat failed", "err", callError("heartbeat", err))
+			}
+			failing = true
+			if !fenced && time.Since(lastOK) > b.timeout {
+				svc.StopAll(fmt.Sprintf("no heartbeat reached the head for %s", b.timeout))
+				fenced = true
+			}
+		case rep.Reregister:
+			log.Warn("the head does not know this node; registering again")
+			svc.StopAll("the head declared this node dead")
+			id, nb, err := register(ctx, head, node, log)
+			if err != nil {
+				return err
+			}
+			node.ID, b = id, nb
+			t.Reset(b.interval)
+			lastOK, failing, fenced = time.Now(), false, false
+		default:
+			if failing {
+				log.Info("heartbeat back")
+			}
+			lastOK, failing, fenced = time.Now(), false, false
+		}
+	}
+}

@@ -1,0 +1,418 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/internal/workdir"
+	"github.com/rtrain/rtrain/rendezvous"
+)
+
+// PythonResolver finds the interpreter a job's workers run on this node:
+// the one asked for, else one that can import torch. It returns its path
+// and torch's version.
+type PythonResolver func(ctx context.Context, asked, script string) (path, torchVersion string, err error)
+
+// AgentService serves an Agent to the head over gRPC: it unpacks the job's
+// working directory, finds python, stages checkpoints and keeps what each
+// running group needs on this node under DataDir.
+type AgentService struct {
+	clusterpb.UnimplementedAgentServer
+
+	agent   *Agent
+	dataDir string
+	resolve PythonResolver
+	log     *slog.Logger
+
+	mu     sync.Mutex
+	groups map[string]*agentJob
+}
+
+type agentJob struct {
+	group   *Group
+	stager  *Stager
+	restore string
+}
+
+// NewAgentService serves agent, keeping job files under dataDir.
+func NewAgentService(agent *Agent, dataDir string, resolve PythonResolver, log *slog.Logger) *AgentService {
+	return &AgentService{agent: agent, dataDir: dataDir, resolve: resolve, log: log, groups: map[string]*agentJob{}}
+}
+
+// Register adds the service to a gRPC server.
+func (s *AgentService) Register(srv *grpc.Server) { clusterpb.RegisterAgentServer(srv, s) }
+
+func (s *AgentService) jobDir(jobID string) string { return filepath.Join(s.dataDir, "jobs", jobID) }
+
+// StartGroup implements clusterpb.AgentServer.
+func (s *AgentService) StartGroup(req *clusterpb.StartGroupRequest, stream grpc.ServerStreamingServer[clusterpb.GroupEvent]) error {
+	ctx := stream.Context()
+	var spec GroupSpec
+	if err := json.Unmarshal(req.SpecJson, &spec); err != nil {
+		return status.Errorf(codes.InvalidArgument, "group spec: %v", err)
+	}
+	if !validJobID(spec.JobID) {
+		return status.Errorf(codes.InvalidArgument, "job id %q", spec.JobID)
+	}
+	// Each job gets its own copy: workers write into their working
+	// directory, and one job's files must not turn up in the next.
+	dir := filepath.Join(s.jobDir(spec.JobID), "workdir")
+	if err := os.RemoveAll(dir); err != nil {
+		return status.Errorf(codes.Internal, "%v", err)
+	}
+	if err := workdir.Unpack(ctx, req.Workdir, dir); err != nil {
+		return status.Errorf(codes.Internal, "unpack the working directory: %v", err)
+	}
+	spec.Dir = dir
+	spec.Script = filepath.Join(dir, filepath.FromSlash(spec.Script))
+	py, torch, err := s.resolve(ctx, req.Python, spec.Script)
+	if err != nil {
+		return status.Errorf(codes.FailedPrecondition, "node %s: %v", s.agent.node.ID, err)
+	}
+	spec.Python = py
+	spec.Layout.LegacyNCCLEnv = rendezvous.LegacyNCCL(torch)
+	// The node's own environment, then what the job added.
+	spec.Env = append(os.Environ(), spec.Env...)
+	jd := s.jobDir(spec.JobID)
+	spec.LogDir = filepath.Join(jd, "logs")
+	stager, err := NewStager(filepath.Join(jd, "staging"), spec.StagedInFlight)
+	if err != nil {
+		return status.Errorf(codes.Internal, "%v", err)
+	}
+	spec.Stager = stager
+
+	s.mu.Lock()
+	if _, dup := s.groups[spec.JobID]; dup {
+		s.mu.Unlock()
+		return status.Errorf(codes.AlreadyExists, "job %s already runs a group on node %s", spec.JobID, s.agent.node.ID)
+	}
+	aj := &agentJob{stager: stager}
+	s.groups[spec.JobID] = aj
+	if spec.Restore != nil {
+		spec.Restore.Dir = filepath.Join(jd, "restore")
+	}
+	s.mu.Unlock()
+	defer s.forget(spec.JobID)
+
+	// The head's end of the stream going away stops the group: nobody
+	// would be left to hear how it ends.
+	g, err := s.agent.Start(ctx, spec)
+	if err != nil {
+		if errors.Is(err, ErrNotIsolated) {
+			return status.Error(codes.FailedPrecondition, err.Error())
+		}
+		return status.Errorf(codes.Internal, "%v", err)
+	}
+	s.mu.Lock()
+	aj.group = g
+	s.mu.Unlock()
+	sendFailed := false
+	for e := range g.Events() {
+		if sendFailed {
+			continue // drain, so the group can end
+		}
+		b, err := json.Marshal(e)
+		if err == nil {
+			err = stream.Send(&clusterpb.GroupEvent{EventJson: b})
+		}
+		if err != nil {
+			s.log.Warn("group event not delivered; stopping the group", "job", spec.JobID, "err", err)
+			sendFailed = true
+			g.Stop()
+		}
+	}
+	return nil
+}
+
+// forget removes what a finished group kept on this node.
+func (s *AgentService) forget(jobID string) {
+	s.mu.Lock()
+	aj := s.groups[jobID]
+	delete(s.groups, jobID)
+	s.mu.Unlock()
+	if aj != nil {
+		_ = aj.stager.Close()
+	}
+	s.agent.closeStore(jobID)
+	// Logs stay with the node's results; the rest is the job's scratch.
+	jd := s.jobDir(jobID)
+	_ = os.RemoveAll(filepath.Join(jd, "staging"))
+	_ = os.RemoveAll(filepath.Join(jd, "restore"))
+}
+
+func (s *AgentService) job(jobID string) (*agentJob, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	aj := s.groups[jobID]
+	if aj == nil {
+		return nil, status.Errorf(codes.NotFound, "no group of job %s on node %s", jobID, s.agent.node.ID)
+	}
+	return aj, nil
+}
+
+// StopGroup implements clusterpb.AgentServer.
+func (s *AgentService) StopGroup(_ context.Context, req *clusterpb.StopGroupRequest) (*clusterpb.StopGroupReply, error) {
+	aj, err := s.job(req.JobId)
+	if err != nil {
+		return nil, err
+	}
+	if aj.group != nil {
+		aj.group.Stop()
+	}
+	return &clusterpb.StopGroupReply{}, nil
+}
+
+// DumpStacks implements clusterpb.AgentServer.
+func (s *AgentService) DumpStacks(_ context.Context, req *clusterpb.StopGroupRequest) (*clusterpb.StopGroupReply, error) {
+	aj, err := s.job(req.JobId)
+	if err != nil {
+		return nil, err
+	}
+	if aj.group != nil {
+		aj.group.DumpStacks()
+	}
+	return &clusterpb.StopGroupReply{}, nil
+}
+
+// Rendezvous implements clusterpb.AgentServer.
+func (s *AgentService) Rendezvous(ctx context.Context, req *clusterpb.RendezvousRequest) (*clusterpb.RendezvousReply, error) {
+	if !validJobID(req.JobId) {
+		return nil, status.Errorf(codes.InvalidArgument, "job id %q", req.JobId)
+	}
+	torch := req.TorchVersion
+	if torch == "" {
+		var err error
+		if _, torch, err = s.resolve(ctx, req.Python, ""); err != nil {
+			return nil, status.Errorf(codes.FailedPrecondition, "node %s: %v", s.agent.node.ID, err)
+		}
+	}
+	r, err := s.agent.hostRendezvous(ctx, req.JobId, torch)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "%v", err)
+	}
+	return &clusterpb.RendezvousReply{Port: int32(r.Port), AgentStore: r.AgentStore}, nil
+}
+
+// FetchStaged implements clusterpb.AgentServer: it sends every file staged
+// for the report, or only those named.
+func (s *AgentService) FetchStaged(req *clusterpb.FetchStagedRequest, stream grpc.ServerStreamingServer[clusterpb.FileChunk]) error {
+	aj, err := s.job(req.JobId)
+	if err != nil {
+		return err
+	}
+	dir := aj.stager.Dir(int(req.Seq))
+	var files []string
+	if len(req.Files) > 0 {
+		files = req.Files
+	} else if files, err = listFiles(dir); err != nil {
+		return status.Errorf(codes.Internal, "%v", err)
+	}
+	for _, f := range files {
+		if !localPath(f) {
+			return status.Errorf(codes.InvalidArgument, "file %q is outside the report", f)
+		}
+		if err := sendFile(stream, filepath.Join(dir, filepath.FromSlash(f)), f); err != nil {
+			return err
+		}
+	}
+	if req.Release {
+		_ = aj.stager.Release(int(req.Seq))
+	}
+	return nil
+}
+
+// ReleaseStaged implements clusterpb.AgentServer.
+func (s *AgentService) ReleaseStaged(_ context.Context, req *clusterpb.FetchStagedRequest) (*clusterpb.ReleaseStagedReply, error) {
+	aj, err := s.job(req.JobId)
+	if err != nil {
+		return &clusterpb.ReleaseStagedReply{}, nil // the group ended and took its staging with it
+	}
+	_ = aj.stager.Release(int(req.Seq))
+	return &clusterpb.ReleaseStagedReply{}, nil
+}
+
+// PutRestore implements clusterpb.AgentServer: the files of the checkpoint
+// a job resumes from, before its group starts.
+func (s *AgentService) PutRestore(stream grpc.ClientStreamingServer[clusterpb.FileChunk, clusterpb.PutRestoreReply]) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	if !validJobID(first.JobId) {
+		return status.Errorf(codes.InvalidArgument, "job id %q", first.JobId)
+	}
+	dir := filepath.Join(s.jobDir(first.JobId), "restore")
+	if err := os.RemoveAll(dir); err != nil {
+		return status.Errorf(codes.Internal, "%v", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return status.Errorf(codes.Internal, "%v", err)
+	}
+	if err := receiveFiles(dir, first, stream.Recv); err != nil {
+		return err
+	}
+	return stream.SendAndClose(&clusterpb.PutRestoreReply{})
+}
+
+func validJobID(id string) bool {
+	return id != "" && !strings.ContainsAny(id, `/\.`) && len(id) <= 64
+}
+
+// localPath reports whether a slash-separated relative path stays inside
+// its directory.
+func localPath(p string) bool { return p != "" && filepath.IsLocal(filepath.FromSlash(p)) }
+
+func listFiles(dir string) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			rel, err := filepath.Rel(dir, p)
+			if err != nil {
+				return err
+			}
+			files = append(files, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return files, err
+}
+
+// chunkSize is how much of a file one message carries.
+const chunkSize = 1 << 20
+
+type chunkSender interface {
+	Send(*clusterpb.FileChunk) error
+}
+
+// sendFile sends one file as chunks; the first names it.
+func sendFile(stream chunkSender, local, rel string) error {
+	f, err := os.Open(local)
+	if err != nil {
+		return status.Errorf(codes.NotFound, "%v", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, chunkSize)
+	first := true
+	for {
+		n, rerr := io.ReadFull(f, buf)
+		if n > 0 || first {
+			c := &clusterpb.FileChunk{Data: buf[:n]}
+			if first {
+				c.Path, c.Mode = rel, uint32(fi.Mode().Perm())
+				first = false
+			}
+			if err := stream.Send(c); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// receiveFiles writes a stream of file chunks under dir, starting with
+// first (which may be nil), until the stream ends.
+func receiveFiles(dir string, first *clusterpb.FileChunk, recv func() (*clusterpb.FileChunk, error)) error {
+	var f *os.File
+	closeFile := func() error {
+		if f == nil {
+			return nil
+		}
+		err := f.Close()
+		f = nil
+		return err
+	}
+	defer closeFile()
+	c := first
+	for {
+		if c == nil {
+			var err error
+			if c, err = recv(); err == io.EOF {
+				return closeFile()
+			} else if err != nil {
+				return err
+			}
+		}
+		if c.Path != "" {
+			if err := closeFile(); err != nil {
+				return err
+			}
+			if !localPath(c.Path) {
+				return status.Errorf(codes.InvalidArgument, "file %q is outside its directory", c.Path)
+			}
+			target := filepath.Join(dir, filepath.FromSlash(c.Path))
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return err
+			}
+			var err error
+			if f, err = os.OpenFile(target, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, fs.FileMode(c.Mode)&0o777|0o600); err != nil {
+				return err
+			}
+		} else if f == nil && len(c.Data) > 0 {
+			return status.Error(codes.InvalidArgument, "file data before any file name")
+		}
+		if f != nil && len(c.Data) > 0 {
+			if _, err := f.Write(c.Data); err != nil {
+				return err
+			}
+		}
+		c = nil
+	}
+}
+
+// sendTree sends every regular file under dir.
+func sendTree(stream chunkSender, dir string) error {
+	files, err := listFiles(dir)
+	if err != nil {
+		return fmt.Errorf("cluster: list %s: %w", dir, err)
+	}
+	for _, f := range files {
+		if err := sendFile(stream, filepath.Join(dir, filepath.FromSlash(f)), path.Clean(f)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StopAll stops every running group: the head is out of reach, has
+// declared this node dead, and has failed these workers already; left
+// running, they would train on with no one to hear them.
+func (s *AgentService) StopAll(why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, aj := range s.groups {
+		if aj.group != nil {
+			s.log.Warn("stopping workers", "job", id, "why", why)
+			aj.group.Stop()
+		}
+	}
+}

@@ -1,0 +1,227 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/rtrain/rtrain/internal/version"
+)
+
+// Agents run whatever code they are sent, so a cluster port without
+// authentication is remote code execution for anyone who reaches it (Ray's
+// CVE-2023-48022). Every call between CLI, head and agents carries the
+// cluster token and rtrain's version; servers refuse calls without both.
+
+// TokenEnv is the environment variable the CLI, agents and the head read
+// the cluster token from when --token is not given.
+const TokenEnv = "RTRAIN_TOKEN"
+
+const (
+	versionKey = "rtrain-version"
+	authKey    = "authorization"
+)
+
+// ErrUnauthenticated is wrapped by the errors of calls the other side
+// refused for a missing or wrong token.
+var ErrUnauthenticated = errors.New("cluster: wrong or missing cluster token")
+
+// ErrVersionMismatch is wrapped by the errors of calls refused because the
+// two sides run different rtrain versions.
+var ErrVersionMismatch = errors.New("cluster: rtrain versions differ")
+
+// NewToken returns a fresh random cluster token.
+func NewToken() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Security is how a server or client proves itself: the cluster token, and
+// TLS when the files are given.
+type Security struct {
+	Token string
+	// TLSCert and TLSKey are this side's certificate and key (servers
+	// need them for TLS); TLSCA verifies the other side. With none set,
+	// connections are plain TCP.
+	TLSCert, TLSKey, TLSCA string
+}
+
+func (s Security) tlsOn() bool { return s.TLSCert != "" || s.TLSCA != "" }
+
+// ServerOptions are the gRPC options of a server that checks the token and
+// the version of every call.
+func (s Security) ServerOptions() ([]grpc.ServerOption, error) {
+	if s.Token == "" {
+		return nil, errors.New("cluster: a server needs the cluster token")
+	}
+	opts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if err := s.check(ctx); err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if err := s.check(ss.Context()); err != nil {
+				return err
+			}
+			return h(srv, ss)
+		}),
+		grpc.MaxRecvMsgSize(maxMessage),
+		grpc.MaxSendMsgSize(maxMessage),
+	}
+	if s.TLSCert != "" || s.TLSKey != "" {
+		cfg, err := s.tlsConfig(true)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg)))
+	}
+	return opts, nil
+}
+
+// maxMessage bounds one message: a working directory travels in one.
+const maxMessage = 256 << 20
+
+func (s Security) check(ctx context.Context) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := first(md, versionKey); v != version.Version {
+		if v == "" {
+			v = "unknown"
+		}
+		return status.Errorf(codes.FailedPrecondition, "rtrain version mismatch: this side runs %s, the caller runs %s; install the same rtrain on every node and client", version.Version, v)
+	}
+	got, _ := strings.CutPrefix(first(md, authKey), "Bearer ")
+	if got == "" {
+		return status.Errorf(codes.Unauthenticated, "this cluster needs its token: pass --token or set %s (the head printed it when it started)", TokenEnv)
+	}
+	if subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) != 1 {
+		return status.Errorf(codes.Unauthenticated, "wrong cluster token: pass the head's token with --token or %s", TokenEnv)
+	}
+	return nil
+}
+
+func first(md metadata.MD, key string) string {
+	if v := md.Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// Dial connects to a head or agent at addr. It does not wait for the
+// connection; the first call does.
+func (s Security) Dial(addr string) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if s.tlsOn() {
+		cfg, err := s.tlsConfig(false)
+		if err != nil {
+			return nil, err
+		}
+		creds = credentials.NewTLS(cfg)
+	}
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(creds),
+		grpc.WithPerRPCCredentials(callCreds{token: s.Token, tls: s.tlsOn()}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: connect to %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+type callCreds struct {
+	token string
+	tls   bool
+}
+
+func (c callCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{authKey: "Bearer " + c.token, versionKey: version.Version}, nil
+}
+
+func (c callCreds) RequireTransportSecurity() bool { return c.tls }
+
+func (s Security) tlsConfig(server bool) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if s.TLSCert != "" || s.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(s.TLSCert, s.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: --tls-cert/--tls-key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	if s.TLSCA != "" {
+		pem, err := os.ReadFile(s.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: --tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("cluster: --tls-ca %s holds no PEM certificate", s.TLSCA)
+		}
+		if server {
+			cfg.ClientCAs = pool
+			cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		} else {
+			cfg.RootCAs = pool
+		}
+	}
+	if server && len(cfg.Certificates) == 0 {
+		return nil, errors.New("cluster: a TLS server needs --tls-cert and --tls-key")
+	}
+	return cfg, nil
+}
+
+// callError is a refused call to a head or agent, named by what was
+// being done.
+func callError(what string, err error) error {
+	if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition && strings.HasPrefix(st.Message(), ErrNotIsolated.Error()) {
+		return fmt.Errorf("%w%s", ErrNotIsolated, strings.TrimPrefix(st.Message(), ErrNotIsolated.Error()))
+	}
+	return fmt.Errorf("%s: %w", what, RemoteError(err))
+}
+
+// RemoteError turns the error of a call to a head or agent into one line
+// that says what to do, keeping ErrUnauthenticated and ErrVersionMismatch
+// for errors.Is.
+func RemoteError(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	switch st.Code() {
+	case codes.Unauthenticated:
+		return &refusal{sentinel: ErrUnauthenticated, msg: st.Message()}
+	case codes.FailedPrecondition:
+		if strings.HasPrefix(st.Message(), "rtrain version mismatch") {
+			return &refusal{sentinel: ErrVersionMismatch, msg: st.Message()}
+		}
+	case codes.Unavailable:
+		return fmt.Errorf("cannot reach it (%s); is the head running? `rtrain start --head` starts one", st.Message())
+	}
+	return errors.New(st.Message())
+}
+
+// refusal prints as the other side's message and matches its sentinel.
+type refusal struct {
+	sentinel error
+	msg      string
+}
+
+func (e *refusal) Error() string        { return e.msg }
+func (e *refusal) Is(target error) bool { return target == e.sentinel }

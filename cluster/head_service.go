@@ -1,0 +1,348 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/internal/version"
+)
+
+// Heartbeat defaults: agents beat every second; a node silent for five is
+// declared dead.
+const (
+	DefaultHeartbeatInterval = time.Second
+	DefaultHeartbeatTimeout  = 5 * time.Second
+)
+
+// HeadService is the head's side of the cluster: it registers node agents,
+// follows their heartbeats, declares silent ones dead, and hands the job
+// coordinator the scheduler and the agents. Its gRPC methods are the node
+// half of clusterpb.HeadServer; the job half comes from whoever embeds it.
+type HeadService struct {
+	clusterpb.UnimplementedHeadServer
+
+	sched    *Head
+	sec      Security
+	log      *slog.Logger
+	interval time.Duration
+	timeout  time.Duration
+
+	mu      sync.RWMutex
+	members map[string]*member
+	// joined is closed and replaced whenever a node registers.
+	joined chan struct{}
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+type member struct {
+	node  Node
+	conn  *grpc.ClientConn
+	agent *RemoteAgent
+	dead  chan struct{}
+	// last is the time of the last heartbeat, in Unix nanoseconds; written
+	// without the lock, so 10,000 agents beating stay cheap.
+	last atomic.Int64
+	gone bool // declared dead; under mu
+	why  string
+	// drained: taken out with notice; its workers were preempted.
+	drained bool
+}
+
+// HeadOptions tune a HeadService; zero values take the defaults.
+type HeadOptions struct {
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+}
+
+// NewHeadService starts following heartbeats; Close stops it.
+func NewHeadService(sched *Head, sec Security, o HeadOptions, log *slog.Logger) *HeadService {
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if o.HeartbeatTimeout <= 0 {
+		o.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	h := &HeadService{
+		sched: sched, sec: sec, log: log,
+		interval: o.HeartbeatInterval, timeout: o.HeartbeatTimeout,
+		members: map[string]*member{}, joined: make(chan struct{}), stop: make(chan struct{}),
+	}
+	h.wg.Go(h.watch)
+	return h
+}
+
+// Scheduler is the head's placement-group scheduler.
+func (h *HeadService) Scheduler() *Head { return h.sched }
+
+// Close stops following heartbeats and closes the connections to agents.
+func (h *HeadService) Close() {
+	select {
+	case <-h.stop:
+		return
+	default:
+	}
+	close(h.stop)
+	h.wg.Wait()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, m := range h.members {
+		if m.conn != nil {
+			_ = m.conn.Close()
+		}
+	}
+}
+
+// Agent is the agent of a live node.
+func (h *HeadService) Agent(id string) (NodeAgent, bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	m := h.members[id]
+	if m == nil || m.gone {
+		return nil, false
+	}
+	return m.agent, true
+}
+
+// WaitNodes waits until at least n nodes are alive, or ctx ends.
+func (h *HeadService) WaitNodes(ctx context.Context, n int) error {
+	for {
+		h.mu.RLock()
+		alive := 0
+		for _, m := range h.members {
+			if !m.gone {
+				alive++
+			}
+		}
+		joined := h.joined
+		h.mu.RUnlock()
+		if alive >= n {
+			return nil
+		}
+		select {
+		case <-joined:
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: waiting for %d nodes, %d joined: %w", n, alive, context.Cause(ctx))
+		}
+	}
+}
+
+// Register implements clusterpb.HeadServer.
+func (h *HeadService) Register(_ context.Context, req *clusterpb.RegisterRequest) (*clusterpb.RegisterReply, error) {
+	n := nodeFromProto(req.Node)
+	if n.ID == "" || n.Addr == "" || n.AgentAddr == "" {
+		return nil, status.Error(codes.InvalidArgument, "a node registers with its id, address and agent address")
+	}
+	if net.ParseIP(n.Addr) == nil {
+		return nil, status.Errorf(codes.InvalidArgument, "node address %q is not an IP address; pass --node-ip-address", n.Addr)
+	}
+	conn, err := h.sec.Dial(n.AgentAddr)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	// A node that restarts keeps its id; another node with the same name
+	// (hosts cloned from one image) gets a suffix.
+	base := n.ID
+	for i := 2; ; i++ {
+		old := h.members[n.ID]
+		if old == nil || old.gone || old.node.AgentAddr == n.AgentAddr {
+			break
+		}
+		n.ID = base + "-" + strconv.Itoa(i)
+	}
+	if old := h.members[n.ID]; old != nil {
+		h.declareDead(old, fmt.Sprintf("node %s lost: its agent registered again", old.node.ID))
+		delete(h.members, n.ID)
+	}
+	if err := h.sched.AddNode(n); err != nil {
+		_ = conn.Close()
+		return nil, status.Errorf(codes.AlreadyExists, "%v", err)
+	}
+	m := &member{node: n, conn: conn, dead: make(chan struct{})}
+	m.agent = &RemoteAgent{node: n, client: clusterpb.NewAgentClient(conn), dead: m.dead, log: h.log,
+		lost: func(why string) { h.nodeLost(m, why) },
+		deadWhy: func() (string, bool) {
+			h.mu.RLock()
+			defer h.mu.RUnlock()
+			return m.why, m.drained
+		}}
+	m.last.Store(time.Now().UnixNano())
+	h.members[n.ID] = m
+	close(h.joined)
+	h.joined = make(chan struct{})
+	h.log.Info("node joined", "node", n.ID, "addr", n.Addr, "cpus", n.Total.CPU, "gpus", n.Total.GPU, "memory", FormatBytes(n.Total.MemoryBytes))
+	return &clusterpb.RegisterReply{NodeId: n.ID, HeartbeatIntervalMs: h.interval.Milliseconds(), HeartbeatTimeoutMs: h.timeout.Milliseconds()}, nil
+}
+
+// Heartbeat implements clusterpb.HeadServer.
+func (h *HeadService) Heartbeat(_ context.Context, req *clusterpb.HeartbeatRequest) (*clusterpb.HeartbeatReply, error) {
+	h.mu.RLock()
+	m := h.members[req.NodeId]
+	gone := m == nil || m.gone
+	if !gone {
+		m.last.Store(time.Now().UnixNano())
+	}
+	// A drained node stays out until its agent starts again.
+	drained := m != nil && m.drained
+	h.mu.RUnlock()
+	return &clusterpb.HeartbeatReply{Reregister: gone && !drained}, nil
+}
+
+// watch declares dead every node silent past the timeout.
+func (h *HeadService) watch() {
+	period := max(h.timeout/10, 10*time.Millisecond)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case now := <-t.C:
+			deadline := now.Add(-h.timeout).UnixNano()
+			h.mu.Lock()
+			for _, m := range h.members {
+				if !m.gone && m.last.Load() < deadline {
+					h.declareDead(m, fmt.Sprintf("node %s lost: no heartbeat for %s", m.node.ID, h.timeout))
+				}
+			}
+			h.mu.Unlock()
+		}
+	}
+}
+
+// Drain implements clusterpb.HeadServer.
+func (h *HeadService) Drain(_ context.Context, req *clusterpb.DrainRequest) (*clusterpb.DrainReply, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := h.members[req.NodeId]
+	if m == nil {
+		return nil, status.Errorf(codes.NotFound, "no node %q in this cluster; `rtrain status` lists them", req.NodeId)
+	}
+	why := req.Reason
+	if why == "" {
+		why = "drained"
+	}
+	if !m.gone {
+		m.drained = true
+		h.declareDead(m, fmt.Sprintf("node %s %s", m.node.ID, why))
+	}
+	return &clusterpb.DrainReply{}, nil
+}
+
+// nodeLost declares m dead at once: its agent's connection broke, which a
+// heartbeat would only confirm later. A node that is in fact alive learns
+// it at its next heartbeat, stops its workers and registers again.
+func (h *HeadService) nodeLost(m *member, why string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.declareDead(m, why)
+}
+
+// declareDead takes the node out of scheduling and fails its workers.
+// h.mu must be held.
+func (h *HeadService) declareDead(m *member, why string) {
+	if m.gone {
+		return
+	}
+	m.gone, m.why = true, why
+	close(m.dead)
+	jobs := h.sched.RemoveNode(m.node.ID)
+	h.log.Warn("node dead", "node", m.node.ID, "addr", m.node.Addr, "why", why, "jobs", jobs)
+	// The connection goes when its streams have noticed.
+	conn := m.conn
+	time.AfterFunc(h.timeout, func() { _ = conn.Close() })
+}
+
+// Status implements clusterpb.HeadServer's node half; the job half fills
+// the jobs.
+func (h *HeadService) Status(context.Context, *clusterpb.StatusRequest) (*clusterpb.StatusReply, error) {
+	return h.StatusReply(), nil
+}
+
+// StatusReply is the cluster's nodes as Status reports them.
+func (h *HeadService) StatusReply() *clusterpb.StatusReply {
+	free := map[string]NodeState{}
+	for _, n := range h.sched.Nodes() {
+		free[n.ID] = n
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	rep := &clusterpb.StatusReply{Version: version.Version, HeartbeatTimeoutMs: h.timeout.Milliseconds()}
+	now := time.Now().UnixNano()
+	for _, m := range h.members {
+		ns := &clusterpb.NodeStatus{Node: nodeToProto(m.node), State: "alive", HeartbeatAgeMs: (now - m.last.Load()) / 1e6}
+		if m.gone {
+			ns.State = "dead"
+		}
+		if m.drained {
+			ns.State = "drained"
+		} else if f, ok := free[m.node.ID]; ok {
+			ns.Free = resourcesToProto(f.Free)
+			for _, g := range f.FreeGPUs {
+				ns.FreeGpus = append(ns.FreeGpus, int32(g))
+			}
+		}
+		rep.Nodes = append(rep.Nodes, ns)
+	}
+	sort.Slice(rep.Nodes, func(a, b int) bool { return rep.Nodes[a].Node.Id < rep.Nodes[b].Node.Id })
+	return rep
+}
+
+func resourcesToProto(r Resources) *clusterpb.Resources {
+	return &clusterpb.Resources{Cpu: r.CPU, Gpu: int32(r.GPU), MemoryBytes: r.MemoryBytes}
+}
+
+func resourcesFromProto(r *clusterpb.Resources) Resources {
+	if r == nil {
+		return Resources{}
+	}
+	return Resources{CPU: r.Cpu, GPU: int(r.Gpu), MemoryBytes: r.MemoryBytes}
+}
+
+// ResourcesFromProto converts the wire form of an amount of resources.
+func ResourcesFromProto(r *clusterpb.Resources) Resources { return resourcesFromProto(r) }
+
+func nodeToProto(n Node) *clusterpb.Node {
+	p := &clusterpb.Node{Id: n.ID, Addr: n.Addr, Total: resourcesToProto(n.Total), AgentAddr: n.AgentAddr, Iface: n.Iface, Hostname: n.Hostname}
+	for _, g := range n.GPUs {
+		pg := &clusterpb.GPU{Index: int32(g.Index), Minor: int32(g.Minor), Uuid: g.UUID, Name: g.Name, MemoryBytes: g.MemoryBytes}
+		for _, peer := range g.NVLinkPeers {
+			pg.NvlinkPeers = append(pg.NvlinkPeers, int32(peer))
+		}
+		p.Gpus = append(p.Gpus, pg)
+	}
+	return p
+}
+
+func nodeFromProto(p *clusterpb.Node) Node {
+	if p == nil {
+		return Node{}
+	}
+	n := Node{ID: p.Id, Addr: p.Addr, Total: resourcesFromProto(p.Total), AgentAddr: p.AgentAddr, Iface: p.Iface, Hostname: p.Hostname}
+	for _, g := range p.Gpus {
+		gpu := GPU{Index: int(g.Index), Minor: int(g.Minor), UUID: g.Uuid, Name: g.Name, MemoryBytes: g.MemoryBytes}
+		for _, peer := range g.NvlinkPeers {
+			gpu.NVLinkPeers = append(gpu.NVLinkPeers, int(peer))
+		}
+		n.GPUs = append(n.GPUs, gpu)
+	}
+	return n
+}
+
+// NodeFromProto converts a node's wire form.
+func NodeFromProto(p *clusterpb.Node) Node { return nodeFromProto(p) }

@@ -1,0 +1,62 @@
+package cluster
+
+import "context"
+
+// NodeAgent is a node's agent as the job coordinator drives it: the
+// embedded one in this process (*Agent) or one across the network
+// (*RemoteAgent). The coordinator's code is the same for both.
+type NodeAgent interface {
+	Node() Node
+	// Rendezvous prepares the rendezvous of a job whose rank 0 runs on
+	// the node.
+	Rendezvous(ctx context.Context, req RendezvousRequest) (Rendezvous, error)
+	// StartGroup launches spec's workers on the node; see Agent.Start.
+	StartGroup(ctx context.Context, spec GroupSpec, ship Shipment) (GroupRunner, error)
+}
+
+// GroupRunner is a started worker group: Events delivers what happens to
+// its workers and closes when all have exited; Stop ends them.
+type GroupRunner interface {
+	Events() <-chan Event
+	Stop()
+	// DumpStacks asks every worker for its Python stacks, which arrive
+	// as log lines on stderr.
+	DumpStacks()
+}
+
+// Shipment is what a group needs on a node that does not share this one's
+// files: the job's working directory (Script and Dir in the spec are then
+// relative to it) and the python asked for, found on that node.
+type Shipment struct {
+	Workdir       []byte
+	WorkdirDigest string
+	Python        string
+}
+
+// RendezvousRequest names the job and its torch: the version when known
+// here, else the python to ask on the node.
+type RendezvousRequest struct {
+	JobID        string
+	TorchVersion string
+	Python       string
+}
+
+// Rendezvous implements NodeAgent for the embedded agent.
+func (a *Agent) Rendezvous(ctx context.Context, req RendezvousRequest) (Rendezvous, error) {
+	return a.hostRendezvous(ctx, req.JobID, req.TorchVersion)
+}
+
+// StartGroup implements NodeAgent for the embedded agent, whose files are
+// this process's: the shipment is not needed.
+func (a *Agent) StartGroup(ctx context.Context, spec GroupSpec, _ Shipment) (GroupRunner, error) {
+	g, err := a.Start(ctx, spec)
+	if err != nil {
+		return nil, err // not a nil *Group in a non-nil interface
+	}
+	return g, nil
+}
+
+var (
+	_ NodeAgent = (*Agent)(nil)
+	_ NodeAgent = (*RemoteAgent)(nil)
+)

@@ -1,0 +1,327 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/launcher"
+)
+
+// RemoteAgent is a node's agent reached over gRPC by the head.
+type RemoteAgent struct {
+	node   Node
+	client clusterpb.AgentClient
+	// dead is closed when the head declares the node dead; lost declares
+	// it dead at once, when its agent can no longer be reached.
+	dead    <-chan struct{}
+	lost    func(why string)
+	deadWhy func() (why string, drained bool)
+	log     *slog.Logger
+}
+
+// ErrNodeLost is wrapped by the errors of calls to an agent that cannot be
+// reached: its node is declared dead, and its workers are lost.
+var ErrNodeLost = errors.New("cluster: node lost")
+
+// unreachable reports whether err says the agent is gone, and if so
+// declares its node dead and returns the error as ErrNodeLost.
+func (r *RemoteAgent) unreachable(what string, err error) (error, bool) {
+	if status.Code(err) != codes.Unavailable {
+		return nil, false
+	}
+	why := fmt.Sprintf("node %s lost: its agent at %s cannot be reached (%s)", r.node.ID, r.node.AgentAddr, status.Convert(err).Message())
+	if r.lost != nil {
+		r.lost(why)
+	}
+	return &nodeLostError{why: why + " while trying to " + what}, true
+}
+
+// nodeLostError prints as the reason alone and matches ErrNodeLost.
+type nodeLostError struct{ why string }
+
+func (e *nodeLostError) Error() string        { return e.why }
+func (e *nodeLostError) Is(target error) bool { return target == ErrNodeLost }
+
+// Node implements NodeAgent.
+func (r *RemoteAgent) Node() Node { return r.node }
+
+// Rendezvous implements NodeAgent.
+func (r *RemoteAgent) Rendezvous(ctx context.Context, req RendezvousRequest) (Rendezvous, error) {
+	rep, err := r.client.Rendezvous(ctx, &clusterpb.RendezvousRequest{JobId: req.JobID, TorchVersion: req.TorchVersion, Python: req.Python})
+	if err != nil {
+		if lost, ok := r.unreachable("rendezvous", err); ok {
+			return Rendezvous{}, lost
+		}
+		return Rendezvous{}, callError("node "+r.node.ID, err)
+	}
+	return Rendezvous{Port: int(rep.Port), AgentStore: rep.AgentStore}, nil
+}
+
+// StartGroup implements NodeAgent: it sends the checkpoint to resume from,
+// starts the group and relays its events, fetching each reported
+// checkpoint's files into spec.Stager before passing the report on.
+func (r *RemoteAgent) StartGroup(ctx context.Context, spec GroupSpec, ship Shipment) (GroupRunner, error) {
+	who := "node " + r.node.ID
+	if spec.Restore != nil {
+		if err := r.putRestore(ctx, spec.JobID, spec.Restore.Dir); err != nil {
+			if lost, ok := r.unreachable("send the checkpoint to resume from", err); ok {
+				return nil, lost
+			}
+			return nil, callError(who+": send the checkpoint to resume from", err)
+		}
+	}
+	body, err := json.Marshal(spec)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	// The stream lives as long as the group; Stop and ctx reach the group
+	// through StopGroup, so its exits still come back on the stream.
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stream, err := r.client.StartGroup(sctx, &clusterpb.StartGroupRequest{
+		SpecJson: body, Workdir: ship.Workdir, WorkdirDigest: ship.WorkdirDigest, Python: ship.Python,
+	})
+	if err != nil {
+		cancel()
+		if lost, ok := r.unreachable("start the workers", err); ok {
+			return nil, lost
+		}
+		return nil, callError(who, err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		cancel()
+		if lost, ok := r.unreachable("start the workers", err); ok {
+			return nil, lost
+		}
+		if errors.Is(err, io.EOF) {
+			err = errors.New("the agent ended the group before it started")
+		}
+		return nil, callError(who, err)
+	}
+	g := &remoteGroup{
+		r: r, spec: spec, cancel: cancel,
+		events: make(chan Event, 256), stopCh: make(chan struct{}),
+		exited: map[int]bool{}, reported: map[int]int{},
+	}
+	go g.pump(ctx, stream, first)
+	return g, nil
+}
+
+func (r *RemoteAgent) putRestore(ctx context.Context, jobID, dir string) error {
+	stream, err := r.client.PutRestore(ctx)
+	if err != nil {
+		return err
+	}
+	if err := stream.Send(&clusterpb.FileChunk{JobId: jobID}); err != nil {
+		return err
+	}
+	if err := sendTree(stream, dir); err != nil {
+		return err
+	}
+	_, err = stream.CloseAndRecv()
+	return err
+}
+
+type remoteGroup struct {
+	r      *RemoteAgent
+	spec   GroupSpec
+	cancel context.CancelFunc
+	events chan Event
+
+	stopOnce sync.Once
+	stopCh   chan struct{}
+
+	// Touched by pump only.
+	exited   map[int]bool
+	reported map[int]int // reports per Seq from this node's ranks
+}
+
+func (g *remoteGroup) Events() <-chan Event { return g.events }
+
+// Stop asks the agent to stop the group; the exits arrive as events.
+func (g *remoteGroup) Stop() {
+	g.stopOnce.Do(func() {
+		close(g.stopCh)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := g.r.client.StopGroup(ctx, &clusterpb.StopGroupRequest{JobId: g.spec.JobID}); err != nil {
+				g.r.log.Debug("stop group", "node", g.r.node.ID, "err", err)
+			}
+		}()
+	})
+}
+
+// DumpStacks implements GroupRunner.
+func (g *remoteGroup) DumpStacks() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := g.r.client.DumpStacks(ctx, &clusterpb.StopGroupRequest{JobId: g.spec.JobID}); err != nil {
+		g.r.log.Debug("dump stacks", "node", g.r.node.ID, "err", err)
+	}
+}
+
+type groupStream interface {
+	Recv() (*clusterpb.GroupEvent, error)
+}
+
+// pump relays the agent's events until the stream ends. A stream that
+// breaks, or a node declared dead, ends every worker not yet ended there
+// as lost, so the job never waits on a node that is gone.
+func (g *remoteGroup) pump(ctx context.Context, stream groupStream, first *clusterpb.GroupEvent) {
+	defer close(g.events)
+	defer g.cancel()
+	recv := make(chan *clusterpb.GroupEvent)
+	recvErr := make(chan error, 1)
+	go func() {
+		defer close(recv)
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			recv <- m
+		}
+	}()
+	if !g.relay(ctx, first) {
+		return
+	}
+	done := ctx.Done()
+	for {
+		select {
+		case <-done:
+			done = nil
+			g.Stop()
+		case <-g.r.dead:
+			g.cancel()
+			for range recv { // the reader ends with the cancelled stream
+			}
+			why, drained := fmt.Sprintf("node %s lost", g.r.node.ID), false
+			if g.r.deadWhy != nil {
+				why, drained = g.r.deadWhy()
+			}
+			g.loseAs(why, drained)
+			return
+		case m, ok := <-recv:
+			if !ok {
+				if err := <-recvErr; !errors.Is(err, io.EOF) {
+					why := fmt.Sprintf("node %s lost: the connection to its agent broke (%s)", g.r.node.ID, status.Convert(err).Message())
+					drained := false
+					if g.r.lost != nil {
+						g.r.lost(why)
+						// A node drained a moment before keeps that reason.
+						why, drained = g.r.deadWhy()
+					}
+					g.loseAs(why, drained)
+				}
+				return
+			}
+			if !g.relay(ctx, m) {
+				g.cancel()
+				for range recv {
+				}
+				g.lose(fmt.Sprintf("node %s: event stream broken", g.r.node.ID))
+				return
+			}
+		}
+	}
+}
+
+// relay decodes one event, fetches a reported checkpoint's files, and
+// passes the event on.
+func (g *remoteGroup) relay(ctx context.Context, m *clusterpb.GroupEvent) bool {
+	var e Event
+	if err := json.Unmarshal(m.EventJson, &e); err != nil {
+		g.r.log.Error("undecodable group event", "node", g.r.node.ID, "err", err)
+		return false
+	}
+	switch e.Kind {
+	case WorkerExited:
+		g.exited[e.Rank] = true
+	case WorkerReport:
+		if e.Staged != "" {
+			dir, err := g.fetch(ctx, e.Report.Seq, e.Files)
+			if err != nil {
+				// The checkpoint would be committed without this rank's
+				// files: stop the group rather than store half of it.
+				g.r.log.Error("fetch checkpoint files", "node", g.r.node.ID, "rank", e.Rank, "seq", e.Report.Seq, "err", err)
+				g.Stop()
+				return true
+			}
+			e.Staged = dir
+		}
+		g.reported[e.Report.Seq]++
+		if g.reported[e.Report.Seq] == len(g.spec.Workers) {
+			delete(g.reported, e.Report.Seq)
+			go g.releaseStaged(e.Report.Seq)
+		}
+	}
+	g.events <- e
+	return true
+}
+
+func (g *remoteGroup) fetch(ctx context.Context, seq int, files []string) (string, error) {
+	if g.spec.Stager == nil {
+		return "", errNoStorage
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-g.stopCh:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	dir, err := g.spec.Stager.Receive(ctx, seq)
+	if err != nil {
+		return "", err
+	}
+	stream, err := g.r.client.FetchStaged(ctx, &clusterpb.FetchStagedRequest{JobId: g.spec.JobID, Seq: int64(seq), Files: files})
+	if err != nil {
+		return "", err
+	}
+	if err := receiveFiles(dir, nil, stream.Recv); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// releaseStaged frees the node's copy of a report once every rank there
+// has made it and its files are here.
+func (g *remoteGroup) releaseStaged(seq int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := g.r.client.ReleaseStaged(ctx, &clusterpb.FetchStagedRequest{JobId: g.spec.JobID, Seq: int64(seq)}); err != nil {
+		g.r.log.Debug("release staged checkpoint", "node", g.r.node.ID, "seq", seq, "err", err)
+	}
+}
+
+// lose ends every worker of the group that has not ended, as lost with its
+// node.
+func (g *remoteGroup) lose(why string) { g.loseAs(why, false) }
+
+// loseAs is lose; preempted marks the exits of a drained node's workers.
+func (g *remoteGroup) loseAs(why string, preempted bool) {
+	now := time.Now()
+	for _, w := range g.spec.Workers {
+		rank := g.spec.Layout.Rank(g.spec.NodeRank, w.LocalRank)
+		if g.exited[rank] {
+			continue
+		}
+		g.exited[rank] = true
+		g.events <- Event{Kind: WorkerExited, NodeID: g.r.node.ID, Rank: rank, Time: now,
+			Exit: launcher.Exit{Code: -1, Time: now, Lost: why, Preempted: preempted}, Tail: []string{why}}
+	}
+}

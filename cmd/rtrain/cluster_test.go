@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/internal/netns"
+	"github.com/rtrain/rtrain/internal/testutil"
+)
+
+// testCluster is a head and agents, each in a network namespace of its own,
+// run from this test binary acting as rtrain.
+type testCluster struct {
+	t      *testing.T
+	net    *netns.Net
+	token  string
+	marker string
+	head   *netns.Host
+	port   string
+	// daemons by host name.
+	daemons map[string]*exec.Cmd
+	dirs    map[string]string
+}
+
+func newTestCluster(t *testing.T, agents int) *testCluster {
+	t.Helper()
+	testutil.Python(t)
+	n := netns.New(t, agents+1)
+	c := &testCluster{t: t, net: n, token: cluster.NewToken(), marker: testutil.Marker(t),
+		head: n.Hosts()[0], port: "6379", daemons: map[string]*exec.Cmd{}, dirs: map[string]string{}}
+	t.Cleanup(func() {
+		for _, d := range c.daemons {
+			_ = d.Process.Signal(syscall.SIGTERM)
+		}
+		for _, d := range c.daemons {
+			done := make(chan struct{})
+			go func() { _ = d.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				_ = d.Process.Kill()
+				<-done
+			}
+		}
+		if t.Failed() {
+			for name, dir := range c.dirs {
+				for _, f := range []string{"head.log", "agent.log"} {
+					if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
+						t.Logf("%s %s:\n%s", name, f, b)
+					}
+				}
+			}
+		}
+		testutil.NoProcesses(t, c.marker, 10*time.Second)
+		testutil.NoCgroups(t, cgroupParent, 5*time.Second)
+	})
+	c.daemon(c.head, "head", "start", "--head", "--block", "--host", c.head.Addr(), "--port", c.port,
+		"--heartbeat-interval", "200ms", "--heartbeat-timeout", "2s")
+	for _, h := range n.Hosts()[1:] {
+		c.daemon(h, "agent", "start", "--block", "--address", c.addr(), "--num-cpus", "2", "--node-name", nodeName(h))
+	}
+	return c
+}
+
+func nodeName(h *netns.Host) string { return "node-" + h.Addr()[strings.LastIndex(h.Addr(), ".")+1:] }
+
+func (c *testCluster) addr() string { return c.head.Addr() + ":" + c.port }
+
+// env is what every rtrain process of the cluster runs with.
+func (c *testCluster) env(dir string) []string {
+	env := append(os.Environ(), "RTRAIN_TEST_AS_CLI=1", c.marker, "HOME="+dir, "RTRAIN_STATE_DIR="+dir,
+		cluster.TokenEnv+"="+c.token, "RTRAIN_PYTHON=/usr/bin/python3", AddressEnv+"="+c.addr())
+	return env
+}
+
+// daemon starts `rtrain start --block` on h and waits until it is up.
+func (c *testCluster) daemon(h *netns.Host, role string, args ...string) {
+	c.t.Helper()
+	dir := c.t.TempDir()
+	c.dirs[h.Name()] = dir
+	cmd := h.Enter(context.Background(), os.Args[0], args...)
+	cmd.Env = c.env(dir)
+	logFile, err := os.Create(filepath.Join(dir, role+".log"))
+	require.NoError(c.t, err)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	require.NoError(c.t, cmd.Start())
+	c.daemons[h.Name()] = cmd
+	ready := filepath.Join(dir, role+".ready")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, role+".log"))
+			c.t.Fatalf("%s on %s not up after a minute:\n%s", role, h.Name(), log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// run runs `rtrain args...` on h to its end.
+func (c *testCluster) run(h *netns.Host, args ...string) (stdout, stderr string, code int) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := h.Enter(ctx, os.Args[0], args...)
+	cmd.Env = c.env(c.t.TempDir())
+	cmd.Dir = repo(c.t, "cmd", "rtrain")
+	var out, errs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errs
+	_ = cmd.Run()
+	require.NoError(c.t, ctx.Err(), "rtrain %v hung; stderr:\n%s", args, errs.String())
+	return out.String(), errs.String(), cmd.ProcessState.ExitCode()
+}
+
+var checksumLine = regexp.MustCompile(`\[rank (\d) (node-\d+)\] rank \d of 4 master (\S+) checksum (\S+)`)
+
+func TestClusterRunsDDPAcrossNodes(t *testing.T) {
+	c := newTestCluster(t, 2)
+	hosts := c.net.Hosts()
+
+	out, errs, code := c.run(c.head, "status")
+	require.Equal(t, exitOK, code, errs)
+	assert.Contains(t, out, "2 of 2 nodes alive")
+	for _, h := range hosts[1:] {
+		assert.Regexp(t, nodeName(h)+`\s+`+regexp.QuoteMeta(h.Addr())+`\s+alive\s+2/2`, out)
+	}
+
+	out, errs, code = c.run(c.head, "fit", "--address", c.addr(), "--workers", "4", "--cpus-per-worker", "1",
+		"--placement", "SPREAD", "testdata/ddp_agree.py")
+	require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", out, errs)
+	matches := checksumLine.FindAllStringSubmatch(out, -1)
+	require.Len(t, matches, 4, out)
+	perNode := map[string][]string{}
+	for _, m := range matches {
+		perNode[m[2]] = append(perNode[m[2]], m[1])
+		assert.Equal(t, hosts[1].Addr(), m[3], "MASTER_ADDR is the address of rank 0's node")
+		assert.Equal(t, matches[0][4], m[4], "every rank holds the same parameters")
+	}
+	// SPREAD puts two ranks on each agent, contiguous per node.
+	assert.ElementsMatch(t, []string{"0", "1"}, perNode[nodeName(hosts[1])])
+	assert.ElementsMatch(t, []string{"2", "3"}, perNode[nodeName(hosts[2])])
+	assert.Contains(t, errs, "4 workers on 2 nodes")
+
+	out, errs, code = c.run(c.head, "jobs", "--address", c.addr())
+	require.Equal(t, exitOK, code, errs)
+	assert.Contains(t, out, "SUCCEEDED")
+
+	// A wrong token is refused, in one line that says what to do.
+	_, errs, code = c.run(hosts[2], "status", "--address", c.addr(), "--token", "not-the-token")
+	assert.Equal(t, exitFailed, code)
+	assert.Contains(t, errs, "wrong cluster token")
+	assert.Equal(t, 1, strings.Count(strings.TrimSpace(errs), "\n")+1, errs)
+
+	// A request no node can hold fails at once, naming the largest fit.
+	_, errs, code = c.run(c.head, "fit", "--address", c.addr(), "--workers", "2", "--cpus-per-worker", "1.5",
+		"--placement", "STRICT_PACK", "testdata/hello.py")
+	assert.Equal(t, exitUsage, code, errs)
+	assert.Contains(t, errs, "asked 2 × {CPU: 1.5} with STRICT_PACK; the largest node holds 1")
+}
+
+func TestClusterDeclaresAKilledAgentDead(t *testing.T) {
+	c := newTestCluster(t, 2)
+	victim := c.net.Hosts()[2]
+	d := c.daemons[victim.Name()]
+	killed := time.Now()
+	require.NoError(t, d.Process.Kill())
+	_ = d.Wait()
+	delete(c.daemons, victim.Name())
+
+	// The head's timeout is 2 s; it checks ten times a timeout.
+	var out string
+	for time.Since(killed) < 10*time.Second {
+		var code int
+		out, _, code = c.run(c.head, "status", "-o", "json")
+		require.Equal(t, exitOK, code)
+		if strings.Contains(out, `"state": "dead"`) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	took := time.Since(killed)
+	require.Contains(t, out, `"state": "dead"`, "the killed agent's node is declared dead")
+	t.Logf("killed agent declared dead after %s (timeout 2s)", took.Round(10*time.Millisecond))
+	assert.Contains(t, out, `"id": "`+nodeName(c.net.Hosts()[1])+`"`)
+}
+
+func TestClusterJobFailsWhenANodeIsLost(t *testing.T) {
+	c := newTestCluster(t, 2)
+	hosts := c.net.Hosts()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	fit := c.head.Enter(ctx, os.Args[0], "fit", "--workers", "4", "--cpus-per-worker", "1", "--placement", "SPREAD", "testdata/hold.py")
+	fit.Env = c.env(t.TempDir())
+	fit.Dir = repo(t, "cmd", "rtrain")
+	pr, pw := io.Pipe()
+	var errs bytes.Buffer
+	fit.Stdout, fit.Stderr = pw, &errs
+	require.NoError(t, fit.Start())
+	waitFor(t, pr, "[rank 3 "+nodeName(hosts[2])+"] holding")
+
+	victim := c.daemons[hosts[2].Name()]
+	killed := time.Now()
+	require.NoError(t, victim.Process.Kill())
+	_ = victim.Wait()
+	delete(c.daemons, hosts[2].Name())
+
+	err := fit.Wait()
+	_ = pw.Close()
+	took := time.Since(killed)
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, errs.String())
+	assert.Equal(t, exitFailed, ee.ExitCode(), errs.String())
+	assert.Regexp(t, `root cause: rank [23] on `+nodeName(hosts[2])+` .*node `+nodeName(hosts[2])+` lost`, errs.String())
+	assert.Contains(t, errs.String(), "stopped by rtrain after the failure")
+	t.Logf("job ended %s after its node's agent was killed", took.Round(10*time.Millisecond))
+}
+
+// An elastic job (--workers 2:4) loses the node of ranks 2 and 3 after its
+// first checkpoint, is placed again on the node left, goes on with two
+// workers from the latest checkpoint, and finishes.
+func TestClusterElasticJobSurvivesNodeLoss(t *testing.T) {
+	for _, how := range []string{"agent killed", "link down", "agent stopped", "drained"} {
+		t.Run(how, func(t *testing.T) {
+			c := newTestCluster(t, 2)
+			hosts := c.net.Hosts()
+			dir := t.TempDir()
+			script, err := os.ReadFile(repo(t, "examples", "train_rtrain.py"))
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "train.py"), script, 0o644))
+
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			// Preemption (a stopped agent, a drain) spends no budget.
+			budget := "1"
+			if how == "agent stopped" || how == "drained" {
+				budget = "0"
+			}
+			fit := c.head.Enter(ctx, os.Args[0], "fit", "--workers", "2:4", "--cpus-per-worker", "1", "--placement", "SPREAD",
+				"--max-failures", budget, "train.py", "--epochs", "6")
+			fit.Env = c.env(t.TempDir())
+			fit.Dir = dir
+			pr, pw := io.Pipe()
+			var errs bytes.Buffer
+			fit.Stdout, fit.Stderr = pw, &errs
+			require.NoError(t, fit.Start())
+			out := &bytes.Buffer{}
+			seen, read := make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(read)
+				sc := bufio.NewScanner(pr)
+				once := false
+				for sc.Scan() {
+					out.WriteString(sc.Text() + "\n")
+					if !once && strings.HasPrefix(sc.Text(), "[checkpoint]") {
+						once = true
+						close(seen)
+					}
+				}
+			}()
+			select {
+			case <-seen:
+			case <-ctx.Done():
+				t.Fatalf("no checkpoint; stderr:\n%s", errs.String())
+			}
+			lost := hosts[2]
+			switch how {
+			case "agent killed":
+				require.NoError(t, c.daemons[lost.Name()].Process.Kill())
+			case "link down":
+				require.NoError(t, lost.LinkDown())
+			case "agent stopped":
+				require.NoError(t, c.daemons[lost.Name()].Process.Signal(syscall.SIGTERM))
+			case "drained":
+				_, errs, code := c.run(hosts[1], "drain", nodeName(lost))
+				require.Equal(t, exitOK, code, errs)
+			}
+
+			err = fit.Wait()
+			_ = pw.Close()
+			<-read
+			require.NoError(t, err, "stdout:\n%s\nstderr:\n%s", out.String(), errs.String())
+			e := errs.String()
+			assert.Contains(t, e, "starting 4 workers on 2 nodes")
+			if budget == "0" {
+				assert.Regexp(t, `attempt 1: rank [23] failed: node `+nodeName(lost)+` drained.*preempted: not counted`, e)
+			} else {
+				assert.Regexp(t, `attempt 1: rank [23] failed: node `+nodeName(lost)+` lost`, e)
+			}
+			assert.Contains(t, e, "starting 2 workers on 1 node")
+			assert.Contains(t, e, "succeeded")
+			assert.Contains(t, out.String(), "[report] epoch=5 ")
+		})
+	}
+}

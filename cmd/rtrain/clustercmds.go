@@ -1,0 +1,324 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/trainer"
+)
+
+func newStopCmd() *cobra.Command {
+	o := &clusterFlags{}
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "stop [JOB]",
+		Short: "Stop the head and agent started on this machine, or stop a job",
+		Long: `With no argument, stop stops the head and the agent that ` + "`rtrain start`" + `
+started on this machine: SIGTERM, and it waits for them to stop their
+workers. With a JOB (an id or a run name), it stops that job on the cluster.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				c, err := o.client()
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				if err := c.Stop(cmd.Context(), args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "rtrain: stopping job %s\n", args[0])
+				return nil
+			}
+			return stopDaemons(cmd, o, wait)
+		},
+	}
+	addClusterFlags(cmd.Flags(), o, "the head, HOST:PORT (for stopping a job)")
+	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for each daemon to stop before SIGKILL")
+	return cmd
+}
+
+func stopDaemons(cmd *cobra.Command, o *clusterFlags, wait time.Duration) error {
+	dir, err := o.dir()
+	if err != nil {
+		return err
+	}
+	stopped := 0
+	// The agent first: its workers end before the head forgets them.
+	for _, role := range []string{"agent", "head"} {
+		pidPath := filepath.Join(dir, role+".pid")
+		pid, ok := livePid(pidPath)
+		if !ok {
+			_ = os.Remove(pidPath)
+			continue
+		}
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+		deadline := time.Now().Add(wait)
+		for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if syscall.Kill(pid, 0) == nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			fmt.Fprintf(cmd.ErrOrStderr(), "rtrain: the %s (pid %d) did not stop within %s; killed\n", role, pid, wait)
+		}
+		_ = os.Remove(pidPath)
+		fmt.Fprintf(cmd.OutOrStdout(), "rtrain: stopped the %s (pid %d)\n", role, pid)
+		stopped++
+	}
+	if stopped == 0 {
+		fmt.Fprintf(cmd.OutOrStdout(), "rtrain: no head or agent runs here (state in %s)\n", dir)
+	}
+	return nil
+}
+
+type outputFlag struct{ format string }
+
+func (o *outputFlag) add(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&o.format, "output", "o", "table", "table or json")
+}
+
+func (o *outputFlag) check() error {
+	if o.format != "table" && o.format != "json" {
+		return usageError{fmt.Errorf("--output %q: want table or json", o.format)}
+	}
+	return nil
+}
+
+func newStatusCmd() *cobra.Command {
+	o := &clusterFlags{}
+	var out outputFlag
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the cluster's nodes, their resources, and its jobs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			rep, err := c.Head().Status(cmd.Context(), &clusterpb.StatusRequest{})
+			if err != nil {
+				return fmt.Errorf("status of %s: %w", c.Addr, cluster.RemoteError(err))
+			}
+			if out.format == "json" {
+				return writeJSON(cmd.OutOrStdout(), statusJSON(rep))
+			}
+			printStatus(cmd.OutOrStdout(), c.Addr, rep)
+			return nil
+		},
+	}
+	addClusterFlags(cmd.Flags(), o, "the head, HOST:PORT (default $"+AddressEnv+", else the head started here)")
+	out.add(cmd)
+	return cmd
+}
+
+type nodeJSON struct {
+	ID             string  `json:"id"`
+	Addr           string  `json:"addr"`
+	State          string  `json:"state"`
+	CPUs           float64 `json:"cpus"`
+	CPUsFree       float64 `json:"cpus_free"`
+	GPUs           int     `json:"gpus"`
+	GPUsFree       []int32 `json:"gpus_free"`
+	Memory         int64   `json:"memory_bytes"`
+	MemoryFree     int64   `json:"memory_free_bytes"`
+	HeartbeatAgeMS int64   `json:"heartbeat_age_ms"`
+}
+
+type jobJSON struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	State   string `json:"state"`
+	Message string `json:"message,omitempty"`
+	Workers int32  `json:"workers"`
+	Started string `json:"submitted"`
+}
+
+func statusJSON(rep *clusterpb.StatusReply) any {
+	nodes := []nodeJSON{}
+	for _, n := range rep.Nodes {
+		total, free := cluster.ResourcesFromProto(n.Node.Total), cluster.ResourcesFromProto(n.Free)
+		nodes = append(nodes, nodeJSON{ID: n.Node.Id, Addr: n.Node.Addr, State: n.State, CPUs: total.CPU, CPUsFree: free.CPU,
+			GPUs: total.GPU, GPUsFree: n.FreeGpus, Memory: total.MemoryBytes, MemoryFree: free.MemoryBytes, HeartbeatAgeMS: n.HeartbeatAgeMs})
+	}
+	return map[string]any{"version": rep.Version, "nodes": nodes, "jobs": jobsJSON(rep.Jobs)}
+}
+
+func jobsJSON(js []*clusterpb.JobSummary) []jobJSON {
+	out := []jobJSON{}
+	for _, j := range js {
+		out = append(out, jobJSON{ID: j.Id, Name: j.Name, State: j.State, Message: j.Message, Workers: j.Workers,
+			Started: time.UnixMilli(j.SubmittedUnixMs).UTC().Format(time.RFC3339)})
+	}
+	return out
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func printStatus(w io.Writer, addr string, rep *clusterpb.StatusReply) {
+	alive := 0
+	for _, n := range rep.Nodes {
+		if n.State == "alive" {
+			alive++
+		}
+	}
+	fmt.Fprintf(w, "cluster at %s (rtrain %s): %d of %d nodes alive\n\n", addr, rep.Version, alive, len(rep.Nodes))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tADDRESS\tSTATE\tCPU (free/total)\tGPU (free/total)\tMEMORY (free/total)\tHEARTBEAT")
+	for _, n := range rep.Nodes {
+		total, free := cluster.ResourcesFromProto(n.Node.Total), cluster.ResourcesFromProto(n.Free)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%g/%g\t%d/%d\t%s/%s\t%s ago\n", n.Node.Id, n.Node.Addr, n.State,
+			free.CPU, total.CPU, len(n.FreeGpus), total.GPU, cluster.FormatBytes(free.MemoryBytes), cluster.FormatBytes(total.MemoryBytes),
+			(time.Duration(n.HeartbeatAgeMs) * time.Millisecond).Round(100*time.Millisecond))
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w)
+	printJobs(w, rep.Jobs)
+}
+
+func printJobs(w io.Writer, jobs []*clusterpb.JobSummary) {
+	if len(jobs) == 0 {
+		fmt.Fprintln(w, "no jobs")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tNAME\tSTATE\tWORKERS\tSUBMITTED\tMESSAGE")
+	for _, j := range jobs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", j.Id, j.Name, j.State, j.Workers,
+			time.UnixMilli(j.SubmittedUnixMs).Format("2006-01-02 15:04:05"), oneLine(j.Message))
+	}
+	_ = tw.Flush()
+}
+
+func oneLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 120 {
+		s = s[:117] + "..."
+	}
+	return s
+}
+
+func newJobsCmd() *cobra.Command {
+	o := &clusterFlags{}
+	var out outputFlag
+	cmd := &cobra.Command{
+		Use:   "jobs",
+		Short: "List the cluster's jobs, and why pending ones wait",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			rep, err := c.Head().ListJobs(cmd.Context(), &clusterpb.ListJobsRequest{})
+			if err != nil {
+				return fmt.Errorf("jobs of %s: %w", c.Addr, cluster.RemoteError(err))
+			}
+			sort.SliceStable(rep.Jobs, func(a, b int) bool { return rep.Jobs[a].SubmittedUnixMs < rep.Jobs[b].SubmittedUnixMs })
+			if out.format == "json" {
+				return writeJSON(cmd.OutOrStdout(), jobsJSON(rep.Jobs))
+			}
+			printJobs(cmd.OutOrStdout(), rep.Jobs)
+			return nil
+		},
+	}
+	addClusterFlags(cmd.Flags(), o, "the head, HOST:PORT (default $"+AddressEnv+", else the head started here)")
+	out.add(cmd)
+	return cmd
+}
+
+func newLogsCmd() *cobra.Command {
+	o := &clusterFlags{}
+	var follow bool
+	cmd := &cobra.Command{
+		Use:   "logs JOB",
+		Short: "Print a job's output; -f follows it to its end",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageError{errors.New("give one job: its id or run name (`rtrain jobs` lists them)")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			p := &printer{out: cmd.OutOrStdout(), err: cmd.ErrOrStderr()}
+			res, err := c.Attach(cmd.Context(), args[0], follow, p.event)
+			if res != nil && len(res.Workers) > 0 {
+				p.summary(res, err)
+			}
+			var jerr *trainer.JobError
+			if errors.As(err, &jerr) || (err != nil && !follow) {
+				return err
+			}
+			if errors.Is(err, trainer.ErrCancelled) && cmd.Context().Err() != nil {
+				return nil // the user stopped following, not the job
+			}
+			return err
+		},
+	}
+	addClusterFlags(cmd.Flags(), o, "the head, HOST:PORT (default $"+AddressEnv+", else the head started here)")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow the job until it ends")
+	return cmd
+}
+
+func newDrainCmd() *cobra.Command {
+	o := &clusterFlags{}
+	cmd := &cobra.Command{
+		Use:   "drain NODE",
+		Short: "Take a node out of the cluster with notice; its workers move elsewhere",
+		Long: `drain takes NODE out of scheduling and moves the workers running there:
+their jobs restart them on the other nodes from the latest checkpoint, and the
+move does not count against --max-failures (a preemption, not a failure).
+Stopping an agent (` + "`rtrain stop`" + ` or SIGTERM) drains its node too. The node stays
+out until its agent is started again.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageError{errors.New("give one node (`rtrain status` lists them)")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if _, err := c.Head().Drain(cmd.Context(), &clusterpb.DrainRequest{NodeId: args[0], Reason: "drained by rtrain drain"}); err != nil {
+				return fmt.Errorf("drain %s: %w", args[0], cluster.RemoteError(err))
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "rtrain: node %s drained\n", args[0])
+			return nil
+		},
+	}
+	addClusterFlags(cmd.Flags(), o, "the head, HOST:PORT (default $"+AddressEnv+", else the head started here)")
+	return cmd
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/trainer"
+)
+
+// AddressEnv names the head's address for commands given no --address.
+const AddressEnv = "RTRAIN_ADDRESS"
+
+// stateDirEnv overrides where `rtrain start` keeps its daemons' pid files,
+// logs, address and token.
+const stateDirEnv = "RTRAIN_STATE_DIR"
+
+// clusterFlags reach a head: its address, the token, TLS.
+type clusterFlags struct {
+	address  string
+	token    string
+	tlsCA    string
+	tlsCert  string
+	tlsKey   string
+	stateDir string
+}
+
+func addClusterFlags(f *pflag.FlagSet, o *clusterFlags, addressHelp string) {
+	f.StringVar(&o.address, "address", "", addressHelp)
+	f.StringVar(&o.token, "token", "", "the cluster token (default $"+cluster.TokenEnv+", else the one a head started here saved)")
+	f.StringVar(&o.tlsCA, "tls-ca", "", "CA certificate that verifies the other side (turns TLS on)")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "this side's TLS certificate")
+	f.StringVar(&o.tlsKey, "tls-key", "", "this side's TLS key")
+	f.StringVar(&o.stateDir, "state-dir", "", "where `rtrain start` keeps pid files, logs, the address and token (default $"+stateDirEnv+", else ~/.rtrain)")
+}
+
+func (o *clusterFlags) dir() (string, error) {
+	if o.stateDir != "" {
+		return o.stateDir, nil
+	}
+	if d := os.Getenv(stateDirEnv); d != "" {
+		return d, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", usageError{errors.New("no home directory for rtrain's state; pass --state-dir")}
+	}
+	return filepath.Join(home, ".rtrain"), nil
+}
+
+// resolvedAddress is --address, $RTRAIN_ADDRESS, or the head started on
+// this machine; "" when none is known.
+func (o *clusterFlags) resolvedAddress() string {
+	if o.address != "" {
+		return o.address
+	}
+	if a := os.Getenv(AddressEnv); a != "" {
+		return a
+	}
+	if d, err := o.dir(); err == nil {
+		if b, err := os.ReadFile(filepath.Join(d, "head.addr")); err == nil {
+			return strings.TrimSpace(string(b))
+		}
+	}
+	return ""
+}
+
+func (o *clusterFlags) security() cluster.Security {
+	s := cluster.Security{Token: o.token, TLSCA: o.tlsCA, TLSCert: o.tlsCert, TLSKey: o.tlsKey}
+	if s.Token == "" {
+		s.Token = os.Getenv(cluster.TokenEnv)
+	}
+	if s.Token == "" {
+		if d, err := o.dir(); err == nil {
+			if b, err := os.ReadFile(filepath.Join(d, "token")); err == nil {
+				s.Token = strings.TrimSpace(string(b))
+			}
+		}
+	}
+	return s
+}
+
+// client connects to the head for the cluster commands.
+func (o *clusterFlags) client() (*trainer.Client, error) {
+	addr := o.resolvedAddress()
+	if addr == "" {
+		return nil, usageError{fmt.Errorf("no cluster address: pass --address HEAD:PORT or set %s (or start a head here with `rtrain start --head`)", AddressEnv)}
+	}
+	return trainer.Dial(addr, o.security())
+}

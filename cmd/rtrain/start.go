@@ -1,0 +1,321 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/dashboard"
+	"github.com/rtrain/rtrain/trainer"
+)
+
+type startOptions struct {
+	clusterFlags
+	head          bool
+	port          int
+	host          string
+	block         bool
+	nodeIP        string
+	nodeName      string
+	agentPort     int
+	numCPUs       float64
+	numGPUs       int
+	dataDir       string
+	resultsDir    string
+	hbInterval    time.Duration
+	hbTimeout     time.Duration
+	verbose       bool
+	readyTimeout  time.Duration
+	dashboardPort int
+}
+
+func newStartCmd() *cobra.Command {
+	o := &startOptions{}
+	cmd := &cobra.Command{
+		Use:   "start (--head | --address HEAD:PORT)",
+		Short: "Start a cluster head, or a node agent that joins one",
+		Long: `start runs the head of a cluster (--head) or a node agent that joins the
+head at --address, in the background like ` + "`ray start`" + `; --block keeps it in
+the foreground. ` + "`rtrain stop`" + ` stops it.
+
+The head makes a cluster token when none is given and prints it once; every
+agent and client must present it (--token or RTRAIN_TOKEN). Agents run the
+code they are sent: never expose a head or agent port without the token.
+The head runs no workers itself; start an agent on its machine too if it
+should.`,
+		Example: `  rtrain start --head --port 6379
+  rtrain start --address 10.0.0.1:6379 --token $RTRAIN_TOKEN
+  rtrain start --address 10.0.0.1:6379 --num-gpus 8 --node-ip-address 10.0.0.2`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
+	}
+	f := cmd.Flags()
+	addClusterFlags(f, &o.clusterFlags, "the head to join, HOST:PORT")
+	f.BoolVar(&o.head, "head", false, "start the head")
+	f.IntVar(&o.port, "port", 6379, "the head's port")
+	f.StringVar(&o.host, "host", "", "the address the head listens on (default: every interface)")
+	f.BoolVar(&o.block, "block", false, "stay in the foreground")
+	f.StringVar(&o.nodeIP, "node-ip-address", "", "this node's address, reachable from every other node (default: the one facing the head)")
+	f.StringVar(&o.nodeName, "node-name", "", "this node's name (default: the host name)")
+	f.IntVar(&o.agentPort, "agent-port", 0, "the agent's port (default: any free one)")
+	f.Float64Var(&o.numCPUs, "num-cpus", 0, "override the CPU cores this node offers")
+	f.IntVar(&o.numGPUs, "num-gpus", -1, "override the GPUs this node offers (without a driver GPU i is /dev/nvidia<i>)")
+	f.StringVar(&o.dataDir, "data-dir", "", "the agent's working files: shipped code, logs, staged checkpoints (default ~/rtrain_results/.agent)")
+	f.StringVar(&o.resultsDir, "results-dir", "", "the head's runs: logs, and checkpoints unless a job names --storage (default ~/rtrain_results)")
+	f.DurationVar(&o.hbInterval, "heartbeat-interval", cluster.DefaultHeartbeatInterval, "how often agents report to the head")
+	f.DurationVar(&o.hbTimeout, "heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "silence after which the head declares a node dead and fails its workers")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "log at debug level")
+	f.IntVar(&o.dashboardPort, "dashboard-port", 8265, "the head's web dashboard and Prometheus /metrics, behind the token (-1: none)")
+	f.DurationVar(&o.readyTimeout, "ready-timeout", 60*time.Second, "how long to wait for the background daemon to be up")
+	return cmd
+}
+
+func (o *startOptions) run(cmd *cobra.Command) error {
+	if o.head == (o.address != "") {
+		return usageError{errors.New("give --head to start a head, or --address HEAD:PORT to join one")}
+	}
+	dir, err := o.dir()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	role := o.role()
+	if pid, ok := livePid(filepath.Join(dir, role+".pid")); ok {
+		return usageError{fmt.Errorf("a %s already runs here (pid %d); `rtrain stop` stops it", role, pid)}
+	}
+	if !o.block {
+		return o.daemonize(cmd, dir)
+	}
+	return o.serve(cmd, dir)
+}
+
+func (o *startOptions) role() string {
+	if o.head {
+		return "head"
+	}
+	return "agent"
+}
+
+// daemonize starts this command again with --block in a new session,
+// output to a log file, and returns once it says it is up.
+func (o *startOptions) daemonize(cmd *cobra.Command, dir string) error {
+	role := o.role()
+	ready := filepath.Join(dir, role+".ready")
+	_ = os.Remove(ready)
+	logPath := filepath.Join(dir, role+".log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("daemon log: %w", err)
+	}
+	defer logFile.Close()
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find rtrain's own binary: %w", err)
+	}
+	args := append([]string{"start", "--block", "--state-dir", dir}, os.Args[2:]...)
+	c := exec.Command(self, args...)
+	c.Stdout, c.Stderr = logFile, logFile
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if o.head && o.token == "" && os.Getenv(cluster.TokenEnv) == "" {
+		// The token is made here so that it can be printed once, below.
+		o.token = cluster.NewToken()
+		c.Env = append(os.Environ(), cluster.TokenEnv+"="+o.token)
+	}
+	if err := c.Start(); err != nil {
+		return fmt.Errorf("start the %s: %w", role, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- c.Wait() }()
+	deadline := time.After(o.readyTimeout)
+	for {
+		if b, err := os.ReadFile(ready); err == nil {
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "rtrain: %s started (pid %d); log: %s\n", role, c.Process.Pid, logPath)
+			fmt.Fprint(out, string(b))
+			return nil
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("the %s exited at start (%v): %s", role, err, lastLogLine(logPath))
+		case <-deadline:
+			return fmt.Errorf("the %s is not up after %s; see %s", role, o.readyTimeout, logPath)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// serve runs the head or agent in the foreground until a signal.
+func (o *startOptions) serve(cmd *cobra.Command, dir string) error {
+	ctx := cmd.Context()
+	log := newDaemonLogger(o.verbose)
+	role := o.role()
+	pidPath := filepath.Join(dir, role+".pid")
+	if err := os.WriteFile(pidPath, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+		return fmt.Errorf("pid file: %w", err)
+	}
+	defer os.Remove(pidPath)
+	readyPath := filepath.Join(dir, role+".ready")
+	defer os.Remove(readyPath)
+	sec := o.security()
+	if o.head {
+		return o.serveHead(ctx, cmd, dir, sec, readyPath, log)
+	}
+	if sec.Token == "" {
+		return usageError{fmt.Errorf("an agent needs the cluster token: pass --token or set %s", cluster.TokenEnv)}
+	}
+	ov := cluster.NoOverrides
+	ov.NumCPUs, ov.NumGPUs = o.numCPUs, o.numGPUs
+	ra, err := trainer.StartAgent(ctx, trainer.AgentConfig{
+		HeadAddr: o.address, Security: sec, NodeName: o.nodeName, NodeIP: o.nodeIP,
+		Port: o.agentPort, Overrides: ov, DataDir: o.dataDir,
+	}, log)
+	if err != nil {
+		return err
+	}
+	msg := fmt.Sprintf("rtrain: node %s joined %s; agent at %s\n", ra.NodeID, o.address, ra.Addr)
+	if err := writeAtomic(readyPath, []byte(msg), 0o600); err != nil {
+		return err
+	}
+	if o.block {
+		fmt.Fprint(cmd.ErrOrStderr(), msg)
+	}
+	return <-ra.Done()
+}
+
+func (o *startOptions) serveHead(ctx context.Context, cmd *cobra.Command, dir string, sec cluster.Security, readyPath string, log *slog.Logger) error {
+	printToken := false
+	if sec.Token == "" {
+		sec.Token = cluster.NewToken()
+		printToken = true
+	}
+	h, err := trainer.StartHead(ctx, trainer.HeadConfig{
+		Addr: o.host, Port: o.port, Security: sec, ResultsDir: o.resultsDir,
+		HeartbeatInterval: o.hbInterval, HeartbeatTimeout: o.hbTimeout,
+	}, newDaemonLogger(o.verbose))
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	dashURL := ""
+	if o.dashboardPort >= 0 {
+		stop, url, err := serveDashboard(ctx, h, sec.Token, o.host, o.dashboardPort, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		dashURL = url
+	}
+	// The local CLI finds the head and its token here; 0600 keeps the
+	// token to this user.
+	if err := writeAtomic(filepath.Join(dir, "token"), []byte(sec.Token+"\n"), 0o600); err != nil {
+		return err
+	}
+	addr := headAddress(o.host, h.Addr().String())
+	if err := writeAtomic(filepath.Join(dir, "head.addr"), []byte(addr+"\n"), 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(filepath.Join(dir, "head.addr"))
+	msg := fmt.Sprintf("rtrain: head at %s\n  join with: rtrain start --address %s --token TOKEN\n  token saved in %s\n", addr, addr, filepath.Join(dir, "token"))
+	if dashURL != "" {
+		msg += "  dashboard: " + dashURL + " (the token logs you in)\n"
+	}
+	if printToken || o.token != "" || os.Getenv(cluster.TokenEnv) != "" {
+		msg += "  cluster token: " + sec.Token + "\n"
+	}
+	if err := writeAtomic(readyPath, []byte(msg), 0o600); err != nil {
+		return err
+	}
+	if o.block {
+		fmt.Fprint(cmd.ErrOrStderr(), msg)
+	}
+	log.Info("head serving", "addr", addr)
+	<-ctx.Done()
+	return nil
+}
+
+// headAddress is the address to give agents: the listen address, or this
+// machine's outward one when the head listens everywhere.
+func headAddress(host, listen string) string {
+	_, port, _ := strings.Cut(listen, "]:")
+	if port == "" {
+		port = listen[strings.LastIndex(listen, ":")+1:]
+	}
+	if host != "" && host != "0.0.0.0" && host != "::" {
+		return host + ":" + port
+	}
+	if ip := outwardIP(); ip != "" {
+		return ip + ":" + port
+	}
+	return "127.0.0.1:" + port
+}
+
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return os.Rename(tmp, path)
+}
+
+func livePid(path string) (int, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	return pid, syscall.Kill(pid, 0) == nil
+}
+
+func lastLogLine(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "no log"
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
+}
+
+// serveDashboard serves the head's dashboard and /metrics until stop.
+func serveDashboard(ctx context.Context, h *trainer.Head, token, host string, port int, log *slog.Logger) (stop func(), url string, err error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return nil, "", fmt.Errorf("dashboard: %w (pick another --dashboard-port, or -1 for none)", err)
+	}
+	// Cancelling the base context ends the event requests that wait for
+	// news, so Shutdown does not wait for them.
+	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	srv := &http.Server{Handler: dashboard.New(h, token, log), ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return dctx }}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	stop = func() {
+		cancel()
+		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+		defer c()
+		_ = srv.Shutdown(sctx)
+		<-done
+	}
+	return stop, "http://" + headAddress(host, ln.Addr().String()), nil
+}

@@ -1,0 +1,123 @@
+package trainer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/pyshim"
+)
+
+// AgentConfig is a node agent joining a cluster: `rtrain start --address`.
+type AgentConfig struct {
+	// HeadAddr is the head's host:port.
+	HeadAddr string
+	Security cluster.Security
+	// NodeName names the node; empty: the host name. The head adds a
+	// suffix when another live node has the name.
+	NodeName string
+	// NodeIP is the address other nodes reach this one at. Empty: the
+	// address this machine uses to reach the head.
+	NodeIP string
+	// Port is the agent service's port; 0 picks one.
+	Port int
+	// Overrides replace what discovery finds (--num-cpus, --num-gpus,
+	// --memory).
+	Overrides cluster.Overrides
+	// DataDir keeps the node's working directories, logs and staged
+	// checkpoints. Empty: ~/rtrain_results/.agent.
+	DataDir string
+}
+
+// StartAgent discovers this node, joins the head and serves jobs until
+// ctx ends.
+func StartAgent(ctx context.Context, cfg AgentConfig, log *slog.Logger) (*cluster.RunningAgent, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	node, err := cluster.DiscoverNode(ctx, log, "/dev", cfg.Overrides)
+	if err != nil {
+		return nil, fmt.Errorf("trainer: %w", err)
+	}
+	if node.Hostname, err = os.Hostname(); err != nil {
+		node.Hostname = "node"
+	}
+	node.ID = cfg.NodeName
+	if node.ID == "" {
+		node.ID = node.Hostname
+	}
+	node.Addr = cfg.NodeIP
+	if node.Addr == "" {
+		if node.Addr, err = routeTo(ctx, cfg.HeadAddr); err != nil {
+			return nil, err
+		}
+	}
+	if node.Iface, err = ifaceOf(node.Addr); err != nil {
+		return nil, err
+	}
+	dataDir := cfg.DataDir
+	if dataDir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return nil, invalid("no home directory for the agent's files; pass --data-dir")
+		}
+		dataDir = filepath.Join(home, "rtrain_results", ".agent")
+	}
+	shim, err := pyshim.Install(shimCacheDir())
+	if err != nil {
+		return nil, fmt.Errorf("trainer: %w", err)
+	}
+	return cluster.StartAgent(ctx, cluster.AgentConfig{
+		HeadAddr: cfg.HeadAddr, Security: cfg.Security, Node: node, Port: cfg.Port,
+		DataDir: dataDir, ShimDir: shim, Resolve: resolvePython,
+	}, log)
+}
+
+// resolvePython finds python on an agent's node for a job.
+func resolvePython(ctx context.Context, asked, script string) (string, string, error) {
+	py, err := FindPython(ctx, asked, script)
+	if err != nil {
+		return "", "", err
+	}
+	return py.Path, py.TorchVersion, nil
+}
+
+// routeTo is the local address this machine uses to reach addr: the one
+// the head and the other nodes can reach back, as Ray's node IP.
+func routeTo(ctx context.Context, addr string) (string, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "udp", addr) // sends nothing: picks the route
+	if err != nil {
+		return "", invalid("cannot find this node's address towards the head %s: %v; pass --node-ip-address", addr, err)
+	}
+	defer conn.Close()
+	return conn.LocalAddr().(*net.UDPAddr).IP.String(), nil
+}
+
+// ifaceOf is the name of the interface that holds ip.
+func ifaceOf(ip string) (string, error) {
+	want := net.ParseIP(ip)
+	if want == nil {
+		return "", invalid("node address %q is not an IP address", ip)
+	}
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return "", fmt.Errorf("trainer: list interfaces: %w", err)
+	}
+	for _, ifc := range ifaces {
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.Equal(want) {
+				return ifc.Name, nil
+			}
+		}
+	}
+	return "", invalid("no interface of this machine has the address %s; pass --node-ip-address with one of its own", ip)
+}

@@ -1,0 +1,443 @@
+package trainer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/clusterpb"
+)
+
+// HeadConfig is a cluster head: `rtrain start --head`.
+type HeadConfig struct {
+	// Addr is the address to listen on ("" listens on every interface);
+	// Port its port (0 picks one).
+	Addr string
+	Port int
+	// Security holds the cluster token (required) and TLS files.
+	Security cluster.Security
+	// ResultsDir is where jobs' logs and, unless a job names other
+	// storage, checkpoints are kept on the head. Empty: ~/rtrain_results.
+	ResultsDir string
+	// HeartbeatInterval and HeartbeatTimeout: zero takes the cluster
+	// package's defaults (1 s and 5 s).
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+}
+
+// Head is a running cluster head: the node registry, the scheduler and the
+// jobs submitted to it, served over gRPC.
+type Head struct {
+	cfg   HeadConfig
+	log   *slog.Logger
+	nodes *cluster.HeadService
+	srv   *grpc.Server
+	ln    net.Listener
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	jobs  map[string]*headJob
+	order []string
+}
+
+// StartHead starts serving; Close stops it and every job it runs.
+func StartHead(ctx context.Context, cfg HeadConfig, log *slog.Logger) (*Head, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opts, err := cfg.Security.ServerOptions()
+	if err != nil {
+		return nil, err
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(cfg.Addr, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return nil, fmt.Errorf("trainer: head listen: %w", err)
+	}
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	h := &Head{
+		cfg: cfg, log: log, ln: ln, ctx: hctx, cancel: cancel,
+		nodes: cluster.NewHeadService(cluster.NewHead(), cfg.Security, cluster.HeadOptions{
+			HeartbeatInterval: cfg.HeartbeatInterval, HeartbeatTimeout: cfg.HeartbeatTimeout,
+		}, log),
+		jobs: map[string]*headJob{},
+	}
+	h.srv = grpc.NewServer(opts...)
+	clusterpb.RegisterHeadServer(h.srv, &headServer{HeadService: h.nodes, h: h})
+	h.wg.Go(func() { _ = h.srv.Serve(ln) })
+	return h, nil
+}
+
+// Addr is where the head listens.
+func (h *Head) Addr() net.Addr { return h.ln.Addr() }
+
+// Nodes is the node registry, for embedding programs and tests.
+func (h *Head) Nodes() *cluster.HeadService { return h.nodes }
+
+// Close cancels every running job, waits for them to end, and stops
+// serving.
+func (h *Head) Close() {
+	h.cancel()
+	h.mu.Lock()
+	jobs := make([]*headJob, 0, len(h.jobs))
+	for _, j := range h.jobs {
+		jobs = append(jobs, j)
+	}
+	h.mu.Unlock()
+	for _, j := range jobs {
+		<-j.done
+	}
+	h.srv.Stop()
+	h.wg.Wait()
+	h.nodes.Close()
+}
+
+// headBackend is the head's cluster as a job sees it.
+type headBackend struct{ nodes *cluster.HeadService }
+
+func (b headBackend) Scheduler() *cluster.Head { return b.nodes.Scheduler() }
+func (b headBackend) Agent(id string) (cluster.NodeAgent, bool) {
+	return b.nodes.Agent(id)
+}
+
+// remoteInput is what a job submitted to a head brings: its working
+// directory and the script's path inside it.
+type remoteInput struct {
+	backend backend
+	workdir []byte
+	digest  string
+	script  string
+}
+
+// headJob is a job the head runs: its events, kept for whoever watches.
+type headJob struct {
+	id, name  string
+	workers   int
+	submitted time.Time
+	cancel    context.CancelFunc
+	done      chan struct{}
+
+	mu      sync.Mutex
+	events  []*clusterpb.JobEvent
+	changed chan struct{} // closed and replaced on each event
+	state   State
+	message string
+	ended   time.Time
+}
+
+func (hj *headJob) add(ev *clusterpb.JobEvent, state State, msg string) {
+	hj.mu.Lock()
+	defer hj.mu.Unlock()
+	ev.Index = int64(len(hj.events))
+	hj.events = append(hj.events, ev)
+	if state != "" {
+		hj.state, hj.message = state, msg
+	}
+	close(hj.changed)
+	hj.changed = make(chan struct{})
+}
+
+func (hj *headJob) summary() *clusterpb.JobSummary {
+	hj.mu.Lock()
+	defer hj.mu.Unlock()
+	s := &clusterpb.JobSummary{Id: hj.id, Name: hj.name, State: string(hj.state), Message: hj.message,
+		Workers: int32(hj.workers), SubmittedUnixMs: hj.submitted.UnixMilli()}
+	if !hj.ended.IsZero() {
+		s.EndedUnixMs = hj.ended.UnixMilli()
+	}
+	return s
+}
+
+// submit starts a job sent by a client.
+func (h *Head) submit(req *clusterpb.SubmitJobRequest) (*headJob, error) {
+	var cfg Config
+	if err := json.Unmarshal(req.ConfigJson, &cfg); err != nil {
+		return nil, invalid("job config: %v", err)
+	}
+	if err := cfg.validateFields(); err != nil {
+		return nil, err
+	}
+	if !filepath.IsLocal(req.Script) {
+		return nil, invalid("script %q must be a path inside the working directory", req.Script)
+	}
+	cfg.ResultsDir = h.cfg.ResultsDir
+	cfg.WorkingDir = ""
+	cfg.Python = filepathOrEmpty(cfg.Python)
+	t := &Trainer{cfg: cfg, log: h.log}
+	j, err := t.newJob()
+	if err != nil {
+		return nil, err
+	}
+	j.script = req.Script
+	j.remote = &remoteInput{backend: headBackend{h.nodes}, workdir: req.Workdir, digest: req.WorkdirDigest, script: req.Script}
+	h.mu.Lock()
+	if h.ctx.Err() != nil {
+		h.mu.Unlock()
+		return nil, errors.New("the head is shutting down")
+	}
+	for _, other := range h.jobs {
+		if other.name == j.res.Name && !other.summaryState().Done() {
+			h.mu.Unlock()
+			return nil, invalid("run %s is already running on this cluster (job %s)", j.res.Name, other.id)
+		}
+	}
+	ctx, cancel := context.WithCancel(h.ctx)
+	hj := &headJob{id: j.id, name: j.res.Name, workers: cfg.Workers, submitted: time.Now(),
+		cancel: cancel, done: make(chan struct{}), changed: make(chan struct{}), state: StatePending}
+	h.jobs[hj.id] = hj
+	h.order = append(h.order, hj.id)
+	h.mu.Unlock()
+
+	logs := newLogFiles(j.res.LogDir)
+	j.cfg.OnEvent = func(e Event) {
+		logs.write(e)
+		b, _ := json.Marshal(e)
+		var st State
+		msg := ""
+		if e.Type == EventState {
+			st, msg = e.State, e.Message
+		}
+		if e.Type == EventState && e.State.Done() {
+			return // the last event goes out with the result, below
+		}
+		hj.add(&clusterpb.JobEvent{EventJson: b}, st, msg)
+	}
+	h.wg.Go(func() {
+		defer close(hj.done)
+		defer cancel()
+		res, err := j.run(ctx)
+		logs.close()
+		final := Event{Type: EventState, Time: time.Now(), State: res.State}
+		if err != nil {
+			final.Message = err.Error()
+		}
+		b, _ := json.Marshal(final)
+		rb, _ := json.Marshal(res)
+		ev := &clusterpb.JobEvent{EventJson: b, ResultJson: rb, Error: wireError(err)}
+		hj.mu.Lock()
+		hj.ended = time.Now()
+		hj.mu.Unlock()
+		hj.add(ev, res.State, final.Message)
+		h.log.Info("job ended", "job", hj.id, "name", hj.name, "state", res.State, "err", err)
+	})
+	h.log.Info("job submitted", "job", hj.id, "name", hj.name, "workers", cfg.Workers)
+	return hj, nil
+}
+
+func (hj *headJob) summaryState() State {
+	hj.mu.Lock()
+	defer hj.mu.Unlock()
+	return hj.state
+}
+
+func filepathOrEmpty(p string) string { return p }
+
+// find is a job by id or run name, the newest of that name.
+func (h *Head) find(key string) *headJob {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if j := h.jobs[key]; j != nil {
+		return j
+	}
+	for i := len(h.order) - 1; i >= 0; i-- {
+		if j := h.jobs[h.order[i]]; j.name == key {
+			return j
+		}
+	}
+	return nil
+}
+
+func (h *Head) summaries() []*clusterpb.JobSummary {
+	h.mu.Lock()
+	jobs := make([]*headJob, 0, len(h.order))
+	for _, id := range h.order {
+		jobs = append(jobs, h.jobs[id])
+	}
+	h.mu.Unlock()
+	pending := map[string]string{}
+	for _, p := range h.nodes.Scheduler().Pending() {
+		pending[p.Job] = "waiting for resources: " + p.Reason
+	}
+	out := make([]*clusterpb.JobSummary, 0, len(jobs))
+	for _, j := range jobs {
+		s := j.summary()
+		if why, ok := pending[j.id]; ok {
+			s.Message = why
+		}
+		out = append(out, s)
+	}
+	sort.SliceStable(out, func(a, b int) bool { return out[a].SubmittedUnixMs < out[b].SubmittedUnixMs })
+	return out
+}
+
+// headServer is the head's gRPC service: nodes from the cluster package,
+// jobs from here.
+type headServer struct {
+	*cluster.HeadService
+	h *Head
+}
+
+func (s *headServer) Status(ctx context.Context, req *clusterpb.StatusRequest) (*clusterpb.StatusReply, error) {
+	rep := s.HeadService.StatusReply()
+	rep.Jobs = s.h.summaries()
+	return rep, nil
+}
+
+func (s *headServer) SubmitJob(_ context.Context, req *clusterpb.SubmitJobRequest) (*clusterpb.SubmitJobReply, error) {
+	hj, err := s.h.submit(req)
+	if err != nil {
+		if errors.Is(err, ErrInvalidConfig) {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	return &clusterpb.SubmitJobReply{JobId: hj.id, Name: hj.name}, nil
+}
+
+func (s *headServer) WatchJob(req *clusterpb.WatchJobRequest, stream grpc.ServerStreamingServer[clusterpb.JobEvent]) error {
+	hj := s.h.find(req.Job)
+	if hj == nil {
+		return status.Errorf(codes.NotFound, "no job %q on this cluster; `rtrain jobs` lists them", req.Job)
+	}
+	next := max(req.From, 0)
+	for {
+		hj.mu.Lock()
+		batch := hj.events[min(int(next), len(hj.events)):]
+		changed := hj.changed
+		ended := !hj.ended.IsZero()
+		hj.mu.Unlock()
+		for _, ev := range batch {
+			if err := stream.Send(ev); err != nil {
+				return err
+			}
+			next = ev.Index + 1
+		}
+		if ended || !req.Follow {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		}
+	}
+}
+
+func (s *headServer) StopJob(_ context.Context, req *clusterpb.StopJobRequest) (*clusterpb.StopJobReply, error) {
+	hj := s.h.find(req.Job)
+	if hj == nil {
+		return nil, status.Errorf(codes.NotFound, "no job %q on this cluster; `rtrain jobs` lists them", req.Job)
+	}
+	hj.cancel()
+	return &clusterpb.StopJobReply{State: string(hj.summaryState())}, nil
+}
+
+func (s *headServer) ListJobs(context.Context, *clusterpb.ListJobsRequest) (*clusterpb.ListJobsReply, error) {
+	return &clusterpb.ListJobsReply{Jobs: s.h.summaries()}, nil
+}
+
+// wireError is how a job's error travels to its client.
+func wireError(err error) *clusterpb.JobError {
+	if err == nil {
+		return nil
+	}
+	we := &clusterpb.JobError{Kind: "other", Message: err.Error()}
+	var jerr *JobError
+	var cerr *CheckpointError
+	switch {
+	case errors.As(err, &jerr):
+		we.Kind = "job"
+		we.DetailJson, _ = json.Marshal(jerr)
+	case errors.As(err, &cerr):
+		we.Kind = "checkpoint"
+		we.DetailJson, _ = json.Marshal(map[string]any{"index": cerr.Index, "error": cerr.Err.Error()})
+	case errors.Is(err, ErrCancelled):
+		we.Kind = "cancelled"
+	case errors.Is(err, ErrInvalidConfig):
+		we.Kind = "invalid"
+	}
+	return we
+}
+
+// logFiles writes each rank's lines on the head as they arrive, so the
+// head keeps every node's logs in one place.
+type logFiles struct {
+	dir   string
+	files map[int]*os.File
+}
+
+func newLogFiles(dir string) *logFiles { return &logFiles{dir: dir, files: map[int]*os.File{}} }
+
+func (l *logFiles) write(e Event) {
+	if e.Type != EventLog {
+		return
+	}
+	f := l.files[e.Rank]
+	if f == nil {
+		if err := os.MkdirAll(l.dir, 0o755); err != nil {
+			return
+		}
+		var err error
+		if f, err = os.OpenFile(filepath.Join(l.dir, fmt.Sprintf("rank_%d.log", e.Rank)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+			return
+		}
+		l.files[e.Rank] = f
+	}
+	_, _ = f.WriteString(e.Line + "\n")
+}
+
+func (l *logFiles) close() {
+	for _, f := range l.files {
+		_ = f.Close()
+	}
+}
+
+// Status is the cluster as `rtrain status` shows it: nodes and jobs.
+func (h *Head) Status() *clusterpb.StatusReply {
+	rep := h.nodes.StatusReply()
+	rep.Jobs = h.summaries()
+	return rep
+}
+
+// JobEvents returns job's events from index from on, whether the job has
+// ended, and a channel closed at its next event; ok is false for an
+// unknown job (an id or a run name). The last event of an ended job is its
+// final state, and res its result.
+func (h *Head) JobEvents(job string, from int) (events []Event, res *Result, changed <-chan struct{}, ok bool) {
+	hj := h.find(job)
+	if hj == nil {
+		return nil, nil, nil, false
+	}
+	hj.mu.Lock()
+	batch := hj.events[min(max(from, 0), len(hj.events)):]
+	changed = hj.changed
+	hj.mu.Unlock()
+	for _, ev := range batch {
+		var e Event
+		if json.Unmarshal(ev.EventJson, &e) == nil {
+			events = append(events, e)
+		}
+		if ev.ResultJson != nil {
+			res = &Result{}
+			_ = json.Unmarshal(ev.ResultJson, res)
+		}
+	}
+	return events, res, changed, true
+}

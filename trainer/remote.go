@@ -1,0 +1,207 @@
+package trainer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/internal/workdir"
+)
+
+// Client talks to a cluster's head: it submits jobs and follows them.
+type Client struct {
+	head clusterpb.HeadClient
+	// Addr is the head's address.
+	Addr  string
+	close func() error
+}
+
+// Dial connects to the head at addr; the token comes from sec or
+// $RTRAIN_TOKEN.
+func Dial(addr string, sec cluster.Security) (*Client, error) {
+	if sec.Token == "" {
+		sec.Token = os.Getenv(cluster.TokenEnv)
+	}
+	conn, err := sec.Dial(addr)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{head: clusterpb.NewHeadClient(conn), Addr: addr, close: conn.Close}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.close() }
+
+// Head is the raw head client, for status and job listings.
+func (c *Client) Head() clusterpb.HeadClient { return c.head }
+
+func (c *Client) err(what string, err error) error {
+	return fmt.Errorf("%s at %s: %w", what, c.Addr, remoteError(err))
+}
+
+// Submitted is a job the head accepted.
+type Submitted struct {
+	JobID, Name string
+	// Files and Bytes are what was shipped of the working directory.
+	Files int
+	Bytes int64
+}
+
+// Submit checks cfg, packs its working directory and hands the job to the
+// head. It returns once the head has it; Attach follows it.
+func (c *Client) Submit(ctx context.Context, cfg Config) (*Submitted, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	dir := cfg.WorkingDir
+	if dir == "" {
+		var err error
+		if dir, err = os.Getwd(); err != nil {
+			return nil, fmt.Errorf("trainer: %w", err)
+		}
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("trainer: %w", err)
+	}
+	script, err := filepath.Abs(cfg.Script)
+	if err != nil {
+		return nil, fmt.Errorf("trainer: %w", err)
+	}
+	rel, err := filepath.Rel(dir, script)
+	if err != nil || !filepath.IsLocal(rel) {
+		return nil, invalid("script %s is outside the working directory %s, which is what gets shipped to the nodes; run from the script's project or pass --working-dir", cfg.Script, dir)
+	}
+	ar, err := workdir.Pack(ctx, dir, workdir.Options{MaxBytes: cfg.WorkingDirLimit})
+	if errors.Is(err, workdir.ErrTooLarge) {
+		return nil, invalid("%w", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("trainer: pack the working directory: %w", err)
+	}
+	body, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("trainer: %w", err)
+	}
+	rep, err := c.head.SubmitJob(ctx, &clusterpb.SubmitJobRequest{
+		ConfigJson: body, Workdir: ar.Data, WorkdirDigest: ar.Digest, Script: filepath.ToSlash(rel),
+	})
+	if err != nil {
+		return nil, c.err("submit the job", err)
+	}
+	return &Submitted{JobID: rep.JobId, Name: rep.Name, Files: ar.Files, Bytes: ar.Size}, nil
+}
+
+// Attach follows job (an id or a run name) from its first event, calling
+// onEvent for each, until it ends; it returns as Fit does. With follow
+// false it returns after the events so far, with a nil Result if the job
+// has not ended. Cancelling ctx stops following, not the job.
+func (c *Client) Attach(ctx context.Context, job string, follow bool, onEvent func(Event)) (*Result, error) {
+	stream, err := c.head.WatchJob(ctx, &clusterpb.WatchJobRequest{Job: job, Follow: follow})
+	if err != nil {
+		return nil, c.err("follow job "+job, err)
+	}
+	for {
+		m, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			if follow {
+				return nil, fmt.Errorf("trainer: the head at %s ended the job's event stream early", c.Addr)
+			}
+			return nil, nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%w: %w", ErrCancelled, context.Cause(ctx))
+			}
+			return nil, c.err("follow job "+job, err)
+		}
+		var e Event
+		if err := json.Unmarshal(m.EventJson, &e); err != nil {
+			return nil, fmt.Errorf("trainer: event from the head: %w", err)
+		}
+		if onEvent != nil {
+			onEvent(e)
+		}
+		if m.ResultJson != nil {
+			var res Result
+			if err := json.Unmarshal(m.ResultJson, &res); err != nil {
+				return nil, fmt.Errorf("trainer: result from the head: %w", err)
+			}
+			return &res, jobErrorFromWire(m.Error)
+		}
+	}
+}
+
+// Stop asks the head to stop job.
+func (c *Client) Stop(ctx context.Context, job string) error {
+	if _, err := c.head.StopJob(ctx, &clusterpb.StopJobRequest{Job: job}); err != nil {
+		return c.err("stop job "+job, err)
+	}
+	return nil
+}
+
+// fitRemote is Fit on a cluster: submit, follow, and stop the job when ctx
+// ends before it.
+func (t *Trainer) fitRemote(ctx context.Context) (*Result, error) {
+	c, err := Dial(t.cfg.Address, cluster.Security{Token: t.cfg.Token, TLSCA: t.cfg.TLSCA, TLSCert: t.cfg.TLSCert, TLSKey: t.cfg.TLSKey})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	sub, err := c.Submit(ctx, t.cfg)
+	if err != nil {
+		return nil, err
+	}
+	// Following outlives ctx: a cancelled job still reports how it ended.
+	follow, stopFollow := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopFollow()
+	go func() {
+		select {
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(follow, 10*time.Second)
+			defer cancel()
+			if err := c.Stop(sctx, sub.JobID); err != nil {
+				t.log.Warn("stop the job", "job", sub.JobID, "err", err)
+			}
+		case <-follow.Done():
+		}
+	}()
+	return c.Attach(follow, sub.JobID, true, t.cfg.OnEvent)
+}
+
+// jobErrorFromWire rebuilds the error a job ended with on the head, as the
+// types Fit returns.
+func jobErrorFromWire(we *clusterpb.JobError) error {
+	if we == nil {
+		return nil
+	}
+	switch we.Kind {
+	case "job":
+		var jerr JobError
+		if json.Unmarshal(we.DetailJson, &jerr) == nil {
+			return &jerr
+		}
+	case "checkpoint":
+		var d struct {
+			Index int    `json:"index"`
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(we.DetailJson, &d) == nil {
+			return &CheckpointError{Index: d.Index, Err: errors.New(d.Error)}
+		}
+	case "cancelled":
+		return fmt.Errorf("%w: %s", ErrCancelled, we.Message)
+	case "invalid":
+		return invalid("%s", we.Message)
+	}
+	return errors.New(we.Message)
+}
+
+func remoteError(err error) error { return cluster.RemoteError(err) }
