@@ -1,0 +1,131 @@
+package dashboard
+
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rtrain/rtrain/trainer"
+)
+
+// jobStates are the values of rtrain_jobs' state label, every one present
+// even at 0 so that a query over them never finds a gap.
+var jobStates = []trainer.State{trainer.StatePending, trainer.StateStarting, trainer.StateRunning,
+	trainer.StateSucceeded, trainer.StateFailed, trainer.StateCancelled}
+
+// waitingPrefix starts the message of a job the scheduler queues for
+// resources (the head's Status says so, and no more, of its queue).
+const waitingPrefix = "waiting for resources"
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("rtrain_"+name, help, labels, nil)
+}
+
+// The metrics, read from the Source at scrape time. Totals (_total) are
+// summed over every job the head keeps.
+var (
+	descNodes      = desc("nodes", "Nodes registered with the head, by state (alive or dead).", "state")
+	descHeartbeat  = desc("node_heartbeat_age_seconds", "Time since the node's last heartbeat.", "node")
+	descCPUs       = desc("cpus", "CPUs of the alive nodes.")
+	descCPUsFree   = desc("cpus_free", "CPUs of the alive nodes that no job holds.")
+	descGPUs       = desc("gpus", "GPUs of the alive nodes.")
+	descGPUsFree   = desc("gpus_free", "GPUs of the alive nodes that no job holds.")
+	descMem        = desc("memory_bytes", "Memory of the alive nodes.")
+	descMemFree    = desc("memory_free_bytes", "Memory of the alive nodes that no job holds.")
+	descJobs       = desc("jobs", "Jobs the head knows, by state.", "state")
+	descPending    = desc("scheduler_pending_jobs", "Jobs queued by the scheduler, waiting for resources.")
+	descReports    = desc("reports_total", "Calls of rtrain.report(), every rank's.")
+	descCkpts      = desc("checkpoints_total", "Checkpoints committed to storage.")
+	descCkptBytes  = desc("checkpoint_bytes_total", "Bytes of the checkpoints committed to storage.")
+	descCkptUpload = desc("checkpoint_upload_seconds_total", "Time spent storing checkpoints, from the last rank's report to the manifest.")
+	descExits      = desc("worker_exits_total", "Worker processes that ended, by outcome: success, failed, oom, stopped (by rtrain), lost (node gone), preempted (node drained).", "outcome")
+	descRestarts   = desc("restarts_total", "Times a job's workers were restarted after a failure. Stays 0 until restarts arrive with the fault-tolerance issue (Config.MaxFailures).")
+)
+
+// collector reads the cluster and the jobs' events at each scrape.
+type collector struct{ t *tracker }
+
+var _ prometheus.Collector = collector{}
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descNodes, descHeartbeat, descCPUs, descCPUsFree, descGPUs, descGPUsFree,
+		descMem, descMemFree, descJobs, descPending, descReports, descCkpts, descCkptBytes, descCkptUpload,
+		descExits, descRestarts} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	st := c.t.src.Status()
+
+	var alive, dead int
+	var cpus, cpusFree float64
+	var gpus, gpusFree, mem, memFree int64
+	for _, n := range st.GetNodes() {
+		gauge(descHeartbeat, float64(n.GetHeartbeatAgeMs())/1000, n.GetNode().GetId())
+		if n.GetState() != "alive" {
+			dead++
+			continue
+		}
+		alive++
+		total, free := n.GetNode().GetTotal(), n.GetFree()
+		cpus += total.GetCpu()
+		cpusFree += free.GetCpu()
+		gpus += int64(total.GetGpu())
+		gpusFree += int64(free.GetGpu())
+		mem += total.GetMemoryBytes()
+		memFree += free.GetMemoryBytes()
+	}
+	gauge(descNodes, float64(alive), "alive")
+	gauge(descNodes, float64(dead), "dead")
+	gauge(descCPUs, cpus)
+	gauge(descCPUsFree, cpusFree)
+	gauge(descGPUs, float64(gpus))
+	gauge(descGPUsFree, float64(gpusFree))
+	gauge(descMem, float64(mem))
+	gauge(descMemFree, float64(memFree))
+
+	byState := map[string]int{}
+	pending := 0
+	var reports, ckpts, restarts int
+	var ckptBytes int64
+	var ckptSeconds float64
+	exits := map[string]int{}
+	keep := map[string]bool{}
+	for _, s := range st.GetJobs() {
+		byState[s.GetState()]++
+		if trainer.State(s.GetState()) == trainer.StatePending && strings.HasPrefix(s.GetMessage(), waitingPrefix) {
+			pending++
+		}
+		keep[s.GetId()] = true
+		c.t.job(s.GetId(), func(j *jobState) {
+			reports += j.reports
+			ckpts += len(j.ckpts)
+			ckptBytes += j.ckptBytes
+			ckptSeconds += j.ckptSeconds
+			restarts += j.restarts
+			for o, n := range j.exits {
+				exits[o] += n
+			}
+		})
+	}
+	c.t.forget(keep)
+	for _, s := range jobStates {
+		gauge(descJobs, float64(byState[string(s)]), string(s))
+	}
+	gauge(descPending, float64(pending))
+	counter(descReports, float64(reports))
+	counter(descCkpts, float64(ckpts))
+	counter(descCkptBytes, float64(ckptBytes))
+	counter(descCkptUpload, ckptSeconds)
+	for _, o := range outcomes {
+		counter(descExits, float64(exits[o]), o)
+	}
+	counter(descRestarts, float64(restarts))
+}
