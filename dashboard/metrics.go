@@ -11,7 +11,7 @@ import (
 // jobStates are the values of rtrain_jobs' state label, every one present
 // even at 0 so that a query over them never finds a gap.
 var jobStates = []trainer.State{trainer.StatePending, trainer.StateStarting, trainer.StateRunning,
-	trainer.StateSucceeded, trainer.StateFailed, trainer.StateCancelled}
+	trainer.StateSucceeded, trainer.StateFailed, trainer.StateCancelled, trainer.StateLost}
 
 // waitingPrefix starts the message of a job the scheduler queues for
 // resources (the head's Status says so, and no more, of its queue).

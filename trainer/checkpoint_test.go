@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -153,6 +154,9 @@ type cutProxy struct {
 	ln    net.Listener
 	up    atomic.Int64
 	cutAt atomic.Int64 // Cut when up reaches it; 0: not armed
+	// hookAt: call hook (once, in its own goroutine) when up reaches it.
+	hookAt atomic.Int64
+	hook   func()
 	mu    sync.Mutex
 	conns []net.Conn
 	cut   bool
@@ -201,7 +205,16 @@ func (c countingWriter) Write(b []byte) (int, error) {
 	if at := c.p.cutAt.Load(); at > 0 && up >= at {
 		c.p.Cut()
 	}
+	if at := c.p.hookAt.Load(); at > 0 && up >= at && c.p.hookAt.CompareAndSwap(at, 0) {
+		go c.p.hook()
+	}
 	return n, err
+}
+
+// After calls fn once n more bytes have gone towards the server.
+func (p *cutProxy) After(n int64, fn func()) {
+	p.hook = fn
+	p.hookAt.Store(p.up.Load() + n)
 }
 
 // CutAfter arms a Cut once n more bytes have gone towards the server.
@@ -230,6 +243,7 @@ func TestStorageOutageMidUpload(t *testing.T) {
 	j.Env = append(j.Env, "SIZE_MB=48", "EPOCHS=6", "PAUSE=0.2")
 	s3Storage(t, j, srv, proxy.Endpoint())
 	j.Name = "outage"
+	j.Checkpoint.RetryFor = 2 * time.Second // the outage outlasts it
 	// Cut once the next checkpoint's upload is under way.
 	j.onFirst(trainer.EventCheckpoint, func() { proxy.CutAfter(8 << 20) })
 	res, err := j.fit(t, t.Context())
@@ -248,6 +262,43 @@ func TestStorageOutageMidUpload(t *testing.T) {
 	require.Len(t, ms, 1)
 	assert.Equal(t, 1, ms[0].Index)
 	require.NoError(t, run.Download(t.Context(), ms[0], t.TempDir()), "checkpoint 1 downloads with every checksum right")
+}
+
+// The S3 server killed and restarted in the middle of an upload: the upload
+// is retried, training goes on, and every checkpoint ends up committed and
+// whole.
+func TestStorageRestartMidUpload(t *testing.T) {
+	srv := testutil.MinIO(t)
+	proxy := newCutProxy(t, strings.TrimPrefix(srv.Endpoint, "http://"))
+	j := newJob(t, "testdata/big_checkpoints.py", 2)
+	j.Env = append(j.Env, "SIZE_MB=48", "EPOCHS=5", "PAUSE=0.2")
+	s3Storage(t, j, srv, proxy.Endpoint())
+	j.Name = "restart"
+	restarted := make(chan struct{})
+	var restartErr error
+	// The server dies 8 MiB into the next checkpoint's upload.
+	j.onFirst(trainer.EventCheckpoint, func() {
+		proxy.After(8<<20, func() { restartErr = srv.Restart(); close(restarted) })
+	})
+	res, err := j.fit(t, t.Context())
+	require.NoError(t, err, "the job survives the storage restart")
+	<-restarted
+	require.NoError(t, restartErr)
+	assert.Equal(t, trainer.StateSucceeded, res.State)
+	warnings := j.ofType(trainer.EventWarning)
+	require.NotEmpty(t, warnings, "the failed upload is reported")
+	assert.Contains(t, warnings[0].Message, "retrying")
+
+	direct := &job{Config: trainer.Config{Storage: j.Storage, S3: j.S3}}
+	direct.S3.Endpoint = srv.Endpoint
+	run := openRun(t, &direct.Config, "restart")
+	ms, err := run.List(t.Context())
+	require.NoError(t, err)
+	require.Len(t, ms, 5, "every checkpoint committed")
+	for i, m := range ms {
+		assert.Equal(t, i+1, m.Index)
+		require.NoError(t, run.Download(t.Context(), m, t.TempDir()), "checkpoint %d downloads with every checksum right", m.Index)
+	}
 }
 
 // A run name that already holds checkpoints is not overwritten by accident,

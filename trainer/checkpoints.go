@@ -33,7 +33,16 @@ type CheckpointConfig struct {
 	// uploaded; report() waits for room beyond it. 0 means 2: one
 	// uploading while the next is staged.
 	InFlight int
+	// RetryFor is how long a checkpoint whose upload fails is tried
+	// again (storage restarting, a network blip) before the job fails
+	// with a CheckpointError; training goes on meanwhile until InFlight
+	// checkpoints wait. 0 means DefaultCheckpointRetry; negative never
+	// retries.
+	RetryFor time.Duration
 }
+
+// DefaultCheckpointRetry is CheckpointConfig.RetryFor's default.
+const DefaultCheckpointRetry = 2 * time.Minute
 
 func (c CheckpointConfig) retention() checkpoint.Retention {
 	return checkpoint.Retention{Keep: c.Keep, Score: c.Score, Order: c.Order}
@@ -311,7 +320,7 @@ func (c *committer) upload(ctx context.Context) {
 			continue
 		}
 		start := time.Now()
-		m, err := c.commit(ctx, t)
+		m, err := c.commitRetrying(ctx, t)
 		_ = c.stager.Release(t.seq)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -327,6 +336,41 @@ func (c *committer) upload(ctx context.Context) {
 		case c.committed <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// commitRetrying commits t, trying again with backoff while the storage
+// fails, for CheckpointConfig.RetryFor. A commit writes its manifest last,
+// so an attempt cut short leaves nothing a reader would take for a
+// checkpoint, and the next attempt writes every file again.
+func (c *committer) commitRetrying(ctx context.Context, t commitTask) (checkpoint.Manifest, error) {
+	budget := c.j.cfg.Checkpoint.RetryFor
+	if budget == 0 {
+		budget = DefaultCheckpointRetry
+	}
+	deadline := time.Now().Add(budget)
+	wait := 500 * time.Millisecond
+	for tries := 1; ; tries++ {
+		m, err := c.commit(ctx, t)
+		if err == nil {
+			if tries > 1 {
+				c.j.emit(Event{Type: EventWarning, Message: fmt.Sprintf("checkpoint %d stored after %d tries", t.index, tries)})
+			}
+			return m, nil
+		}
+		if ctx.Err() != nil || budget < 0 || time.Now().Add(wait).After(deadline) {
+			return m, err
+		}
+		if tries == 1 {
+			c.j.emit(Event{Type: EventWarning, Message: fmt.Sprintf("checkpoint %d: %v; retrying for up to %s while training goes on", t.index, err, budget)})
+		}
+		c.j.log.Debug("checkpoint upload failed; retrying", "index", t.index, "try", tries, "err", err)
+		select {
+		case <-ctx.Done():
+			return m, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 10*time.Second)
 	}
 }
 

@@ -21,7 +21,7 @@ const (
 
 // Done reports whether s is a final state.
 func (s State) Done() bool {
-	return s == StateSucceeded || s == StateFailed || s == StateCancelled
+	return s == StateSucceeded || s == StateFailed || s == StateCancelled || s == StateLost
 }
 
 // EventType says which fields of an Event are set.
@@ -42,10 +42,10 @@ const (
 	// EventCheckpoint: Checkpoint was committed to storage: every rank had
 	// reported it and every file was stored and verified.
 	EventCheckpoint EventType = "checkpoint"
-	// EventWarning: Message says which isolation Node cannot enforce
-	// (Config.MemoryPerWorker, GPU device rules, ...) and why; the job
-	// runs with what it can. At most one per node, before its workers
-	// start.
+	// EventWarning: something the job runs on without, in Message: an
+	// isolation Node cannot enforce (Config.MemoryPerWorker, GPU device
+	// rules, ...; at most one per node, before its workers start), or a
+	// checkpoint upload that failed and is being retried.
 	EventWarning EventType = "warning"
 	// EventRestart: the workers failed (Exit is the root cause) and the
 	// job restarts them as Attempt (1 for the first restart), from the

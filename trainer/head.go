@@ -33,6 +33,10 @@ type HeadConfig struct {
 	// ResultsDir is where jobs' logs and, unless a job names other
 	// storage, checkpoints are kept on the head. Empty: ~/rtrain_results.
 	ResultsDir string
+	// StateDir keeps the head's job table (jobs.db), so a head that
+	// restarts still lists every job: those that were running are marked
+	// StateLost. Empty: jobs are kept in memory only.
+	StateDir string
 	// HeartbeatInterval and HeartbeatTimeout: zero takes the cluster
 	// package's defaults (1 s and 5 s).
 	HeartbeatInterval time.Duration
@@ -52,6 +56,8 @@ type Head struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	store *jobStore // nil without HeadConfig.StateDir
+
 	mu    sync.Mutex
 	jobs  map[string]*headJob
 	order []string
@@ -66,9 +72,23 @@ func StartHead(ctx context.Context, cfg HeadConfig, log *slog.Logger) (*Head, er
 	if err != nil {
 		return nil, err
 	}
+	var store *jobStore
+	var recovered []jobRecord
+	if cfg.StateDir != "" {
+		if store, err = openJobStore(cfg.StateDir); err != nil {
+			return nil, err
+		}
+		if recovered, err = store.recover(time.Now()); err != nil {
+			_ = store.close()
+			return nil, fmt.Errorf("trainer: recover the job table: %w", err)
+		}
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(cfg.Addr, strconv.Itoa(cfg.Port)))
 	if err != nil {
+		if store != nil {
+			_ = store.close()
+		}
 		return nil, fmt.Errorf("trainer: head listen: %w", err)
 	}
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -77,7 +97,14 @@ func StartHead(ctx context.Context, cfg HeadConfig, log *slog.Logger) (*Head, er
 		nodes: cluster.NewHeadService(cluster.NewHead(), cfg.Security, cluster.HeadOptions{
 			HeartbeatInterval: cfg.HeartbeatInterval, HeartbeatTimeout: cfg.HeartbeatTimeout,
 		}, log),
-		jobs: map[string]*headJob{},
+		jobs: map[string]*headJob{}, store: store,
+	}
+	for _, r := range recovered {
+		h.jobs[r.ID] = restored(r)
+		h.order = append(h.order, r.ID)
+		if r.State == StateLost {
+			log.Warn("job lost with the head's restart", "job", r.ID, "name", r.Name)
+		}
 	}
 	h.srv = grpc.NewServer(opts...)
 	clusterpb.RegisterHeadServer(h.srv, &headServer{HeadService: h.nodes, h: h})
@@ -107,6 +134,19 @@ func (h *Head) Close() {
 	h.srv.Stop()
 	h.wg.Wait()
 	h.nodes.Close()
+	if h.store != nil {
+		_ = h.store.close()
+	}
+}
+
+// persist writes hj's record to the job table, if the head keeps one.
+func (h *Head) persist(hj *headJob) {
+	if h.store == nil {
+		return
+	}
+	if err := h.store.put(hj.record()); err != nil {
+		h.log.Warn("job table", "job", hj.id, "err", err)
+	}
 }
 
 // headBackend is the head's cluster as a job sees it.
@@ -204,6 +244,7 @@ func (h *Head) submit(req *clusterpb.SubmitJobRequest) (*headJob, error) {
 	h.jobs[hj.id] = hj
 	h.order = append(h.order, hj.id)
 	h.mu.Unlock()
+	h.persist(hj)
 
 	logs := newLogFiles(j.res.LogDir)
 	j.cfg.OnEvent = func(e Event) {
@@ -218,6 +259,9 @@ func (h *Head) submit(req *clusterpb.SubmitJobRequest) (*headJob, error) {
 			return // the last event goes out with the result, below
 		}
 		hj.add(&clusterpb.JobEvent{EventJson: b}, st, msg)
+		if e.Type == EventState {
+			h.persist(hj)
+		}
 	}
 	h.wg.Go(func() {
 		defer close(hj.done)
@@ -235,6 +279,7 @@ func (h *Head) submit(req *clusterpb.SubmitJobRequest) (*headJob, error) {
 		hj.ended = time.Now()
 		hj.mu.Unlock()
 		hj.add(ev, res.State, final.Message)
+		h.persist(hj)
 		h.log.Info("job ended", "job", hj.id, "name", hj.name, "state", res.State, "err", err)
 	})
 	h.log.Info("job submitted", "job", hj.id, "name", hj.name, "workers", cfg.Workers)

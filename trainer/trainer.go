@@ -589,7 +589,7 @@ func (j *job) follow(ctx context.Context, groups []cluster.GroupRunner, world in
 				j.emit(Event{Type: EventReport, Time: e.Time, Rank: e.Rank, Node: e.NodeID, Metrics: e.Report.Metrics})
 				ckpts.report(e)
 			case cluster.NodeWarning:
-				j.emit(Event{Type: EventWarning, Time: e.Time, Node: e.NodeID, Message: e.Line})
+				j.emit(Event{Type: EventWarning, Time: e.Time, Node: e.NodeID, Message: e.Line + "; running without (--isolation=strict would refuse)"})
 			case cluster.WorkerExited:
 				w := WorkerExit{Rank: e.Rank, Node: e.NodeID, PID: pids[e.Rank], Exit: e.Exit, Tail: e.Tail, Hung: hung}
 				if !w.Success() {

@@ -48,15 +48,20 @@ upload did not finish does not exist.`,
 		}
 	}
 	var asJSON bool
+	var output outputFlag
 	ls := &cobra.Command{
 		Use:   "ls RUN_URI",
 		Short: "List a run's committed checkpoints (or the runs of a storage root)",
 		Args:  uriArgs(1, "ls RUN_URI"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return listCheckpoints(cmd.Context(), cmd.OutOrStdout(), args[0], s3, asJSON)
+			if err := output.check(); err != nil {
+				return err
+			}
+			return listCheckpoints(cmd.Context(), cmd.OutOrStdout(), args[0], s3, asJSON || output.format == "json")
 		},
 	}
-	ls.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	output.add(ls)
+	ls.Flags().BoolVar(&asJSON, "json", false, "print JSON (as --output json)")
 	show := &cobra.Command{
 		Use:   "show CHECKPOINT_URI",
 		Short: "Print a checkpoint's manifest: metrics, files, sizes, checksums",

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -90,11 +91,14 @@ func (c *testCluster) env(dir string) []string {
 // daemon starts `rtrain start --block` on h and waits until it is up.
 func (c *testCluster) daemon(h *netns.Host, role string, args ...string) {
 	c.t.Helper()
-	dir := c.t.TempDir()
-	c.dirs[h.Name()] = dir
+	dir, ok := c.dirs[h.Name()]
+	if !ok { // a daemon started again keeps its state
+		dir = c.t.TempDir()
+		c.dirs[h.Name()] = dir
+	}
 	cmd := h.Enter(context.Background(), os.Args[0], args...)
 	cmd.Env = c.env(dir)
-	logFile, err := os.Create(filepath.Join(dir, role+".log"))
+	logFile, err := os.OpenFile(filepath.Join(dir, role+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	require.NoError(c.t, err)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	require.NoError(c.t, cmd.Start())
@@ -307,4 +311,63 @@ func TestClusterElasticJobSurvivesNodeLoss(t *testing.T) {
 			assert.Contains(t, out.String(), "[report] epoch=5 ")
 		})
 	}
+}
+
+// The head killed and started again during a job: the job is listed as
+// lost, not forgotten; the agents join the new head and stop the lost
+// job's workers.
+func TestClusterHeadRestartMarksRunningJobsLost(t *testing.T) {
+	c := newTestCluster(t, 2)
+	out, errs, code := c.run(c.head, "fit", "--no-wait", "--workers", "2", "--name", "held", "testdata/hold.py")
+	require.Equal(t, exitOK, code, errs)
+	job := regexp.MustCompile(`submitted job (\S+)`).FindStringSubmatch(out)
+	require.NotNil(t, job, out)
+	c.waitJob(job[1], "RUNNING")
+	require.NotEmpty(t, holders(t), "the job's workers run")
+
+	head := c.daemons[c.head.Name()]
+	require.NoError(t, head.Process.Kill())
+	_ = head.Wait()
+	c.daemon(c.head, "head", "start", "--head", "--block", "--host", c.head.Addr(), "--port", c.port,
+		"--heartbeat-interval", "200ms", "--heartbeat-timeout", "2s")
+
+	j := c.waitJob(job[1], "LOST")
+	assert.Contains(t, j.Message, "the head restarted while the job was RUNNING")
+	assert.Contains(t, j.Message, "--resume --name held")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, _, _ = c.run(c.head, "status")
+		if strings.Contains(out, "2 of 2 nodes alive") && len(holders(t)) == 0 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "agents rejoin and stop the lost job's workers; status:\n%s\nworkers: %v", out, holders(t))
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitJob waits until job is in state, and returns it as `rtrain jobs`
+// lists it.
+func (c *testCluster) waitJob(job, state string) jobJSON {
+	c.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, errs, code := c.run(c.head, "jobs", "-o", "json")
+		if code == exitOK {
+			var jobs []jobJSON
+			require.NoError(c.t, json.Unmarshal([]byte(out), &jobs), out)
+			for _, j := range jobs {
+				if j.ID == job && j.State == state {
+					return j
+				}
+			}
+		}
+		require.True(c.t, time.Now().Before(deadline), "job %s never %s: %s %s", job, state, out, errs)
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// holders are the pids of processes running hold.py.
+func holders(t *testing.T) []string {
+	out, _ := exec.Command("pgrep", "-f", "testdata/hold.py").Output()
+	return strings.Fields(string(out))
 }

@@ -46,6 +46,7 @@ type fitOptions struct {
 	retryCodes    []int
 	fatalCodes    []int
 	hangTimeout   time.Duration
+	progress      string
 }
 
 func newFitCmd() *cobra.Command {
@@ -96,6 +97,7 @@ Everything after SCRIPT is passed to the script.`,
 	f.StringVar(&o.resultsDir, "results-dir", "", "local directory for runs' logs (default ~/rtrain_results)")
 	f.DurationVar(&o.grace, "grace", trainer.DefaultGrace, "time a worker gets between SIGTERM and SIGKILL when the job stops")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log what rtrain does")
+	f.StringVar(&o.progress, "progress", "auto", "auto (a live status line when stderr is a terminal), tty (always) or plain (lines only)")
 	f.StringVar(&o.storage, "storage", "", "where checkpoints and result.json go: s3://BUCKET/PREFIX or a directory (default: --results-dir)")
 	f.IntVar(&o.ckptKeep, "checkpoint-keep", 0, "checkpoints to keep (0 keeps all; the latest is always kept)")
 	f.StringVar(&o.ckptScore, "checkpoint-score", "", "reported metric that ranks checkpoints for --checkpoint-keep (default: keep the newest)")
@@ -185,6 +187,9 @@ func (o *fitOptions) run(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	p := &printer{out: cmd.OutOrStdout(), err: cmd.ErrOrStderr()}
+	if p.status, err = newStatusLine(o.progress, os.Stderr); err != nil {
+		return err
+	}
 	cfg.OnEvent = p.event
 	if o.noWait {
 		return o.submit(cmd, cfg)
@@ -206,9 +211,16 @@ func (o *fitOptions) run(cmd *cobra.Command, args []string) error {
 type printer struct {
 	out, err io.Writer
 	name     string
+	// status is the live line on a terminal; nil prints plain lines.
+	status *statusLine
 }
 
 func (p *printer) event(e trainer.Event) {
+	p.status.clear()
+	defer func() {
+		p.status.update(e)
+		p.status.draw()
+	}()
 	switch e.Type {
 	case trainer.EventState:
 		switch {
@@ -234,7 +246,7 @@ func (p *printer) event(e trainer.Event) {
 	case trainer.EventRestart:
 		fmt.Fprintf(p.err, "rtrain: attempt %d: %s\n", e.Attempt, e.Message)
 	case trainer.EventWarning:
-		fmt.Fprintf(p.err, "rtrain: warning: %s; running without (--isolation=strict would refuse)\n", e.Message)
+		fmt.Fprintf(p.err, "rtrain: warning: %s\n", e.Message)
 	case trainer.EventCheckpoint:
 		c := e.Checkpoint
 		fmt.Fprintf(p.out, "[checkpoint] %s (%s)\n", c.URI, cluster.FormatBytes(c.Bytes))

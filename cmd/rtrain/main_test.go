@@ -204,3 +204,19 @@ func TestCompletion(t *testing.T) {
 	require.Equal(t, exitOK, c.run(t))
 	assert.Contains(t, c.stdout.String(), "bash completion")
 }
+
+func TestLiveStatusLine(t *testing.T) {
+	testutil.Python(t)
+	c := rtrain(t, "fit", "--workers", "2", "--progress", "tty", repo(t, "examples", "train_rtrain.py"), "--epochs", "2")
+	require.Equal(t, exitOK, c.run(t), "stderr: %s", c.stderr.String())
+	errs := c.stderr.String()
+	assert.Contains(t, errs, "rtrain: running, 2 up | report 2: epoch=1 loss=")
+	assert.Contains(t, errs, "| 2 checkpoints at ")
+	assert.Contains(t, errs, "\r\x1b[2K", "the line is cleared before each output line")
+	// Output lines stay whole: the status line is cleared, not mixed in.
+	assert.Contains(t, c.stdout.String(), "[report] epoch=1 loss=")
+
+	c = rtrain(t, "fit", "--workers", "1", "--progress", "plain", repo(t, "cmd", "rtrain", "testdata", "hello.py"))
+	require.Equal(t, exitOK, c.run(t))
+	assert.NotContains(t, c.stderr.String(), "\x1b[")
+}

@@ -204,7 +204,7 @@ func (o *startOptions) serveHead(ctx context.Context, cmd *cobra.Command, dir st
 		printToken = true
 	}
 	h, err := trainer.StartHead(ctx, trainer.HeadConfig{
-		Addr: o.host, Port: o.port, Security: sec, ResultsDir: o.resultsDir,
+		Addr: o.host, Port: o.port, Security: sec, ResultsDir: o.resultsDir, StateDir: dir,
 		HeartbeatInterval: o.hbInterval, HeartbeatTimeout: o.hbTimeout,
 	}, newDaemonLogger(o.verbose))
 	if err != nil {

@@ -102,7 +102,11 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	}
 	var err error
 	for range startTries {
-		if err = s.start(ctx, bin); err == nil || ctx.Err() != nil {
+		var port int
+		if port, err = freePort(); err != nil {
+			break
+		}
+		if err = s.start(ctx, bin, port); err == nil || ctx.Err() != nil {
 			break
 		}
 	}
@@ -128,11 +132,7 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) start(ctx context.Context, bin string) error {
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
+func (s *Server) start(ctx context.Context, bin string, port int) error {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	s.Endpoint = "http://" + addr
 	s.out.Reset()
@@ -197,6 +197,26 @@ func waitReady(ctx context.Context, endpoint string, exited <-chan struct{}) err
 		case <-tick.C:
 		}
 	}
+}
+
+// Restart kills the server (SIGKILL: no chance to finish what it was
+// doing) and starts it again on the same address with the same data and
+// credentials, as a crashed storage server that comes back.
+func (s *Server) Restart(ctx context.Context) error {
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	<-s.done
+	_, portStr, err := net.SplitHostPort(strings.TrimPrefix(s.Endpoint, "http://"))
+	if err != nil {
+		return fmt.Errorf("minioserver: %w", err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("minioserver: %w", err)
+	}
+	if err := s.start(ctx, Binary(), port); err != nil {
+		return fmt.Errorf("minioserver: restart: %w\n%s", err, s.out.String())
+	}
+	return nil
 }
 
 // stop sends SIGTERM to the server's process group and waits; a MinIO

@@ -70,3 +70,7 @@ func (s *MinIOServer) Env() []string { return s.srv.Env() }
 
 // Log is what the server has printed so far, for failure messages.
 func (s *MinIOServer) Log() string { return s.srv.Log() }
+
+// Restart kills the server with SIGKILL and starts it again on the same
+// address, data and credentials. It may be called from any goroutine.
+func (s *MinIOServer) Restart() error { return s.srv.Restart(context.Background()) }

@@ -1,0 +1,142 @@
+package trainer
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/rtrain/rtrain/cluster/clusterpb"
+)
+
+// StateLost is the state of a job whose head restarted while it ran: its
+// workers were stopped (their agents stop them when the head forgets their
+// node) and it did not end by itself. A lost job is shown as such, never
+// forgotten.
+const StateLost State = "LOST"
+
+// jobStore keeps the head's job table on disk, so a head that restarts
+// still knows every job it ran.
+type jobStore struct {
+	db *bolt.DB
+}
+
+var jobsBucket = []byte("jobs")
+
+// jobRecord is one job as stored.
+type jobRecord struct {
+	ID        string          `json:"id"`
+	Name      string          `json:"name"`
+	State     State           `json:"state"`
+	Message   string          `json:"message,omitempty"`
+	Workers   int             `json:"workers"`
+	Submitted time.Time       `json:"submitted"`
+	Ended     time.Time       `json:"ended,omitzero"`
+	Result    json.RawMessage `json:"result,omitempty"`
+	Error     json.RawMessage `json:"error,omitempty"`
+}
+
+func openJobStore(dir string) (*jobStore, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("trainer: head state: %w", err)
+	}
+	path := filepath.Join(dir, "jobs.db")
+	// A second head on the same state directory waits a moment, then
+	// fails, rather than sharing the file.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("trainer: open the head's job table %s: %w (is another head running with this state directory?)", path, err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(jobsBucket)
+		return err
+	}); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("trainer: head job table: %w", err)
+	}
+	return &jobStore{db: db}, nil
+}
+
+func (s *jobStore) put(r jobRecord) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(jobsBucket).Put([]byte(r.ID), b) })
+}
+
+// recover loads every stored job, marking those that had not ended as
+// lost, in submission order.
+func (s *jobStore) recover(now time.Time) ([]jobRecord, error) {
+	var out []jobRecord
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(jobsBucket)
+		return bk.ForEach(func(k, v []byte) error {
+			var r jobRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("job %s: %w", k, err)
+			}
+			if !r.State.Done() && r.State != StateLost {
+				r.Message = fmt.Sprintf("the head restarted while the job was %s; its workers were stopped; continue it with --resume --name %s", r.State, r.Name)
+				r.State, r.Ended = StateLost, now
+				b, err := json.Marshal(r)
+				if err != nil {
+					return err
+				}
+				if err := bk.Put(k, b); err != nil {
+					return err
+				}
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	sort.SliceStable(out, func(a, b int) bool { return out[a].Submitted.Before(out[b].Submitted) })
+	return out, err
+}
+
+func (s *jobStore) close() error { return s.db.Close() }
+
+// record is what the store keeps of hj.
+func (hj *headJob) record() jobRecord {
+	hj.mu.Lock()
+	defer hj.mu.Unlock()
+	r := jobRecord{ID: hj.id, Name: hj.name, State: hj.state, Message: hj.message, Workers: hj.workers, Submitted: hj.submitted, Ended: hj.ended}
+	if n := len(hj.events); n > 0 {
+		last := hj.events[n-1]
+		if last.ResultJson != nil {
+			r.Result = last.ResultJson
+			if last.Error != nil {
+				r.Error, _ = json.Marshal(last.Error)
+			}
+		}
+	}
+	return r
+}
+
+// restored turns a stored job into an ended headJob whose one event is its
+// end.
+func restored(r jobRecord) *headJob {
+	hj := &headJob{id: r.ID, name: r.Name, workers: r.Workers, submitted: r.Submitted, ended: r.Ended,
+		state: r.State, message: r.Message, done: make(chan struct{}), changed: make(chan struct{}), cancel: func() {}}
+	close(hj.done)
+	final, _ := json.Marshal(Event{Type: EventState, Time: r.Ended, State: r.State, Message: r.Message})
+	ev := &clusterpb.JobEvent{EventJson: final, ResultJson: r.Result}
+	if ev.ResultJson == nil {
+		ev.ResultJson, _ = json.Marshal(Result{Name: r.Name, JobID: r.ID, State: r.State})
+	}
+	if r.Error != nil {
+		var we clusterpb.JobError
+		if json.Unmarshal(r.Error, &we) == nil {
+			ev.Error = &we
+		}
+	} else if r.State == StateLost {
+		ev.Error = &clusterpb.JobError{Kind: "other", Message: r.Message}
+	}
+	hj.events = []*clusterpb.JobEvent{ev}
+	return hj
+}
