@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"google.golang.org/grpc"
 
 	"github.com/rtrain/rtrain/cluster/clusterpb"
@@ -89,7 +90,9 @@ func StartAgent(ctx context.Context, cfg AgentConfig, log *slog.Logger) (*Runnin
 	ra := &RunningAgent{Addr: node.AgentAddr, NodeID: id, done: make(chan error, 1)}
 	node.ID = id
 	go func() {
-		err := beat(ctx, head, node, beats, svc, log)
+		gpus := OpenGPUMonitor(nvml.New())
+		err := beat(ctx, head, node, beats, svc, gpus, log)
+		gpus.Close()
 		if ctx.Err() != nil {
 			// Stopped with notice: the head moves this node's workers
 			// elsewhere without counting a failure against their jobs.
@@ -148,7 +151,7 @@ func register(ctx context.Context, head clusterpb.HeadClient, node Node, log *sl
 // asks (it restarted, or declared this node dead). When no heartbeat has
 // got through for the head's timeout, the head has failed this node's
 // workers, so the agent stops them: a partitioned node must not train on.
-func beat(ctx context.Context, head clusterpb.HeadClient, node Node, b beats, svc *AgentService, log *slog.Logger) error {
+func beat(ctx context.Context, head clusterpb.HeadClient, node Node, b beats, svc *AgentService, gpus *GPUMonitor, log *slog.Logger) error {
 	t := time.NewTicker(b.interval)
 	defer t.Stop()
 	lastOK := time.Now()
@@ -160,7 +163,7 @@ func beat(ctx context.Context, head clusterpb.HeadClient, node Node, b beats, sv
 		case <-t.C:
 		}
 		cctx, cancel := context.WithTimeout(ctx, b.interval*3)
-		rep, err := head.Heartbeat(cctx, &clusterpb.HeartbeatRequest{NodeId: node.ID})
+		rep, err := head.Heartbeat(cctx, &clusterpb.HeartbeatRequest{NodeId: node.ID, Gpus: gpuStatsToProto(gpus.Sample())})
 		cancel()
 		switch {
 		case err != nil:
@@ -192,4 +195,12 @@ func beat(ctx context.Context, head clusterpb.HeadClient, node Node, b beats, sv
 			lastOK, failing, fenced = time.Now(), false, false
 		}
 	}
+}
+
+func gpuStatsToProto(stats []GPUStat) []*clusterpb.GPUStat {
+	out := make([]*clusterpb.GPUStat, len(stats))
+	for i, s := range stats {
+		out[i] = &clusterpb.GPUStat{Index: int32(s.Index), Utilization: s.Utilization, MemoryUsedBytes: s.MemoryUsed, MemoryTotalBytes: s.MemoryTotal}
+	}
+	return out
 }

@@ -60,6 +60,8 @@ type member struct {
 	why  string
 	// drained: taken out with notice; its workers were preempted.
 	drained bool
+	// gpus is the GPU use from the last heartbeat.
+	gpus atomic.Pointer[[]*clusterpb.GPUStat]
 }
 
 // HeadOptions tune a HeadService; zero values take the defaults.
@@ -196,6 +198,9 @@ func (h *HeadService) Heartbeat(_ context.Context, req *clusterpb.HeartbeatReque
 	gone := m == nil || m.gone
 	if !gone {
 		m.last.Store(time.Now().UnixNano())
+		if len(req.Gpus) > 0 {
+			m.gpus.Store(&req.Gpus)
+		}
 	}
 	// A drained node stays out until its agent starts again.
 	drained := m != nil && m.drained
@@ -291,6 +296,9 @@ func (h *HeadService) StatusReply() *clusterpb.StatusReply {
 		}
 		if m.drained {
 			ns.State = "drained"
+		}
+		if g := m.gpus.Load(); g != nil && !m.gone {
+			ns.GpuStats = *g
 		} else if f, ok := free[m.node.ID]; ok {
 			ns.Free = resourcesToProto(f.Free)
 			for _, g := range f.FreeGPUs {

@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,7 +40,10 @@ var (
 	descCkptBytes  = desc("checkpoint_bytes_total", "Bytes of the checkpoints committed to storage.")
 	descCkptUpload = desc("checkpoint_upload_seconds_total", "Time spent storing checkpoints, from the last rank's report to the manifest.")
 	descExits      = desc("worker_exits_total", "Worker processes that ended, by outcome: success, failed, oom, stopped (by rtrain), lost (node gone), preempted (node drained).", "outcome")
-	descRestarts   = desc("restarts_total", "Times a job's workers were restarted after a failure. Stays 0 until restarts arrive with the fault-tolerance issue (Config.MaxFailures).")
+	descRestarts   = desc("restarts_total", "Times a job's workers were restarted: after a failure (Config.MaxFailures), a preemption, or to scale an elastic job up.")
+	descGPUUtil    = desc("gpu_utilization_ratio", "How busy each GPU was over NVML's last sample period, 0 to 1, from its node's last heartbeat.", "node", "gpu")
+	descGPUMem     = desc("gpu_memory_used_bytes", "Memory in use on each GPU, from its node's last heartbeat.", "node", "gpu")
+	descGPUMemTot  = desc("gpu_memory_bytes", "Memory of each GPU, from its node's last heartbeat.", "node", "gpu")
 )
 
 // collector reads the cluster and the jobs' events at each scrape.
@@ -50,7 +54,7 @@ var _ prometheus.Collector = collector{}
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descNodes, descHeartbeat, descCPUs, descCPUsFree, descGPUs, descGPUsFree,
 		descMem, descMemFree, descJobs, descPending, descReports, descCkpts, descCkptBytes, descCkptUpload,
-		descExits, descRestarts} {
+		descExits, descRestarts, descGPUUtil, descGPUMem, descGPUMemTot} {
 		ch <- d
 	}
 }
@@ -74,6 +78,16 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		alive++
+		for _, g := range n.GetGpuStats() {
+			gpu := strconv.Itoa(int(g.GetIndex()))
+			if g.GetUtilization() >= 0 {
+				gauge(descGPUUtil, g.GetUtilization(), n.GetNode().GetId(), gpu)
+			}
+			if g.GetMemoryTotalBytes() > 0 {
+				gauge(descGPUMem, float64(g.GetMemoryUsedBytes()), n.GetNode().GetId(), gpu)
+				gauge(descGPUMemTot, float64(g.GetMemoryTotalBytes()), n.GetNode().GetId(), gpu)
+			}
+		}
 		total, free := n.GetNode().GetTotal(), n.GetFree()
 		cpus += total.GetCpu()
 		cpusFree += free.GetCpu()

@@ -382,8 +382,10 @@ func (x *RegisterReply) GetHeartbeatTimeoutMs() int64 {
 }
 
 type HeartbeatRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The node's GPUs as NVML sees them now; none without NVML.
+	Gpus          []*GPUStat `protobuf:"bytes,2,rep,name=gpus,proto3" json:"gpus,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -425,6 +427,82 @@ func (x *HeartbeatRequest) GetNodeId() string {
 	return ""
 }
 
+func (x *HeartbeatRequest) GetGpus() []*GPUStat {
+	if x != nil {
+		return x.Gpus
+	}
+	return nil
+}
+
+type GPUStat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Index int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// Busy fraction, 0 to 1; -1 unknown.
+	Utilization      float64 `protobuf:"fixed64,2,opt,name=utilization,proto3" json:"utilization,omitempty"`
+	MemoryUsedBytes  int64   `protobuf:"varint,3,opt,name=memory_used_bytes,json=memoryUsedBytes,proto3" json:"memory_used_bytes,omitempty"`
+	MemoryTotalBytes int64   `protobuf:"varint,4,opt,name=memory_total_bytes,json=memoryTotalBytes,proto3" json:"memory_total_bytes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *GPUStat) Reset() {
+	*x = GPUStat{}
+	mi := &file_cluster_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GPUStat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GPUStat) ProtoMessage() {}
+
+func (x *GPUStat) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GPUStat.ProtoReflect.Descriptor instead.
+func (*GPUStat) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GPUStat) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *GPUStat) GetUtilization() float64 {
+	if x != nil {
+		return x.Utilization
+	}
+	return 0
+}
+
+func (x *GPUStat) GetMemoryUsedBytes() int64 {
+	if x != nil {
+		return x.MemoryUsedBytes
+	}
+	return 0
+}
+
+func (x *GPUStat) GetMemoryTotalBytes() int64 {
+	if x != nil {
+		return x.MemoryTotalBytes
+	}
+	return 0
+}
+
 type HeartbeatReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The head does not know the node (it restarted, or declared the node
@@ -436,7 +514,7 @@ type HeartbeatReply struct {
 
 func (x *HeartbeatReply) Reset() {
 	*x = HeartbeatReply{}
-	mi := &file_cluster_proto_msgTypes[6]
+	mi := &file_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -448,7 +526,7 @@ func (x *HeartbeatReply) String() string {
 func (*HeartbeatReply) ProtoMessage() {}
 
 func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[6]
+	mi := &file_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -461,7 +539,7 @@ func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatReply.ProtoReflect.Descriptor instead.
 func (*HeartbeatReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{6}
+	return file_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HeartbeatReply) GetReregister() bool {
@@ -481,7 +559,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_cluster_proto_msgTypes[7]
+	mi := &file_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -493,7 +571,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[7]
+	mi := &file_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -506,7 +584,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{7}
+	return file_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DrainRequest) GetNodeId() string {
@@ -531,7 +609,7 @@ type DrainReply struct {
 
 func (x *DrainReply) Reset() {
 	*x = DrainReply{}
-	mi := &file_cluster_proto_msgTypes[8]
+	mi := &file_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +621,7 @@ func (x *DrainReply) String() string {
 func (*DrainReply) ProtoMessage() {}
 
 func (x *DrainReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[8]
+	mi := &file_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +634,7 @@ func (x *DrainReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainReply.ProtoReflect.Descriptor instead.
 func (*DrainReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{8}
+	return file_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 type StatusRequest struct {
@@ -567,7 +645,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_cluster_proto_msgTypes[9]
+	mi := &file_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +657,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[9]
+	mi := &file_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +670,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{9}
+	return file_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 type NodeStatus struct {
@@ -603,13 +681,15 @@ type NodeStatus struct {
 	// "alive" or "dead".
 	State          string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
 	HeartbeatAgeMs int64  `protobuf:"varint,5,opt,name=heartbeat_age_ms,json=heartbeatAgeMs,proto3" json:"heartbeat_age_ms,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The GPUs' use from the node's last heartbeat.
+	GpuStats      []*GPUStat `protobuf:"bytes,6,rep,name=gpu_stats,json=gpuStats,proto3" json:"gpu_stats,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_cluster_proto_msgTypes[10]
+	mi := &file_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -621,7 +701,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[10]
+	mi := &file_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -634,7 +714,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{10}
+	return file_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *NodeStatus) GetNode() *Node {
@@ -672,6 +752,13 @@ func (x *NodeStatus) GetHeartbeatAgeMs() int64 {
 	return 0
 }
 
+func (x *NodeStatus) GetGpuStats() []*GPUStat {
+	if x != nil {
+		return x.GpuStats
+	}
+	return nil
+}
+
 type JobSummary struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -688,7 +775,7 @@ type JobSummary struct {
 
 func (x *JobSummary) Reset() {
 	*x = JobSummary{}
-	mi := &file_cluster_proto_msgTypes[11]
+	mi := &file_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -700,7 +787,7 @@ func (x *JobSummary) String() string {
 func (*JobSummary) ProtoMessage() {}
 
 func (x *JobSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[11]
+	mi := &file_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -713,7 +800,7 @@ func (x *JobSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSummary.ProtoReflect.Descriptor instead.
 func (*JobSummary) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{11}
+	return file_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *JobSummary) GetId() string {
@@ -777,7 +864,7 @@ type StatusReply struct {
 
 func (x *StatusReply) Reset() {
 	*x = StatusReply{}
-	mi := &file_cluster_proto_msgTypes[12]
+	mi := &file_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +876,7 @@ func (x *StatusReply) String() string {
 func (*StatusReply) ProtoMessage() {}
 
 func (x *StatusReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[12]
+	mi := &file_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +889,7 @@ func (x *StatusReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusReply.ProtoReflect.Descriptor instead.
 func (*StatusReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{12}
+	return file_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StatusReply) GetVersion() string {
@@ -848,7 +935,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_cluster_proto_msgTypes[13]
+	mi := &file_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -860,7 +947,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[13]
+	mi := &file_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -873,7 +960,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{13}
+	return file_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SubmitJobRequest) GetConfigJson() []byte {
@@ -914,7 +1001,7 @@ type SubmitJobReply struct {
 
 func (x *SubmitJobReply) Reset() {
 	*x = SubmitJobReply{}
-	mi := &file_cluster_proto_msgTypes[14]
+	mi := &file_cluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +1013,7 @@ func (x *SubmitJobReply) String() string {
 func (*SubmitJobReply) ProtoMessage() {}
 
 func (x *SubmitJobReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[14]
+	mi := &file_cluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1026,7 @@ func (x *SubmitJobReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobReply.ProtoReflect.Descriptor instead.
 func (*SubmitJobReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{14}
+	return file_cluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SubmitJobReply) GetJobId() string {
@@ -968,7 +1055,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_cluster_proto_msgTypes[15]
+	mi := &file_cluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1067,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[15]
+	mi := &file_cluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1080,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{15}
+	return file_cluster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WatchJobRequest) GetJob() string {
@@ -1031,7 +1118,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_cluster_proto_msgTypes[16]
+	mi := &file_cluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1130,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[16]
+	mi := &file_cluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1143,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{16}
+	return file_cluster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *JobEvent) GetIndex() int64 {
@@ -1100,7 +1187,7 @@ type JobError struct {
 
 func (x *JobError) Reset() {
 	*x = JobError{}
-	mi := &file_cluster_proto_msgTypes[17]
+	mi := &file_cluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1199,7 @@ func (x *JobError) String() string {
 func (*JobError) ProtoMessage() {}
 
 func (x *JobError) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[17]
+	mi := &file_cluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1212,7 @@ func (x *JobError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobError.ProtoReflect.Descriptor instead.
 func (*JobError) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{17}
+	return file_cluster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JobError) GetKind() string {
@@ -1158,7 +1245,7 @@ type StopJobRequest struct {
 
 func (x *StopJobRequest) Reset() {
 	*x = StopJobRequest{}
-	mi := &file_cluster_proto_msgTypes[18]
+	mi := &file_cluster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1257,7 @@ func (x *StopJobRequest) String() string {
 func (*StopJobRequest) ProtoMessage() {}
 
 func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[18]
+	mi := &file_cluster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1270,7 @@ func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobRequest.ProtoReflect.Descriptor instead.
 func (*StopJobRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{18}
+	return file_cluster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StopJobRequest) GetJob() string {
@@ -1202,7 +1289,7 @@ type StopJobReply struct {
 
 func (x *StopJobReply) Reset() {
 	*x = StopJobReply{}
-	mi := &file_cluster_proto_msgTypes[19]
+	mi := &file_cluster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1301,7 @@ func (x *StopJobReply) String() string {
 func (*StopJobReply) ProtoMessage() {}
 
 func (x *StopJobReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[19]
+	mi := &file_cluster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1314,7 @@ func (x *StopJobReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobReply.ProtoReflect.Descriptor instead.
 func (*StopJobReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{19}
+	return file_cluster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StopJobReply) GetState() string {
@@ -1245,7 +1332,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_cluster_proto_msgTypes[20]
+	mi := &file_cluster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1257,7 +1344,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[20]
+	mi := &file_cluster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1270,7 +1357,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{20}
+	return file_cluster_proto_rawDescGZIP(), []int{21}
 }
 
 type ListJobsReply struct {
@@ -1282,7 +1369,7 @@ type ListJobsReply struct {
 
 func (x *ListJobsReply) Reset() {
 	*x = ListJobsReply{}
-	mi := &file_cluster_proto_msgTypes[21]
+	mi := &file_cluster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1381,7 @@ func (x *ListJobsReply) String() string {
 func (*ListJobsReply) ProtoMessage() {}
 
 func (x *ListJobsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[21]
+	mi := &file_cluster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1394,7 @@ func (x *ListJobsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsReply.ProtoReflect.Descriptor instead.
 func (*ListJobsReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{21}
+	return file_cluster_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListJobsReply) GetJobs() []*JobSummary {
@@ -1331,7 +1418,7 @@ type StartGroupRequest struct {
 
 func (x *StartGroupRequest) Reset() {
 	*x = StartGroupRequest{}
-	mi := &file_cluster_proto_msgTypes[22]
+	mi := &file_cluster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1430,7 @@ func (x *StartGroupRequest) String() string {
 func (*StartGroupRequest) ProtoMessage() {}
 
 func (x *StartGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[22]
+	mi := &file_cluster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1443,7 @@ func (x *StartGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartGroupRequest.ProtoReflect.Descriptor instead.
 func (*StartGroupRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{22}
+	return file_cluster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StartGroupRequest) GetSpecJson() []byte {
@@ -1397,7 +1484,7 @@ type GroupEvent struct {
 
 func (x *GroupEvent) Reset() {
 	*x = GroupEvent{}
-	mi := &file_cluster_proto_msgTypes[23]
+	mi := &file_cluster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1496,7 @@ func (x *GroupEvent) String() string {
 func (*GroupEvent) ProtoMessage() {}
 
 func (x *GroupEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[23]
+	mi := &file_cluster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1509,7 @@ func (x *GroupEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupEvent.ProtoReflect.Descriptor instead.
 func (*GroupEvent) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{23}
+	return file_cluster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GroupEvent) GetEventJson() []byte {
@@ -1441,7 +1528,7 @@ type StopGroupRequest struct {
 
 func (x *StopGroupRequest) Reset() {
 	*x = StopGroupRequest{}
-	mi := &file_cluster_proto_msgTypes[24]
+	mi := &file_cluster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1540,7 @@ func (x *StopGroupRequest) String() string {
 func (*StopGroupRequest) ProtoMessage() {}
 
 func (x *StopGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[24]
+	mi := &file_cluster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1553,7 @@ func (x *StopGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopGroupRequest.ProtoReflect.Descriptor instead.
 func (*StopGroupRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{24}
+	return file_cluster_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StopGroupRequest) GetJobId() string {
@@ -1484,7 +1571,7 @@ type StopGroupReply struct {
 
 func (x *StopGroupReply) Reset() {
 	*x = StopGroupReply{}
-	mi := &file_cluster_proto_msgTypes[25]
+	mi := &file_cluster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1583,7 @@ func (x *StopGroupReply) String() string {
 func (*StopGroupReply) ProtoMessage() {}
 
 func (x *StopGroupReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[25]
+	mi := &file_cluster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1596,7 @@ func (x *StopGroupReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopGroupReply.ProtoReflect.Descriptor instead.
 func (*StopGroupReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{25}
+	return file_cluster_proto_rawDescGZIP(), []int{26}
 }
 
 type RendezvousRequest struct {
@@ -1524,7 +1611,7 @@ type RendezvousRequest struct {
 
 func (x *RendezvousRequest) Reset() {
 	*x = RendezvousRequest{}
-	mi := &file_cluster_proto_msgTypes[26]
+	mi := &file_cluster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1536,7 +1623,7 @@ func (x *RendezvousRequest) String() string {
 func (*RendezvousRequest) ProtoMessage() {}
 
 func (x *RendezvousRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[26]
+	mi := &file_cluster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1549,7 +1636,7 @@ func (x *RendezvousRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RendezvousRequest.ProtoReflect.Descriptor instead.
 func (*RendezvousRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{26}
+	return file_cluster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RendezvousRequest) GetJobId() string {
@@ -1584,7 +1671,7 @@ type RendezvousReply struct {
 
 func (x *RendezvousReply) Reset() {
 	*x = RendezvousReply{}
-	mi := &file_cluster_proto_msgTypes[27]
+	mi := &file_cluster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1683,7 @@ func (x *RendezvousReply) String() string {
 func (*RendezvousReply) ProtoMessage() {}
 
 func (x *RendezvousReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[27]
+	mi := &file_cluster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1696,7 @@ func (x *RendezvousReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RendezvousReply.ProtoReflect.Descriptor instead.
 func (*RendezvousReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{27}
+	return file_cluster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RendezvousReply) GetPort() int32 {
@@ -1639,7 +1726,7 @@ type FetchStagedRequest struct {
 
 func (x *FetchStagedRequest) Reset() {
 	*x = FetchStagedRequest{}
-	mi := &file_cluster_proto_msgTypes[28]
+	mi := &file_cluster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1651,7 +1738,7 @@ func (x *FetchStagedRequest) String() string {
 func (*FetchStagedRequest) ProtoMessage() {}
 
 func (x *FetchStagedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[28]
+	mi := &file_cluster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1664,7 +1751,7 @@ func (x *FetchStagedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchStagedRequest.ProtoReflect.Descriptor instead.
 func (*FetchStagedRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{28}
+	return file_cluster_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FetchStagedRequest) GetJobId() string {
@@ -1712,7 +1799,7 @@ type FileChunk struct {
 
 func (x *FileChunk) Reset() {
 	*x = FileChunk{}
-	mi := &file_cluster_proto_msgTypes[29]
+	mi := &file_cluster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1724,7 +1811,7 @@ func (x *FileChunk) String() string {
 func (*FileChunk) ProtoMessage() {}
 
 func (x *FileChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[29]
+	mi := &file_cluster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1737,7 +1824,7 @@ func (x *FileChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileChunk.ProtoReflect.Descriptor instead.
 func (*FileChunk) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{29}
+	return file_cluster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *FileChunk) GetPath() string {
@@ -1790,7 +1877,7 @@ type ReleaseStagedReply struct {
 
 func (x *ReleaseStagedReply) Reset() {
 	*x = ReleaseStagedReply{}
-	mi := &file_cluster_proto_msgTypes[30]
+	mi := &file_cluster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1802,7 +1889,7 @@ func (x *ReleaseStagedReply) String() string {
 func (*ReleaseStagedReply) ProtoMessage() {}
 
 func (x *ReleaseStagedReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[30]
+	mi := &file_cluster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1815,7 +1902,7 @@ func (x *ReleaseStagedReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseStagedReply.ProtoReflect.Descriptor instead.
 func (*ReleaseStagedReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{30}
+	return file_cluster_proto_rawDescGZIP(), []int{31}
 }
 
 type PutRestoreReply struct {
@@ -1826,7 +1913,7 @@ type PutRestoreReply struct {
 
 func (x *PutRestoreReply) Reset() {
 	*x = PutRestoreReply{}
-	mi := &file_cluster_proto_msgTypes[31]
+	mi := &file_cluster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1838,7 +1925,7 @@ func (x *PutRestoreReply) String() string {
 func (*PutRestoreReply) ProtoMessage() {}
 
 func (x *PutRestoreReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[31]
+	mi := &file_cluster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1851,7 +1938,7 @@ func (x *PutRestoreReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRestoreReply.ProtoReflect.Descriptor instead.
 func (*PutRestoreReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{31}
+	return file_cluster_proto_rawDescGZIP(), []int{32}
 }
 
 var File_cluster_proto protoreflect.FileDescriptor
@@ -1884,9 +1971,15 @@ const file_cluster_proto_rawDesc = "" +
 	"\rRegisterReply\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x120\n" +
-	"\x14heartbeat_timeout_ms\x18\x03 \x01(\x03R\x12heartbeatTimeoutMs\"+\n" +
+	"\x14heartbeat_timeout_ms\x18\x03 \x01(\x03R\x12heartbeatTimeoutMs\"[\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"0\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12.\n" +
+	"\x04gpus\x18\x02 \x03(\v2\x1a.rtrain.cluster.v1.GPUStatR\x04gpus\"\x9b\x01\n" +
+	"\aGPUStat\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12 \n" +
+	"\vutilization\x18\x02 \x01(\x01R\vutilization\x12*\n" +
+	"\x11memory_used_bytes\x18\x03 \x01(\x03R\x0fmemoryUsedBytes\x12,\n" +
+	"\x12memory_total_bytes\x18\x04 \x01(\x03R\x10memoryTotalBytes\"0\n" +
 	"\x0eHeartbeatReply\x12\x1e\n" +
 	"\n" +
 	"reregister\x18\x01 \x01(\bR\n" +
@@ -1896,14 +1989,15 @@ const file_cluster_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\f\n" +
 	"\n" +
 	"DrainReply\"\x0f\n" +
-	"\rStatusRequest\"\xc8\x01\n" +
+	"\rStatusRequest\"\x81\x02\n" +
 	"\n" +
 	"NodeStatus\x12+\n" +
 	"\x04node\x18\x01 \x01(\v2\x17.rtrain.cluster.v1.NodeR\x04node\x120\n" +
 	"\x04free\x18\x02 \x01(\v2\x1c.rtrain.cluster.v1.ResourcesR\x04free\x12\x1b\n" +
 	"\tfree_gpus\x18\x03 \x03(\x05R\bfreeGpus\x12\x14\n" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12(\n" +
-	"\x10heartbeat_age_ms\x18\x05 \x01(\x03R\x0eheartbeatAgeMs\"\xca\x01\n" +
+	"\x10heartbeat_age_ms\x18\x05 \x01(\x03R\x0eheartbeatAgeMs\x127\n" +
+	"\tgpu_stats\x18\x06 \x03(\v2\x1a.rtrain.cluster.v1.GPUStatR\bgpuStats\"\xca\x01\n" +
 	"\n" +
 	"JobSummary\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -2018,7 +2112,7 @@ func file_cluster_proto_rawDescGZIP() []byte {
 	return file_cluster_proto_rawDescData
 }
 
-var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_cluster_proto_goTypes = []any{
 	(*Resources)(nil),          // 0: rtrain.cluster.v1.Resources
 	(*GPU)(nil),                // 1: rtrain.cluster.v1.GPU
@@ -2026,78 +2120,81 @@ var file_cluster_proto_goTypes = []any{
 	(*RegisterRequest)(nil),    // 3: rtrain.cluster.v1.RegisterRequest
 	(*RegisterReply)(nil),      // 4: rtrain.cluster.v1.RegisterReply
 	(*HeartbeatRequest)(nil),   // 5: rtrain.cluster.v1.HeartbeatRequest
-	(*HeartbeatReply)(nil),     // 6: rtrain.cluster.v1.HeartbeatReply
-	(*DrainRequest)(nil),       // 7: rtrain.cluster.v1.DrainRequest
-	(*DrainReply)(nil),         // 8: rtrain.cluster.v1.DrainReply
-	(*StatusRequest)(nil),      // 9: rtrain.cluster.v1.StatusRequest
-	(*NodeStatus)(nil),         // 10: rtrain.cluster.v1.NodeStatus
-	(*JobSummary)(nil),         // 11: rtrain.cluster.v1.JobSummary
-	(*StatusReply)(nil),        // 12: rtrain.cluster.v1.StatusReply
-	(*SubmitJobRequest)(nil),   // 13: rtrain.cluster.v1.SubmitJobRequest
-	(*SubmitJobReply)(nil),     // 14: rtrain.cluster.v1.SubmitJobReply
-	(*WatchJobRequest)(nil),    // 15: rtrain.cluster.v1.WatchJobRequest
-	(*JobEvent)(nil),           // 16: rtrain.cluster.v1.JobEvent
-	(*JobError)(nil),           // 17: rtrain.cluster.v1.JobError
-	(*StopJobRequest)(nil),     // 18: rtrain.cluster.v1.StopJobRequest
-	(*StopJobReply)(nil),       // 19: rtrain.cluster.v1.StopJobReply
-	(*ListJobsRequest)(nil),    // 20: rtrain.cluster.v1.ListJobsRequest
-	(*ListJobsReply)(nil),      // 21: rtrain.cluster.v1.ListJobsReply
-	(*StartGroupRequest)(nil),  // 22: rtrain.cluster.v1.StartGroupRequest
-	(*GroupEvent)(nil),         // 23: rtrain.cluster.v1.GroupEvent
-	(*StopGroupRequest)(nil),   // 24: rtrain.cluster.v1.StopGroupRequest
-	(*StopGroupReply)(nil),     // 25: rtrain.cluster.v1.StopGroupReply
-	(*RendezvousRequest)(nil),  // 26: rtrain.cluster.v1.RendezvousRequest
-	(*RendezvousReply)(nil),    // 27: rtrain.cluster.v1.RendezvousReply
-	(*FetchStagedRequest)(nil), // 28: rtrain.cluster.v1.FetchStagedRequest
-	(*FileChunk)(nil),          // 29: rtrain.cluster.v1.FileChunk
-	(*ReleaseStagedReply)(nil), // 30: rtrain.cluster.v1.ReleaseStagedReply
-	(*PutRestoreReply)(nil),    // 31: rtrain.cluster.v1.PutRestoreReply
+	(*GPUStat)(nil),            // 6: rtrain.cluster.v1.GPUStat
+	(*HeartbeatReply)(nil),     // 7: rtrain.cluster.v1.HeartbeatReply
+	(*DrainRequest)(nil),       // 8: rtrain.cluster.v1.DrainRequest
+	(*DrainReply)(nil),         // 9: rtrain.cluster.v1.DrainReply
+	(*StatusRequest)(nil),      // 10: rtrain.cluster.v1.StatusRequest
+	(*NodeStatus)(nil),         // 11: rtrain.cluster.v1.NodeStatus
+	(*JobSummary)(nil),         // 12: rtrain.cluster.v1.JobSummary
+	(*StatusReply)(nil),        // 13: rtrain.cluster.v1.StatusReply
+	(*SubmitJobRequest)(nil),   // 14: rtrain.cluster.v1.SubmitJobRequest
+	(*SubmitJobReply)(nil),     // 15: rtrain.cluster.v1.SubmitJobReply
+	(*WatchJobRequest)(nil),    // 16: rtrain.cluster.v1.WatchJobRequest
+	(*JobEvent)(nil),           // 17: rtrain.cluster.v1.JobEvent
+	(*JobError)(nil),           // 18: rtrain.cluster.v1.JobError
+	(*StopJobRequest)(nil),     // 19: rtrain.cluster.v1.StopJobRequest
+	(*StopJobReply)(nil),       // 20: rtrain.cluster.v1.StopJobReply
+	(*ListJobsRequest)(nil),    // 21: rtrain.cluster.v1.ListJobsRequest
+	(*ListJobsReply)(nil),      // 22: rtrain.cluster.v1.ListJobsReply
+	(*StartGroupRequest)(nil),  // 23: rtrain.cluster.v1.StartGroupRequest
+	(*GroupEvent)(nil),         // 24: rtrain.cluster.v1.GroupEvent
+	(*StopGroupRequest)(nil),   // 25: rtrain.cluster.v1.StopGroupRequest
+	(*StopGroupReply)(nil),     // 26: rtrain.cluster.v1.StopGroupReply
+	(*RendezvousRequest)(nil),  // 27: rtrain.cluster.v1.RendezvousRequest
+	(*RendezvousReply)(nil),    // 28: rtrain.cluster.v1.RendezvousReply
+	(*FetchStagedRequest)(nil), // 29: rtrain.cluster.v1.FetchStagedRequest
+	(*FileChunk)(nil),          // 30: rtrain.cluster.v1.FileChunk
+	(*ReleaseStagedReply)(nil), // 31: rtrain.cluster.v1.ReleaseStagedReply
+	(*PutRestoreReply)(nil),    // 32: rtrain.cluster.v1.PutRestoreReply
 }
 var file_cluster_proto_depIdxs = []int32{
 	0,  // 0: rtrain.cluster.v1.Node.total:type_name -> rtrain.cluster.v1.Resources
 	1,  // 1: rtrain.cluster.v1.Node.gpus:type_name -> rtrain.cluster.v1.GPU
 	2,  // 2: rtrain.cluster.v1.RegisterRequest.node:type_name -> rtrain.cluster.v1.Node
-	2,  // 3: rtrain.cluster.v1.NodeStatus.node:type_name -> rtrain.cluster.v1.Node
-	0,  // 4: rtrain.cluster.v1.NodeStatus.free:type_name -> rtrain.cluster.v1.Resources
-	10, // 5: rtrain.cluster.v1.StatusReply.nodes:type_name -> rtrain.cluster.v1.NodeStatus
-	11, // 6: rtrain.cluster.v1.StatusReply.jobs:type_name -> rtrain.cluster.v1.JobSummary
-	17, // 7: rtrain.cluster.v1.JobEvent.error:type_name -> rtrain.cluster.v1.JobError
-	11, // 8: rtrain.cluster.v1.ListJobsReply.jobs:type_name -> rtrain.cluster.v1.JobSummary
-	3,  // 9: rtrain.cluster.v1.Head.Register:input_type -> rtrain.cluster.v1.RegisterRequest
-	5,  // 10: rtrain.cluster.v1.Head.Heartbeat:input_type -> rtrain.cluster.v1.HeartbeatRequest
-	7,  // 11: rtrain.cluster.v1.Head.Drain:input_type -> rtrain.cluster.v1.DrainRequest
-	9,  // 12: rtrain.cluster.v1.Head.Status:input_type -> rtrain.cluster.v1.StatusRequest
-	13, // 13: rtrain.cluster.v1.Head.SubmitJob:input_type -> rtrain.cluster.v1.SubmitJobRequest
-	15, // 14: rtrain.cluster.v1.Head.WatchJob:input_type -> rtrain.cluster.v1.WatchJobRequest
-	18, // 15: rtrain.cluster.v1.Head.StopJob:input_type -> rtrain.cluster.v1.StopJobRequest
-	20, // 16: rtrain.cluster.v1.Head.ListJobs:input_type -> rtrain.cluster.v1.ListJobsRequest
-	22, // 17: rtrain.cluster.v1.Agent.StartGroup:input_type -> rtrain.cluster.v1.StartGroupRequest
-	24, // 18: rtrain.cluster.v1.Agent.StopGroup:input_type -> rtrain.cluster.v1.StopGroupRequest
-	24, // 19: rtrain.cluster.v1.Agent.DumpStacks:input_type -> rtrain.cluster.v1.StopGroupRequest
-	26, // 20: rtrain.cluster.v1.Agent.Rendezvous:input_type -> rtrain.cluster.v1.RendezvousRequest
-	28, // 21: rtrain.cluster.v1.Agent.FetchStaged:input_type -> rtrain.cluster.v1.FetchStagedRequest
-	28, // 22: rtrain.cluster.v1.Agent.ReleaseStaged:input_type -> rtrain.cluster.v1.FetchStagedRequest
-	29, // 23: rtrain.cluster.v1.Agent.PutRestore:input_type -> rtrain.cluster.v1.FileChunk
-	4,  // 24: rtrain.cluster.v1.Head.Register:output_type -> rtrain.cluster.v1.RegisterReply
-	6,  // 25: rtrain.cluster.v1.Head.Heartbeat:output_type -> rtrain.cluster.v1.HeartbeatReply
-	8,  // 26: rtrain.cluster.v1.Head.Drain:output_type -> rtrain.cluster.v1.DrainReply
-	12, // 27: rtrain.cluster.v1.Head.Status:output_type -> rtrain.cluster.v1.StatusReply
-	14, // 28: rtrain.cluster.v1.Head.SubmitJob:output_type -> rtrain.cluster.v1.SubmitJobReply
-	16, // 29: rtrain.cluster.v1.Head.WatchJob:output_type -> rtrain.cluster.v1.JobEvent
-	19, // 30: rtrain.cluster.v1.Head.StopJob:output_type -> rtrain.cluster.v1.StopJobReply
-	21, // 31: rtrain.cluster.v1.Head.ListJobs:output_type -> rtrain.cluster.v1.ListJobsReply
-	23, // 32: rtrain.cluster.v1.Agent.StartGroup:output_type -> rtrain.cluster.v1.GroupEvent
-	25, // 33: rtrain.cluster.v1.Agent.StopGroup:output_type -> rtrain.cluster.v1.StopGroupReply
-	25, // 34: rtrain.cluster.v1.Agent.DumpStacks:output_type -> rtrain.cluster.v1.StopGroupReply
-	27, // 35: rtrain.cluster.v1.Agent.Rendezvous:output_type -> rtrain.cluster.v1.RendezvousReply
-	29, // 36: rtrain.cluster.v1.Agent.FetchStaged:output_type -> rtrain.cluster.v1.FileChunk
-	30, // 37: rtrain.cluster.v1.Agent.ReleaseStaged:output_type -> rtrain.cluster.v1.ReleaseStagedReply
-	31, // 38: rtrain.cluster.v1.Agent.PutRestore:output_type -> rtrain.cluster.v1.PutRestoreReply
-	24, // [24:39] is the sub-list for method output_type
-	9,  // [9:24] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	6,  // 3: rtrain.cluster.v1.HeartbeatRequest.gpus:type_name -> rtrain.cluster.v1.GPUStat
+	2,  // 4: rtrain.cluster.v1.NodeStatus.node:type_name -> rtrain.cluster.v1.Node
+	0,  // 5: rtrain.cluster.v1.NodeStatus.free:type_name -> rtrain.cluster.v1.Resources
+	6,  // 6: rtrain.cluster.v1.NodeStatus.gpu_stats:type_name -> rtrain.cluster.v1.GPUStat
+	11, // 7: rtrain.cluster.v1.StatusReply.nodes:type_name -> rtrain.cluster.v1.NodeStatus
+	12, // 8: rtrain.cluster.v1.StatusReply.jobs:type_name -> rtrain.cluster.v1.JobSummary
+	18, // 9: rtrain.cluster.v1.JobEvent.error:type_name -> rtrain.cluster.v1.JobError
+	12, // 10: rtrain.cluster.v1.ListJobsReply.jobs:type_name -> rtrain.cluster.v1.JobSummary
+	3,  // 11: rtrain.cluster.v1.Head.Register:input_type -> rtrain.cluster.v1.RegisterRequest
+	5,  // 12: rtrain.cluster.v1.Head.Heartbeat:input_type -> rtrain.cluster.v1.HeartbeatRequest
+	8,  // 13: rtrain.cluster.v1.Head.Drain:input_type -> rtrain.cluster.v1.DrainRequest
+	10, // 14: rtrain.cluster.v1.Head.Status:input_type -> rtrain.cluster.v1.StatusRequest
+	14, // 15: rtrain.cluster.v1.Head.SubmitJob:input_type -> rtrain.cluster.v1.SubmitJobRequest
+	16, // 16: rtrain.cluster.v1.Head.WatchJob:input_type -> rtrain.cluster.v1.WatchJobRequest
+	19, // 17: rtrain.cluster.v1.Head.StopJob:input_type -> rtrain.cluster.v1.StopJobRequest
+	21, // 18: rtrain.cluster.v1.Head.ListJobs:input_type -> rtrain.cluster.v1.ListJobsRequest
+	23, // 19: rtrain.cluster.v1.Agent.StartGroup:input_type -> rtrain.cluster.v1.StartGroupRequest
+	25, // 20: rtrain.cluster.v1.Agent.StopGroup:input_type -> rtrain.cluster.v1.StopGroupRequest
+	25, // 21: rtrain.cluster.v1.Agent.DumpStacks:input_type -> rtrain.cluster.v1.StopGroupRequest
+	27, // 22: rtrain.cluster.v1.Agent.Rendezvous:input_type -> rtrain.cluster.v1.RendezvousRequest
+	29, // 23: rtrain.cluster.v1.Agent.FetchStaged:input_type -> rtrain.cluster.v1.FetchStagedRequest
+	29, // 24: rtrain.cluster.v1.Agent.ReleaseStaged:input_type -> rtrain.cluster.v1.FetchStagedRequest
+	30, // 25: rtrain.cluster.v1.Agent.PutRestore:input_type -> rtrain.cluster.v1.FileChunk
+	4,  // 26: rtrain.cluster.v1.Head.Register:output_type -> rtrain.cluster.v1.RegisterReply
+	7,  // 27: rtrain.cluster.v1.Head.Heartbeat:output_type -> rtrain.cluster.v1.HeartbeatReply
+	9,  // 28: rtrain.cluster.v1.Head.Drain:output_type -> rtrain.cluster.v1.DrainReply
+	13, // 29: rtrain.cluster.v1.Head.Status:output_type -> rtrain.cluster.v1.StatusReply
+	15, // 30: rtrain.cluster.v1.Head.SubmitJob:output_type -> rtrain.cluster.v1.SubmitJobReply
+	17, // 31: rtrain.cluster.v1.Head.WatchJob:output_type -> rtrain.cluster.v1.JobEvent
+	20, // 32: rtrain.cluster.v1.Head.StopJob:output_type -> rtrain.cluster.v1.StopJobReply
+	22, // 33: rtrain.cluster.v1.Head.ListJobs:output_type -> rtrain.cluster.v1.ListJobsReply
+	24, // 34: rtrain.cluster.v1.Agent.StartGroup:output_type -> rtrain.cluster.v1.GroupEvent
+	26, // 35: rtrain.cluster.v1.Agent.StopGroup:output_type -> rtrain.cluster.v1.StopGroupReply
+	26, // 36: rtrain.cluster.v1.Agent.DumpStacks:output_type -> rtrain.cluster.v1.StopGroupReply
+	28, // 37: rtrain.cluster.v1.Agent.Rendezvous:output_type -> rtrain.cluster.v1.RendezvousReply
+	30, // 38: rtrain.cluster.v1.Agent.FetchStaged:output_type -> rtrain.cluster.v1.FileChunk
+	31, // 39: rtrain.cluster.v1.Agent.ReleaseStaged:output_type -> rtrain.cluster.v1.ReleaseStagedReply
+	32, // 40: rtrain.cluster.v1.Agent.PutRestore:output_type -> rtrain.cluster.v1.PutRestoreReply
+	26, // [26:41] is the sub-list for method output_type
+	11, // [11:26] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_cluster_proto_init() }
@@ -2111,7 +2208,7 @@ func file_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_proto_rawDesc), len(file_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
