@@ -371,3 +371,67 @@ func holders(t *testing.T) []string {
 	out, _ := exec.Command("pgrep", "-f", "testdata/hold.py").Output()
 	return strings.Fields(string(out))
 }
+
+// An elastic job that went on with fewer workers after a node was cut off
+// scales back up, at its next checkpoint, once the node is back.
+func TestClusterElasticJobScalesBackUp(t *testing.T) {
+	c := newTestCluster(t, 2)
+	hosts := c.net.Hosts()
+	dir := t.TempDir()
+	script, err := os.ReadFile(repo(t, "examples", "train_rtrain.py"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "train.py"), script, 0o644))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	fit := c.head.Enter(ctx, os.Args[0], "fit", "--workers", "2:4", "--cpus-per-worker", "1", "--placement", "SPREAD",
+		"--max-failures", "1", "train.py", "--epochs", "120")
+	fit.Env = c.env(t.TempDir())
+	fit.Dir = dir
+	pr, pw := io.Pipe()
+	fit.Stdout, fit.Stderr = pw, pw
+	require.NoError(t, fit.Start())
+	lines := make(chan string, 1024)
+	var errs bytes.Buffer
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	waitLine := func(want string) {
+		t.Helper()
+		for {
+			select {
+			case l, ok := <-lines:
+				require.True(t, ok, "rtrain ended before %q:\n%s", want, errs.String())
+				errs.WriteString(l + "\n")
+				if strings.Contains(l, want) {
+					return
+				}
+			case <-ctx.Done():
+				t.Fatalf("no %q:\n%s", want, errs.String())
+			}
+		}
+	}
+	waitLine("starting 4 workers on 2 nodes")
+	waitLine("[checkpoint]")
+	require.NoError(t, hosts[2].LinkDown())
+	waitLine("starting 2 workers on 1 node")
+	require.NoError(t, hosts[2].LinkUp())
+	waitLine("room for more than 2 workers")
+	waitLine("starting 4 workers on 2 nodes")
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for l := range lines {
+			errs.WriteString(l + "\n")
+		}
+	}()
+	err = fit.Wait()
+	_ = pw.Close()
+	<-drained
+	require.NoError(t, err, "output:\n%s", errs.String())
+	assert.Contains(t, errs.String(), "[report] epoch=119 ")
+}
