@@ -7,7 +7,7 @@ set -euo pipefail
 need_apt=()
 
 if ! command -v go >/dev/null 2>&1; then
-	echo "install-deps: Go is missing; install Go 1.25 or newer (https://go.dev/doc/install) and re-run" >&2
+	echo "install-deps: Go is missing; install Go 1.26 or newer (https://go.dev/doc/install) and re-run" >&2
 	exit 1
 fi
 
@@ -22,6 +22,9 @@ has_torch() {
 	return 1
 }
 has_torch || need_apt+=(python3-torch)
+
+# go-nvml (GPU discovery) and the race detector need cgo.
+command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 
 # The tests look at the process table and cgroups with these.
 command -v ps >/dev/null 2>&1 || need_apt+=(procps)
