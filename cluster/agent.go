@@ -300,15 +300,8 @@ func (g *Group) Report(ctx context.Context, r pyshim.Report) error {
 		if g.spec.Stager == nil {
 			return errNoStorage
 		}
-		ctx, cancel := context.WithCancel(ctx)
+		ctx, cancel := untilClosed(ctx, g.stopCh)
 		defer cancel()
-		go func() {
-			select {
-			case <-g.stopCh:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
 		var err error
 		if staged, files, err = g.spec.Stager.Stage(ctx, r.Seq, r.Checkpoint); err != nil {
 			return err
@@ -475,4 +468,18 @@ func (g *Group) run(ctx context.Context, workers []*worker, cleanup func()) {
 		}
 	}
 	cleanup()
+}
+
+// untilClosed is ctx, also cancelled when done closes: a wait on a worker's
+// behalf ends with the group's stop.
+func untilClosed(ctx context.Context, done <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }

@@ -275,15 +275,8 @@ func (g *remoteGroup) fetch(ctx context.Context, seq int, files []string) (strin
 	if g.spec.Stager == nil {
 		return "", errNoStorage
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := untilClosed(ctx, g.stopCh)
 	defer cancel()
-	go func() {
-		select {
-		case <-g.stopCh:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	dir, err := g.spec.Stager.Receive(ctx, seq)
 	if err != nil {
 		return "", err

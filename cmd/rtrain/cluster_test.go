@@ -243,10 +243,7 @@ func TestClusterElasticJobSurvivesNodeLoss(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			c := newTestCluster(t, 2)
 			hosts := c.net.Hosts()
-			dir := t.TempDir()
-			script, err := os.ReadFile(repo(t, "examples", "train_rtrain.py"))
-			require.NoError(t, err)
-			require.NoError(t, os.WriteFile(filepath.Join(dir, "train.py"), script, 0o644))
+			dir := exampleDir(t)
 
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
@@ -295,7 +292,7 @@ func TestClusterElasticJobSurvivesNodeLoss(t *testing.T) {
 				require.Equal(t, exitOK, code, errs)
 			}
 
-			err = fit.Wait()
+			err := fit.Wait()
 			_ = pw.Close()
 			<-read
 			require.NoError(t, err, "stdout:\n%s\nstderr:\n%s", out.String(), errs.String())
@@ -377,10 +374,7 @@ func holders(t *testing.T) []string {
 func TestClusterElasticJobScalesBackUp(t *testing.T) {
 	c := newTestCluster(t, 2)
 	hosts := c.net.Hosts()
-	dir := t.TempDir()
-	script, err := os.ReadFile(repo(t, "examples", "train_rtrain.py"))
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "train.py"), script, 0o644))
+	dir := exampleDir(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -429,9 +423,19 @@ func TestClusterElasticJobScalesBackUp(t *testing.T) {
 			errs.WriteString(l + "\n")
 		}
 	}()
-	err = fit.Wait()
+	err := fit.Wait()
 	_ = pw.Close()
 	<-drained
 	require.NoError(t, err, "output:\n%s", errs.String())
 	assert.Contains(t, errs.String(), "[report] epoch=119 ")
+}
+
+// exampleDir is a working directory holding examples/train_rtrain.py as
+// train.py: a small directory to ship to the nodes.
+func exampleDir(t *testing.T) string {
+	dir := t.TempDir()
+	script, err := os.ReadFile(repo(t, "examples", "train_rtrain.py"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "train.py"), script, 0o644))
+	return dir
 }

@@ -97,6 +97,15 @@ func (o *outputFlag) check() error {
 	return nil
 }
 
+// clientFor checks the output format, then connects: a bad flag is said
+// before any connection is tried.
+func (o *clusterFlags) clientFor(out *outputFlag) (*trainer.Client, error) {
+	if err := out.check(); err != nil {
+		return nil, err
+	}
+	return o.client()
+}
+
 func newStatusCmd() *cobra.Command {
 	o := &clusterFlags{}
 	var out outputFlag
@@ -105,10 +114,7 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show the cluster's nodes, their resources, and its jobs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
-			c, err := o.client()
+			c, err := o.clientFor(&out)
 			if err != nil {
 				return err
 			}
@@ -227,10 +233,7 @@ func newJobsCmd() *cobra.Command {
 		Short: "List the cluster's jobs, and why pending ones wait",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
-			c, err := o.client()
+			c, err := o.clientFor(&out)
 			if err != nil {
 				return err
 			}
