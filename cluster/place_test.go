@@ -81,7 +81,7 @@ func TestPlace(t *testing.T) {
 		"no nodes": {
 			req:     Request{Count: 1},
 			wantErr: ErrInfeasible,
-			wantMsg: "asked 1 × {CPU: 0} with PACK; the cluster has no nodes",
+			wantMsg: "asked 1 × {CPU: 0} with PACK; the cluster has no nodes yet: start an agent on each machine with `rtrain start --address HEAD:PORT`",
 		},
 		"no bundles": {
 			nodes:   []NodeState{node("a", 2, 0)},

@@ -301,7 +301,7 @@ func (x *index) feasible(req Request) error {
 	case !req.Strategy.valid():
 		return placeErr(ErrInfeasible, "asked %s; the strategies are PACK, SPREAD, STRICT_PACK and STRICT_SPREAD", req)
 	case x.nodes == 0:
-		return placeErr(ErrInfeasible, "asked %s; the cluster has no nodes", req)
+		return placeErr(ErrInfeasible, "asked %s; the cluster has no nodes yet: start an agent on each machine with `rtrain start --address HEAD:PORT`", req)
 	}
 	var f fit
 	var total Resources

@@ -4,7 +4,9 @@ rtrain-bench runs it under `rtrain fit --workers 2 --max-failures 1` and
 under torchrun `--nproc_per_node 2 --max_restarts 1`. Both ranks train a
 small model; at step CKPT_STEP they checkpoint (through rtrain.report under
 rtrain, with torch.save to $BENCH_CKPT under torchrun), and at step
-KILL_STEP of the first attempt rank 1 SIGKILLs itself. The restarted
+KILL_STEP of the first attempt rank 1 waits $BENCH_KILL_DELAY seconds
+(so that the death falls anywhere between a launcher's polls) and SIGKILLs
+itself. The restarted
 attempt loads the checkpoint, takes one step and ends.
 
 Every rank appends "EVENT RANK ATTEMPT UNIX_TIME [EXTRA]" lines to
@@ -91,6 +93,7 @@ for step in range(start, STEPS):
     if step == CKPT_STEP:
         save(step)
     if RANK == 1 and step == KILL_STEP:
+        time.sleep(float(os.environ.get("BENCH_KILL_DELAY", "0")))
         stamp("death")
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(0.05)

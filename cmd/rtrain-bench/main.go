@@ -5,7 +5,7 @@
 // Machines are noisy, so contenders alternate within every round, each
 // figure is the median (and p95) of many runs, and every figure stands next
 // to its anchor measured in the same run. -only runs one benchmark and
-// keeps the other's section of the existing BENCHMARKS.md.
+// keeps the others' sections of the existing BENCHMARKS.md.
 package main
 
 import (
@@ -16,7 +16,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
+	"time"
 )
 
 // options are the command line.
@@ -26,11 +29,50 @@ type options struct {
 	launch launchOptions
 	ckpt   ckptOptions
 	report reportOptions
+	sched  schedOptions
+	beat   heartbeatOptions
+	rec    recoveryOptions
+}
+
+// benchmark is one section of BENCHMARKS.md, by its -only name.
+type benchmark struct {
+	name string
+	run  func(ctx context.Context, o options, log *slog.Logger) (section, error)
+}
+
+// benchmarks are in the order they run.
+var benchmarks = []benchmark{
+	{"launch", func(ctx context.Context, o options, log *slog.Logger) (section, error) {
+		return runLaunch(ctx, o.launch, log)
+	}},
+	{"checkpoint", func(ctx context.Context, o options, log *slog.Logger) (section, error) {
+		return runCheckpoint(ctx, o.ckpt, log)
+	}},
+	{"report", func(ctx context.Context, o options, log *slog.Logger) (section, error) {
+		return runReport(ctx, o.report, log)
+	}},
+	{"scheduler", func(ctx context.Context, o options, log *slog.Logger) (section, error) {
+		return runScheduler(ctx, o.sched, log)
+	}},
+	{"heartbeat", func(ctx context.Context, o options, log *slog.Logger) (section, error) {
+		return runHeartbeat(ctx, o.beat, log)
+	}},
+	{"recovery", func(ctx context.Context, o options, log *slog.Logger) (section, error) {
+		return runRecovery(ctx, o.rec, log)
+	}},
+}
+
+func benchmarkNames() []string {
+	var names []string
+	for _, b := range benchmarks {
+		names = append(names, b.name)
+	}
+	return names
 }
 
 func main() {
 	var o options
-	flag.StringVar(&o.only, "only", "", "run one benchmark, launch, checkpoint or report, and keep the others' sections of BENCHMARKS.md (default: all)")
+	flag.StringVar(&o.only, "only", "", "run one benchmark ("+strings.Join(benchmarkNames(), ", ")+") and keep the others' sections of BENCHMARKS.md (default: all)")
 	flag.StringVar(&o.out, "out", "docs", "directory for BENCHMARKS.md and the charts")
 	rounds := flag.Int("rounds", 10, "rounds: in each, every contender of a benchmark runs once (for launch, once per worker count)")
 	flag.StringVar(&o.launch.rtrain, "rtrain", "bin/rtrain", "launch: the rtrain binary")
@@ -38,19 +80,33 @@ func main() {
 	workers := flag.String("workers", "1,2,4", "launch: worker counts")
 	size := flag.String("ckpt-size", "1GiB", "checkpoint: the checkpoint's size (e.g. 1GiB, 256MiB; at least 1MiB)")
 	flag.StringVar(&o.ckpt.dir, "ckpt-dir", os.TempDir(), "checkpoint: where to write the checkpoint, its copies and MinIO's data: the disk measured")
+	heartbeatHead := flag.Bool("heartbeat-head", false, "internal: serve the heartbeat benchmark's head (the benchmark starts itself with it)")
 	flag.Parse()
+	if *heartbeatHead {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := serveHeartbeatHead(ctx, os.Stdout)
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "rtrain-bench: heartbeat head:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	usage := func(err error) {
 		fmt.Fprintln(os.Stderr, "rtrain-bench:", err)
 		os.Exit(2)
 	}
-	if o.only != "" && o.only != "launch" && o.only != "checkpoint" && o.only != "report" {
-		usage(fmt.Errorf("-only %q: want launch, checkpoint or report", o.only))
+	if o.only != "" && !slices.Contains(benchmarkNames(), o.only) {
+		usage(fmt.Errorf("-only %q: want one of %s", o.only, strings.Join(benchmarkNames(), ", ")))
 	}
 	if *rounds < 1 {
 		usage(fmt.Errorf("-rounds %d: want at least 1", *rounds))
 	}
 	o.launch.rounds, o.ckpt.rounds = *rounds, *rounds
 	o.report = reportOptions{rounds: *rounds, rtrain: o.launch.rtrain, python: o.launch.python, sizeMB: 256}
+	o.sched = schedOptions{rounds: *rounds, duration: 3 * time.Second}
+	o.beat = heartbeatOptions{rounds: *rounds, agents: 10_000, conns: 200, window: 20 * time.Second}
+	o.rec = recoveryOptions{rounds: *rounds, rtrain: o.launch.rtrain, python: o.launch.python}
 	ws, err := parseInts(*workers)
 	if err != nil {
 		usage(fmt.Errorf("-workers: %w", err))
@@ -78,26 +134,13 @@ func main() {
 func run(ctx context.Context, o options, log *slog.Logger) error {
 	var fresh []section
 	var errs []error
-	if o.only == "" || o.only == "launch" {
-		s, err := runLaunch(ctx, o.launch, log)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("launch: %w", err))
-		} else {
-			fresh = append(fresh, s)
+	for _, b := range benchmarks {
+		if (o.only != "" && o.only != b.name) || ctx.Err() != nil {
+			continue
 		}
-	}
-	if (o.only == "" || o.only == "checkpoint") && ctx.Err() == nil {
-		s, err := runCheckpoint(ctx, o.ckpt, log)
+		s, err := b.run(ctx, o, log)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("checkpoint: %w", err))
-		} else {
-			fresh = append(fresh, s)
-		}
-	}
-	if (o.only == "" || o.only == "report") && ctx.Err() == nil {
-		s, err := runReport(ctx, o.report, log)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("report: %w", err))
+			errs = append(errs, fmt.Errorf("%s: %w", b.name, err))
 		} else {
 			fresh = append(fresh, s)
 		}

@@ -158,8 +158,8 @@ func floatStats(v []float64, lowIsWorse bool) (med, tail float64) {
 func renderScheduler(o schedOptions, measured string, samples map[cluster.Strategy][]schedSample) section {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n\n", measured)
-	fmt.Fprintf(&b, "The workload of `BenchmarkHeadReserve` (cluster/sched_bench_test.go), run in process against package `cluster`'s scheduler (`Head.Reserve` / `Head.Release`, no gRPC): %s simulated nodes of 64 CPUs and 8 GPUs, %s placement groups alive at once, each of 2–64 bundles of {CPU: 1–8, GPU: 1} (2–8 for STRICT_PACK, which must fit one node). %d goroutines replace the groups one at a time for %s per strategy and round: remove one, create another; placements/s counts these create+remove pairs. p50 and p99 are the latency of a create (`Reserve`), waiting for the scheduler's lock included, taken within each run; the figure is their median over the runs, p95 in parentheses (for placements/s, the slow tail: the 5th percentile).\n\n",
-		groupDigits(schedNodes), groupDigits(schedGroups), schedGoroutines, o.duration)
+	fmt.Fprintf(&b, "The workload of `BenchmarkHeadReserve` (cluster/sched_bench_test.go), run in process against package `cluster`'s scheduler (`Head.Reserve` / `Head.Release`, no gRPC): %s simulated nodes of 64 CPUs and 8 GPUs, %s placement groups alive at once, each of 2–64 bundles of {CPU: 1–8, GPU: 1} (2–8 for STRICT_PACK, which must fit one node). %d goroutines replace the groups one at a time for %.0f s per strategy and round: remove one, create another; placements/s counts these create+remove pairs. p50 and p99 are the latency of a create (`Reserve`), waiting for the scheduler's lock included, taken within each run; the figure is their median over the runs, p95 in parentheses (for placements/s, the slow tail: the 5th percentile).\n\n",
+		groupDigits(schedNodes), groupDigits(schedGroups), schedGoroutines, o.duration.Seconds())
 	fmt.Fprintf(&b, "The anchor is Ray's placement groups as Ray publishes them, about %.0f create+remove a second and %.2f ms a create: published figures, not measured here (Ray is not installed on this machine), on other hardware.\n\n", rayPlacementsPerSec, float64(rayCreate)/1e6)
 	fmt.Fprintf(&b, "| strategy | placements/s | ÷ Ray's %.0f/s | create p50 | ÷ Ray's %.2f ms | create p99 | goals met |\n|---|---|---|---|---|---|---|\n", rayPlacementsPerSec, float64(rayCreate)/1e6)
 	var rows []chartRow
@@ -182,20 +182,22 @@ func renderScheduler(o schedOptions, measured string, samples map[cluster.Strate
 		if !met {
 			missed = append(missed, st.String())
 		}
-		fmt.Fprintf(&b, "| %s | %s (%s) | %.1f | %s | %.3f | %s | %s |\n", st, groupDigits(int(rate)), groupDigits(int(slow)), ratio,
+		fmt.Fprintf(&b, "| %s | %s (%s) | %.0f | %s | %.2g | %s | %s |\n", st, groupDigits(int(rate)), groupDigits(int(slow)), ratio,
 			fmtMicros(p50), p50.median.Seconds()/rayCreate.Seconds(), fmtMicros(p99), yesNo(met))
 		rows = append(rows, chartRow{label: st.String(), values: []float64{ratio}})
 	}
-	fmt.Fprintf(&b, "\nGoals (issue: scheduler): ≥ %.0f× Ray's rate and a create p99 < %s, for every strategy. This run: ", schedGoalRatio, schedGoalP99)
+	fmt.Fprintf(&b, "\nGoals (issue: scheduler): ≥ %.0f× Ray's rate and a create p99 < %d ms, for every strategy. This run: ", schedGoalRatio, schedGoalP99.Milliseconds())
 	if len(missed) == 0 {
 		b.WriteString("met for all.\n")
 	} else {
 		fmt.Fprintf(&b, "not met for %s.\n", strings.Join(missed, ", "))
 	}
 	fmt.Fprintf(&b, "\n![placements a second as a multiple of Ray's](bench-scheduler.svg)\n")
+	// Ten times the goal; longer bars are cut at the edge, their values
+	// written beside them.
 	top := schedGoalRatio * 2
 	for _, r := range rows {
-		top = max(top, r.values[0]*1.1)
+		top = min(max(top, r.values[0]*1.1), schedGoalRatio*10)
 	}
 	c := chart{
 		title:    "placements/s ÷ Ray's published 765/s (median; higher is better)",
@@ -207,9 +209,9 @@ func renderScheduler(o schedOptions, measured string, samples map[cluster.Strate
 	return section{heading: schedHeading, body: b.String(), charts: map[string][]byte{"bench-scheduler.svg": c.svg()}}
 }
 
-// fmtMicros writes a median and p95 in milliseconds, to the microsecond.
+// fmtMicros writes a median and p95 in microseconds.
 func fmtMicros(s stats) string {
-	return fmt.Sprintf("%.3f ms (%.3f)", float64(s.median)/1e6, float64(s.p95)/1e6)
+	return fmt.Sprintf("%.1f µs (%.1f)", float64(s.median)/1e3, float64(s.p95)/1e3)
 }
 
 func yesNo(met bool) string {
