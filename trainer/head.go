@@ -174,12 +174,13 @@ type headJob struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 
-	mu      sync.Mutex
-	events  []*clusterpb.JobEvent
-	changed chan struct{} // closed and replaced on each event
-	state   State
-	message string
-	ended   time.Time
+	mu       sync.Mutex
+	events   []*clusterpb.JobEvent
+	changed  chan struct{} // closed and replaced on each event
+	state    State
+	message  string
+	ended    time.Time
+	restarts int
 }
 
 func (hj *headJob) add(ev *clusterpb.JobEvent, state State, msg string) {
@@ -198,7 +199,7 @@ func (hj *headJob) summary() *clusterpb.JobSummary {
 	hj.mu.Lock()
 	defer hj.mu.Unlock()
 	s := &clusterpb.JobSummary{Id: hj.id, Name: hj.name, State: string(hj.state), Message: hj.message,
-		Workers: int32(hj.workers), SubmittedUnixMs: hj.submitted.UnixMilli()}
+		Workers: int32(hj.workers), SubmittedUnixMs: hj.submitted.UnixMilli(), Attempts: int32(hj.restarts + 1)}
 	if !hj.ended.IsZero() {
 		s.EndedUnixMs = hj.ended.UnixMilli()
 	}
@@ -254,6 +255,11 @@ func (h *Head) submit(req *clusterpb.SubmitJobRequest) (*headJob, error) {
 		msg := ""
 		if e.Type == EventState {
 			st, msg = e.State, e.Message
+		}
+		if e.Type == EventRestart {
+			hj.mu.Lock()
+			hj.restarts++
+			hj.mu.Unlock()
 		}
 		if e.Type == EventState && e.State.Done() {
 			return // the last event goes out with the result, below

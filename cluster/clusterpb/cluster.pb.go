@@ -769,8 +769,10 @@ type JobSummary struct {
 	Workers         int32  `protobuf:"varint,5,opt,name=workers,proto3" json:"workers,omitempty"`
 	SubmittedUnixMs int64  `protobuf:"varint,6,opt,name=submitted_unix_ms,json=submittedUnixMs,proto3" json:"submitted_unix_ms,omitempty"`
 	EndedUnixMs     int64  `protobuf:"varint,7,opt,name=ended_unix_ms,json=endedUnixMs,proto3" json:"ended_unix_ms,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Attempts the job has made: 1, plus one per restart.
+	Attempts      int32 `protobuf:"varint,8,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobSummary) Reset() {
@@ -848,6 +850,13 @@ func (x *JobSummary) GetSubmittedUnixMs() int64 {
 func (x *JobSummary) GetEndedUnixMs() int64 {
 	if x != nil {
 		return x.EndedUnixMs
+	}
+	return 0
+}
+
+func (x *JobSummary) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
 	}
 	return 0
 }
@@ -1997,7 +2006,7 @@ const file_cluster_proto_rawDesc = "" +
 	"\tfree_gpus\x18\x03 \x03(\x05R\bfreeGpus\x12\x14\n" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12(\n" +
 	"\x10heartbeat_age_ms\x18\x05 \x01(\x03R\x0eheartbeatAgeMs\x127\n" +
-	"\tgpu_stats\x18\x06 \x03(\v2\x1a.rtrain.cluster.v1.GPUStatR\bgpuStats\"\xca\x01\n" +
+	"\tgpu_stats\x18\x06 \x03(\v2\x1a.rtrain.cluster.v1.GPUStatR\bgpuStats\"\xe6\x01\n" +
 	"\n" +
 	"JobSummary\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -2006,7 +2015,8 @@ const file_cluster_proto_rawDesc = "" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12\x18\n" +
 	"\aworkers\x18\x05 \x01(\x05R\aworkers\x12*\n" +
 	"\x11submitted_unix_ms\x18\x06 \x01(\x03R\x0fsubmittedUnixMs\x12\"\n" +
-	"\rended_unix_ms\x18\a \x01(\x03R\vendedUnixMs\"\xc1\x01\n" +
+	"\rended_unix_ms\x18\a \x01(\x03R\vendedUnixMs\x12\x1a\n" +
+	"\battempts\x18\b \x01(\x05R\battempts\"\xc1\x01\n" +
 	"\vStatusReply\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x123\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x1d.rtrain.cluster.v1.NodeStatusR\x05nodes\x121\n" +

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -438,4 +439,36 @@ func exampleDir(t *testing.T) string {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "train.py"), script, 0o644))
 	return dir
+}
+
+// rtrain start returns once its daemon is up, the local CLI finds the head
+// and its token, and rtrain stop stops it.
+func TestStartInTheBackgroundAndStop(t *testing.T) {
+	state := t.TempDir()
+	start := rtrain(t, "start", "--head", "--host", "127.0.0.1", "--port", "0", "--dashboard-port", "-1", "--state-dir", state)
+	start.cmd.Env = append(start.cmd.Env, cluster.TokenEnv+"=")
+	require.Equal(t, exitOK, start.run(t), start.stderr.String())
+	out := start.stdout.String()
+	assert.Regexp(t, `rtrain: head started \(pid \d+\)`, out)
+	assert.Regexp(t, `cluster token: [0-9a-f]{48}`, out, "a generated token is printed once")
+	fi, err := os.Stat(filepath.Join(state, "token"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	pid, ok := livePid(filepath.Join(state, "head.pid"))
+	require.True(t, ok, "the daemon runs")
+
+	st := rtrain(t, "status", "--state-dir", state)
+	require.Equal(t, exitOK, st.run(t), st.stderr.String())
+	assert.Contains(t, st.stdout.String(), "0 of 0 nodes alive")
+
+	again := rtrain(t, "start", "--head", "--host", "127.0.0.1", "--port", "0", "--state-dir", state)
+	assert.Equal(t, exitUsage, again.run(t))
+	assert.Contains(t, again.stderr.String(), fmt.Sprintf("a head already runs here (pid %d)", pid))
+
+	stop := rtrain(t, "stop", "--state-dir", state)
+	require.Equal(t, exitOK, stop.run(t), stop.stderr.String())
+	assert.Contains(t, stop.stdout.String(), fmt.Sprintf("stopped the head (pid %d)", pid))
+	_, ok = livePid(filepath.Join(state, "head.pid"))
+	assert.False(t, ok)
+	assert.Error(t, syscall.Kill(pid, 0), "the daemon is gone")
 }

@@ -149,12 +149,13 @@ type nodeJSON struct {
 }
 
 type jobJSON struct {
-	ID      string `json:"id"`
-	Name    string `json:"name"`
-	State   string `json:"state"`
-	Message string `json:"message,omitempty"`
-	Workers int32  `json:"workers"`
-	Started string `json:"submitted"`
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	State    string `json:"state"`
+	Message  string `json:"message,omitempty"`
+	Workers  int32  `json:"workers"`
+	Attempts int32  `json:"attempts"`
+	Started  string `json:"submitted"`
 }
 
 func statusJSON(rep *clusterpb.StatusReply) any {
@@ -170,7 +171,7 @@ func statusJSON(rep *clusterpb.StatusReply) any {
 func jobsJSON(js []*clusterpb.JobSummary) []jobJSON {
 	out := []jobJSON{}
 	for _, j := range js {
-		out = append(out, jobJSON{ID: j.Id, Name: j.Name, State: j.State, Message: j.Message, Workers: j.Workers,
+		out = append(out, jobJSON{ID: j.Id, Name: j.Name, State: j.State, Message: j.Message, Workers: j.Workers, Attempts: max(j.Attempts, 1),
 			Started: time.UnixMilli(j.SubmittedUnixMs).UTC().Format(time.RFC3339)})
 	}
 	return out
@@ -209,9 +210,9 @@ func printJobs(w io.Writer, jobs []*clusterpb.JobSummary) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tNAME\tSTATE\tWORKERS\tSUBMITTED\tMESSAGE")
+	fmt.Fprintln(tw, "JOB\tNAME\tSTATE\tWORKERS\tATTEMPTS\tSUBMITTED\tMESSAGE")
 	for _, j := range jobs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", j.Id, j.Name, j.State, j.Workers,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", j.Id, j.Name, j.State, j.Workers, max(j.Attempts, 1),
 			time.UnixMilli(j.SubmittedUnixMs).Format("2006-01-02 15:04:05"), oneLine(j.Message))
 	}
 	_ = tw.Flush()
