@@ -31,12 +31,14 @@ test: deps vet
 test-short:
 	$(GO) test -short -count=1 ./...
 
-# Micro-benchmarks, then rtrain-bench: launch time against torchrun and the
-# floor, and checkpoint throughput (1 GiB to and from MinIO, and to a local
-# directory) against a plain disk write and loopback TCP. It rewrites
-# docs/BENCHMARKS.md, docs/bench-launch.svg and docs/bench-checkpoint.svg
-# (about 10 minutes on 2 cores; `-only launch` or `-only checkpoint` runs one
-# and keeps the other's section).
+# Micro-benchmarks, then rtrain-bench, every figure beside its anchor
+# measured in the same run: launch time against torchrun and the floor;
+# checkpoint throughput (1 GiB to and from MinIO, and to a local directory)
+# against a plain disk write and loopback TCP; report() against a copy; the
+# scheduler at 10,000 nodes; heartbeat fan-in from 10,000 agents; recovery
+# from a killed worker against torchrun --max_restarts. It rewrites
+# docs/BENCHMARKS.md and its charts (about 25 minutes on 2 cores;
+# `-only NAME` runs one section and keeps the others).
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) run ./cmd/rtrain-bench -rtrain $(BIN) -out docs
