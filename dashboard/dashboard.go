@@ -28,7 +28,7 @@ type Source interface {
 	// JobEvents returns job's events from index from on, the result once
 	// the job has ended, and a channel closed at its next event; ok is
 	// false for a job it does not know.
-	JobEvents(job string, from int) (events []trainer.Event, res *trainer.Result, changed <-chan struct{}, ok bool)
+	JobEvents(job string, from, limit int) (events []trainer.Event, next int, res *trainer.Result, changed <-chan struct{}, ok bool)
 }
 
 var _ Source = (*trainer.Head)(nil)
@@ -285,7 +285,7 @@ func (s *server) apiEvents(w http.ResponseWriter, r *http.Request) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
-		events, res, changed, ok := s.src.JobEvents(sum.GetId(), from)
+		events, next, res, changed, ok := s.src.JobEvents(sum.GetId(), from, maxEvents)
 		if !ok {
 			http.Error(w, fmt.Sprintf("no job %q on this cluster", sum.GetId()), http.StatusNotFound)
 			return
@@ -300,10 +300,7 @@ func (s *server) apiEvents(w http.ResponseWriter, r *http.Request) {
 			})
 		}
 		if len(events) > 0 || res != nil || wait == 0 {
-			rep := eventsReply{Job: sum.GetId(), Events: events, Next: from + len(events), Ended: res != nil, Result: res}
-			if len(events) > maxEvents {
-				rep = eventsReply{Job: sum.GetId(), Events: events[:maxEvents], Next: from + maxEvents}
-			}
+			rep := eventsReply{Job: sum.GetId(), Events: events, Next: next, Ended: res != nil, Result: res}
 			if rep.Events == nil {
 				rep.Events = []trainer.Event{}
 			}

@@ -23,12 +23,12 @@ import (
 // fakeSource is a Source whose methods are its fields.
 type fakeSource struct {
 	status    func() *clusterpb.StatusReply
-	jobEvents func(job string, from int) ([]trainer.Event, *trainer.Result, <-chan struct{}, bool)
+	jobEvents func(job string, from, limit int) ([]trainer.Event, int, *trainer.Result, <-chan struct{}, bool)
 }
 
 func (f fakeSource) Status() *clusterpb.StatusReply { return f.status() }
-func (f fakeSource) JobEvents(job string, from int) ([]trainer.Event, *trainer.Result, <-chan struct{}, bool) {
-	return f.jobEvents(job, from)
+func (f fakeSource) JobEvents(job string, from, limit int) ([]trainer.Event, int, *trainer.Result, <-chan struct{}, bool) {
+	return f.jobEvents(job, from, limit)
 }
 
 // fakeJob is a job's event log that a test can add to.
@@ -53,10 +53,13 @@ func (j *fakeJob) add(e trainer.Event) {
 	j.changed = make(chan struct{})
 }
 
-func (j *fakeJob) from(from int) ([]trainer.Event, *trainer.Result, <-chan struct{}, bool) {
+func (j *fakeJob) from(from, limit int) ([]trainer.Event, int, *trainer.Result, <-chan struct{}, bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	batch := append([]trainer.Event(nil), j.events[min(from, len(j.events)):]...)
+	if limit > 0 && len(batch) > limit {
+		batch = batch[:limit]
+	}
 	if len(batch) == 0 && j.waiting != nil {
 		select {
 		case j.waiting <- struct{}{}:
@@ -68,7 +71,7 @@ func (j *fakeJob) from(from int) ([]trainer.Event, *trainer.Result, <-chan struc
 	if len(batch) > 0 && from+len(batch) == len(j.events) {
 		res = j.res
 	}
-	return batch, res, j.changed, true
+	return batch, from + len(batch), res, j.changed, true
 }
 
 func metrics(kv ...any) pyshim.Metrics {
@@ -133,12 +136,12 @@ func fakeCluster() (fakeSource, map[string]*fakeJob) {
 	jobs["j2"] = newFakeJob(nil, trainer.Event{Type: trainer.EventState, State: trainer.StatePending, Message: "waiting for resources"})
 	return fakeSource{
 		status: func() *clusterpb.StatusReply { return status },
-		jobEvents: func(job string, from int) ([]trainer.Event, *trainer.Result, <-chan struct{}, bool) {
+		jobEvents: func(job string, from, limit int) ([]trainer.Event, int, *trainer.Result, <-chan struct{}, bool) {
 			j := jobs[job]
 			if j == nil {
-				return nil, nil, nil, false
+				return nil, from, nil, nil, false
 			}
-			return j.from(from)
+			return j.from(from, limit)
 		},
 	}, jobs
 }

@@ -135,14 +135,14 @@ func (j *jobState) catchUp(src Source, id string) bool {
 	if j.ended {
 		return true
 	}
-	events, res, _, ok := src.JobEvents(id, j.next)
+	events, next, res, _, ok := src.JobEvents(id, j.next, 0)
 	if !ok {
 		return false
 	}
 	for _, e := range events {
 		j.apply(e)
 	}
-	j.next += len(events)
+	j.next = next
 	if res != nil {
 		j.result, j.ended = res, true
 	}

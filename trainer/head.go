@@ -1,6 +1,7 @@
 package trainer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -181,13 +182,46 @@ type headJob struct {
 	message  string
 	ended    time.Time
 	restarts int
+	// next is the index of the next event; events may have gaps where old
+	// log lines were dropped, so an event's place is its Index.
+	next int64
 }
+
+// dropOldLogs removes up to n of the oldest log-line events.
+func dropOldLogs(events []*clusterpb.JobEvent, n int) []*clusterpb.JobEvent {
+	kept := events[:0]
+	for _, ev := range events {
+		if n > 0 && bytes.Contains(ev.EventJson, []byte(`"Type":"log"`)) {
+			n--
+			continue
+		}
+		kept = append(kept, ev)
+	}
+	clear(events[len(kept):])
+	return kept
+}
+
+// eventsFrom is the events with Index >= from.
+func (hj *headJob) eventsFrom(from int64) []*clusterpb.JobEvent {
+	i := sort.Search(len(hj.events), func(i int) bool { return hj.events[i].Index >= from })
+	return hj.events[i:]
+}
+
+// maxJobEvents bounds the events the head keeps of one job: a job that
+// logs for weeks must not fill the head's memory. Past it, the oldest half
+// of the log lines go (each rank's log file on the head keeps them all);
+// every other event stays.
+const maxJobEvents = 100_000
 
 func (hj *headJob) add(ev *clusterpb.JobEvent, state State, msg string) {
 	hj.mu.Lock()
 	defer hj.mu.Unlock()
-	ev.Index = int64(len(hj.events))
+	ev.Index = hj.next
+	hj.next++
 	hj.events = append(hj.events, ev)
+	if len(hj.events) > maxJobEvents {
+		hj.events = dropOldLogs(hj.events, maxJobEvents/2)
+	}
 	if state != "" {
 		hj.state, hj.message = state, msg
 	}
@@ -220,7 +254,6 @@ func (h *Head) submit(req *clusterpb.SubmitJobRequest) (*headJob, error) {
 	}
 	cfg.ResultsDir = h.cfg.ResultsDir
 	cfg.WorkingDir = ""
-	cfg.Python = filepathOrEmpty(cfg.Python)
 	t := &Trainer{cfg: cfg, log: h.log}
 	j, err := t.newJob()
 	if err != nil {
@@ -298,8 +331,6 @@ func (hj *headJob) summaryState() State {
 	return hj.state
 }
 
-func filepathOrEmpty(p string) string { return p }
-
 // find is a job by id or run name, the newest of that name.
 func (h *Head) find(key string) *headJob {
 	h.mu.Lock()
@@ -370,7 +401,7 @@ func (s *headServer) WatchJob(req *clusterpb.WatchJobRequest, stream grpc.Server
 	next := max(req.From, 0)
 	for {
 		hj.mu.Lock()
-		batch := hj.events[min(int(next), len(hj.events)):]
+		batch := hj.eventsFrom(next)
 		changed := hj.changed
 		ended := !hj.ended.IsZero()
 		hj.mu.Unlock()
@@ -467,18 +498,27 @@ func (h *Head) Status() *clusterpb.StatusReply {
 	return rep
 }
 
-// JobEvents returns job's events from index from on, whether the job has
-// ended, and a channel closed at its next event; ok is false for an
-// unknown job (an id or a run name). The last event of an ended job is its
-// final state, and res its result.
-func (h *Head) JobEvents(job string, from int) (events []Event, res *Result, changed <-chan struct{}, ok bool) {
+// JobEvents returns at most limit (0: all) of job's events from index from
+// on, the index to ask from next time, and a channel closed at the job's
+// next event; ok is false for an unknown job (an id or a run name). The
+// indices may skip the oldest log lines of a long job, which the head
+// drops from memory (maxJobEvents). res is the job's result, with its last
+// event.
+func (h *Head) JobEvents(job string, from, limit int) (events []Event, next int, res *Result, changed <-chan struct{}, ok bool) {
 	hj := h.find(job)
 	if hj == nil {
-		return nil, nil, nil, false
+		return nil, from, nil, nil, false
 	}
 	hj.mu.Lock()
-	batch := hj.events[min(max(from, 0), len(hj.events)):]
+	batch := hj.eventsFrom(int64(max(from, 0)))
+	if limit > 0 && len(batch) > limit {
+		batch = batch[:limit]
+	}
 	changed = hj.changed
+	next = max(from, int(hj.next))
+	if len(batch) > 0 {
+		next = int(batch[len(batch)-1].Index) + 1
+	}
 	hj.mu.Unlock()
 	for _, ev := range batch {
 		var e Event
@@ -490,5 +530,5 @@ func (h *Head) JobEvents(job string, from int) (events []Event, res *Result, cha
 			_ = json.Unmarshal(ev.ResultJson, res)
 		}
 	}
-	return events, res, changed, true
+	return events, next, res, changed, true
 }

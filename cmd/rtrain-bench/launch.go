@@ -47,7 +47,7 @@ func contenders(o launchOptions, tmp string) []contender {
 	env := func(stamp string) []string { return append(os.Environ(), "BENCH_STAMP="+stamp) }
 	return []contender{
 		{"rtrain", func(ctx context.Context, n int, stamp string) (*exec.Cmd, error) {
-			cmd := exec.CommandContext(ctx, rtrainBin, "fit", "--workers", strconv.Itoa(n), "--results-dir", tmp, job)
+			cmd := exec.CommandContext(ctx, rtrainBin, "fit", "--workers", strconv.Itoa(n), "--python", o.python, "--progress", "plain", "--results-dir", tmp, job)
 			cmd.Env = env(stamp)
 			return cmd, cmd.Start()
 		}},
