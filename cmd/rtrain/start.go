@@ -33,6 +33,7 @@ type startOptions struct {
 	agentPort     int
 	numCPUs       float64
 	numGPUs       int
+	memory        string
 	dataDir       string
 	resultsDir    string
 	hbInterval    time.Duration
@@ -73,6 +74,7 @@ should.`,
 	f.IntVar(&o.agentPort, "agent-port", 0, "the agent's port (default: any free one)")
 	f.Float64Var(&o.numCPUs, "num-cpus", 0, "override the CPU cores this node offers")
 	f.IntVar(&o.numGPUs, "num-gpus", -1, "override the GPUs this node offers (without a driver GPU i is /dev/nvidia<i>)")
+	f.StringVar(&o.memory, "memory", "", "override the memory this node offers, e.g. 64G (default: all of it)")
 	f.StringVar(&o.dataDir, "data-dir", "", "the agent's working files: shipped code, logs, staged checkpoints (default ~/rtrain_results/.agent)")
 	f.StringVar(&o.resultsDir, "results-dir", "", "the head's runs: logs, and checkpoints unless a job names --storage (default ~/rtrain_results)")
 	f.DurationVar(&o.hbInterval, "heartbeat-interval", cluster.DefaultHeartbeatInterval, "how often agents report to the head")
@@ -86,6 +88,11 @@ should.`,
 func (o *startOptions) run(cmd *cobra.Command) error {
 	if o.head == (o.address != "") {
 		return usageError{errors.New("give --head to start a head, or --address HEAD:PORT to join one")}
+	}
+	if o.memory != "" {
+		if _, err := parseBytes(o.memory); err != nil {
+			return usageError{fmt.Errorf("--memory %q: %w", o.memory, err)}
+		}
 	}
 	dir, err := o.dir()
 	if err != nil {
@@ -180,6 +187,13 @@ func (o *startOptions) serve(cmd *cobra.Command, dir string) error {
 	}
 	ov := cluster.NoOverrides
 	ov.NumCPUs, ov.NumGPUs = o.numCPUs, o.numGPUs
+	if o.memory != "" {
+		n, err := parseBytes(o.memory)
+		if err != nil {
+			return usageError{fmt.Errorf("--memory %q: %w", o.memory, err)}
+		}
+		ov.MemoryBytes = n
+	}
 	ra, err := trainer.StartAgent(ctx, trainer.AgentConfig{
 		HeadAddr: o.address, Security: sec, NodeName: o.nodeName, NodeIP: o.nodeIP,
 		Port: o.agentPort, Overrides: ov, DataDir: o.dataDir,
