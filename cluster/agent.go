@@ -150,6 +150,10 @@ const (
 	// NodeWarning comes before any worker starts, at most once per group:
 	// Line says which isolation the node cannot enforce and why.
 	NodeWarning
+	// CheckpointLost: the files a worker staged for report Report.Seq
+	// could not be brought to the head (Line says why); the group is
+	// being stopped, and the checkpoint must not be committed.
+	CheckpointLost
 )
 
 // Event is something that happened to a worker of a group.

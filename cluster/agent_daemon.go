@@ -91,17 +91,26 @@ func StartAgent(ctx context.Context, cfg AgentConfig, log *slog.Logger) (*Runnin
 	node.ID = id
 	go func() {
 		gpus := OpenGPUMonitor(nvml.New())
-		err := beat(ctx, head, node, beats, svc, gpus, log)
+		id, err := beat(ctx, head, node, beats, svc, gpus, log)
 		gpus.Close()
 		if ctx.Err() != nil {
 			// Stopped with notice: the head moves this node's workers
 			// elsewhere without counting a failure against their jobs.
 			dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if _, derr := head.Drain(dctx, &clusterpb.DrainRequest{NodeId: node.ID, Reason: "drained: its agent was stopped"}); derr != nil {
+			if _, derr := head.Drain(dctx, &clusterpb.DrainRequest{NodeId: id, Reason: "drained: its agent was stopped"}); derr != nil {
 				log.Warn("drain", "err", callError("drain", derr))
 			}
 			cancel()
 		}
+		// The workers get their grace period and their files are cleaned
+		// up before the agent goes: its end would otherwise kill them
+		// outright and leave their cgroups behind.
+		svc.StopAll("the agent is stopping")
+		wctx, cancel := context.WithTimeout(context.Background(), groupGoneTimeout)
+		if werr := svc.Wait(wctx); werr != nil {
+			log.Warn("workers still stopping as the agent exits", "err", werr)
+		}
+		cancel()
 		stopAll()
 		if serr := <-serveErr; err == nil && serr != nil && !errors.Is(serr, grpc.ErrServerStopped) {
 			err = serr
@@ -151,7 +160,7 @@ func register(ctx context.Context, head clusterpb.HeadClient, node Node, log *sl
 // asks (it restarted, or declared this node dead). When no heartbeat has
 // got through for the head's timeout, the head has failed this node's
 // workers, so the agent stops them: a partitioned node must not train on.
-func beat(ctx context.Context, head clusterpb.HeadClient, node Node, b beats, svc *AgentService, gpus *GPUMonitor, log *slog.Logger) error {
+func beat(ctx context.Context, head clusterpb.HeadClient, node Node, b beats, svc *AgentService, gpus *GPUMonitor, log *slog.Logger) (nodeID string, err error) {
 	t := time.NewTicker(b.interval)
 	defer t.Stop()
 	lastOK := time.Now()
@@ -159,7 +168,7 @@ func beat(ctx context.Context, head clusterpb.HeadClient, node Node, b beats, sv
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return node.ID, nil
 		case <-t.C:
 		}
 		cctx, cancel := context.WithTimeout(ctx, b.interval*3)
@@ -168,7 +177,7 @@ func beat(ctx context.Context, head clusterpb.HeadClient, node Node, b beats, sv
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {
-				return nil
+				return node.ID, nil
 			}
 			if !failing {
 				log.Warn("heartbeat failed", "err", callError("heartbeat", err))
@@ -183,7 +192,7 @@ func beat(ctx context.Context, head clusterpb.HeadClient, node Node, b beats, sv
 			svc.StopAll("the head declared this node dead")
 			id, nb, err := register(ctx, head, node, log)
 			if err != nil {
-				return err
+				return node.ID, err
 			}
 			node.ID, b = id, nb
 			t.Reset(b.interval)

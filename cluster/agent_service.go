@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -41,12 +42,15 @@ type AgentService struct {
 
 	mu     sync.Mutex
 	groups map[string]*agentJob
+	wg     sync.WaitGroup // one per claimed group, until forgotten
 }
 
 type agentJob struct {
-	group   *Group
-	stager  *Stager
-	restore string
+	// group and stager are set as the group starts; under mu.
+	group  *Group
+	stager *Stager
+	// done is closed when the group has ended and its files are gone.
+	done chan struct{}
 }
 
 // NewAgentService serves agent, keeping job files under dataDir.
@@ -69,10 +73,19 @@ func (s *AgentService) StartGroup(req *clusterpb.StartGroupRequest, stream grpc.
 	if !validJobID(spec.JobID) {
 		return status.Errorf(codes.InvalidArgument, "job id %q", spec.JobID)
 	}
-	// Each job gets its own copy: workers write into their working
-	// directory, and one job's files must not turn up in the next.
-	dir := filepath.Join(s.jobDir(spec.JobID), "workdir")
-	if err := os.RemoveAll(dir); err != nil {
+	// An earlier attempt's group of this job may still be stopping here
+	// (the head gave up on this node and it came back): its files go
+	// with it, so the new group waits for it before touching any.
+	aj, err := s.claim(ctx, spec.JobID)
+	if err != nil {
+		return err
+	}
+	defer s.forget(spec.JobID, aj)
+	// Each attempt gets its own copy of the working directory: workers
+	// write into it, and one attempt's files must not turn up in the next.
+	jd := s.jobDir(spec.JobID)
+	dir := filepath.Join(jd, "workdir")
+	if err := removeTree(dir); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
 	if err := workdir.Unpack(ctx, req.Workdir, dir); err != nil {
@@ -86,28 +99,21 @@ func (s *AgentService) StartGroup(req *clusterpb.StartGroupRequest, stream grpc.
 	}
 	spec.Python = py
 	spec.Layout.LegacyNCCLEnv = rendezvous.LegacyNCCL(torch)
-	// The node's own environment, then what the job added.
-	spec.Env = append(os.Environ(), spec.Env...)
-	jd := s.jobDir(spec.JobID)
+	// The node's own environment, less the cluster token, then what the
+	// job added.
+	spec.Env = append(withoutToken(os.Environ()), spec.Env...)
 	spec.LogDir = filepath.Join(jd, "logs")
 	stager, err := NewStager(filepath.Join(jd, "staging"), spec.StagedInFlight)
 	if err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
-	spec.Stager = stager
-
 	s.mu.Lock()
-	if _, dup := s.groups[spec.JobID]; dup {
-		s.mu.Unlock()
-		return status.Errorf(codes.AlreadyExists, "job %s already runs a group on node %s", spec.JobID, s.agent.node.ID)
-	}
-	aj := &agentJob{stager: stager}
-	s.groups[spec.JobID] = aj
+	aj.stager = stager
+	s.mu.Unlock()
+	spec.Stager = stager
 	if spec.Restore != nil {
 		spec.Restore.Dir = filepath.Join(jd, "restore")
 	}
-	s.mu.Unlock()
-	defer s.forget(spec.JobID)
 
 	// The head's end of the stream going away stops the group: nobody
 	// would be left to hear how it ends.
@@ -139,52 +145,137 @@ func (s *AgentService) StartGroup(req *clusterpb.StartGroupRequest, stream grpc.
 	return nil
 }
 
-// forget removes what a finished group kept on this node.
-func (s *AgentService) forget(jobID string) {
-	s.mu.Lock()
-	aj := s.groups[jobID]
-	delete(s.groups, jobID)
-	s.mu.Unlock()
-	if aj != nil {
-		_ = aj.stager.Close()
+// claim makes aj the job's group on this node, once an earlier one has
+// ended (bounded: a group stops within its grace period).
+func (s *AgentService) claim(ctx context.Context, jobID string) (*agentJob, error) {
+	if err := s.waitGone(ctx, jobID); err != nil {
+		return nil, err
 	}
-	s.agent.closeStore(jobID)
-	// Logs stay with the node's results; the rest is the job's scratch.
-	jd := s.jobDir(jobID)
-	_ = os.RemoveAll(filepath.Join(jd, "staging"))
-	_ = os.RemoveAll(filepath.Join(jd, "restore"))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, dup := s.groups[jobID]; dup {
+		return nil, status.Errorf(codes.AlreadyExists, "job %s already starts a group on node %s", jobID, s.agent.node.ID)
+	}
+	aj := &agentJob{done: make(chan struct{})}
+	s.groups[jobID] = aj
+	s.wg.Add(1)
+	return aj, nil
 }
 
-func (s *AgentService) job(jobID string) (*agentJob, error) {
+// waitGone waits until no group of job runs here.
+func (s *AgentService) waitGone(ctx context.Context, jobID string) error {
+	ctx, cancel := context.WithTimeout(ctx, groupGoneTimeout)
+	defer cancel()
+	for {
+		s.mu.Lock()
+		aj := s.groups[jobID]
+		s.mu.Unlock()
+		if aj == nil {
+			return nil
+		}
+		select {
+		case <-aj.done:
+		case <-ctx.Done():
+			return status.Errorf(codes.FailedPrecondition, "an earlier group of job %s is still stopping on node %s", jobID, s.agent.node.ID)
+		}
+	}
+}
+
+// groupGoneTimeout bounds the wait for an earlier group of a job to end.
+const groupGoneTimeout = time.Minute
+
+// forget removes what a finished group kept on this node: its store,
+// staged checkpoints, restored checkpoint and working directory. Its logs
+// stay.
+func (s *AgentService) forget(jobID string, aj *agentJob) {
+	s.agent.closeStore(jobID)
+	if aj.stager != nil {
+		_ = aj.stager.Close()
+	}
+	jd := s.jobDir(jobID)
+	for _, d := range []string{"staging", "restore", "workdir"} {
+		if err := removeTree(filepath.Join(jd, d)); err != nil {
+			s.log.Warn("job files left behind", "job", jobID, "err", err)
+		}
+	}
+	s.mu.Lock()
+	if s.groups[jobID] == aj {
+		delete(s.groups, jobID)
+	}
+	s.mu.Unlock()
+	close(aj.done)
+	s.wg.Done()
+}
+
+// Wait waits until every group has ended and been cleaned up, or ctx ends.
+func (s *AgentService) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// removeTree removes dir and everything under it, read-only directories
+// that a working directory may hold included.
+func removeTree(dir string) error {
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	return os.RemoveAll(dir)
+}
+
+// withoutToken is env less the cluster token: workers run the job's code
+// and have no business calling the cluster.
+func withoutToken(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, TokenEnv+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// stager is the running group's staging area.
+func (s *AgentService) stager(jobID string) (*Stager, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	aj := s.groups[jobID]
-	if aj == nil {
+	if aj == nil || aj.stager == nil {
 		return nil, status.Errorf(codes.NotFound, "no group of job %s on node %s", jobID, s.agent.node.ID)
 	}
-	return aj, nil
+	return aj.stager, nil
+}
+
+// group is the job's running group, nil before it started.
+func (s *AgentService) group(jobID string) *Group {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if aj := s.groups[jobID]; aj != nil {
+		return aj.group
+	}
+	return nil
 }
 
 // StopGroup implements clusterpb.AgentServer.
 func (s *AgentService) StopGroup(_ context.Context, req *clusterpb.StopGroupRequest) (*clusterpb.StopGroupReply, error) {
-	aj, err := s.job(req.JobId)
-	if err != nil {
-		return nil, err
-	}
-	if aj.group != nil {
-		aj.group.Stop()
+	if g := s.group(req.JobId); g != nil {
+		g.Stop()
 	}
 	return &clusterpb.StopGroupReply{}, nil
 }
 
 // DumpStacks implements clusterpb.AgentServer.
 func (s *AgentService) DumpStacks(_ context.Context, req *clusterpb.StopGroupRequest) (*clusterpb.StopGroupReply, error) {
-	aj, err := s.job(req.JobId)
-	if err != nil {
-		return nil, err
-	}
-	if aj.group != nil {
-		aj.group.DumpStacks()
+	if g := s.group(req.JobId); g != nil {
+		g.DumpStacks()
 	}
 	return &clusterpb.StopGroupReply{}, nil
 }
@@ -193,6 +284,10 @@ func (s *AgentService) DumpStacks(_ context.Context, req *clusterpb.StopGroupReq
 func (s *AgentService) Rendezvous(ctx context.Context, req *clusterpb.RendezvousRequest) (*clusterpb.RendezvousReply, error) {
 	if !validJobID(req.JobId) {
 		return nil, status.Errorf(codes.InvalidArgument, "job id %q", req.JobId)
+	}
+	// The store is the job's: an earlier group's end would close it.
+	if err := s.waitGone(ctx, req.JobId); err != nil {
+		return nil, err
 	}
 	torch := req.TorchVersion
 	if torch == "" {
@@ -211,11 +306,11 @@ func (s *AgentService) Rendezvous(ctx context.Context, req *clusterpb.Rendezvous
 // FetchStaged implements clusterpb.AgentServer: it sends every file staged
 // for the report, or only those named.
 func (s *AgentService) FetchStaged(req *clusterpb.FetchStagedRequest, stream grpc.ServerStreamingServer[clusterpb.FileChunk]) error {
-	aj, err := s.job(req.JobId)
+	st, err := s.stager(req.JobId)
 	if err != nil {
 		return err
 	}
-	dir := aj.stager.Dir(int(req.Seq))
+	dir := st.Dir(int(req.Seq))
 	var files []string
 	if len(req.Files) > 0 {
 		files = req.Files
@@ -231,18 +326,18 @@ func (s *AgentService) FetchStaged(req *clusterpb.FetchStagedRequest, stream grp
 		}
 	}
 	if req.Release {
-		_ = aj.stager.Release(int(req.Seq))
+		_ = st.Release(int(req.Seq))
 	}
 	return nil
 }
 
 // ReleaseStaged implements clusterpb.AgentServer.
 func (s *AgentService) ReleaseStaged(_ context.Context, req *clusterpb.FetchStagedRequest) (*clusterpb.ReleaseStagedReply, error) {
-	aj, err := s.job(req.JobId)
+	st, err := s.stager(req.JobId)
 	if err != nil {
 		return &clusterpb.ReleaseStagedReply{}, nil // the group ended and took its staging with it
 	}
-	_ = aj.stager.Release(int(req.Seq))
+	_ = st.Release(int(req.Seq))
 	return &clusterpb.ReleaseStagedReply{}, nil
 }
 
@@ -256,8 +351,12 @@ func (s *AgentService) PutRestore(stream grpc.ClientStreamingServer[clusterpb.Fi
 	if !validJobID(first.JobId) {
 		return status.Errorf(codes.InvalidArgument, "job id %q", first.JobId)
 	}
+	// An earlier group's end removes restore/: let it end first.
+	if err := s.waitGone(stream.Context(), first.JobId); err != nil {
+		return err
+	}
 	dir := filepath.Join(s.jobDir(first.JobId), "restore")
-	if err := os.RemoveAll(dir); err != nil {
+	if err := removeTree(dir); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -85,6 +85,11 @@ func (s Security) ServerOptions() ([]grpc.ServerOption, error) {
 		grpc.MaxRecvMsgSize(maxMessage),
 		grpc.MaxSendMsgSize(maxMessage),
 	}
+	if s.TLSCA != "" && (s.TLSCert == "" || s.TLSKey == "") {
+		// Serving plain TCP to clients that trust a CA and send the token
+		// would give the token away.
+		return nil, errors.New("cluster: --tls-ca on a head or agent needs --tls-cert and --tls-key too")
+	}
 	if s.TLSCert != "" || s.TLSKey != "" {
 		cfg, err := s.tlsConfig(true)
 		if err != nil {

@@ -33,9 +33,19 @@ type RemoteAgent struct {
 // reached: its node is declared dead, and its workers are lost.
 var ErrNodeLost = errors.New("cluster: node lost")
 
-// unreachable reports whether err says the agent is gone, and if so
+// unreachable reports whether err says the agent is gone (it cannot be
+// reached, or the head declared its node dead meanwhile), and if so
 // declares its node dead and returns the error as ErrNodeLost.
 func (r *RemoteAgent) unreachable(what string, err error) (error, bool) {
+	select {
+	case <-r.dead:
+		why := fmt.Sprintf("node %s lost", r.node.ID)
+		if r.deadWhy != nil {
+			why, _ = r.deadWhy()
+		}
+		return &nodeLostError{why: why + " while trying to " + what}, true
+	default:
+	}
 	if status.Code(err) != codes.Unavailable {
 		return nil, false
 	}
@@ -57,6 +67,8 @@ func (r *RemoteAgent) Node() Node { return r.node }
 
 // Rendezvous implements NodeAgent.
 func (r *RemoteAgent) Rendezvous(ctx context.Context, req RendezvousRequest) (Rendezvous, error) {
+	ctx, cancel := untilClosed(ctx, r.dead)
+	defer cancel()
 	rep, err := r.client.Rendezvous(ctx, &clusterpb.RendezvousRequest{JobId: req.JobID, TorchVersion: req.TorchVersion, Python: req.Python})
 	if err != nil {
 		if lost, ok := r.unreachable("rendezvous", err); ok {
@@ -73,7 +85,10 @@ func (r *RemoteAgent) Rendezvous(ctx context.Context, req RendezvousRequest) (Re
 func (r *RemoteAgent) StartGroup(ctx context.Context, spec GroupSpec, ship Shipment) (GroupRunner, error) {
 	who := "node " + r.node.ID
 	if spec.Restore != nil {
-		if err := r.putRestore(ctx, spec.JobID, spec.Restore.Dir); err != nil {
+		pctx, cancel := untilClosed(ctx, r.dead)
+		err := r.putRestore(pctx, spec.JobID, spec.Restore.Dir)
+		cancel()
+		if err != nil {
 			if lost, ok := r.unreachable("send the checkpoint to resume from", err); ok {
 				return nil, lost
 			}
@@ -85,8 +100,20 @@ func (r *RemoteAgent) StartGroup(ctx context.Context, spec GroupSpec, ship Shipm
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	// The stream lives as long as the group; Stop and ctx reach the group
-	// through StopGroup, so its exits still come back on the stream.
+	// through StopGroup, so its exits still come back on the stream. Until
+	// the group has started, ctx and the node's death end the wait.
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	started := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			cancel()
+		case <-r.dead:
+			cancel()
+		case <-started:
+		}
+	}()
+	defer close(started)
 	stream, err := r.client.StartGroup(sctx, &clusterpb.StartGroupRequest{
 		SpecJson: body, Workdir: ship.Workdir, WorkdirDigest: ship.WorkdirDigest, Python: ship.Python,
 	})
@@ -254,8 +281,14 @@ func (g *remoteGroup) relay(ctx context.Context, m *clusterpb.GroupEvent) bool {
 			dir, err := g.fetch(ctx, e.Report.Seq, e.Files)
 			if err != nil {
 				// The checkpoint would be committed without this rank's
-				// files: stop the group rather than store half of it.
-				g.r.log.Error("fetch checkpoint files", "node", g.r.node.ID, "rank", e.Rank, "seq", e.Report.Seq, "err", err)
+				// files: the job stops rather than store half of it.
+				select {
+				case <-g.stopCh:
+					g.r.log.Debug("fetch checkpoint files cut short by the stop", "node", g.r.node.ID, "err", err)
+				default:
+					g.events <- Event{Kind: CheckpointLost, NodeID: g.r.node.ID, Rank: e.Rank, Time: time.Now(), Report: e.Report,
+						Line: fmt.Sprintf("rank %d's checkpoint files of report %d could not be fetched from node %s: %v", e.Rank, e.Report.Seq, g.r.node.ID, err)}
+				}
 				g.Stop()
 				return true
 			}

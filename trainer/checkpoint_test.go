@@ -157,9 +157,9 @@ type cutProxy struct {
 	// hookAt: call hook (once, in its own goroutine) when up reaches it.
 	hookAt atomic.Int64
 	hook   func()
-	mu    sync.Mutex
-	conns []net.Conn
-	cut   bool
+	mu     sync.Mutex
+	conns  []net.Conn
+	cut    bool
 }
 
 func newCutProxy(t *testing.T, target string) *cutProxy {

@@ -219,6 +219,11 @@ func (hj *headJob) add(ev *clusterpb.JobEvent, state State, msg string) {
 	ev.Index = hj.next
 	hj.next++
 	hj.events = append(hj.events, ev)
+	if ev.ResultJson != nil {
+		// With the last event, in the same critical section: a watcher
+		// that sees the job ended has its result in the batch.
+		hj.ended = time.Now()
+	}
 	if len(hj.events) > maxJobEvents {
 		hj.events = dropOldLogs(hj.events, maxJobEvents/2)
 	}
@@ -264,7 +269,7 @@ func (h *Head) submit(req *clusterpb.SubmitJobRequest) (*headJob, error) {
 	h.mu.Lock()
 	if h.ctx.Err() != nil {
 		h.mu.Unlock()
-		return nil, errors.New("the head is shutting down")
+		return nil, errShuttingDown
 	}
 	for _, other := range h.jobs {
 		if other.name == j.res.Name && !other.summaryState().Done() {
@@ -314,9 +319,6 @@ func (h *Head) submit(req *clusterpb.SubmitJobRequest) (*headJob, error) {
 		b, _ := json.Marshal(final)
 		rb, _ := json.Marshal(res)
 		ev := &clusterpb.JobEvent{EventJson: b, ResultJson: rb, Error: wireError(err)}
-		hj.mu.Lock()
-		hj.ended = time.Now()
-		hj.mu.Unlock()
 		hj.add(ev, res.State, final.Message)
 		h.persist(hj)
 		h.log.Info("job ended", "job", hj.id, "name", hj.name, "state", res.State, "err", err)
@@ -369,6 +371,9 @@ func (h *Head) summaries() []*clusterpb.JobSummary {
 	return out
 }
 
+// errShuttingDown refuses jobs submitted to a head that is stopping.
+var errShuttingDown = errors.New("the head is shutting down; submit the job again once it is back")
+
 // headServer is the head's gRPC service: nodes from the cluster package,
 // jobs from here.
 type headServer struct {
@@ -384,11 +389,13 @@ func (s *headServer) Status(ctx context.Context, req *clusterpb.StatusRequest) (
 
 func (s *headServer) SubmitJob(_ context.Context, req *clusterpb.SubmitJobRequest) (*clusterpb.SubmitJobReply, error) {
 	hj, err := s.h.submit(req)
-	if err != nil {
-		if errors.Is(err, ErrInvalidConfig) {
-			return nil, status.Error(codes.InvalidArgument, err.Error())
-		}
-		return nil, status.Error(codes.Unavailable, err.Error())
+	switch {
+	case errors.Is(err, ErrInvalidConfig):
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, errShuttingDown):
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	case err != nil:
+		return nil, status.Error(codes.Internal, err.Error())
 	}
 	return &clusterpb.SubmitJobReply{JobId: hj.id, Name: hj.name}, nil
 }

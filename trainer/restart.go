@@ -109,7 +109,11 @@ func (j *job) size(sched *cluster.Head, req cluster.Request) int {
 // attempt runs them all.
 func (j *job) scaleUp(sched *cluster.Head, plan cluster.Plan) func() bool {
 	running := len(plan.Assignments)
-	if j.cfg.MinWorkers == 0 || running >= j.cfg.Workers {
+	strategy, _ := cluster.ParseStrategy(j.cfg.Placement)
+	// Under a strict strategy one more free bundle says nothing about
+	// whether a bigger group would fit, and a restart that comes back the
+	// same size would repeat at every checkpoint.
+	if j.cfg.MinWorkers == 0 || running >= j.cfg.Workers || strategy == cluster.StrictPack || strategy == cluster.StrictSpread {
 		return nil
 	}
 	return func() bool {

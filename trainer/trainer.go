@@ -234,6 +234,21 @@ func (j *job) run(ctx context.Context) (*Result, error) {
 // the job must end for another reason (the input, storage, ctx).
 func (j *job) runAttempt(ctx context.Context, be backend, req cluster.Request, py Interpreter, attempt int) (*JobError, error) {
 	plan, err := j.reserve(ctx, be.Scheduler(), req)
+	// A restart after a node loss may find the cluster too small for now;
+	// it waits for nodes to come back (the job can be stopped meanwhile)
+	// where a first attempt that can never fit fails at once.
+	for waited := false; attempt > 0 && errors.Is(err, cluster.ErrInfeasible); {
+		if !waited {
+			j.setState(StatePending, fmt.Sprintf("waiting for nodes to join: %v", err))
+			waited = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+		plan, err = j.reserve(ctx, be.Scheduler(), req)
+	}
 	if err != nil {
 		if errors.Is(err, cluster.ErrInfeasible) {
 			err = invalid("%w", err)
@@ -355,11 +370,14 @@ func (j *job) attempt(ctx context.Context, be backend, plan cluster.Plan, py Int
 	for i, id := range nodes {
 		a, ok := be.Agent(id)
 		if !ok {
-			return nil, nil, fmt.Errorf("trainer: node %s left the cluster before the workers started", id)
+			return lostBeforeStart(plan, id, fmt.Sprintf("node %s left the cluster before the workers started", id)), nil, nil
 		}
 		agents[i] = a
 	}
 	rdzv, err := agents[0].Rendezvous(ctx, cluster.RendezvousRequest{JobID: j.id, TorchVersion: py.TorchVersion, Python: j.cfg.Python})
+	if errors.Is(err, cluster.ErrNodeLost) {
+		return lostBeforeStart(plan, nodes[0], err.Error()), nil, nil
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("trainer: %w", err)
 	}
@@ -588,6 +606,11 @@ func (j *job) follow(ctx context.Context, groups []cluster.GroupRunner, world in
 				}
 				j.emit(Event{Type: EventReport, Time: e.Time, Rank: e.Rank, Node: e.NodeID, Metrics: e.Report.Metrics})
 				ckpts.report(e)
+			case cluster.CheckpointLost:
+				if ckptErr == nil && !workerFailed {
+					ckptErr = &CheckpointError{Index: ckpts.next, Err: errors.New(e.Line)}
+					stopAll()
+				}
 			case cluster.NodeWarning:
 				j.emit(Event{Type: EventWarning, Time: e.Time, Node: e.NodeID, Message: e.Line + "; running without (--isolation=strict would refuse)"})
 			case cluster.WorkerExited:
@@ -640,6 +663,22 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// lostBeforeStart is an attempt that ended before any worker started
+// because node was lost: its ranks lost, the others stopped, so the job
+// may restart.
+func lostBeforeStart(plan cluster.Plan, node, why string) []WorkerExit {
+	now := time.Now()
+	exits := make([]WorkerExit, len(plan.Assignments))
+	for rank, a := range plan.Assignments {
+		exits[rank] = WorkerExit{Rank: rank, Node: a.NodeID, Exit: launcher.Exit{Time: now, Stopped: true}}
+		if a.NodeID == node {
+			exits[rank].Exit = launcher.Exit{Code: -1, Time: now, Lost: why}
+			exits[rank].FailedAt = now
+		}
+	}
+	return exits
 }
 
 // lostAtStart turns the start of an attempt that failed because nodes were

@@ -134,15 +134,19 @@ func (o *startOptions) daemonize(cmd *cobra.Command, dir string) error {
 	if err != nil {
 		return fmt.Errorf("find rtrain's own binary: %w", err)
 	}
-	args := append([]string{"start", "--block", "--state-dir", dir}, os.Args[2:]...)
+	// The token goes through the environment, not the daemon's command
+	// line, which every user of the machine can read in /proc.
+	args := append([]string{"start", "--block", "--state-dir", dir}, withoutFlag(os.Args[2:], "--token")...)
 	c := exec.Command(self, args...)
 	c.Stdout, c.Stderr = logFile, logFile
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	token := o.security().Token
 	if o.head && o.token == "" && os.Getenv(cluster.TokenEnv) == "" {
 		// The token is made here so that it can be printed once, below.
-		o.token = cluster.NewToken()
-		c.Env = append(os.Environ(), cluster.TokenEnv+"="+o.token)
+		token = cluster.NewToken()
+		o.token = token
 	}
+	c.Env = append(os.Environ(), cluster.TokenEnv+"="+token)
 	if err := c.Start(); err != nil {
 		return fmt.Errorf("start the %s: %w", role, err)
 	}
@@ -332,4 +336,19 @@ func serveDashboard(ctx context.Context, h *trainer.Head, token, host string, po
 		<-done
 	}
 	return stop, "http://" + headAddress(host, ln.Addr().String()), nil
+}
+
+// withoutFlag is args less flag and its value ("--flag v" or "--flag=v").
+func withoutFlag(args []string, flag string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		switch {
+		case args[i] == flag:
+			i++
+		case strings.HasPrefix(args[i], flag+"="):
+		default:
+			out = append(out, args[i])
+		}
+	}
+	return out
 }
