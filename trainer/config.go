@@ -170,8 +170,8 @@ type Config struct {
 	// the ignore file .rtrainignore); 0 means 100 MiB.
 	WorkingDirLimit int64
 
-	// OnEvent, if set, receives every event of the job, in order, from one
-	// goroutine. It must not block for long: workers' output waits for it.
+	// OnEvent, if set, receives every event of the job, in order, one call
+	// at a time. It must not block for long: workers' output waits for it.
 	OnEvent func(Event) `json:"-"`
 }
 

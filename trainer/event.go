@@ -55,7 +55,7 @@ const (
 
 // Event is one thing that happened to a job.
 //
-// Events arrive in order, from one goroutine: the first is a PENDING
+// Events arrive in order, one call at a time (never two at once): the first is a PENDING
 // state and the last is the final state (SUCCEEDED, FAILED or CANCELLED),
 // after every other event. A rank's worker_started comes before its logs
 // and reports, its worker_exited after them. Checkpoints come in index

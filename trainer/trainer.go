@@ -87,6 +87,8 @@ type job struct {
 	// launched is set once workers have been started.
 	launched bool
 
+	emitMu sync.Mutex
+
 	// rescale is set by follow when it stops the workers to restart them
 	// with more.
 	rescale bool
@@ -140,11 +142,16 @@ func (t *Trainer) newJob() (*job, error) {
 	}, nil
 }
 
+// emit hands e to OnEvent. Events come from the goroutine following the
+// workers and from the one storing checkpoints; the lock makes OnEvent
+// see them one at a time, never two at once.
 func (j *job) emit(e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
 	if j.cfg.OnEvent != nil {
+		j.emitMu.Lock()
+		defer j.emitMu.Unlock()
 		j.cfg.OnEvent(e)
 	}
 }
