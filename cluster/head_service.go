@@ -119,6 +119,13 @@ func (h *HeadService) Agent(id string) (NodeAgent, bool) {
 	return m.agent, true
 }
 
+// Joined is closed when the next node registers.
+func (h *HeadService) Joined() <-chan struct{} {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.joined
+}
+
 // WaitNodes waits until at least n nodes are alive, or ctx ends.
 func (h *HeadService) WaitNodes(ctx context.Context, n int) error {
 	for {

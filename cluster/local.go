@@ -42,3 +42,6 @@ func (l *Local) Agent(id string) (NodeAgent, bool) {
 	}
 	return l.agent, true
 }
+
+// Joined never fires: the embedded cluster has its one node.
+func (l *Local) Joined() <-chan struct{} { return nil }

@@ -154,6 +154,7 @@ func (h *Head) persist(hj *headJob) {
 type headBackend struct{ nodes *cluster.HeadService }
 
 func (b headBackend) Scheduler() *cluster.Head { return b.nodes.Scheduler() }
+func (b headBackend) Joined() <-chan struct{}  { return b.nodes.Joined() }
 func (b headBackend) Agent(id string) (cluster.NodeAgent, bool) {
 	return b.nodes.Agent(id)
 }

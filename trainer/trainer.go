@@ -102,6 +102,8 @@ type job struct {
 type backend interface {
 	Scheduler() *cluster.Head
 	Agent(nodeID string) (cluster.NodeAgent, bool)
+	// Joined is closed when the next node joins; nil where none can.
+	Joined() <-chan struct{}
 }
 
 func (t *Trainer) newJob() (*job, error) {
@@ -244,17 +246,19 @@ func (j *job) runAttempt(ctx context.Context, be backend, req cluster.Request, p
 	// A restart after a node loss may find the cluster too small for now;
 	// it waits for nodes to come back (the job can be stopped meanwhile)
 	// where a first attempt that can never fit fails at once.
-	for waited := false; attempt > 0 && errors.Is(err, cluster.ErrInfeasible); {
-		if !waited {
-			j.setState(StatePending, fmt.Sprintf("waiting for nodes to join: %v", err))
-			waited = true
+	for attempt > 0 && errors.Is(err, cluster.ErrInfeasible) {
+		joined := be.Joined()
+		// Placed again with the node list as it is now: one may have
+		// joined between the failed placement and this.
+		if plan, err = j.reserve(ctx, be.Scheduler(), req); !errors.Is(err, cluster.ErrInfeasible) {
+			break
 		}
+		j.setState(StatePending, fmt.Sprintf("waiting for nodes to join: %v", err))
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(time.Second):
+		case <-joined:
 		}
-		plan, err = j.reserve(ctx, be.Scheduler(), req)
 	}
 	if err != nil {
 		if errors.Is(err, cluster.ErrInfeasible) {

@@ -472,3 +472,52 @@ func TestStartInTheBackgroundAndStop(t *testing.T) {
 	assert.False(t, ok)
 	assert.Error(t, syscall.Kill(pid, 0), "the daemon is gone")
 }
+
+// A fixed-size job whose node is lost cannot fit on the node left: its
+// restart waits, saying why, until an agent joins again, then finishes.
+func TestClusterRestartWaitsForANode(t *testing.T) {
+	c := newTestCluster(t, 2)
+	hosts := c.net.Hosts()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	fit := c.head.Enter(ctx, os.Args[0], "fit", "--workers", "4", "--cpus-per-worker", "1", "--placement", "SPREAD",
+		"--max-failures", "1", "train.py", "--epochs", "6")
+	fit.Env = c.env(t.TempDir())
+	fit.Dir = exampleDir(t)
+	pr, pw := io.Pipe()
+	fit.Stdout, fit.Stderr = pw, pw
+	require.NoError(t, fit.Start())
+	var out bytes.Buffer
+	read := make(chan struct{})
+	waiting := make(chan struct{})
+	go func() {
+		defer close(read)
+		sc := bufio.NewScanner(pr)
+		seen := false
+		for sc.Scan() {
+			out.WriteString(sc.Text() + "\n")
+			switch {
+			case strings.HasPrefix(sc.Text(), "[checkpoint]") && !seen:
+				seen = true
+				_ = c.daemons[hosts[2].Name()].Process.Kill()
+			case strings.Contains(sc.Text(), "waiting for nodes to join"):
+				close(waiting)
+			}
+		}
+	}()
+	select {
+	case <-waiting:
+	case <-ctx.Done():
+		t.Fatal("the restart never said it waits for nodes")
+	}
+	_ = c.daemons[hosts[2].Name()].Wait()
+	c.daemon(hosts[2], "agent", "start", "--block", "--address", c.addr(), "--num-cpus", "2", "--node-name", nodeName(hosts[2]))
+	err := fit.Wait()
+	_ = pw.Close()
+	<-read
+	require.NoError(t, err, "output:\n%s", out.String())
+	o := out.String()
+	assert.Contains(t, o, "waiting for nodes to join: asked 4 CPUs, this node has 2")
+	assert.Equal(t, 2, strings.Count(o, "starting 4 workers on 2 nodes"), o)
+	assert.Contains(t, o, "[report] epoch=5 ")
+}
