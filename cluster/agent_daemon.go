@@ -172,7 +172,7 @@ func beat(ctx context.Context, head clusterpb.HeadClient, node Node, b beats, sv
 		case <-t.C:
 		}
 		cctx, cancel := context.WithTimeout(ctx, b.interval*3)
-		rep, err := head.Heartbeat(cctx, &clusterpb.HeartbeatRequest{NodeId: node.ID, Gpus: gpuStatsToProto(gpus.Sample())})
+		rep, err := head.Heartbeat(cctx, &clusterpb.HeartbeatRequest{NodeId: node.ID, AgentAddr: node.AgentAddr, Gpus: gpuStatsToProto(gpus.Sample())})
 		cancel()
 		switch {
 		case err != nil:

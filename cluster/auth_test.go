@@ -117,3 +117,27 @@ func selfSigned(t *testing.T, dir string) (certPath, keyPath string) {
 	require.NoError(t, os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600))
 	return certPath, keyPath
 }
+
+// A heartbeat keeps alive only the agent registered under its node id: a
+// stale agent of the same name that comes back is told to register again.
+func TestHeartbeatFromAnotherAgentReregisters(t *testing.T) {
+	hs := NewHeadService(NewHead(), Security{Token: "t"}, HeadOptions{}, slog.New(slog.DiscardHandler))
+	t.Cleanup(hs.Close)
+	node := &clusterpb.Node{Id: "gpu", Addr: "10.0.0.1", AgentAddr: "10.0.0.1:7000", Total: &clusterpb.Resources{Cpu: 1}}
+	rep, err := hs.Register(t.Context(), &clusterpb.RegisterRequest{Node: node})
+	require.NoError(t, err)
+	require.Equal(t, "gpu", rep.NodeId)
+
+	hb, err := hs.Heartbeat(t.Context(), &clusterpb.HeartbeatRequest{NodeId: "gpu", AgentAddr: "10.0.0.1:7000"})
+	require.NoError(t, err)
+	assert.False(t, hb.Reregister)
+	hb, err = hs.Heartbeat(t.Context(), &clusterpb.HeartbeatRequest{NodeId: "gpu", AgentAddr: "10.0.0.9:7000"})
+	require.NoError(t, err)
+	assert.True(t, hb.Reregister, "another agent under the same id")
+
+	// A clone registering under a taken name gets a name of its own.
+	clone := &clusterpb.Node{Id: "gpu", Addr: "10.0.0.9", AgentAddr: "10.0.0.9:7000", Total: &clusterpb.Resources{Cpu: 1}}
+	rep, err = hs.Register(t.Context(), &clusterpb.RegisterRequest{Node: clone})
+	require.NoError(t, err)
+	assert.Equal(t, "gpu-2", rep.NodeId)
+}

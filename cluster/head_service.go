@@ -202,7 +202,7 @@ func (h *HeadService) Register(_ context.Context, req *clusterpb.RegisterRequest
 func (h *HeadService) Heartbeat(_ context.Context, req *clusterpb.HeartbeatRequest) (*clusterpb.HeartbeatReply, error) {
 	h.mu.RLock()
 	m := h.members[req.NodeId]
-	gone := m == nil || m.gone
+	gone := m == nil || m.gone || (req.AgentAddr != "" && req.AgentAddr != m.node.AgentAddr)
 	if !gone {
 		m.last.Store(time.Now().UnixNano())
 		if len(req.Gpus) > 0 {
@@ -210,7 +210,7 @@ func (h *HeadService) Heartbeat(_ context.Context, req *clusterpb.HeartbeatReque
 		}
 	}
 	// A drained node stays out until its agent starts again.
-	drained := m != nil && m.drained
+	drained := m != nil && m.drained && req.AgentAddr == m.node.AgentAddr
 	h.mu.RUnlock()
 	return &clusterpb.HeartbeatReply{Reregister: gone && !drained}, nil
 }

@@ -384,6 +384,10 @@ func (x *RegisterReply) GetHeartbeatTimeoutMs() int64 {
 type HeartbeatRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The agent's address: a heartbeat from another agent than the one
+	// registered under node_id (a stale one that came back) is told to
+	// register again rather than keep that node alive.
+	AgentAddr string `protobuf:"bytes,3,opt,name=agent_addr,json=agentAddr,proto3" json:"agent_addr,omitempty"`
 	// The node's GPUs as NVML sees them now; none without NVML.
 	Gpus          []*GPUStat `protobuf:"bytes,2,rep,name=gpus,proto3" json:"gpus,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -423,6 +427,13 @@ func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
 func (x *HeartbeatRequest) GetNodeId() string {
 	if x != nil {
 		return x.NodeId
+	}
+	return ""
+}
+
+func (x *HeartbeatRequest) GetAgentAddr() string {
+	if x != nil {
+		return x.AgentAddr
 	}
 	return ""
 }
@@ -1980,9 +1991,11 @@ const file_cluster_proto_rawDesc = "" +
 	"\rRegisterReply\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x120\n" +
-	"\x14heartbeat_timeout_ms\x18\x03 \x01(\x03R\x12heartbeatTimeoutMs\"[\n" +
+	"\x14heartbeat_timeout_ms\x18\x03 \x01(\x03R\x12heartbeatTimeoutMs\"z\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12.\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
+	"\n" +
+	"agent_addr\x18\x03 \x01(\tR\tagentAddr\x12.\n" +
 	"\x04gpus\x18\x02 \x03(\v2\x1a.rtrain.cluster.v1.GPUStatR\x04gpus\"\x9b\x01\n" +
 	"\aGPUStat\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12 \n" +
