@@ -51,6 +51,8 @@ type agentJob struct {
 	stager *Stager
 	// done is closed when the group has ended and its files are gone.
 	done chan struct{}
+	// attempt is the job's attempt the group runs.
+	attempt int
 }
 
 // NewAgentService serves agent, keeping job files under dataDir.
@@ -76,7 +78,7 @@ func (s *AgentService) StartGroup(req *clusterpb.StartGroupRequest, stream grpc.
 	// An earlier attempt's group of this job may still be stopping here
 	// (the head gave up on this node and it came back): its files go
 	// with it, so the new group waits for it before touching any.
-	aj, err := s.claim(ctx, spec.JobID)
+	aj, err := s.claim(ctx, spec.JobID, spec.Layout.RestartCount)
 	if err != nil {
 		return err
 	}
@@ -147,7 +149,7 @@ func (s *AgentService) StartGroup(req *clusterpb.StartGroupRequest, stream grpc.
 
 // claim makes aj the job's group on this node, once an earlier one has
 // ended (bounded: a group stops within its grace period).
-func (s *AgentService) claim(ctx context.Context, jobID string) (*agentJob, error) {
+func (s *AgentService) claim(ctx context.Context, jobID string, attempt int) (*agentJob, error) {
 	if err := s.waitGone(ctx, jobID); err != nil {
 		return nil, err
 	}
@@ -156,7 +158,7 @@ func (s *AgentService) claim(ctx context.Context, jobID string) (*agentJob, erro
 	if _, dup := s.groups[jobID]; dup {
 		return nil, status.Errorf(codes.AlreadyExists, "job %s already starts a group on node %s", jobID, s.agent.node.ID)
 	}
-	aj := &agentJob{done: make(chan struct{})}
+	aj := &agentJob{done: make(chan struct{}), attempt: attempt}
 	s.groups[jobID] = aj
 	s.wg.Add(1)
 	return aj, nil
@@ -254,11 +256,12 @@ func (s *AgentService) stager(jobID string) (*Stager, error) {
 	return aj.stager, nil
 }
 
-// group is the job's running group, nil before it started.
-func (s *AgentService) group(jobID string) *Group {
+// group is the running group of the job's attempt, nil before it started
+// or when another attempt runs.
+func (s *AgentService) group(jobID string, attempt int) *Group {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if aj := s.groups[jobID]; aj != nil {
+	if aj := s.groups[jobID]; aj != nil && aj.attempt == attempt {
 		return aj.group
 	}
 	return nil
@@ -266,7 +269,7 @@ func (s *AgentService) group(jobID string) *Group {
 
 // StopGroup implements clusterpb.AgentServer.
 func (s *AgentService) StopGroup(_ context.Context, req *clusterpb.StopGroupRequest) (*clusterpb.StopGroupReply, error) {
-	if g := s.group(req.JobId); g != nil {
+	if g := s.group(req.JobId, int(req.Attempt)); g != nil {
 		g.Stop()
 	}
 	return &clusterpb.StopGroupReply{}, nil
@@ -274,7 +277,7 @@ func (s *AgentService) StopGroup(_ context.Context, req *clusterpb.StopGroupRequ
 
 // DumpStacks implements clusterpb.AgentServer.
 func (s *AgentService) DumpStacks(_ context.Context, req *clusterpb.StopGroupRequest) (*clusterpb.StopGroupReply, error) {
-	if g := s.group(req.JobId); g != nil {
+	if g := s.group(req.JobId, int(req.Attempt)); g != nil {
 		g.DumpStacks()
 	}
 	return &clusterpb.StopGroupReply{}, nil

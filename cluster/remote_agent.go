@@ -182,7 +182,7 @@ func (g *remoteGroup) Stop() {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			if _, err := g.r.client.StopGroup(ctx, &clusterpb.StopGroupRequest{JobId: g.spec.JobID}); err != nil {
+			if _, err := g.r.client.StopGroup(ctx, &clusterpb.StopGroupRequest{JobId: g.spec.JobID, Attempt: int32(g.spec.Layout.RestartCount)}); err != nil {
 				g.r.log.Debug("stop group", "node", g.r.node.ID, "err", err)
 			}
 		}()
@@ -193,7 +193,7 @@ func (g *remoteGroup) Stop() {
 func (g *remoteGroup) DumpStacks() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := g.r.client.DumpStacks(ctx, &clusterpb.StopGroupRequest{JobId: g.spec.JobID}); err != nil {
+	if _, err := g.r.client.DumpStacks(ctx, &clusterpb.StopGroupRequest{JobId: g.spec.JobID, Attempt: int32(g.spec.Layout.RestartCount)}); err != nil {
 		g.r.log.Debug("dump stacks", "node", g.r.node.ID, "err", err)
 	}
 }

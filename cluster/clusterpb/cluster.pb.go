@@ -1540,8 +1540,11 @@ func (x *GroupEvent) GetEventJson() []byte {
 }
 
 type StopGroupRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// The attempt whose group to stop: a late call for an earlier attempt
+	// must not reach the next one's group.
+	Attempt       int32 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1581,6 +1584,13 @@ func (x *StopGroupRequest) GetJobId() string {
 		return x.JobId
 	}
 	return ""
+}
+
+func (x *StopGroupRequest) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
 }
 
 type StopGroupReply struct {
@@ -2075,9 +2085,10 @@ const file_cluster_proto_rawDesc = "" +
 	"\n" +
 	"GroupEvent\x12\x1d\n" +
 	"\n" +
-	"event_json\x18\x01 \x01(\fR\teventJson\")\n" +
+	"event_json\x18\x01 \x01(\fR\teventJson\"C\n" +
 	"\x10StopGroupRequest\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\x10\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\"\x10\n" +
 	"\x0eStopGroupReply\"g\n" +
 	"\x11RendezvousRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12#\n" +
