@@ -87,10 +87,10 @@ func (s *AgentService) StartGroup(req *clusterpb.StartGroupRequest, stream grpc.
 	// write into it, and one attempt's files must not turn up in the next.
 	jd := s.jobDir(spec.JobID)
 	dir := filepath.Join(jd, "workdir")
-	if err := removeTree(dir); err != nil {
+	if err := workdir.RemoveTree(dir); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
-	if err := workdir.Unpack(ctx, req.Workdir, dir); err != nil {
+	if err := workdir.Unpack(ctx, req.Workdir, req.WorkdirDigest, dir); err != nil {
 		return status.Errorf(codes.Internal, "unpack the working directory: %v", err)
 	}
 	spec.Dir = dir
@@ -196,7 +196,7 @@ func (s *AgentService) forget(jobID string, aj *agentJob) {
 	}
 	jd := s.jobDir(jobID)
 	for _, d := range []string{"staging", "restore", "workdir"} {
-		if err := removeTree(filepath.Join(jd, d)); err != nil {
+		if err := workdir.RemoveTree(filepath.Join(jd, d)); err != nil {
 			s.log.Warn("job files left behind", "job", jobID, "err", err)
 		}
 	}
@@ -219,18 +219,6 @@ func (s *AgentService) Wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// removeTree removes dir and everything under it, read-only directories
-// that a working directory may hold included.
-func removeTree(dir string) error {
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			_ = os.Chmod(p, 0o700)
-		}
-		return nil
-	})
-	return os.RemoveAll(dir)
 }
 
 // withoutToken is env less the cluster token: workers run the job's code
@@ -359,7 +347,7 @@ func (s *AgentService) PutRestore(stream grpc.ClientStreamingServer[clusterpb.Fi
 		return err
 	}
 	dir := filepath.Join(s.jobDir(first.JobId), "restore")
-	if err := removeTree(dir); err != nil {
+	if err := workdir.RemoveTree(dir); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {

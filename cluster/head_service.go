@@ -126,29 +126,6 @@ func (h *HeadService) Joined() <-chan struct{} {
 	return h.joined
 }
 
-// WaitNodes waits until at least n nodes are alive, or ctx ends.
-func (h *HeadService) WaitNodes(ctx context.Context, n int) error {
-	for {
-		h.mu.RLock()
-		alive := 0
-		for _, m := range h.members {
-			if !m.gone {
-				alive++
-			}
-		}
-		joined := h.joined
-		h.mu.RUnlock()
-		if alive >= n {
-			return nil
-		}
-		select {
-		case <-joined:
-		case <-ctx.Done():
-			return fmt.Errorf("cluster: waiting for %d nodes, %d joined: %w", n, alive, context.Cause(ctx))
-		}
-	}
-}
-
 // Register implements clusterpb.HeadServer.
 func (h *HeadService) Register(_ context.Context, req *clusterpb.RegisterRequest) (*clusterpb.RegisterReply, error) {
 	n := nodeFromProto(req.Node)
@@ -322,15 +299,13 @@ func resourcesToProto(r Resources) *clusterpb.Resources {
 	return &clusterpb.Resources{Cpu: r.CPU, Gpu: int32(r.GPU), MemoryBytes: r.MemoryBytes}
 }
 
-func resourcesFromProto(r *clusterpb.Resources) Resources {
+// ResourcesFromProto converts the wire form of an amount of resources.
+func ResourcesFromProto(r *clusterpb.Resources) Resources {
 	if r == nil {
 		return Resources{}
 	}
 	return Resources{CPU: r.Cpu, GPU: int(r.Gpu), MemoryBytes: r.MemoryBytes}
 }
-
-// ResourcesFromProto converts the wire form of an amount of resources.
-func ResourcesFromProto(r *clusterpb.Resources) Resources { return resourcesFromProto(r) }
 
 func nodeToProto(n Node) *clusterpb.Node {
 	p := &clusterpb.Node{Id: n.ID, Addr: n.Addr, Total: resourcesToProto(n.Total), AgentAddr: n.AgentAddr, Iface: n.Iface, Hostname: n.Hostname}
@@ -348,7 +323,7 @@ func nodeFromProto(p *clusterpb.Node) Node {
 	if p == nil {
 		return Node{}
 	}
-	n := Node{ID: p.Id, Addr: p.Addr, Total: resourcesFromProto(p.Total), AgentAddr: p.AgentAddr, Iface: p.Iface, Hostname: p.Hostname}
+	n := Node{ID: p.Id, Addr: p.Addr, Total: ResourcesFromProto(p.Total), AgentAddr: p.AgentAddr, Iface: p.Iface, Hostname: p.Hostname}
 	for _, g := range p.Gpus {
 		gpu := GPU{Index: int(g.Index), Minor: int(g.Minor), UUID: g.Uuid, Name: g.Name, MemoryBytes: g.MemoryBytes}
 		for _, peer := range g.NvlinkPeers {
@@ -358,6 +333,3 @@ func nodeFromProto(p *clusterpb.Node) Node {
 	}
 	return n
 }
-
-// NodeFromProto converts a node's wire form.
-func NodeFromProto(p *clusterpb.Node) Node { return nodeFromProto(p) }

@@ -382,10 +382,8 @@ type headServer struct {
 	h *Head
 }
 
-func (s *headServer) Status(ctx context.Context, req *clusterpb.StatusRequest) (*clusterpb.StatusReply, error) {
-	rep := s.HeadService.StatusReply()
-	rep.Jobs = s.h.summaries()
-	return rep, nil
+func (s *headServer) Status(context.Context, *clusterpb.StatusRequest) (*clusterpb.StatusReply, error) {
+	return s.h.Status(), nil
 }
 
 func (s *headServer) SubmitJob(_ context.Context, req *clusterpb.SubmitJobRequest) (*clusterpb.SubmitJobReply, error) {

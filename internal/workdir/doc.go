@@ -1,7 +1,7 @@
 // Package workdir ships a job's working directory to the nodes that run its
 // workers, like Ray's runtime_env working_dir: Pack turns a directory into a
-// compressed archive with a digest on the submitting side; UnpackCached
-// unpacks it once per digest on each node, and Unpack anywhere.
+// compressed archive with a digest on the submitting side; Unpack unpacks
+// it on each node, checking the digest.
 //
 // # What is packed
 //
@@ -30,7 +30,7 @@
 // The archive holds its entries in lexical order with fixed times and
 // owners, so the same tree gives the same bytes and the same digest. The
 // digest is the SHA-256 of the uncompressed tar stream, so it names the
-// content whatever the compressor; UnpackCached checks it while unpacking.
+// content whatever the compressor; Unpack checks it while unpacking.
 //
 // # Size limit
 //

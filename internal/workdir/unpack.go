@@ -24,7 +24,7 @@ import (
 // unpack (hard links, devices, duplicates).
 var ErrUnsafe = errors.New("workdir: unsafe archive")
 
-// ErrDigestMismatch is UnpackCached's error when the archive is not the one
+// ErrDigestMismatch is Unpack's error when the archive is not the one
 // its digest names.
 var ErrDigestMismatch = errors.New("workdir: archive does not match its digest")
 
@@ -32,62 +32,22 @@ var ErrDigestMismatch = errors.New("workdir: archive does not match its digest")
 // empty; it creates dst. It keeps permission bits and links, and fails with
 // an error matching ErrUnsafe on an entry that is absolute, climbs out with
 // .., is not a directory, regular file or link, appears twice, or is a link
-// resolving outside dst. On an error dst may hold part of the archive, but
-// nothing was written outside dst and no link in it leads outside.
-func Unpack(ctx context.Context, data []byte, dst string) error {
-	_, err := unpack(ctx, data, dst)
-	return err
-}
-
-// UnpackCached unpacks data once per digest: into cacheRoot/digest, unless
-// that is already there, and returns that directory. It unpacks into a
-// temporary directory under cacheRoot first and renames it into place, so
-// the directory, once it exists, is whole; callers racing with the same
-// digest each unpack and all but the first rename discard theirs. It fails
-// with ErrDigestMismatch, leaving nothing behind, when data is not the
-// archive digest names. The files are the callers' to read, not to change:
-// a job that writes into its working directory changes it for the next.
-func UnpackCached(ctx context.Context, data []byte, digest, cacheRoot string) (string, error) {
-	if !validDigest(digest) {
-		return "", fmt.Errorf("workdir: digest %q is not a hex SHA-256", digest)
+// resolving outside dst. With a digest (Archive.Digest), it fails with
+// ErrDigestMismatch and removes dst when data is not that archive. On
+// another error dst may hold part of the archive, but nothing was written
+// outside dst and no link in it leads outside.
+func Unpack(ctx context.Context, data []byte, digest, dst string) error {
+	if digest != "" && !validDigest(digest) {
+		return fmt.Errorf("workdir: digest %q is not a hex SHA-256", digest)
 	}
-	final := filepath.Join(cacheRoot, digest)
-	if fi, err := os.Stat(final); err == nil && fi.IsDir() {
-		return final, nil
-	}
-	if err := os.MkdirAll(cacheRoot, 0o755); err != nil {
-		return "", fmt.Errorf("workdir: %w", err)
-	}
-	tmp, err := os.MkdirTemp(cacheRoot, ".unpack-"+digest[:12]+"-")
-	if err != nil {
-		return "", fmt.Errorf("workdir: %w", err)
-	}
-	got, err := unpack(ctx, data, tmp)
-	if err == nil && got != digest {
+	got, err := unpack(ctx, data, dst)
+	if err == nil && digest != "" && got != digest {
 		err = fmt.Errorf("%w: want %s, got %s", ErrDigestMismatch, digest, got)
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o755)
-	}
-	if err == nil {
-		err = os.Rename(tmp, final)
-		if err != nil {
-			if fi, statErr := os.Stat(final); statErr == nil && fi.IsDir() {
-				err = nil // another caller was first
-			} else {
-				err = fmt.Errorf("workdir: %w", err)
-			}
-		} else {
-			return final, nil
+		if rmErr := RemoveTree(dst); rmErr != nil {
+			err = fmt.Errorf("%w (and: %w)", err, rmErr)
 		}
 	}
-	if rmErr := removeTree(tmp); rmErr != nil && err == nil {
-		err = fmt.Errorf("workdir: %w", rmErr)
-	}
-	if err != nil {
-		return "", err
-	}
-	return final, nil
+	return err
 }
 
 func validDigest(d string) bool {
@@ -102,9 +62,9 @@ func validDigest(d string) bool {
 	return true
 }
 
-// removeTree removes dir even where the archive made a directory
+// RemoveTree removes dir even where an unpacked archive made a directory
 // read-only.
-func removeTree(dir string) error {
+func RemoveTree(dir string) error {
 	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
 			_ = os.Chmod(p, 0o700)

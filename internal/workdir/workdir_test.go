@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -288,7 +287,7 @@ func TestRoundTrip(t *testing.T) {
 	assert.Equal(t, 11, a.Files, "files: 7 regular, 4 links")
 
 	dst := filepath.Join(t.TempDir(), "job")
-	require.NoError(t, workdir.Unpack(t.Context(), a.Data, dst))
+	require.NoError(t, workdir.Unpack(t.Context(), a.Data, "", dst))
 	t.Cleanup(func() { _ = os.Chmod(filepath.Join(dst, "readonly"), 0o755) })
 
 	var want []string
@@ -444,7 +443,7 @@ func TestUnpackRejects(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			parent := t.TempDir()
 			dst := filepath.Join(parent, "sub", "dst")
-			err := workdir.Unpack(t.Context(), craft(t, tt.entries...), dst)
+			err := workdir.Unpack(t.Context(), craft(t, tt.entries...), "", dst)
 			require.Error(t, err)
 			t.Log(err)
 			if tt.unsafe {
@@ -476,63 +475,27 @@ func TestUnpackRefuses(t *testing.T) {
 
 	dst := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dst, "x"), nil, 0o644))
-	assert.Error(t, workdir.Unpack(t.Context(), good, dst), "a destination that is not empty")
+	assert.Error(t, workdir.Unpack(t.Context(), good, "", dst), "a destination that is not empty")
 
-	assert.Error(t, workdir.Unpack(t.Context(), []byte("not gzip"), filepath.Join(t.TempDir(), "d")))
-	assert.Error(t, workdir.Unpack(t.Context(), good[:len(good)-8], filepath.Join(t.TempDir(), "d")), "a truncated archive")
+	assert.Error(t, workdir.Unpack(t.Context(), []byte("not gzip"), "", filepath.Join(t.TempDir(), "d")))
+	assert.Error(t, workdir.Unpack(t.Context(), good[:len(good)-8], "", filepath.Join(t.TempDir(), "d")), "a truncated archive")
 }
 
-func TestUnpackCached(t *testing.T) {
-	root := build(t,
-		file{path: "train.py", data: "print(1)"},
-		file{path: "pkg/m.py", data: "m", mode: 0o755},
-		file{path: "l", link: "pkg/m.py"},
-	)
-	a, err := workdir.Pack(t.Context(), root, workdir.Options{})
-	require.NoError(t, err)
-	cache := filepath.Join(t.TempDir(), "cache")
-
-	const callers = 8
-	dirs := make([]string, callers)
-	errs := make([]error, callers)
-	var wg sync.WaitGroup
-	for i := range callers {
-		wg.Go(func() { dirs[i], errs[i] = workdir.UnpackCached(t.Context(), a.Data, a.Digest, cache) })
-	}
-	wg.Wait()
-	want := filepath.Join(cache, a.Digest)
-	for i := range callers {
-		require.NoError(t, errs[i], "caller %d", i)
-		assert.Equal(t, want, dirs[i], "caller %d", i)
-	}
-	if diff := cmp.Diff(describe(t, root), describe(t, want)); diff != "" {
-		t.Errorf("cached tree (-want +got):\n%s", diff)
-	}
-	entries, err := os.ReadDir(cache)
-	require.NoError(t, err)
-	require.Len(t, entries, 1, "only the digest's directory, no temporary ones")
-
-	// A second round finds it.
-	dir, err := workdir.UnpackCached(t.Context(), a.Data, a.Digest, cache)
-	require.NoError(t, err)
-	assert.Equal(t, want, dir)
-}
-
-func TestUnpackCachedChecksDigest(t *testing.T) {
+func TestUnpackChecksDigest(t *testing.T) {
 	root := build(t, file{path: "a", data: "a"})
 	a, err := workdir.Pack(t.Context(), root, workdir.Options{})
 	require.NoError(t, err)
-	cache := t.TempDir()
 
-	other := strings.Repeat("0", 64)
-	_, err = workdir.UnpackCached(t.Context(), a.Data, other, cache)
+	ok := filepath.Join(t.TempDir(), "ok")
+	require.NoError(t, workdir.Unpack(t.Context(), a.Data, a.Digest, ok))
+
+	dst := filepath.Join(t.TempDir(), "d")
+	err = workdir.Unpack(t.Context(), a.Data, strings.Repeat("0", 64), dst)
 	assert.ErrorIs(t, err, workdir.ErrDigestMismatch)
-	entries, err := os.ReadDir(cache)
-	require.NoError(t, err)
-	assert.Empty(t, entries, "nothing left after a mismatch")
+	_, err = os.Stat(dst)
+	assert.ErrorIs(t, err, os.ErrNotExist, "nothing left after a mismatch")
 
-	for _, bad := range []string{"", "../x", strings.Repeat("A", 64), a.Digest[:63]} {
-		_, err = workdir.UnpackCached(t.Context(), a.Data, bad, cache)
-		assert.Error(t, err, "digest %q", bad)
+	for _, bad := range []string{"../x", strings.Repeat("A", 64), a.Digest[:63]} {
+		assert.Error(t, workdir.Unpack(t.Context(), a.Data, bad, filepath.Join(t.TempDir(), "d")), "digest %q", bad)
 	}
 }
