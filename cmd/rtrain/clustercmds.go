@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
@@ -66,11 +67,7 @@ func stopDaemons(cmd *cobra.Command, o *clusterFlags, wait time.Duration) error 
 			continue
 		}
 		_ = syscall.Kill(pid, syscall.SIGTERM)
-		deadline := time.Now().Add(wait)
-		for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		if syscall.Kill(pid, 0) == nil {
+		if !waitExit(pid, wait) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			fmt.Fprintf(cmd.ErrOrStderr(), "rtrain: the %s (pid %d) did not stop within %s; killed\n", role, pid, wait)
 		}
@@ -325,4 +322,29 @@ out until its agent is started again.`,
 	}
 	addClusterFlags(cmd.Flags(), o, "the head, HOST:PORT (default $"+AddressEnv+", else the head started here)")
 	return cmd
+}
+
+// waitExit waits up to d for process pid, not a child of this one, to
+// exit, through a pidfd, which becomes readable when it does. It reports
+// whether the process is gone.
+func waitExit(pid int, d time.Duration) bool {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return errors.Is(err, unix.ESRCH) // gone already; else no pidfd here
+	}
+	defer unix.Close(fd)
+	deadline := time.Now().Add(d)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, int(left.Milliseconds())+1)
+		if n > 0 {
+			return true
+		}
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return false
+		}
+	}
 }

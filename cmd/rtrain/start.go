@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -122,8 +123,6 @@ func (o *startOptions) role() string {
 // output to a log file, and returns once it says it is up.
 func (o *startOptions) daemonize(cmd *cobra.Command, dir string) error {
 	role := o.role()
-	ready := filepath.Join(dir, role+".ready")
-	_ = os.Remove(ready)
 	logPath := filepath.Join(dir, role+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -146,28 +145,64 @@ func (o *startOptions) daemonize(cmd *cobra.Command, dir string) error {
 		token = cluster.NewToken()
 		o.token = token
 	}
-	c.Env = append(os.Environ(), cluster.TokenEnv+"="+token)
-	if err := c.Start(); err != nil {
+	c.Env = append(os.Environ(), cluster.TokenEnv+"="+token, readyFDEnv+"=3")
+	// The daemon says it is up on a pipe (its fd 3): the message arrives
+	// as it is written, and EOF without one means it died first.
+	pr, pw, err := os.Pipe()
+	if err != nil {
 		return fmt.Errorf("start the %s: %w", role, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- c.Wait() }()
-	deadline := time.After(o.readyTimeout)
-	for {
-		if b, err := os.ReadFile(ready); err == nil {
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "rtrain: %s started (pid %d); log: %s\n", role, c.Process.Pid, logPath)
-			fmt.Fprint(out, string(b))
-			return nil
-		}
-		select {
-		case err := <-exited:
-			return fmt.Errorf("the %s exited at start (%v): %s", role, err, lastLogLine(logPath))
-		case <-deadline:
-			return fmt.Errorf("the %s is not up after %s; see %s", role, o.readyTimeout, logPath)
-		case <-time.After(50 * time.Millisecond):
-		}
+	defer pr.Close()
+	c.ExtraFiles = []*os.File{pw}
+	err = c.Start()
+	_ = pw.Close()
+	if err != nil {
+		return fmt.Errorf("start the %s: %w", role, err)
 	}
+	up := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(pr)
+		up <- b
+	}()
+	select {
+	case b := <-up:
+		if len(b) == 0 {
+			err := c.Wait()
+			return fmt.Errorf("the %s exited at start (%v): %s", role, err, lastLogLine(logPath))
+		}
+		out := cmd.OutOrStdout()
+		fmt.Fprintf(out, "rtrain: %s started (pid %d); log: %s\n", role, c.Process.Pid, logPath)
+		fmt.Fprint(out, string(b))
+		return c.Process.Release()
+	case <-time.After(o.readyTimeout):
+		return fmt.Errorf("the %s is not up after %s; see %s", role, o.readyTimeout, logPath)
+	}
+}
+
+// readyFDEnv names the descriptor a daemon started by `rtrain start`
+// announces itself on.
+const readyFDEnv = "RTRAIN_READY_FD"
+
+// announce says the daemon is up: in the ready file, for supervisors and
+// scripts, and to the `rtrain start` that started it, if one did.
+func announce(readyPath, msg string) error {
+	if err := writeAtomic(readyPath, []byte(msg), 0o600); err != nil {
+		return err
+	}
+	fd, err := strconv.Atoi(os.Getenv(readyFDEnv))
+	if err != nil {
+		return nil
+	}
+	_ = os.Unsetenv(readyFDEnv)
+	f := os.NewFile(uintptr(fd), "ready")
+	_, err = f.WriteString(msg)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("tell rtrain start the daemon is up: %w", err)
+	}
+	return nil
 }
 
 // serve runs the head or agent in the foreground until a signal.
@@ -206,7 +241,7 @@ func (o *startOptions) serve(cmd *cobra.Command, dir string) error {
 		return err
 	}
 	msg := fmt.Sprintf("rtrain: node %s joined %s; agent at %s\n", ra.NodeID, o.address, ra.Addr)
-	if err := writeAtomic(readyPath, []byte(msg), 0o600); err != nil {
+	if err := announce(readyPath, msg); err != nil {
 		return err
 	}
 	if o.block {
@@ -255,7 +290,7 @@ func (o *startOptions) serveHead(ctx context.Context, cmd *cobra.Command, dir st
 	if printToken || o.token != "" || os.Getenv(cluster.TokenEnv) != "" {
 		msg += "  cluster token: " + sec.Token + "\n"
 	}
-	if err := writeAtomic(readyPath, []byte(msg), 0o600); err != nil {
+	if err := announce(readyPath, msg); err != nil {
 		return err
 	}
 	if o.block {
