@@ -43,7 +43,7 @@ func (c *Client) Close() error { return c.close() }
 func (c *Client) Head() clusterpb.HeadClient { return c.head }
 
 func (c *Client) err(what string, err error) error {
-	return fmt.Errorf("%s at %s: %w", what, c.Addr, remoteError(err))
+	return fmt.Errorf("%s at %s: %w", what, c.Addr, cluster.RemoteError(err))
 }
 
 // Submitted is a job the head accepted.
@@ -203,5 +203,3 @@ func jobErrorFromWire(we *clusterpb.JobError) error {
 	}
 	return errors.New(we.Message)
 }
-
-func remoteError(err error) error { return cluster.RemoteError(err) }
