@@ -352,3 +352,19 @@ func TestFitOnlyOnce(t *testing.T) {
 	require.Error(t, err)
 	assert.False(t, errors.Is(err, trainer.ErrInvalidConfig))
 }
+
+// A rank that raised but is slow to exit is still the cause when a peer,
+// brought down by it, exits first and rtrain stops the raiser.
+func TestCauseIsTheRankThatRaisedFirstNotTheFirstToExit(t *testing.T) {
+	j := newJob(t, "testdata/fail_rank.py", 3)
+	j.Env = append(j.Env, "FAIL_RANK=1", "FAIL_SLOW_EXIT=1")
+	_, err := j.fit(t, t.Context())
+
+	var jerr *trainer.JobError
+	require.ErrorAs(t, err, &jerr)
+	assert.Equal(t, 1, jerr.Cause.Rank, "cause: %s", jerr.Cause.Cause())
+	assert.Equal(t, "ValueError: boom from rank 1", jerr.Cause.Cause())
+	for _, w := range jerr.Stopped {
+		assert.NotEqual(t, 1, w.Rank, "the rank that raised is listed as stopped by rtrain")
+	}
+}

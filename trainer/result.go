@@ -20,7 +20,8 @@ type WorkerExit struct {
 	// Tail is the end of the worker's stderr.
 	Tail []string
 	// FailedAt is the first sign of the failure: the worker's first Python
-	// traceback, else its exit. Zero for a worker that succeeded.
+	// traceback, else its exit. Zero for a worker that succeeded and for
+	// one rtrain stopped before it showed any sign of failing.
 	FailedAt time.Time
 	// Hung, when set, says the job made no progress for
 	// Config.HangTimeout and rtrain stopped the worker; its Tail then ends
@@ -148,7 +149,7 @@ func newJobError(exits []WorkerExit) *JobError {
 		switch {
 		case w.Hung != "":
 			failed = append(failed, w)
-		case w.Stopped:
+		case w.Stopped && w.FailedAt.IsZero():
 			stopped = append(stopped, w)
 		case !w.Success():
 			failed = append(failed, w)

@@ -528,7 +528,14 @@ func (j *job) follow(ctx context.Context, groups []cluster.GroupRunner, world in
 	}
 	go func() { wg.Wait(); close(events) }()
 
+	// stoppedAt is when rtrain first stopped the workers. A worker whose
+	// traceback came before it had failed by itself and was only slow to
+	// exit: it is a failure (maybe the cause), not a rank rtrain stopped.
+	var stoppedAt time.Time
 	stopAll := func() {
+		if stoppedAt.IsZero() {
+			stoppedAt = time.Now()
+		}
 		for _, g := range groups {
 			g.Stop()
 		}
@@ -626,13 +633,18 @@ func (j *job) follow(ctx context.Context, groups []cluster.GroupRunner, world in
 				j.emit(Event{Type: EventWarning, Time: e.Time, Node: e.NodeID, Message: e.Line + "; running without (--isolation=strict would refuse)"})
 			case cluster.WorkerExited:
 				w := WorkerExit{Rank: e.Rank, Node: e.NodeID, PID: pids[e.Rank], Exit: e.Exit, Tail: e.Tail, Hung: hung}
-				if !w.Success() {
+				switch {
+				case w.Success():
+				case hung != "":
+					w.FailedAt = hungAt // all at once: rank order names the cause
+				case w.Stopped:
+					if !e.TracebackAt.IsZero() && e.TracebackAt.Before(stoppedAt) {
+						w.FailedAt = e.TracebackAt
+					}
+				default:
 					w.FailedAt = e.Exit.Time
 					if !e.TracebackAt.IsZero() && e.TracebackAt.Before(w.FailedAt) {
 						w.FailedAt = e.TracebackAt
-					}
-					if hung != "" {
-						w.FailedAt = hungAt // all at once: rank order names the cause
 					}
 				}
 				exits = append(exits, w)

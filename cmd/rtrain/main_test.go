@@ -140,8 +140,9 @@ func TestFailedJobNamesTheRootCause(t *testing.T) {
 	c := rtrain(t, "fit", "--workers", "3", "--env", "FAIL_RANK=1", repo(t, "cmd", "rtrain", "testdata", "fail_rank.py"))
 	assert.Equal(t, exitFailed, c.run(t))
 	errs := c.stderr.String()
-	assert.Contains(t, errs, "root cause: rank 1 on local")
-	assert.Contains(t, errs, "exit code 1: ValueError: boom from rank 1")
+	// Rank 1 may still be exiting when a peer it brought down has exited
+	// and rtrain stops it: it is the cause either way.
+	assert.Regexp(t, `root cause: rank 1 on local \(pid \d+\) (exit code 1|killed by signal 15 \(terminated\)): ValueError: boom from rank 1`, errs)
 	assert.Contains(t, errs, "Traceback (most recent call last)")
 	assert.Regexp(t, `(stopped by rtrain after the failure|also failed): rank (0|2)`, errs)
 }
