@@ -65,6 +65,19 @@ func (w WorkerExit) Cause() string {
 // name, then its message.
 var exceptionLine = regexp.MustCompile(`^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit|Warning)\b`)
 
+// peerLossError matches the errors a rank raises when a peer it talks to
+// is gone: gloo's and the TCPStore's socket errors, NCCL's aborts and
+// watchdog timeouts.
+var peerLossError = regexp.MustCompile(`Connection (closed|reset) by peer|Broken pipe|` +
+	`remote process exited or there was a network error|NCCL communicator was aborted|` +
+	`Watchdog caught collective operation timeout|Timed out waiting .* for (recv|send) operation`)
+
+// peerLoss reports whether the worker failed because a peer did: its
+// exception is one of peerLossError's.
+func (w WorkerExit) peerLoss() bool {
+	return w.Hung == "" && peerLossError.MatchString(w.Cause())
+}
+
 // Traceback is the last Python traceback in the worker's stderr, or the last
 // lines of it when there is none.
 func (w WorkerExit) Traceback() []string {
@@ -158,9 +171,17 @@ func newJobError(exits []WorkerExit) *JobError {
 	if len(failed) == 0 {
 		return nil
 	}
-	// The rank that raised first is the cause, not the first to exit: its
+	// The rank that failed first is the cause, not the first to exit: its
 	// death brings its peers down with "connection closed" errors that can
-	// end their processes before its own has finished exiting.
-	sort.SliceStable(failed, func(i, j int) bool { return failed[i].FailedAt.Before(failed[j].FailedAt) })
+	// end their processes before its own has finished exiting. Those errors
+	// only echo a failure elsewhere, so they come after every other, however
+	// early: a SIGKILLed rank's end is seen a moment after the kernel has
+	// already closed its sockets and its peers have raised.
+	sort.SliceStable(failed, func(i, j int) bool {
+		if a, b := failed[i].peerLoss(), failed[j].peerLoss(); a != b {
+			return b
+		}
+		return failed[i].FailedAt.Before(failed[j].FailedAt)
+	})
 	return &JobError{Cause: failed[0], Failed: failed[1:], Stopped: stopped}
 }
