@@ -32,6 +32,8 @@ type Overrides struct {
 	NumGPUs int
 	// MemoryBytes replaces the memory size when > 0.
 	MemoryBytes int64
+	// Custom are the node's custom resources, which discovery never finds.
+	Custom Custom
 }
 
 // NoOverrides keeps everything discovery finds.
@@ -91,6 +93,7 @@ func DiscoverNodeWith(ctx context.Context, log *slog.Logger, lib nvml.Interface,
 		n.GPUs = gpus
 	}
 	n.Total.GPU = len(n.GPUs)
+	n.Total.Custom = o.Custom
 	return n, nil
 }
 

@@ -135,6 +135,11 @@ func (h *HeadService) Register(_ context.Context, req *clusterpb.RegisterRequest
 	if net.ParseIP(n.Addr) == nil {
 		return nil, status.Errorf(codes.InvalidArgument, "node address %q is not an IP address; pass --node-ip-address", n.Addr)
 	}
+	if req.Node.GetTotal() != nil {
+		if _, err := CustomOf(req.Node.Total.Custom); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "%v; fix --resources", err)
+		}
+	}
 	conn, err := h.sec.Dial(n.AgentAddr)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
@@ -171,7 +176,7 @@ func (h *HeadService) Register(_ context.Context, req *clusterpb.RegisterRequest
 	h.members[n.ID] = m
 	close(h.joined)
 	h.joined = make(chan struct{})
-	h.log.Info("node joined", "node", n.ID, "addr", n.Addr, "cpus", n.Total.CPU, "gpus", n.Total.GPU, "memory", FormatBytes(n.Total.MemoryBytes))
+	h.log.Info("node joined", "node", n.ID, "addr", n.Addr, "cpus", n.Total.CPU, "gpus", n.Total.GPU, "memory", FormatBytes(n.Total.MemoryBytes), "custom", n.Total.Custom)
 	return &clusterpb.RegisterReply{NodeId: n.ID, HeartbeatIntervalMs: h.interval.Milliseconds(), HeartbeatTimeoutMs: h.timeout.Milliseconds()}, nil
 }
 
@@ -296,7 +301,7 @@ func (h *HeadService) StatusReply() *clusterpb.StatusReply {
 }
 
 func resourcesToProto(r Resources) *clusterpb.Resources {
-	return &clusterpb.Resources{Cpu: r.CPU, Gpu: int32(r.GPU), MemoryBytes: r.MemoryBytes}
+	return &clusterpb.Resources{Cpu: r.CPU, Gpu: int32(r.GPU), MemoryBytes: r.MemoryBytes, Custom: r.Custom.Map()}
 }
 
 // ResourcesFromProto converts the wire form of an amount of resources.
@@ -304,7 +309,10 @@ func ResourcesFromProto(r *clusterpb.Resources) Resources {
 	if r == nil {
 		return Resources{}
 	}
-	return Resources{CPU: r.Cpu, GPU: int(r.Gpu), MemoryBytes: r.MemoryBytes}
+	// Register refuses invalid custom resources; anywhere else they cannot
+	// come from rtrain, and are left out.
+	custom, _ := CustomOf(r.Custom)
+	return Resources{CPU: r.Cpu, GPU: int(r.Gpu), MemoryBytes: r.MemoryBytes, Custom: custom}
 }
 
 func nodeToProto(n Node) *clusterpb.Node {

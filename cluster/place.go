@@ -184,6 +184,9 @@ func capacity(free, b Resources) int {
 	if b.MemoryBytes > 0 {
 		n = min(n, int(free.MemoryBytes/b.MemoryBytes))
 	}
+	if b.Custom != "" {
+		n = min(n, b.Custom.capacity(free.Custom))
+	}
 	return max(n, 0)
 }
 

@@ -17,6 +17,12 @@ func node(id string, cpu float64, gpus int) NodeState {
 	return NodeState{Node: n, Free: n.Total, FreeGPUs: free}
 }
 
+// withCustom is n offering the custom resources c.
+func withCustom(n NodeState, c Custom) NodeState {
+	n.Total.Custom, n.Free.Custom = c, c
+	return n
+}
+
 // used is n with bundles of b already taken, from the front of its GPUs.
 func used(n NodeState, b Resources, k int) NodeState {
 	n.Free = n.Free.Sub(b.Scale(k))
@@ -71,6 +77,30 @@ func TestPlace(t *testing.T) {
 			req:     Request{Count: 3, Bundle: Resources{CPU: 2}},
 			wantErr: ErrInfeasible,
 			wantMsg: "asked 6 CPUs, the 2 nodes have 4",
+		},
+		"custom resources go where they are": {
+			nodes:     []NodeState{node("a", 8, 0), withCustom(node("b", 8, 0), "licence=2"), withCustom(node("c", 8, 0), "licence=1")},
+			req:       Request{Count: 3, Bundle: Resources{CPU: 1, Custom: "licence=1"}},
+			wantNodes: []string{"b", "b", "c"},
+			wantGPUs:  [][]int{nil, nil, nil},
+		},
+		"fractional custom resources": {
+			nodes:     []NodeState{withCustom(node("a", 8, 0), "licence=1")},
+			req:       Request{Count: 4, Bundle: Resources{Custom: "licence=0.25"}},
+			wantNodes: []string{"a", "a", "a", "a"},
+			wantGPUs:  [][]int{nil, nil, nil, nil},
+		},
+		"custom resource no node has": {
+			nodes:   []NodeState{withCustom(node("a", 8, 0), "licence=1")},
+			req:     Request{Count: 1, Bundle: Resources{Custom: "accel=1"}},
+			wantErr: ErrInfeasible,
+			wantMsg: `asked 1 of custom resource "accel", this node has 0 (1 × {CPU: 0, accel: 1} with PACK); agents offer it with ` + "`rtrain start --resources`",
+		},
+		"more of a custom resource than the cluster has": {
+			nodes:   []NodeState{withCustom(node("a", 8, 0), "licence=1"), withCustom(node("b", 8, 0), "licence=1")},
+			req:     Request{Count: 3, Bundle: Resources{Custom: "licence=1"}},
+			wantErr: ErrInfeasible,
+			wantMsg: `asked 3 of custom resource "licence", the 2 nodes have 2`,
 		},
 		"bundle larger than any node": {
 			nodes:   []NodeState{node("a", 4, 0), node("b", 4, 0)},

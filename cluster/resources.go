@@ -12,27 +12,29 @@ type Resources struct {
 	CPU         float64
 	GPU         int
 	MemoryBytes int64
+	// Custom are the node's or bundle's custom resources.
+	Custom Custom
 }
 
 // Add returns r + o.
 func (r Resources) Add(o Resources) Resources {
-	return Resources{CPU: r.CPU + o.CPU, GPU: r.GPU + o.GPU, MemoryBytes: r.MemoryBytes + o.MemoryBytes}
+	return Resources{CPU: r.CPU + o.CPU, GPU: r.GPU + o.GPU, MemoryBytes: r.MemoryBytes + o.MemoryBytes, Custom: r.Custom.combine(o.Custom, 1)}
 }
 
 // Sub returns r - o.
 func (r Resources) Sub(o Resources) Resources {
-	return Resources{CPU: r.CPU - o.CPU, GPU: r.GPU - o.GPU, MemoryBytes: r.MemoryBytes - o.MemoryBytes}
+	return Resources{CPU: r.CPU - o.CPU, GPU: r.GPU - o.GPU, MemoryBytes: r.MemoryBytes - o.MemoryBytes, Custom: r.Custom.combine(o.Custom, -1)}
 }
 
 // Scale returns r times n.
 func (r Resources) Scale(n int) Resources {
-	return Resources{CPU: r.CPU * float64(n), GPU: r.GPU * n, MemoryBytes: r.MemoryBytes * int64(n)}
+	return Resources{CPU: r.CPU * float64(n), GPU: r.GPU * n, MemoryBytes: r.MemoryBytes * int64(n), Custom: r.Custom.scale(n)}
 }
 
 // Fits reports whether r fits in free. A tiny tolerance keeps sums of
 // fractional CPUs (0.1 * 10) from failing on rounding.
 func (r Resources) Fits(free Resources) bool {
-	return r.CPU <= free.CPU+1e-9 && r.GPU <= free.GPU && r.MemoryBytes <= free.MemoryBytes
+	return r.CPU <= free.CPU+1e-9 && r.GPU <= free.GPU && r.MemoryBytes <= free.MemoryBytes && r.Custom.fits(free.Custom)
 }
 
 // String is the amount as a person reads it: "{CPU: 2, GPU: 1}".
@@ -44,6 +46,10 @@ func (r Resources) String() string {
 	if r.MemoryBytes > 0 {
 		parts = append(parts, "memory: "+FormatBytes(r.MemoryBytes))
 	}
+	r.Custom.each(func(name string, q float64) bool {
+		parts = append(parts, name+": "+strconv.FormatFloat(q, 'g', -1, 64))
+		return true
+	})
 	return "{" + strings.Join(parts, ", ") + "}"
 }
 

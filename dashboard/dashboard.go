@@ -8,7 +8,9 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -160,20 +162,29 @@ type nodeRow struct {
 	CPUsUsed   float64
 	GPUsUsed   int32
 	MemoryUsed int64
+	// Custom is "name used / total" for each custom resource.
+	Custom []string
 }
 
 func (s *server) cluster(w http.ResponseWriter, _ *http.Request) {
 	st := s.src.Status()
 	states := map[string]int{}
 	var nodes []nodeRow
+	custom := false
 	for _, n := range st.GetNodes() {
 		states[n.GetState()]++
 		total, free := n.GetNode().GetTotal(), n.GetFree()
-		nodes = append(nodes, nodeRow{NodeStatus: n, CPUsUsed: total.GetCpu() - free.GetCpu(),
-			GPUsUsed: total.GetGpu() - free.GetGpu(), MemoryUsed: total.GetMemoryBytes() - free.GetMemoryBytes()})
+		row := nodeRow{NodeStatus: n, CPUsUsed: total.GetCpu() - free.GetCpu(),
+			GPUsUsed: total.GetGpu() - free.GetGpu(), MemoryUsed: total.GetMemoryBytes() - free.GetMemoryBytes()}
+		for _, name := range slices.Sorted(maps.Keys(total.GetCustom())) {
+			q := total.GetCustom()[name]
+			row.Custom = append(row.Custom, fmt.Sprintf("%s %g / %g", name, q-free.GetCustom()[name], q))
+		}
+		custom = custom || len(row.Custom) > 0
+		nodes = append(nodes, row)
 	}
 	s.render(w, http.StatusOK, "cluster.html", "base",
-		map[string]any{"Status": st, "Nodes": nodes, "Alive": states["alive"], "Dead": states["dead"]})
+		map[string]any{"Status": st, "Nodes": nodes, "Alive": states["alive"], "Dead": states["dead"], "Custom": custom})
 }
 
 // find is the job id names: a job id, or a run name (the newest run of

@@ -140,6 +140,7 @@ func TestClusterPage(t *testing.T) {
 		"<td>2 / 4</td>",              // GPUs used / total
 		"<td>2, 3</td>",               // free GPU indices
 		"<td>8.0 GiB / 16.0 GiB</td>", // memory
+		"<td>licence 1.5 / 2</td>",    // custom resources
 		"400ms ago", "12s ago",
 		`<span class="state dead">dead</span>`,
 		`<a href="/jobs/j1">j1</a>`, `<a href="/jobs/j3">j3</a>`,

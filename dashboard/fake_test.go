@@ -119,8 +119,8 @@ func fakeCluster() (fakeSource, map[string]*fakeJob) {
 	status := &clusterpb.StatusReply{
 		Version: "test", HeartbeatTimeoutMs: 5000,
 		Nodes: []*clusterpb.NodeStatus{
-			{Node: &clusterpb.Node{Id: "n1", Addr: "10.0.0.1", Total: &clusterpb.Resources{Cpu: 8, Gpu: 4, MemoryBytes: 16 << 30}},
-				Free: &clusterpb.Resources{Cpu: 6, Gpu: 2, MemoryBytes: 8 << 30}, FreeGpus: []int32{2, 3}, State: "alive", HeartbeatAgeMs: 400,
+			{Node: &clusterpb.Node{Id: "n1", Addr: "10.0.0.1", Total: &clusterpb.Resources{Cpu: 8, Gpu: 4, MemoryBytes: 16 << 30, Custom: map[string]float64{"licence": 2}}},
+				Free: &clusterpb.Resources{Cpu: 6, Gpu: 2, MemoryBytes: 8 << 30, Custom: map[string]float64{"licence": 0.5}}, FreeGpus: []int32{2, 3}, State: "alive", HeartbeatAgeMs: 400,
 				GpuStats: []*clusterpb.GPUStat{{Index: 0, Utilization: 0.75, MemoryUsedBytes: 1 << 30, MemoryTotalBytes: 40 << 30},
 					{Index: 1, Utilization: -1, MemoryTotalBytes: 40 << 30}}},
 			{Node: &clusterpb.Node{Id: "n2", Addr: "10.0.0.2", Total: &clusterpb.Resources{Cpu: 4, MemoryBytes: 8 << 30}},

@@ -33,6 +33,8 @@ var (
 	descGPUsFree   = desc("gpus_free", "GPUs of the alive nodes that no job holds.")
 	descMem        = desc("memory_bytes", "Memory of the alive nodes.")
 	descMemFree    = desc("memory_free_bytes", "Memory of the alive nodes that no job holds.")
+	descCustom     = desc("custom_resource", "Custom resources of the alive nodes (rtrain start --resources), by name.", "resource")
+	descCustomFree = desc("custom_resource_free", "Custom resources of the alive nodes that no job holds, by name.", "resource")
 	descJobs       = desc("jobs", "Jobs the head knows, by state.", "state")
 	descPending    = desc("scheduler_pending_jobs", "Jobs queued by the scheduler, waiting for resources.")
 	descReports    = desc("reports_total", "Calls of rtrain.report(), every rank's.")
@@ -53,7 +55,7 @@ var _ prometheus.Collector = collector{}
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descNodes, descHeartbeat, descCPUs, descCPUsFree, descGPUs, descGPUsFree,
-		descMem, descMemFree, descJobs, descPending, descReports, descCkpts, descCkptBytes, descCkptUpload,
+		descMem, descMemFree, descCustom, descCustomFree, descJobs, descPending, descReports, descCkpts, descCkptBytes, descCkptUpload,
 		descExits, descRestarts, descGPUUtil, descGPUMem, descGPUMemTot} {
 		ch <- d
 	}
@@ -71,6 +73,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	var alive, dead int
 	var cpus, cpusFree float64
 	var gpus, gpusFree, mem, memFree int64
+	custom, customFree := map[string]float64{}, map[string]float64{}
 	for _, n := range st.GetNodes() {
 		gauge(descHeartbeat, float64(n.GetHeartbeatAgeMs())/1000, n.GetNode().GetId())
 		if n.GetState() != "alive" {
@@ -95,6 +98,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gpusFree += int64(free.GetGpu())
 		mem += total.GetMemoryBytes()
 		memFree += free.GetMemoryBytes()
+		for name, q := range total.GetCustom() {
+			custom[name] += q
+			customFree[name] += free.GetCustom()[name]
+		}
+	}
+	for name, q := range custom {
+		gauge(descCustom, q, name)
+		gauge(descCustomFree, customFree[name], name)
 	}
 	gauge(descNodes, float64(alive), "alive")
 	gauge(descNodes, float64(dead), "dead")

@@ -68,12 +68,20 @@ type Config struct {
 	// OMP_NUM_THREADS. 0 reserves none: the workers share the node's cores
 	// and OMP_NUM_THREADS is cores / workers on the node (at least 1).
 	CPUsPerWorker float64
+	// ResourcesPerWorker are custom resources each worker holds, by name,
+	// like Ray's resources_per_worker: the scheduler only places a worker
+	// on a node that offers them (`rtrain start --resources`). CPUs, GPUs
+	// and memory have the fields above.
+	ResourcesPerWorker map[string]float64 `json:",omitempty"`
 
 	// NumCPUs overrides the embedded node's core count when > 0.
 	NumCPUs float64
 	// NumGPUs overrides the embedded node's GPU count when not nil, as
 	// ray.init(num_gpus=...) does; without a driver GPU i is /dev/nvidia<i>.
 	NumGPUs *int
+	// Resources are the embedded node's custom resources, as
+	// ray.init(resources=...) gives them.
+	Resources map[string]float64 `json:",omitempty"`
 
 	// Python is the interpreter. Empty: $RTRAIN_PYTHON, else the first
 	// python3 on PATH that can import torch.
@@ -218,6 +226,10 @@ func (c *Config) validateFields() error {
 		return bad("--isolation %q: want best-effort or strict", c.Isolation)
 	case c.NumCPUs < 0:
 		return bad("--num-cpus must be 0 or more, got %g", c.NumCPUs)
+	case customErr(c.ResourcesPerWorker) != nil:
+		return bad("--resources-per-worker: %v", customErr(c.ResourcesPerWorker))
+	case customErr(c.Resources) != nil:
+		return bad("--resources: %v", customErr(c.Resources))
 	case c.NumGPUs != nil && *c.NumGPUs < 0:
 		return bad("--num-gpus must be 0 or more, got %d", *c.NumGPUs)
 	case c.Grace < 0:
@@ -282,4 +294,15 @@ func (c *Config) validateFiles() error {
 		}
 	}
 	return nil
+}
+
+func customErr(m map[string]float64) error {
+	_, err := cluster.CustomOf(m)
+	return err
+}
+
+// bundle is what each worker reserves. Validate has checked the custom
+// resources.
+func (c Config) bundle() cluster.Resources {
+	return cluster.Resources{CPU: c.CPUsPerWorker, GPU: c.GPUsPerWorker, MemoryBytes: c.MemoryPerWorker, Custom: cluster.MustCustom(c.ResourcesPerWorker)}
 }

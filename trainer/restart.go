@@ -117,7 +117,7 @@ func (j *job) scaleUp(sched *cluster.Head, plan cluster.Plan) func() bool {
 		return nil
 	}
 	return func() bool {
-		req := cluster.Request{Count: 1, Bundle: cluster.Resources{CPU: j.cfg.CPUsPerWorker, GPU: j.cfg.GPUsPerWorker, MemoryBytes: j.cfg.MemoryPerWorker}}
+		req := cluster.Request{Count: 1, Bundle: j.cfg.bundle()}
 		_, err := cluster.Place(sched.Nodes(), req)
 		return err == nil
 	}

@@ -205,7 +205,7 @@ func (j *job) run(ctx context.Context) (*Result, error) {
 	strategy, _ := cluster.ParseStrategy(j.cfg.Placement)
 	req := cluster.Request{
 		Count:    j.cfg.Workers,
-		Bundle:   cluster.Resources{CPU: j.cfg.CPUsPerWorker, GPU: j.cfg.GPUsPerWorker, MemoryBytes: j.cfg.MemoryPerWorker},
+		Bundle:   j.cfg.bundle(),
 		Strategy: strategy,
 	}
 	var failures []*JobError
@@ -336,6 +336,7 @@ func (j *job) end(ctx context.Context, err error) (*Result, error) {
 func (j *job) startCluster(ctx context.Context) (*cluster.Local, *cluster.GPUClaim, error) {
 	o := cluster.NoOverrides
 	o.NumCPUs = j.cfg.NumCPUs
+	o.Custom = cluster.MustCustom(j.cfg.Resources)
 	if j.cfg.NumGPUs != nil {
 		o.NumGPUs = *j.cfg.NumGPUs
 	}

@@ -36,10 +36,12 @@ const (
 )
 
 type Resources struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cpu           float64                `protobuf:"fixed64,1,opt,name=cpu,proto3" json:"cpu,omitempty"`
-	Gpu           int32                  `protobuf:"varint,2,opt,name=gpu,proto3" json:"gpu,omitempty"`
-	MemoryBytes   int64                  `protobuf:"varint,3,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Cpu         float64                `protobuf:"fixed64,1,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	Gpu         int32                  `protobuf:"varint,2,opt,name=gpu,proto3" json:"gpu,omitempty"`
+	MemoryBytes int64                  `protobuf:"varint,3,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// custom resources by name (rtrain start --resources)
+	Custom        map[string]float64 `protobuf:"bytes,4,rep,name=custom,proto3" json:"custom,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -93,6 +95,13 @@ func (x *Resources) GetMemoryBytes() int64 {
 		return x.MemoryBytes
 	}
 	return 0
+}
+
+func (x *Resources) GetCustom() map[string]float64 {
+	if x != nil {
+		return x.Custom
+	}
+	return nil
 }
 
 type GPU struct {
@@ -1975,11 +1984,15 @@ var File_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\rcluster.proto\x12\x11rtrain.cluster.v1\"R\n" +
+	"\rcluster.proto\x12\x11rtrain.cluster.v1\"\xcf\x01\n" +
 	"\tResources\x12\x10\n" +
 	"\x03cpu\x18\x01 \x01(\x01R\x03cpu\x12\x10\n" +
 	"\x03gpu\x18\x02 \x01(\x05R\x03gpu\x12!\n" +
-	"\fmemory_bytes\x18\x03 \x01(\x03R\vmemoryBytes\"\x9f\x01\n" +
+	"\fmemory_bytes\x18\x03 \x01(\x03R\vmemoryBytes\x12@\n" +
+	"\x06custom\x18\x04 \x03(\v2(.rtrain.cluster.v1.Resources.CustomEntryR\x06custom\x1a9\n" +
+	"\vCustomEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x9f\x01\n" +
 	"\x03GPU\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x14\n" +
 	"\x05minor\x18\x02 \x01(\x05R\x05minor\x12\x12\n" +
@@ -2146,7 +2159,7 @@ func file_cluster_proto_rawDescGZIP() []byte {
 	return file_cluster_proto_rawDescData
 }
 
-var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_cluster_proto_goTypes = []any{
 	(*Resources)(nil),          // 0: rtrain.cluster.v1.Resources
 	(*GPU)(nil),                // 1: rtrain.cluster.v1.GPU
@@ -2181,54 +2194,56 @@ var file_cluster_proto_goTypes = []any{
 	(*FileChunk)(nil),          // 30: rtrain.cluster.v1.FileChunk
 	(*ReleaseStagedReply)(nil), // 31: rtrain.cluster.v1.ReleaseStagedReply
 	(*PutRestoreReply)(nil),    // 32: rtrain.cluster.v1.PutRestoreReply
+	nil,                        // 33: rtrain.cluster.v1.Resources.CustomEntry
 }
 var file_cluster_proto_depIdxs = []int32{
-	0,  // 0: rtrain.cluster.v1.Node.total:type_name -> rtrain.cluster.v1.Resources
-	1,  // 1: rtrain.cluster.v1.Node.gpus:type_name -> rtrain.cluster.v1.GPU
-	2,  // 2: rtrain.cluster.v1.RegisterRequest.node:type_name -> rtrain.cluster.v1.Node
-	6,  // 3: rtrain.cluster.v1.HeartbeatRequest.gpus:type_name -> rtrain.cluster.v1.GPUStat
-	2,  // 4: rtrain.cluster.v1.NodeStatus.node:type_name -> rtrain.cluster.v1.Node
-	0,  // 5: rtrain.cluster.v1.NodeStatus.free:type_name -> rtrain.cluster.v1.Resources
-	6,  // 6: rtrain.cluster.v1.NodeStatus.gpu_stats:type_name -> rtrain.cluster.v1.GPUStat
-	11, // 7: rtrain.cluster.v1.StatusReply.nodes:type_name -> rtrain.cluster.v1.NodeStatus
-	12, // 8: rtrain.cluster.v1.StatusReply.jobs:type_name -> rtrain.cluster.v1.JobSummary
-	18, // 9: rtrain.cluster.v1.JobEvent.error:type_name -> rtrain.cluster.v1.JobError
-	12, // 10: rtrain.cluster.v1.ListJobsReply.jobs:type_name -> rtrain.cluster.v1.JobSummary
-	3,  // 11: rtrain.cluster.v1.Head.Register:input_type -> rtrain.cluster.v1.RegisterRequest
-	5,  // 12: rtrain.cluster.v1.Head.Heartbeat:input_type -> rtrain.cluster.v1.HeartbeatRequest
-	8,  // 13: rtrain.cluster.v1.Head.Drain:input_type -> rtrain.cluster.v1.DrainRequest
-	10, // 14: rtrain.cluster.v1.Head.Status:input_type -> rtrain.cluster.v1.StatusRequest
-	14, // 15: rtrain.cluster.v1.Head.SubmitJob:input_type -> rtrain.cluster.v1.SubmitJobRequest
-	16, // 16: rtrain.cluster.v1.Head.WatchJob:input_type -> rtrain.cluster.v1.WatchJobRequest
-	19, // 17: rtrain.cluster.v1.Head.StopJob:input_type -> rtrain.cluster.v1.StopJobRequest
-	21, // 18: rtrain.cluster.v1.Head.ListJobs:input_type -> rtrain.cluster.v1.ListJobsRequest
-	23, // 19: rtrain.cluster.v1.Agent.StartGroup:input_type -> rtrain.cluster.v1.StartGroupRequest
-	25, // 20: rtrain.cluster.v1.Agent.StopGroup:input_type -> rtrain.cluster.v1.StopGroupRequest
-	25, // 21: rtrain.cluster.v1.Agent.DumpStacks:input_type -> rtrain.cluster.v1.StopGroupRequest
-	27, // 22: rtrain.cluster.v1.Agent.Rendezvous:input_type -> rtrain.cluster.v1.RendezvousRequest
-	29, // 23: rtrain.cluster.v1.Agent.FetchStaged:input_type -> rtrain.cluster.v1.FetchStagedRequest
-	29, // 24: rtrain.cluster.v1.Agent.ReleaseStaged:input_type -> rtrain.cluster.v1.FetchStagedRequest
-	30, // 25: rtrain.cluster.v1.Agent.PutRestore:input_type -> rtrain.cluster.v1.FileChunk
-	4,  // 26: rtrain.cluster.v1.Head.Register:output_type -> rtrain.cluster.v1.RegisterReply
-	7,  // 27: rtrain.cluster.v1.Head.Heartbeat:output_type -> rtrain.cluster.v1.HeartbeatReply
-	9,  // 28: rtrain.cluster.v1.Head.Drain:output_type -> rtrain.cluster.v1.DrainReply
-	13, // 29: rtrain.cluster.v1.Head.Status:output_type -> rtrain.cluster.v1.StatusReply
-	15, // 30: rtrain.cluster.v1.Head.SubmitJob:output_type -> rtrain.cluster.v1.SubmitJobReply
-	17, // 31: rtrain.cluster.v1.Head.WatchJob:output_type -> rtrain.cluster.v1.JobEvent
-	20, // 32: rtrain.cluster.v1.Head.StopJob:output_type -> rtrain.cluster.v1.StopJobReply
-	22, // 33: rtrain.cluster.v1.Head.ListJobs:output_type -> rtrain.cluster.v1.ListJobsReply
-	24, // 34: rtrain.cluster.v1.Agent.StartGroup:output_type -> rtrain.cluster.v1.GroupEvent
-	26, // 35: rtrain.cluster.v1.Agent.StopGroup:output_type -> rtrain.cluster.v1.StopGroupReply
-	26, // 36: rtrain.cluster.v1.Agent.DumpStacks:output_type -> rtrain.cluster.v1.StopGroupReply
-	28, // 37: rtrain.cluster.v1.Agent.Rendezvous:output_type -> rtrain.cluster.v1.RendezvousReply
-	30, // 38: rtrain.cluster.v1.Agent.FetchStaged:output_type -> rtrain.cluster.v1.FileChunk
-	31, // 39: rtrain.cluster.v1.Agent.ReleaseStaged:output_type -> rtrain.cluster.v1.ReleaseStagedReply
-	32, // 40: rtrain.cluster.v1.Agent.PutRestore:output_type -> rtrain.cluster.v1.PutRestoreReply
-	26, // [26:41] is the sub-list for method output_type
-	11, // [11:26] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	33, // 0: rtrain.cluster.v1.Resources.custom:type_name -> rtrain.cluster.v1.Resources.CustomEntry
+	0,  // 1: rtrain.cluster.v1.Node.total:type_name -> rtrain.cluster.v1.Resources
+	1,  // 2: rtrain.cluster.v1.Node.gpus:type_name -> rtrain.cluster.v1.GPU
+	2,  // 3: rtrain.cluster.v1.RegisterRequest.node:type_name -> rtrain.cluster.v1.Node
+	6,  // 4: rtrain.cluster.v1.HeartbeatRequest.gpus:type_name -> rtrain.cluster.v1.GPUStat
+	2,  // 5: rtrain.cluster.v1.NodeStatus.node:type_name -> rtrain.cluster.v1.Node
+	0,  // 6: rtrain.cluster.v1.NodeStatus.free:type_name -> rtrain.cluster.v1.Resources
+	6,  // 7: rtrain.cluster.v1.NodeStatus.gpu_stats:type_name -> rtrain.cluster.v1.GPUStat
+	11, // 8: rtrain.cluster.v1.StatusReply.nodes:type_name -> rtrain.cluster.v1.NodeStatus
+	12, // 9: rtrain.cluster.v1.StatusReply.jobs:type_name -> rtrain.cluster.v1.JobSummary
+	18, // 10: rtrain.cluster.v1.JobEvent.error:type_name -> rtrain.cluster.v1.JobError
+	12, // 11: rtrain.cluster.v1.ListJobsReply.jobs:type_name -> rtrain.cluster.v1.JobSummary
+	3,  // 12: rtrain.cluster.v1.Head.Register:input_type -> rtrain.cluster.v1.RegisterRequest
+	5,  // 13: rtrain.cluster.v1.Head.Heartbeat:input_type -> rtrain.cluster.v1.HeartbeatRequest
+	8,  // 14: rtrain.cluster.v1.Head.Drain:input_type -> rtrain.cluster.v1.DrainRequest
+	10, // 15: rtrain.cluster.v1.Head.Status:input_type -> rtrain.cluster.v1.StatusRequest
+	14, // 16: rtrain.cluster.v1.Head.SubmitJob:input_type -> rtrain.cluster.v1.SubmitJobRequest
+	16, // 17: rtrain.cluster.v1.Head.WatchJob:input_type -> rtrain.cluster.v1.WatchJobRequest
+	19, // 18: rtrain.cluster.v1.Head.StopJob:input_type -> rtrain.cluster.v1.StopJobRequest
+	21, // 19: rtrain.cluster.v1.Head.ListJobs:input_type -> rtrain.cluster.v1.ListJobsRequest
+	23, // 20: rtrain.cluster.v1.Agent.StartGroup:input_type -> rtrain.cluster.v1.StartGroupRequest
+	25, // 21: rtrain.cluster.v1.Agent.StopGroup:input_type -> rtrain.cluster.v1.StopGroupRequest
+	25, // 22: rtrain.cluster.v1.Agent.DumpStacks:input_type -> rtrain.cluster.v1.StopGroupRequest
+	27, // 23: rtrain.cluster.v1.Agent.Rendezvous:input_type -> rtrain.cluster.v1.RendezvousRequest
+	29, // 24: rtrain.cluster.v1.Agent.FetchStaged:input_type -> rtrain.cluster.v1.FetchStagedRequest
+	29, // 25: rtrain.cluster.v1.Agent.ReleaseStaged:input_type -> rtrain.cluster.v1.FetchStagedRequest
+	30, // 26: rtrain.cluster.v1.Agent.PutRestore:input_type -> rtrain.cluster.v1.FileChunk
+	4,  // 27: rtrain.cluster.v1.Head.Register:output_type -> rtrain.cluster.v1.RegisterReply
+	7,  // 28: rtrain.cluster.v1.Head.Heartbeat:output_type -> rtrain.cluster.v1.HeartbeatReply
+	9,  // 29: rtrain.cluster.v1.Head.Drain:output_type -> rtrain.cluster.v1.DrainReply
+	13, // 30: rtrain.cluster.v1.Head.Status:output_type -> rtrain.cluster.v1.StatusReply
+	15, // 31: rtrain.cluster.v1.Head.SubmitJob:output_type -> rtrain.cluster.v1.SubmitJobReply
+	17, // 32: rtrain.cluster.v1.Head.WatchJob:output_type -> rtrain.cluster.v1.JobEvent
+	20, // 33: rtrain.cluster.v1.Head.StopJob:output_type -> rtrain.cluster.v1.StopJobReply
+	22, // 34: rtrain.cluster.v1.Head.ListJobs:output_type -> rtrain.cluster.v1.ListJobsReply
+	24, // 35: rtrain.cluster.v1.Agent.StartGroup:output_type -> rtrain.cluster.v1.GroupEvent
+	26, // 36: rtrain.cluster.v1.Agent.StopGroup:output_type -> rtrain.cluster.v1.StopGroupReply
+	26, // 37: rtrain.cluster.v1.Agent.DumpStacks:output_type -> rtrain.cluster.v1.StopGroupReply
+	28, // 38: rtrain.cluster.v1.Agent.Rendezvous:output_type -> rtrain.cluster.v1.RendezvousReply
+	30, // 39: rtrain.cluster.v1.Agent.FetchStaged:output_type -> rtrain.cluster.v1.FileChunk
+	31, // 40: rtrain.cluster.v1.Agent.ReleaseStaged:output_type -> rtrain.cluster.v1.ReleaseStagedReply
+	32, // 41: rtrain.cluster.v1.Agent.PutRestore:output_type -> rtrain.cluster.v1.PutRestoreReply
+	27, // [27:42] is the sub-list for method output_type
+	12, // [12:27] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_cluster_proto_init() }
@@ -2242,7 +2257,7 @@ func file_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_proto_rawDesc), len(file_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -38,7 +38,9 @@ type testCluster struct {
 	dirs    map[string]string
 }
 
-func newTestCluster(t *testing.T, agents int) *testCluster {
+// newTestCluster starts a head and agents in their own network
+// namespaces. agentArgs, when given, are extra flags of each agent in turn.
+func newTestCluster(t *testing.T, agents int, agentArgs ...[]string) *testCluster {
 	t.Helper()
 	testutil.Python(t)
 	n := netns.New(t, agents+1)
@@ -72,8 +74,12 @@ func newTestCluster(t *testing.T, agents int) *testCluster {
 	})
 	c.daemon(c.head, "head", "start", "--head", "--block", "--host", c.head.Addr(), "--port", c.port,
 		"--heartbeat-interval", "200ms", "--heartbeat-timeout", "2s")
-	for _, h := range n.Hosts()[1:] {
-		c.daemon(h, "agent", "start", "--block", "--address", c.addr(), "--num-cpus", "2", "--node-name", nodeName(h))
+	for i, h := range n.Hosts()[1:] {
+		args := []string{"start", "--block", "--address", c.addr(), "--num-cpus", "2", "--node-name", nodeName(h)}
+		if i < len(agentArgs) {
+			args = append(args, agentArgs[i]...)
+		}
+		c.daemon(h, "agent", args...)
 	}
 	return c
 }
@@ -136,7 +142,7 @@ func (c *testCluster) run(h *netns.Host, args ...string) (stdout, stderr string,
 var checksumLine = regexp.MustCompile(`\[rank (\d) (node-\d+)\] rank \d of 4 master (\S+) checksum (\S+)`)
 
 func TestClusterRunsDDPAcrossNodes(t *testing.T) {
-	c := newTestCluster(t, 2)
+	c := newTestCluster(t, 2, nil, []string{"--resources", `{"licence": 1}`})
 	hosts := c.net.Hosts()
 
 	out, errs, code := c.run(c.head, "status")
@@ -177,6 +183,21 @@ func TestClusterRunsDDPAcrossNodes(t *testing.T) {
 		"--placement", "STRICT_PACK", "testdata/hello.py")
 	assert.Equal(t, exitUsage, code, errs)
 	assert.Contains(t, errs, "asked 2 × {CPU: 1.5} with STRICT_PACK; the largest node holds 1")
+
+	// A worker that needs a custom resource goes to the node that offers
+	// it, and a job that needs more of it than the cluster has fails at
+	// once.
+	out, errs, code = c.run(c.head, "status", "--address", c.addr())
+	require.Equal(t, exitOK, code, errs)
+	assert.Contains(t, out, "licence 1/1")
+	for range 2 {
+		out, errs, code = c.run(c.head, "fit", "--address", c.addr(), "--resources-per-worker", "licence=1", "testdata/hello.py")
+		require.Equal(t, exitOK, code, errs)
+		assert.Contains(t, out, "[rank 0 "+nodeName(hosts[2])+"] hello from rank 0")
+	}
+	_, errs, code = c.run(c.head, "fit", "--address", c.addr(), "--workers", "2", "--resources-per-worker", `{"licence": 1}`, "testdata/hello.py")
+	assert.Equal(t, exitUsage, code, errs)
+	assert.Contains(t, errs, `asked 2 of custom resource "licence", the 2 nodes have 1`)
 }
 
 func TestClusterDeclaresAKilledAgentDead(t *testing.T) {

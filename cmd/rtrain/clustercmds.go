@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -143,6 +144,9 @@ type nodeJSON struct {
 	Memory         int64   `json:"memory_bytes"`
 	MemoryFree     int64   `json:"memory_free_bytes"`
 	HeartbeatAgeMS int64   `json:"heartbeat_age_ms"`
+	// Resources and ResourcesFree are the custom resources by name.
+	Resources     map[string]float64 `json:"resources,omitempty"`
+	ResourcesFree map[string]float64 `json:"resources_free,omitempty"`
 }
 
 type jobJSON struct {
@@ -160,9 +164,20 @@ func statusJSON(rep *clusterpb.StatusReply) any {
 	for _, n := range rep.Nodes {
 		total, free := cluster.ResourcesFromProto(n.Node.Total), cluster.ResourcesFromProto(n.Free)
 		nodes = append(nodes, nodeJSON{ID: n.Node.Id, Addr: n.Node.Addr, State: n.State, CPUs: total.CPU, CPUsFree: free.CPU,
-			GPUs: total.GPU, GPUsFree: n.FreeGpus, Memory: total.MemoryBytes, MemoryFree: free.MemoryBytes, HeartbeatAgeMS: n.HeartbeatAgeMs})
+			GPUs: total.GPU, GPUsFree: n.FreeGpus, Memory: total.MemoryBytes, MemoryFree: free.MemoryBytes, HeartbeatAgeMS: n.HeartbeatAgeMs,
+			Resources: total.Custom.Map(), ResourcesFree: freeCustom(total.Custom, free.Custom)})
 	}
 	return map[string]any{"version": rep.Version, "nodes": nodes, "jobs": jobsJSON(rep.Jobs)}
+}
+
+// freeCustom is free by name for every resource of total, those used up
+// included (at 0).
+func freeCustom(total, free cluster.Custom) map[string]float64 {
+	m := total.Map()
+	for name := range m {
+		m[name] = free.Map()[name]
+	}
+	return m
 }
 
 func jobsJSON(js []*clusterpb.JobSummary) []jobJSON {
@@ -188,13 +203,30 @@ func printStatus(w io.Writer, addr string, rep *clusterpb.StatusReply) {
 		}
 	}
 	fmt.Fprintf(w, "cluster at %s (rtrain %s): %d of %d nodes alive\n\n", addr, rep.Version, alive, len(rep.Nodes))
+	custom := false
+	for _, n := range rep.Nodes {
+		custom = custom || len(n.Node.GetTotal().GetCustom()) > 0
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tADDRESS\tSTATE\tCPU (free/total)\tGPU (free/total)\tMEMORY (free/total)\tHEARTBEAT")
+	header := "NODE\tADDRESS\tSTATE\tCPU (free/total)\tGPU (free/total)\tMEMORY (free/total)\tHEARTBEAT"
+	if custom {
+		header += "\tRESOURCES (free/total)"
+	}
+	fmt.Fprintln(tw, header)
 	for _, n := range rep.Nodes {
 		total, free := cluster.ResourcesFromProto(n.Node.Total), cluster.ResourcesFromProto(n.Free)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%g/%g\t%d/%d\t%s/%s\t%s ago\n", n.Node.Id, n.Node.Addr, n.State,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%g/%g\t%d/%d\t%s/%s\t%s ago", n.Node.Id, n.Node.Addr, n.State,
 			free.CPU, total.CPU, len(n.FreeGpus), total.GPU, cluster.FormatBytes(free.MemoryBytes), cluster.FormatBytes(total.MemoryBytes),
 			(time.Duration(n.HeartbeatAgeMs) * time.Millisecond).Round(100*time.Millisecond))
+		if custom {
+			var parts []string
+			for name, q := range total.Custom.Map() {
+				parts = append(parts, fmt.Sprintf("%s %g/%g", name, free.Custom.Map()[name], q))
+			}
+			slices.Sort(parts)
+			fmt.Fprintf(tw, "\t%s", strings.Join(parts, ", "))
+		}
+		fmt.Fprintln(tw)
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)

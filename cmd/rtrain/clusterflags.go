@@ -36,7 +36,7 @@ func addClusterFlags(f *pflag.FlagSet, o *clusterFlags, addressHelp string) {
 	f.StringVar(&o.tlsCA, "tls-ca", "", "CA certificate that verifies the other side (turns TLS on)")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "this side's TLS certificate")
 	f.StringVar(&o.tlsKey, "tls-key", "", "this side's TLS key")
-	f.StringVar(&o.stateDir, "state-dir", "", "where `rtrain start` keeps pid files, logs, the address and token (default $"+stateDirEnv+", else ~/.rtrain)")
+	f.StringVar(&o.stateDir, "state-dir", "", "where rtrain start keeps pid files, logs, the address and token (default $"+stateDirEnv+", else ~/.rtrain)")
 }
 
 func (o *clusterFlags) dir() (string, error) {

@@ -23,6 +23,8 @@ type fitOptions struct {
 	cpusPerWorker float64
 	numCPUs       float64
 	numGPUs       int
+	resources     string
+	perWorker     string
 	python        string
 	name          string
 	env           []string
@@ -90,6 +92,8 @@ Everything after SCRIPT is passed to the script.`,
 	f.Float64Var(&o.cpusPerWorker, "cpus-per-worker", 0, "CPU cores reserved per worker; 0 shares the node's cores")
 	f.Float64Var(&o.numCPUs, "num-cpus", 0, "override the CPU cores the embedded node reports")
 	f.IntVar(&o.numGPUs, "num-gpus", -1, "override the GPUs the embedded node reports (GPU i is /dev/nvidia<i>)")
+	f.StringVar(&o.resources, "resources", "", `custom resources the embedded node offers, as JSON ('{"licence": 2}') or name=qty,...`)
+	f.StringVar(&o.perWorker, "resources-per-worker", "", `custom resources each worker holds, as JSON or name=qty,...: workers only go to nodes that offer them (rtrain start --resources)`)
 	f.StringVar(&o.python, "python", "", "python interpreter (default $RTRAIN_PYTHON, else the first python3 on PATH with torch)")
 	f.StringVar(&o.name, "name", "", "run name (default: script name, date and a random suffix)")
 	f.StringArrayVarP(&o.env, "env", "e", nil, "set KEY=VALUE in the workers' environment (repeatable)")
@@ -111,7 +115,7 @@ Everything after SCRIPT is passed to the script.`,
 	f.DurationVar(&o.hangTimeout, "hang-timeout", 0, "fail the job when no worker calls rtrain.report() for this long, showing every worker's Python stacks (0: never)")
 	f.IntSliceVar(&o.fatalCodes, "fatal-exit-codes", nil, "never restart failures that exited with these codes")
 	f.StringVar(&o.placement, "placement", "", "how workers spread over nodes: PACK (default), SPREAD, STRICT_PACK or STRICT_SPREAD")
-	f.BoolVar(&o.noWait, "no-wait", false, "with --address: submit and return; `rtrain logs -f JOB` follows it")
+	f.BoolVar(&o.noWait, "no-wait", false, "with --address: submit and return (rtrain logs -f JOB follows it)")
 	f.Int64Var(&o.workdirLimit, "working-dir-limit", 0, "with --address: largest working directory to ship, in bytes (default 100 MiB; .rtrainignore leaves files out)")
 	addIsolationFlags(f, &o.iso)
 	_ = cmd.MarkFlagFilename("python")
@@ -136,31 +140,41 @@ func (o *fitOptions) config(cmd *cobra.Command, args []string) (trainer.Config, 
 	if err != nil {
 		return trainer.Config{}, err
 	}
+	perWorker, err := cluster.ParseCustom(o.perWorker)
+	if err != nil {
+		return trainer.Config{}, usageError{fmt.Errorf("--resources-per-worker: %w", err)}
+	}
+	nodeCustom, err := cluster.ParseCustom(o.resources)
+	if err != nil {
+		return trainer.Config{}, usageError{fmt.Errorf("--resources: %w", err)}
+	}
 	cfg := trainer.Config{
-		Script:          script,
-		Args:            rest,
-		Workers:         maxW,
-		MinWorkers:      minW,
-		GPUsPerWorker:   gpus,
-		CPUsPerWorker:   o.cpusPerWorker,
-		NumCPUs:         o.numCPUs,
-		Python:          o.python,
-		Name:            o.name,
-		Env:             o.env,
-		WorkingDir:      o.workingDir,
-		ResultsDir:      o.resultsDir,
-		Grace:           o.grace,
-		Storage:         o.storage,
-		S3:              o.s3,
-		Checkpoint:      trainer.CheckpointConfig{Keep: o.ckptKeep, Score: o.ckptScore, Order: o.ckptOrder},
-		Resume:          o.resume,
-		ResumeFrom:      o.resumeFrom,
-		Placement:       o.placement,
-		MaxFailures:     o.maxFailures,
-		RetryExitCodes:  o.retryCodes,
-		FatalExitCodes:  o.fatalCodes,
-		HangTimeout:     o.hangTimeout,
-		WorkingDirLimit: o.workdirLimit,
+		Script:             script,
+		Args:               rest,
+		Workers:            maxW,
+		MinWorkers:         minW,
+		GPUsPerWorker:      gpus,
+		CPUsPerWorker:      o.cpusPerWorker,
+		NumCPUs:            o.numCPUs,
+		ResourcesPerWorker: perWorker.Map(),
+		Resources:          nodeCustom.Map(),
+		Python:             o.python,
+		Name:               o.name,
+		Env:                o.env,
+		WorkingDir:         o.workingDir,
+		ResultsDir:         o.resultsDir,
+		Grace:              o.grace,
+		Storage:            o.storage,
+		S3:                 o.s3,
+		Checkpoint:         trainer.CheckpointConfig{Keep: o.ckptKeep, Score: o.ckptScore, Order: o.ckptOrder},
+		Resume:             o.resume,
+		ResumeFrom:         o.resumeFrom,
+		Placement:          o.placement,
+		MaxFailures:        o.maxFailures,
+		RetryExitCodes:     o.retryCodes,
+		FatalExitCodes:     o.fatalCodes,
+		HangTimeout:        o.hangTimeout,
+		WorkingDirLimit:    o.workdirLimit,
 	}
 	// Only an address given here or in the environment: a head started
 	// on this machine does not capture plain `rtrain fit`.

@@ -101,6 +101,11 @@ func TestUsageErrorsAreOneLine(t *testing.T) {
 		{"syntax error", []string{"fit", repo(t, "trainer", "testdata", "syntax_error.py")}, "syntax error at line 3"},
 		{"conflicting gpu flags", []string{"fit", "--gpu", "--gpus-per-worker", "2", script}, "--gpu means one GPU per worker"},
 		{"unknown command", []string{"fitt"}, `unknown command "fitt"`},
+		{"cpu as a custom resource", []string{"fit", "--resources-per-worker", "CPU=1", script}, `--resources-per-worker: "CPU" is not a custom resource: CPUs, GPUs and memory have flags of their own`},
+		{"custom resource not json", []string{"fit", "--resources", `{"licence": two}`, script}, `--resources: custom resources "{\"licence\": two}": not a JSON object of numbers`},
+		{"custom resource nowhere", []string{"fit", "--resources-per-worker", "licence=1", script}, `asked 1 of custom resource "licence", this node has 0`},
+		{"too little of a custom resource", []string{"fit", "-n", "3", "--resources", "licence=2", "--resources-per-worker", "licence=1", script}, `asked 3 of custom resource "licence", this node has 2`},
+		{"custom resources on a head", []string{"start", "--head", "--resources", "licence=1"}, "--resources is what an agent's node offers"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

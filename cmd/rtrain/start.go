@@ -35,6 +35,7 @@ type startOptions struct {
 	numCPUs       float64
 	numGPUs       int
 	memory        string
+	resources     string
 	dataDir       string
 	resultsDir    string
 	hbInterval    time.Duration
@@ -60,7 +61,8 @@ The head runs no workers itself; start an agent on its machine too if it
 should.`,
 		Example: `  rtrain start --head --port 6379
   rtrain start --address 10.0.0.1:6379 --token $RTRAIN_TOKEN
-  rtrain start --address 10.0.0.1:6379 --num-gpus 8 --node-ip-address 10.0.0.2`,
+  rtrain start --address 10.0.0.1:6379 --num-gpus 8 --node-ip-address 10.0.0.2
+  rtrain start --address 10.0.0.1:6379 --resources '{"accelerator_type:A100": 1}'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
@@ -75,6 +77,7 @@ should.`,
 	f.IntVar(&o.agentPort, "agent-port", 0, "the agent's port (default: any free one)")
 	f.Float64Var(&o.numCPUs, "num-cpus", 0, "override the CPU cores this node offers")
 	f.IntVar(&o.numGPUs, "num-gpus", -1, "override the GPUs this node offers (without a driver GPU i is /dev/nvidia<i>)")
+	f.StringVar(&o.resources, "resources", "", `custom resources this node offers, as JSON ('{"licence": 2}') or name=qty,...; jobs ask for them with --resources-per-worker`)
 	f.StringVar(&o.memory, "memory", "", "override the memory this node offers, e.g. 64G (default: all of it)")
 	f.StringVar(&o.dataDir, "data-dir", "", "the agent's working files: shipped code, logs, staged checkpoints (default ~/rtrain_results/.agent)")
 	f.StringVar(&o.resultsDir, "results-dir", "", "the head's runs: logs, and checkpoints unless a job names --storage (default ~/rtrain_results)")
@@ -94,6 +97,12 @@ func (o *startOptions) run(cmd *cobra.Command) error {
 		if _, err := parseBytes(o.memory); err != nil {
 			return usageError{fmt.Errorf("--memory %q: %w", o.memory, err)}
 		}
+	}
+	if _, err := cluster.ParseCustom(o.resources); err != nil {
+		return usageError{fmt.Errorf("--resources: %w", err)}
+	}
+	if o.head && o.resources != "" {
+		return usageError{errors.New("--resources is what an agent's node offers; the head runs no workers: give it to `rtrain start --address`")}
 	}
 	dir, err := o.dir()
 	if err != nil {
@@ -226,6 +235,11 @@ func (o *startOptions) serve(cmd *cobra.Command, dir string) error {
 	}
 	ov := cluster.NoOverrides
 	ov.NumCPUs, ov.NumGPUs = o.numCPUs, o.numGPUs
+	custom, err := cluster.ParseCustom(o.resources)
+	if err != nil {
+		return usageError{fmt.Errorf("--resources: %w", err)}
+	}
+	ov.Custom = custom
 	if o.memory != "" {
 		n, err := parseBytes(o.memory)
 		if err != nil {
