@@ -13,6 +13,10 @@ import (
 func randomNode(rng *rand.Rand, id string) NodeState {
 	n := node(id, float64(1+rng.IntN(32))/2, rng.IntN(9))
 	n.Total.MemoryBytes = int64(1+rng.IntN(8)) << 30
+	// Some nodes offer a custom resource, in halves.
+	if rng.IntN(3) == 0 {
+		n.Total.Custom = MustCustom(map[string]float64{"licence": float64(1+rng.IntN(8)) / 2})
+	}
 	n.Free = n.Total
 	// Some nodes number their GPUs from elsewhere than 0.
 	if off := rng.IntN(3); off > 0 {
@@ -29,6 +33,9 @@ func randomRequest(rng *rand.Rand) Request {
 	if rng.IntN(4) == 0 {
 		b.MemoryBytes = int64(1+rng.IntN(4)) << 29
 	}
+	if rng.IntN(5) == 0 {
+		b.Custom = MustCustom(map[string]float64{"licence": float64(1+rng.IntN(4)) / 4})
+	}
 	return Request{Count: 1 + rng.IntN(12), Bundle: b, Strategy: Strategy(rng.IntN(4))}
 }
 
@@ -43,6 +50,9 @@ func randomUse(rng *rand.Rand, n NodeState) NodeState {
 	}
 	n.Free.CPU -= float64(rng.IntN(int(n.Total.CPU*2)+1)) / 2
 	n.Free.MemoryBytes -= rng.Int64N(n.Total.MemoryBytes + 1)
+	if l := n.Total.Custom.get("licence"); l > 0 {
+		n.Free.Custom = n.Free.Custom.combine(MustCustom(map[string]float64{"licence": float64(rng.IntN(int(l*2)+1)) / 2}), -1)
+	}
 	return n
 }
 
