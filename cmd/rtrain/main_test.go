@@ -147,9 +147,15 @@ func TestFailedJobNamesTheRootCause(t *testing.T) {
 	errs := c.stderr.String()
 	// Rank 1 may still be exiting when a peer it brought down has exited
 	// and rtrain stops it: it is the cause either way.
-	assert.Regexp(t, `root cause: rank 1 on local \(pid \d+\) (exit code 1|killed by signal 15 \(terminated\)): ValueError: boom from rank 1`, errs)
+	assert.Regexp(t, `root cause: rank 1 on local \(pid \d+\) (exit code 1|killed by signal 15 \(terminated\) as rtrain stopped it): ValueError: boom from rank 1`, errs)
 	assert.Contains(t, errs, "Traceback (most recent call last)")
 	assert.Regexp(t, `(stopped by rtrain after the failure|also failed): rank (0|2)`, errs)
+
+	// Made to linger in its exit until a peer it brought down has exited
+	// and rtrain stops it, rank 1 is still the cause, and says so.
+	c = rtrain(t, "fit", "--workers", "3", "--env", "FAIL_RANK=1", "--env", "FAIL_SLOW_EXIT=1", repo(t, "cmd", "rtrain", "testdata", "fail_rank.py"))
+	assert.Equal(t, exitFailed, c.run(t))
+	assert.Regexp(t, `root cause: rank 1 on local \(pid \d+\) killed by signal 15 \(terminated\) as rtrain stopped it: ValueError: boom from rank 1`, c.stderr.String())
 }
 
 // waitFor reads r until a line contains want.

@@ -61,11 +61,7 @@ func (p *printer) summary(res *trainer.Result, err error) {
 			fmt.Fprintf(w, "  not restarted again: %s\n", jerr.NoRestart)
 		}
 		c := jerr.Cause
-		if cause := c.Cause(); cause != c.Exit.String() {
-			fmt.Fprintf(w, "  root cause: rank %d on %s (pid %d) %s: %s\n", c.Rank, c.Node, c.PID, c.Exit, cause)
-		} else {
-			fmt.Fprintf(w, "  root cause: rank %d on %s (pid %d) %s\n", c.Rank, c.Node, c.PID, cause)
-		}
+		fmt.Fprintf(w, "  root cause: rank %d on %s (pid %d) %s\n", c.Rank, c.Node, c.PID, exitAndCause(c))
 		for _, line := range c.Traceback() {
 			fmt.Fprintf(w, "    %s\n", line)
 		}
@@ -122,7 +118,17 @@ func formatValue(v any) string {
 
 // attemptCause is one attempt's root cause on one line.
 func attemptCause(c trainer.WorkerExit) string {
-	s := fmt.Sprintf("rank %d on %s %s", c.Rank, c.Node, c.Exit)
+	return fmt.Sprintf("rank %d on %s %s", c.Rank, c.Node, exitAndCause(c))
+}
+
+// exitAndCause is how the worker ended and, when it says more, why.
+func exitAndCause(c trainer.WorkerExit) string {
+	s := c.Exit.String()
+	if c.Stopped {
+		// It failed by itself, and was still exiting when rtrain stopped
+		// the workers because of its own or a peer's exit.
+		s += " as rtrain stopped it"
+	}
 	if cause := c.Cause(); cause != c.Exit.String() {
 		s += ": " + cause
 	}

@@ -1,4 +1,7 @@
-"""Rank FAIL_RANK raises while every other rank waits in a collective."""
+"""Rank FAIL_RANK raises while every other rank waits in a collective.
+
+With FAIL_SLOW_EXIT set, the failing rank is still exiting when its peers
+fail."""
 import os
 import sys
 import time
@@ -11,6 +14,12 @@ rank = dist.get_rank()
 fail = int(os.environ.get("FAIL_RANK", "1"))
 if rank == fail:
     time.sleep(0.5)
+    if os.environ.get("FAIL_SLOW_EXIT"):
+        # After the traceback, close the peers' connections and linger, as
+        # a process slow to finalise does: its peers die of "Connection
+        # closed by peer" before it has exited.
+        import atexit
+        atexit.register(lambda: (dist.destroy_process_group(), time.sleep(60)))
     raise ValueError(f"boom from rank {rank}")
 print(f"rank {rank} waiting in all_reduce", flush=True)
 t = torch.ones(1)
