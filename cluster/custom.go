@@ -122,6 +122,9 @@ func (c Custom) Map() map[string]float64 {
 
 // each calls f for every resource in name order until f returns false.
 func (c Custom) each(f func(name string, q float64) bool) {
+	if c == "" {
+		return
+	}
 	for pair := range strings.SplitSeq(string(c), ",") {
 		if pair == "" {
 			continue
@@ -147,9 +150,9 @@ func (c Custom) get(name string) float64 {
 	return found
 }
 
-// combine is c + sign*o.
-func (c Custom) combine(o Custom, sign float64) Custom {
-	if o == "" {
+// plus is c + k*o.
+func (c Custom) plus(o Custom, k float64) Custom {
+	if o == "" || k == 0 {
 		return c
 	}
 	m := c.Map()
@@ -157,26 +160,17 @@ func (c Custom) combine(o Custom, sign float64) Custom {
 		m = map[string]float64{}
 	}
 	o.each(func(name string, q float64) bool {
-		m[name] += sign * q
+		m[name] += k * q
 		return true
 	})
 	return customFrom(m)
 }
 
-// scale is c times n.
-func (c Custom) scale(n int) Custom {
-	if c == "" {
-		return c
-	}
-	m := c.Map()
-	for name := range m {
-		m[name] *= float64(n)
-	}
-	return customFrom(m)
-}
-
 // fits reports whether c fits in free.
 func (c Custom) fits(free Custom) bool {
+	if c == "" {
+		return true
+	}
 	ok := true
 	c.each(func(name string, q float64) bool {
 		ok = q <= free.get(name)+1e-9

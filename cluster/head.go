@@ -299,7 +299,8 @@ func (h *Head) commit(job string, req Request, picks []pick) *reservation {
 	gpus := freeGPUs(picks, req)
 	for _, p := range picks {
 		s := p.s
-		s.Free = tidy(s.Free.Sub(req.Bundle.Scale(p.k)), s.Total)
+		s.Free.add(req.Bundle, -p.k)
+		tidy(&s.Free, s.Total)
 		if g := p.k * req.Bundle.GPU; g > 0 {
 			s.FreeGPUs = append(s.FreeGPUs[:0], s.FreeGPUs[g:]...)
 		}
@@ -327,7 +328,8 @@ func (h *Head) release(job string) bool {
 		if s.removed {
 			continue
 		}
-		s.Free = tidy(s.Free.Add(r.req.Bundle.Scale(p.k)), s.Total)
+		s.Free.add(r.req.Bundle, p.k)
+		tidy(&s.Free, s.Total)
 		if len(held) > 0 {
 			s.FreeGPUs = append(s.FreeGPUs, held...)
 			slices.Sort(s.FreeGPUs)
@@ -339,7 +341,7 @@ func (h *Head) release(job string) bool {
 
 // tidy rounds away the float error that adding and taking fractional CPUs
 // leaves near zero and near the total.
-func tidy(free, total Resources) Resources {
+func tidy(free *Resources, total Resources) {
 	const eps = 1e-9
 	if free.CPU > -eps && free.CPU < eps {
 		free.CPU = 0
@@ -347,5 +349,4 @@ func tidy(free, total Resources) Resources {
 	if d := free.CPU - total.CPU; d > -eps && d < eps {
 		free.CPU = total.CPU
 	}
-	return free
 }

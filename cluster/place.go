@@ -174,18 +174,27 @@ const noFit = 1 << 30
 
 // capacity is how many bundles fit in free.
 func capacity(free, b Resources) int {
-	n := noFit
-	if b.CPU > 0 {
-		n = min(n, int((free.CPU+1e-9)/b.CPU))
-	}
-	if b.GPU > 0 {
-		n = min(n, free.GPU/b.GPU)
-	}
-	if b.MemoryBytes > 0 {
-		n = min(n, int(free.MemoryBytes/b.MemoryBytes))
-	}
+	n := baseCapacity(free.CPU, free.GPU, free.MemoryBytes, &b)
 	if b.Custom != "" {
 		n = min(n, b.Custom.capacity(free.Custom))
+	}
+	return n
+}
+
+// baseCapacity is capacity without custom resources, from the free
+// amounts. It stays small enough to inline into the scheduler's loops over
+// nodes, which check custom resources only for the requests that ask for
+// some.
+func baseCapacity(cpu float64, gpu int, mem int64, b *Resources) int {
+	n := noFit
+	if b.CPU > 0 {
+		n = min(n, int((cpu+1e-9)/b.CPU))
+	}
+	if b.GPU > 0 {
+		n = min(n, gpu/b.GPU)
+	}
+	if b.MemoryBytes > 0 {
+		n = min(n, int(mem/b.MemoryBytes))
 	}
 	return max(n, 0)
 }

@@ -18,17 +18,33 @@ type Resources struct {
 
 // Add returns r + o.
 func (r Resources) Add(o Resources) Resources {
-	return Resources{CPU: r.CPU + o.CPU, GPU: r.GPU + o.GPU, MemoryBytes: r.MemoryBytes + o.MemoryBytes, Custom: r.Custom.combine(o.Custom, 1)}
+	r.add(o, 1)
+	return r
 }
 
 // Sub returns r - o.
 func (r Resources) Sub(o Resources) Resources {
-	return Resources{CPU: r.CPU - o.CPU, GPU: r.GPU - o.GPU, MemoryBytes: r.MemoryBytes - o.MemoryBytes, Custom: r.Custom.combine(o.Custom, -1)}
+	r.add(o, -1)
+	return r
+}
+
+// add is r += k*o in place. The scheduler takes and gives back resources
+// with it on every placement: custom resources, which cost a parse, are
+// only touched when o has some.
+func (r *Resources) add(o Resources, k int) {
+	r.CPU += float64(k) * o.CPU
+	r.GPU += k * o.GPU
+	r.MemoryBytes += int64(k) * o.MemoryBytes
+	if o.Custom != "" {
+		r.Custom = r.Custom.plus(o.Custom, float64(k))
+	}
 }
 
 // Scale returns r times n.
 func (r Resources) Scale(n int) Resources {
-	return Resources{CPU: r.CPU * float64(n), GPU: r.GPU * n, MemoryBytes: r.MemoryBytes * int64(n), Custom: r.Custom.scale(n)}
+	var s Resources
+	s.add(r, n)
+	return s
 }
 
 // Fits reports whether r fits in free. A tiny tolerance keeps sums of

@@ -84,9 +84,11 @@ func (x *index) moved(s *slot) {
 }
 
 func (x *index) capacity(s *slot, b Resources) int {
-	free := s.Free
-	free.GPU = s.gpus
-	return capacity(free, b)
+	n := baseCapacity(s.Free.CPU, s.gpus, s.Free.MemoryBytes, &b)
+	if b.Custom != "" {
+		n = min(n, b.Custom.capacity(s.Free.Custom))
+	}
+	return n
 }
 
 // pick is k bundles on one node.

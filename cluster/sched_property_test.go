@@ -51,7 +51,7 @@ func randomUse(rng *rand.Rand, n NodeState) NodeState {
 	n.Free.CPU -= float64(rng.IntN(int(n.Total.CPU*2)+1)) / 2
 	n.Free.MemoryBytes -= rng.Int64N(n.Total.MemoryBytes + 1)
 	if l := n.Total.Custom.get("licence"); l > 0 {
-		n.Free.Custom = n.Free.Custom.combine(MustCustom(map[string]float64{"licence": float64(rng.IntN(int(l*2)+1)) / 2}), -1)
+		n.Free.Custom = n.Free.Custom.plus(MustCustom(map[string]float64{"licence": float64(rng.IntN(int(l*2)+1)) / 2}), -1)
 	}
 	return n
 }
