@@ -158,6 +158,13 @@ func (h *Head) Nodes() []NodeState {
 // (ErrInfeasible). A request the current nodes could never hold fails at
 // once with ErrInfeasible.
 func (h *Head) Reserve(ctx context.Context, job string, req Request) (Plan, error) {
+	return h.ReserveOrQueue(ctx, job, req, nil)
+}
+
+// ReserveOrQueue is Reserve that calls queued, when not nil, with the
+// reason the request waits as soon as it joins the queue; it is not called
+// when the request is placed at once or fails.
+func (h *Head) ReserveOrQueue(ctx context.Context, job string, req Request, queued func(reason string)) (Plan, error) {
 	if err := ctx.Err(); err != nil {
 		return Plan{}, fmt.Errorf("cluster: reserve for job %s: %w", job, err)
 	}
@@ -180,7 +187,14 @@ func (h *Head) Reserve(ctx context.Context, job string, req Request) (Plan, erro
 	w := &waiter{job: job, req: req, since: time.Now(), done: make(chan struct{})}
 	h.queue = append(h.queue, w)
 	h.queued[job] = w
+	reason := ""
+	if queued != nil {
+		reason = h.reason(len(h.queue) - 1)
+	}
 	h.mu.Unlock()
+	if queued != nil {
+		queued(reason)
+	}
 
 	select {
 	case <-w.done:
@@ -204,7 +218,7 @@ func (h *Head) Reserve(ctx context.Context, job string, req Request) (Plan, erro
 	default:
 	}
 	pos := slices.Index(h.queue, w)
-	reason := h.reason(pos)
+	reason = h.reason(pos)
 	h.queue = slices.Delete(h.queue, pos, pos+1)
 	delete(h.queued, job)
 	if pos == 0 {

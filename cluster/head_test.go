@@ -166,6 +166,27 @@ func TestHeadWaitsPerStrategy(t *testing.T) {
 	}
 }
 
+func TestHeadSaysWhyARequestIsQueuedAsItJoins(t *testing.T) {
+	h := newHead(t, node("a", 16, 4))
+	var reasons []string
+	queued := func(r string) { reasons = append(reasons, r) }
+	_, err := h.ReserveOrQueue(t.Context(), "placed", Request{Count: 3, Bundle: gpu1}, queued)
+	require.NoError(t, err)
+	_, err = h.ReserveOrQueue(t.Context(), "never", Request{Count: 5, Bundle: gpu1}, queued)
+	require.ErrorIs(t, err, ErrInfeasible)
+	require.Empty(t, reasons, "placed at once or failed: never queued")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	_, err = h.ReserveOrQueue(ctx, "waits", Request{Count: 2, Bundle: gpu1}, func(r string) {
+		reasons = append(reasons, r)
+		cancel() // called once the request is in the queue, before Reserve returns
+	})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Len(t, reasons, 1)
+	assert.Contains(t, reasons[0], "asked 2 × {CPU: 1, GPU: 1} with PACK; free now")
+	assert.Empty(t, h.Pending(), "a cancelled request leaves the queue")
+}
+
 func TestHeadQueueIsFIFO(t *testing.T) {
 	h := newHead(t, node("a", 16, 4))
 	_, err := h.Reserve(t.Context(), "hog", Request{Count: 4, Bundle: gpu1})

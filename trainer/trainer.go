@@ -487,30 +487,12 @@ func (j *job) attempt(ctx context.Context, be backend, plan cluster.Plan, py Int
 	return exits, ckptErr, nil
 }
 
-// reserve waits for the job's placement group, saying once why it waits
-// when it does.
+// reserve waits for the job's placement group, saying why it waits when
+// it does.
 func (j *job) reserve(ctx context.Context, sched *cluster.Head, req cluster.Request) (cluster.Plan, error) {
-	type result struct {
-		plan cluster.Plan
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		p, err := sched.Reserve(ctx, j.id, req)
-		done <- result{p, err}
-	}()
-	select {
-	case r := <-done:
-		return r.plan, r.err
-	case <-time.After(100 * time.Millisecond):
-	}
-	for _, p := range sched.Pending() {
-		if p.Job == j.id {
-			j.setState(StatePending, "waiting for resources: "+p.Reason)
-		}
-	}
-	r := <-done
-	return r.plan, r.err
+	return sched.ReserveOrQueue(ctx, j.id, req, func(reason string) {
+		j.setState(StatePending, "waiting for resources: "+reason)
+	})
 }
 
 // follow turns the groups' events into the job's until every group is done.
