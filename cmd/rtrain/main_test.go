@@ -142,7 +142,7 @@ func TestFitStreamsRanksAndSummarises(t *testing.T) {
 
 func TestFailedJobNamesTheRootCause(t *testing.T) {
 	testutil.Python(t)
-	c := rtrain(t, "fit", "--workers", "3", "--env", "FAIL_RANK=1", repo(t, "cmd", "rtrain", "testdata", "fail_rank.py"))
+	c := rtrain(t, "fit", "--workers", "3", "--env", "FAIL_RANK=1", repo(t, "trainer", "testdata", "fail_rank.py"))
 	assert.Equal(t, exitFailed, c.run(t))
 	errs := c.stderr.String()
 	// Rank 1 may still be exiting when a peer it brought down has exited
@@ -153,7 +153,7 @@ func TestFailedJobNamesTheRootCause(t *testing.T) {
 
 	// Made to linger in its exit until a peer it brought down has exited
 	// and rtrain stops it, rank 1 is still the cause, and says so.
-	c = rtrain(t, "fit", "--workers", "3", "--env", "FAIL_RANK=1", "--env", "FAIL_SLOW_EXIT=1", repo(t, "cmd", "rtrain", "testdata", "fail_rank.py"))
+	c = rtrain(t, "fit", "--workers", "3", "--env", "FAIL_RANK=1", "--env", "FAIL_SLOW_EXIT=1", repo(t, "trainer", "testdata", "fail_rank.py"))
 	assert.Equal(t, exitFailed, c.run(t))
 	assert.Regexp(t, `root cause: rank 1 on local \(pid \d+\) killed by signal 15 \(terminated\) as rtrain stopped it: ValueError: boom from rank 1`, c.stderr.String())
 }
