@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,8 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -176,10 +177,14 @@ type Event struct {
 	// WorkerExited: how it ended and the last lines of its stderr.
 	Exit launcher.Exit
 	Tail []string
-	// WorkerExited: when the worker printed its first Python traceback,
-	// zero if it printed none. The rank that raised first prints first,
-	// while it may exit after the peers its death brought down.
-	TracebackAt time.Time
+	// WorkerExited: when an uncaught Python exception reached the top of
+	// the worker, zero if none did (rtrain's sitecustomize notes it). The
+	// rank that raised first is the cause, while it may exit after the
+	// peers its death brought down. RaisedBeforeStop says it raised before
+	// the group was told to stop: it failed by itself, even if the stop
+	// is what ended its exit.
+	RaisedAt         time.Time `json:",omitempty"`
+	RaisedBeforeStop bool      `json:",omitempty"`
 }
 
 // Group is a running worker group.
@@ -189,7 +194,9 @@ type Group struct {
 	events chan Event
 
 	stopOnce sync.Once
-	stopCh   chan struct{}
+	// stoppedAt is when Stop was first called, in Unix nanoseconds; 0 before.
+	stoppedAt atomic.Int64
+	stopCh    chan struct{}
 
 	// ranks orders each worker's reports before its exit; the map is
 	// filled in Start and only read after.
@@ -273,7 +280,12 @@ func (g *Group) Events() <-chan Event { return g.events }
 
 // Stop begins stopping every worker: SIGTERM, then SIGKILL after the grace
 // period. It does not wait; Events closes when they are gone.
-func (g *Group) Stop() { g.stopOnce.Do(func() { close(g.stopCh) }) }
+func (g *Group) Stop() {
+	g.stopOnce.Do(func() {
+		g.stoppedAt.Store(time.Now().UnixNano())
+		close(g.stopCh)
+	})
+}
 
 // DumpStacks sends SIGUSR1 to every worker (not what it spawned): the
 // faulthandler that rtrain's sitecustomize installs prints each thread's
@@ -330,8 +342,23 @@ type worker struct {
 	out  *launcher.LineWriter
 	err  *launcher.LineWriter
 	tail *launcher.Tail
-	// tracebackAt is written by the stderr writer only, read after finish.
-	tracebackAt time.Time
+	// errorFile is where the worker notes an uncaught exception.
+	errorFile string
+}
+
+// raised is when the worker noted an uncaught exception in its error file,
+// zero when it did not. The file is its own; it goes once read.
+func (w *worker) raised() time.Time {
+	b, err := os.ReadFile(w.errorFile)
+	if err != nil {
+		return time.Time{}
+	}
+	_ = os.Remove(w.errorFile)
+	var note struct{ Time float64 }
+	if json.Unmarshal(b, &note) != nil || note.Time <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(note.Time*1e9))
 }
 
 // finish flushes the partial last lines and closes the log file; the process
@@ -350,12 +377,16 @@ func (g *Group) startWorker(ws WorkerSpec, sockPath string, iso isolation) (*wor
 	if err != nil {
 		return nil, fmt.Errorf("cluster: rank %d: %w", rank, err)
 	}
-	env = g.agentEnv(env, ws, sockPath)
+	errorFile := filepath.Join(s.LogDir, fmt.Sprintf("rank_%d.error.json", rank))
+	if err := os.Remove(errorFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("cluster: rank %d: an earlier attempt's error file: %w", rank, err)
+	}
+	env = g.agentEnv(env, ws, sockPath, errorFile)
 	logFile, err := os.OpenFile(filepath.Join(s.LogDir, fmt.Sprintf("rank_%d.log", rank)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: rank %d log: %w", rank, err)
 	}
-	w := &worker{rank: rank, log: logFile, tail: launcher.NewTail(tailLines)}
+	w := &worker{rank: rank, log: logFile, tail: launcher.NewTail(tailLines), errorFile: errorFile}
 	var logMu sync.Mutex
 	lineTo := func(stream string) *launcher.LineWriter {
 		return &launcher.LineWriter{Emit: func(line string) {
@@ -364,9 +395,6 @@ func (g *Group) startWorker(ws WorkerSpec, sockPath string, iso isolation) (*wor
 			logMu.Unlock()
 			if stream == "stderr" {
 				w.tail.Add(line)
-				if w.tracebackAt.IsZero() && strings.HasPrefix(line, "Traceback (most recent call last)") {
-					w.tracebackAt = time.Now()
-				}
 			}
 			g.emit(Event{Kind: WorkerLog, Rank: rank, Stream: stream, Line: line})
 		}}
@@ -391,9 +419,10 @@ func (g *Group) startWorker(ws WorkerSpec, sockPath string, iso isolation) (*wor
 }
 
 // agentEnv adds what the shim and GPU placement need to a worker's env.
-func (g *Group) agentEnv(env []string, ws WorkerSpec, sockPath string) []string {
+func (g *Group) agentEnv(env []string, ws WorkerSpec, sockPath, errorFile string) []string {
 	m := rendezvous.ParseEnv(env)
 	m[pyshim.AddrEnv] = sockPath
+	m[pyshim.ErrorFileEnv] = errorFile
 	m["RTRAIN_RUN_NAME"] = g.spec.RunName
 	m["RTRAIN_JOB_ID"] = g.spec.JobID
 	delete(m, "RTRAIN_CHECKPOINT_DIR")
@@ -442,7 +471,12 @@ func (g *Group) run(ctx context.Context, workers []*worker, cleanup func()) {
 			rs.mu.Lock() // waits for a report being staged: the stop ends it
 			rs.exited = true
 			rs.mu.Unlock()
-			g.emit(Event{Kind: WorkerExited, Rank: w.rank, Time: exit.Time, Exit: exit, Tail: w.tail.Lines(), TracebackAt: w.tracebackAt})
+			e := Event{Kind: WorkerExited, Rank: w.rank, Time: exit.Time, Exit: exit, Tail: w.tail.Lines(), RaisedAt: w.raised()}
+			if !e.RaisedAt.IsZero() {
+				stopped := g.stoppedAt.Load()
+				e.RaisedBeforeStop = stopped == 0 || e.RaisedAt.UnixNano() < stopped
+			}
+			g.emit(e)
 		})
 	}
 	all := make(chan struct{})

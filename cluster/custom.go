@@ -68,8 +68,11 @@ func CustomOf(m map[string]float64) (Custom, error) {
 		if !customName.MatchString(name) {
 			return "", fmt.Errorf("custom resource %q: names are letters, digits and _ . : / -", name)
 		}
-		if q < 0 || math.IsNaN(q) || math.IsInf(q, 0) || q > 1e15 {
+		if q < 0 || math.IsNaN(q) {
 			return "", fmt.Errorf("custom resource %s: quantity %g must be 0 or more", name, q)
+		}
+		if q > maxCustom {
+			return "", fmt.Errorf("custom resource %s: quantity %g is above the largest, %g", name, q, float64(maxCustom))
 		}
 		if q > 0 && round4(q) == 0 {
 			return "", fmt.Errorf("custom resource %s: quantity %g is below the smallest, 0.0001", name, q)
@@ -86,6 +89,10 @@ func MustCustom(m map[string]float64) Custom {
 	}
 	return c
 }
+
+// maxCustom is the largest quantity: to 1/10000, sums of quantities up to
+// it stay exact in a float64.
+const maxCustom = 1e9
 
 func round4(q float64) float64 { return math.Round(q*1e4) / 1e4 }
 
@@ -183,7 +190,7 @@ func (c Custom) fits(free Custom) bool {
 func (c Custom) capacity(free Custom) int {
 	n := noFit
 	c.each(func(name string, q float64) bool {
-		n = min(n, int((free.get(name)+1e-9)/q))
+		n = min(n, int(min((free.get(name)+1e-9)/q, noFit)))
 		return n > 0
 	})
 	return n

@@ -23,6 +23,7 @@ func TestParseCustom(t *testing.T) {
 		{in: "a=1,a=2", err: "a is given twice"},
 		{in: "licence=-1", err: "quantity -1 must be 0 or more"},
 		{in: "licence=0.00001", err: "below the smallest, 0.0001"},
+		{in: "licence=2e9", err: "quantity 2e+09 is above the largest, 1e+09"},
 		{in: `{"a b": 1}`, err: "names are letters, digits"},
 		{in: `{"licence": "2"}`, err: "not a JSON object of numbers"},
 	} {
@@ -57,4 +58,6 @@ func TestCustomArithmetic(t *testing.T) {
 	assert.Equal(t, map[string]float64{"a": 1, "b": 2}, total.Custom.Map())
 	assert.Equal(t, `{"a": 1, "b": 2}`, total.Custom.String())
 	assert.Equal(t, total, ResourcesFromProto(resourcesToProto(total)), "custom resources cross the wire")
+	huge := Resources{Custom: MustCustom(map[string]float64{"a": 1e9})}
+	assert.Equal(t, noFit, capacity(huge, Resources{Custom: "a=0.0001"}), "no overflow")
 }

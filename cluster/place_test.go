@@ -94,7 +94,7 @@ func TestPlace(t *testing.T) {
 			nodes:   []NodeState{withCustom(node("a", 8, 0), "licence=1")},
 			req:     Request{Count: 1, Bundle: Resources{Custom: "accel=1"}},
 			wantErr: ErrInfeasible,
-			wantMsg: `asked 1 of custom resource "accel", this node has 0 (1 × {CPU: 0, accel: 1} with PACK); agents offer it with ` + "`rtrain start --resources`",
+			wantMsg: `asked 1 of custom resource "accel", this node has 0 (1 × {CPU: 0, accel: 1} with PACK); a node offers it with --resources`,
 		},
 		"more of a custom resource than the cluster has": {
 			nodes:   []NodeState{withCustom(node("a", 8, 0), "licence=1"), withCustom(node("b", 8, 0), "licence=1")},

@@ -331,7 +331,7 @@ func (x *index) feasible(req Request) error {
 			return placeErr(ErrInfeasible, "asked %s of memory, %s %s (%s)", FormatBytes(want.MemoryBytes), clusterNoun(x.nodes), FormatBytes(total.MemoryBytes), req)
 		case !want.Custom.fits(total.Custom):
 			name, w, h, _ := want.Custom.short(total.Custom)
-			return placeErr(ErrInfeasible, "asked %g of custom resource %q, %s %g (%s); agents offer it with `rtrain start --resources`", w, name, clusterNoun(x.nodes), h, req)
+			return placeErr(ErrInfeasible, "asked %g of custom resource %q, %s %g (%s); a node offers it with --resources (rtrain start; this machine's embedded node: rtrain fit)", w, name, clusterNoun(x.nodes), h, req)
 		case f.total < req.Count:
 			return placeErr(ErrInfeasible, "asked %s; at most %d fit on the %d nodes, the largest node holds %d", req, f.total, x.nodes, f.most)
 		}

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -178,7 +179,8 @@ func (s *server) cluster(w http.ResponseWriter, _ *http.Request) {
 			GPUsUsed: total.GetGpu() - free.GetGpu(), MemoryUsed: total.GetMemoryBytes() - free.GetMemoryBytes()}
 		for _, name := range slices.Sorted(maps.Keys(total.GetCustom())) {
 			q := total.GetCustom()[name]
-			row.Custom = append(row.Custom, fmt.Sprintf("%s %g / %g", name, q-free.GetCustom()[name], q))
+			used := math.Round((q-free.GetCustom()[name])*1e4) / 1e4 // quantities are in 1/10000s
+			row.Custom = append(row.Custom, fmt.Sprintf("%s %g / %g", name, used, q))
 		}
 		custom = custom || len(row.Custom) > 0
 		nodes = append(nodes, row)

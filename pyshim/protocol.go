@@ -19,6 +19,11 @@ import (
 // to the workers.
 const AddrEnv = "RTRAIN_AGENT_ADDR"
 
+// ErrorFileEnv names the file where rtrain's sitecustomize notes, as JSON
+// {"time": UNIX_SECONDS, "exception": LAST_LINE}, that an uncaught
+// exception reached the top of the worker.
+const ErrorFileEnv = "RTRAIN_ERROR_FILE"
+
 // maxMessage bounds one request line.
 const maxMessage = 4 << 20
 

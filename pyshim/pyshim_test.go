@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
@@ -178,5 +179,59 @@ except TypeError as e:
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// rtrain's sitecustomize notes an uncaught exception, and only that, in
+// the worker's error file, before Python prints the traceback; processes
+// the worker starts do not inherit the file.
+func TestSitecustomizeNotesAnUncaughtException(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3")
+	}
+	dir, err := Install(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	errFile := filepath.Join(t.TempDir(), "rank_0.error.json")
+	cmd := exec.Command(py, "-c", `
+import os, subprocess, sys, traceback
+assert "`+ErrorFileEnv+`" not in os.environ, "the error file is left to children"
+try:
+    raise KeyError("handled")
+except KeyError:
+    traceback.print_exc()
+assert not os.path.exists(sys.argv[1]), "a handled exception was noted"
+raise ValueError("boom")
+`, errFile)
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+dir, ErrorFileEnv+"="+errFile)
+	before := time.Now()
+	out, err := cmd.CombinedOutput()
+	after := time.Now()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("want exit code 1, got %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "ValueError: boom") || !strings.Contains(string(out), "KeyError: 'handled'") {
+		t.Errorf("tracebacks missing:\n%s", out)
+	}
+	b, err := os.ReadFile(errFile)
+	if err != nil {
+		t.Fatalf("no error file: %v\n%s", err, out)
+	}
+	var note struct {
+		Time      float64
+		Exception string
+	}
+	if err := json.Unmarshal(b, &note); err != nil {
+		t.Fatalf("error file %q: %v", b, err)
+	}
+	at := time.Unix(0, int64(note.Time*1e9))
+	if at.Before(before.Add(-time.Second)) || at.After(after) {
+		t.Errorf("noted at %s, not while it ran (%s to %s)", at, before, after)
+	}
+	if note.Exception != "ValueError: boom" {
+		t.Errorf("exception %q, want ValueError: boom", note.Exception)
 	}
 }

@@ -1,7 +1,12 @@
 # rtrain puts this first on the workers' PYTHONPATH, so it runs in every
-# worker, torchrun-style scripts that never import rtrain included: SIGUSR1
-# prints every thread's Python stack to stderr, which is how rtrain shows
-# where a hung job is stuck. Then it runs the sitecustomize it shadows.
+# worker, torchrun-style scripts that never import rtrain included:
+# - SIGUSR1 prints every thread's Python stack to stderr, which is how
+#   rtrain shows where a hung job is stuck;
+# - an uncaught exception is noted in $RTRAIN_ERROR_FILE before its
+#   traceback is printed, so rtrain knows the worker failed by itself, and
+#   when, even if it is still exiting when a peer it brought down has
+#   already exited (as torchelastic's error file does for @record).
+# Then it runs the sitecustomize it shadows.
 import faulthandler
 import signal
 
@@ -9,6 +14,36 @@ try:
     faulthandler.register(signal.SIGUSR1, all_threads=True)
 except (AttributeError, RuntimeError, ValueError):
     pass
+
+
+def _note_uncaught():
+    import os
+    import sys
+
+    # Popped, so that processes the worker starts do not write it too.
+    path = os.environ.pop("RTRAIN_ERROR_FILE", None)
+    if not path:
+        return
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        try:
+            import json
+            import time
+            import traceback
+
+            line = "".join(traceback.format_exception_only(kind, value)).strip()
+            with open(path, "w") as f:
+                json.dump({"time": time.time(), "exception": line.splitlines()[-1] if line else ""}, f)
+        except Exception:
+            pass
+        previous(kind, value, tb)
+
+    sys.excepthook = hook
+
+
+_note_uncaught()
+del _note_uncaught
 
 
 def _chain():

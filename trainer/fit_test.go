@@ -358,13 +358,36 @@ func TestFitOnlyOnce(t *testing.T) {
 func TestCauseIsTheRankThatRaisedFirstNotTheFirstToExit(t *testing.T) {
 	j := newJob(t, "testdata/fail_rank.py", 3)
 	j.Env = append(j.Env, "FAIL_RANK=1", "FAIL_SLOW_EXIT=1")
+	// The exit it was making is Python's for an uncaught exception, 1,
+	// whatever rtrain's stop made of it.
+	j.MaxFailures, j.RetryExitCodes = 1, []int{1}
 	_, err := j.fit(t, t.Context())
 
 	var jerr *trainer.JobError
 	require.ErrorAs(t, err, &jerr)
-	assert.Equal(t, 1, jerr.Cause.Rank, "cause: %s", jerr.Cause.Cause())
-	assert.Equal(t, "ValueError: boom from rank 1", jerr.Cause.Cause())
-	for _, w := range jerr.Stopped {
-		assert.NotEqual(t, 1, w.Rank, "the rank that raised is listed as stopped by rtrain")
+	for _, e := range append(jerr.Earlier, jerr) {
+		assert.Equal(t, 1, e.Cause.Rank, "attempt %d: cause: %s", e.Attempt, e.Cause.Cause())
+		assert.Equal(t, "ValueError: boom from rank 1", e.Cause.Cause())
+		for _, w := range e.Stopped {
+			assert.NotEqual(t, 1, w.Rank, "the rank that raised is listed as stopped by rtrain")
+		}
 	}
+	assert.Equal(t, 1, jerr.Attempt, "restarted: exit code 1 is a --retry-exit-codes")
+	assert.Contains(t, jerr.NoRestart, "more than --max-failures 1")
+}
+
+// A traceback a worker printed and went on from is no failure: rtrain
+// stopping that worker after another failed does not make it the cause.
+func TestAHandledTracebackIsNoFailure(t *testing.T) {
+	j := newJob(t, "testdata/handled_traceback.py", 2)
+	j.Python = "/usr/bin/python3"
+	_, err := j.fit(t, t.Context())
+
+	var jerr *trainer.JobError
+	require.ErrorAs(t, err, &jerr)
+	assert.Equal(t, 1, jerr.Cause.Rank)
+	assert.Equal(t, 2, jerr.Cause.Code)
+	assert.Empty(t, jerr.Failed)
+	require.Len(t, jerr.Stopped, 1)
+	assert.Equal(t, 0, jerr.Stopped[0].Rank)
 }

@@ -9,22 +9,28 @@ import (
 
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/internal/text"
+	"github.com/rtrain/rtrain/launcher"
 )
 
 // noRestart says why the job ends with the latest failure rather than
 // restart, "" when it restarts. A preempted worker (its node drained) does
 // not spend the budget.
 func (j *job) noRestart(jerr *JobError, failures []*JobError) string {
-	code := jerr.Cause.Code
+	exit := jerr.Cause.Exit
+	if exit.Stopped && jerr.Cause.Hung == "" {
+		// It raised, and rtrain's stop ended its exit: judge the exit it
+		// was making, Python's for an uncaught exception.
+		exit = launcher.Exit{Code: 1}
+	}
 	switch {
 	case jerr.Cause.Preempted:
 		return ""
 	case j.cfg.MaxFailures == 0:
 		return "no restarts allowed (--max-failures 0)"
-	case slices.Contains(j.cfg.FatalExitCodes, code) && jerr.Cause.Signal == 0:
-		return fmt.Sprintf("exit code %d is fatal (--fatal-exit-codes)", code)
-	case len(j.cfg.RetryExitCodes) > 0 && (jerr.Cause.Signal != 0 || !slices.Contains(j.cfg.RetryExitCodes, code)):
-		return fmt.Sprintf("%s is not one of --retry-exit-codes", jerr.Cause.Exit)
+	case slices.Contains(j.cfg.FatalExitCodes, exit.Code) && exit.Signal == 0:
+		return fmt.Sprintf("exit code %d is fatal (--fatal-exit-codes)", exit.Code)
+	case len(j.cfg.RetryExitCodes) > 0 && (exit.Signal != 0 || !slices.Contains(j.cfg.RetryExitCodes, exit.Code)):
+		return fmt.Sprintf("%s is not one of --retry-exit-codes", exit)
 	}
 	if j.cfg.MaxFailures < 0 {
 		return ""

@@ -19,9 +19,9 @@ type WorkerExit struct {
 	launcher.Exit
 	// Tail is the end of the worker's stderr.
 	Tail []string
-	// FailedAt is the first sign of the failure: the worker's first Python
-	// traceback, else its exit. Zero for a worker that succeeded and for
-	// one rtrain stopped before it showed any sign of failing.
+	// FailedAt is the first sign of the failure: when an uncaught Python
+	// exception reached the top of the worker, else its exit. Zero for a
+	// worker that succeeded and for one rtrain stopped before it failed.
 	FailedAt time.Time
 	// Hung, when set, says the job made no progress for
 	// Config.HangTimeout and rtrain stopped the worker; its Tail then ends

@@ -511,14 +511,7 @@ func (j *job) follow(ctx context.Context, groups []cluster.GroupRunner, world in
 	}
 	go func() { wg.Wait(); close(events) }()
 
-	// stoppedAt is when rtrain first stopped the workers. A worker whose
-	// traceback came before it had failed by itself and was only slow to
-	// exit: it is a failure (maybe the cause), not a rank rtrain stopped.
-	var stoppedAt time.Time
 	stopAll := func() {
-		if stoppedAt.IsZero() {
-			stoppedAt = time.Now()
-		}
 		for _, g := range groups {
 			g.Stop()
 		}
@@ -620,14 +613,14 @@ func (j *job) follow(ctx context.Context, groups []cluster.GroupRunner, world in
 				case w.Success():
 				case hung != "":
 					w.FailedAt = hungAt // all at once: rank order names the cause
-				case w.Stopped:
-					if !e.TracebackAt.IsZero() && e.TracebackAt.Before(stoppedAt) {
-						w.FailedAt = e.TracebackAt
-					}
+				case w.Stopped && !e.RaisedBeforeStop:
+					// rtrain ended it; it had not failed.
 				default:
+					// It may have raised well before it exited, or before
+					// rtrain's stop ended its exit: the raise is when it failed.
 					w.FailedAt = e.Exit.Time
-					if !e.TracebackAt.IsZero() && e.TracebackAt.Before(w.FailedAt) {
-						w.FailedAt = e.TracebackAt
+					if !e.RaisedAt.IsZero() && e.RaisedAt.Before(w.FailedAt) {
+						w.FailedAt = e.RaisedAt
 					}
 				}
 				exits = append(exits, w)

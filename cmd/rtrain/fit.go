@@ -184,6 +184,11 @@ func (o *fitOptions) config(cmd *cobra.Command, args []string) (trainer.Config, 
 		}
 		sec := o.cluster.security()
 		cfg.Address, cfg.Token, cfg.TLSCA, cfg.TLSCert, cfg.TLSKey = addr, sec.Token, sec.TLSCA, sec.TLSCert, sec.TLSKey
+		for _, f := range []string{"num-cpus", "num-gpus", "resources"} {
+			if cmd.Flags().Changed(f) {
+				return trainer.Config{}, usageError{fmt.Errorf("--%s describes this machine's embedded node; on a cluster each agent says what it offers (rtrain start --%s)", f, f)}
+			}
+		}
 	}
 	if cmd.Flags().Changed("num-gpus") {
 		n := o.numGPUs

@@ -105,6 +105,7 @@ func TestUsageErrorsAreOneLine(t *testing.T) {
 		{"custom resource not json", []string{"fit", "--resources", `{"licence": two}`, script}, `--resources: custom resources "{\"licence\": two}": not a JSON object of numbers`},
 		{"custom resource nowhere", []string{"fit", "--resources-per-worker", "licence=1", script}, `asked 1 of custom resource "licence", this node has 0`},
 		{"too little of a custom resource", []string{"fit", "-n", "3", "--resources", "licence=2", "--resources-per-worker", "licence=1", script}, `asked 3 of custom resource "licence", this node has 2`},
+		{"embedded node flags on a cluster", []string{"fit", "--address", "127.0.0.1:1", "--resources", "licence=1", script}, "--resources describes this machine's embedded node; on a cluster each agent says what it offers (rtrain start --resources)"},
 		{"custom resources on a head", []string{"start", "--head", "--resources", "licence=1"}, "--resources is what an agent's node offers"},
 	}
 	for _, tt := range tests {

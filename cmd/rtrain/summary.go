@@ -124,7 +124,7 @@ func attemptCause(c trainer.WorkerExit) string {
 // exitAndCause is how the worker ended and, when it says more, why.
 func exitAndCause(c trainer.WorkerExit) string {
 	s := c.Exit.String()
-	if c.Stopped {
+	if c.Stopped && c.Signal != 0 && c.Hung == "" {
 		// It failed by itself, and was still exiting when rtrain stopped
 		// the workers because of its own or a peer's exit.
 		s += " as rtrain stopped it"
