@@ -183,8 +183,8 @@ type Event struct {
 	// peers its death brought down. RaisedBeforeStop says it raised before
 	// the group was told to stop: it failed by itself, even if the stop
 	// is what ended its exit.
-	RaisedAt         time.Time `json:",omitempty"`
-	RaisedBeforeStop bool      `json:",omitempty"`
+	RaisedAt         time.Time
+	RaisedBeforeStop bool `json:",omitempty"`
 }
 
 // Group is a running worker group.
@@ -377,7 +377,11 @@ func (g *Group) startWorker(ws WorkerSpec, sockPath string, iso isolation) (*wor
 	if err != nil {
 		return nil, fmt.Errorf("cluster: rank %d: %w", rank, err)
 	}
-	errorFile := filepath.Join(s.LogDir, fmt.Sprintf("rank_%d.error.json", rank))
+	// Absolute: the worker may start in, or move to, another directory.
+	errorFile, err := filepath.Abs(filepath.Join(s.LogDir, fmt.Sprintf("rank_%d.error.json", rank)))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: rank %d: %w", rank, err)
+	}
 	if err := os.Remove(errorFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("cluster: rank %d: an earlier attempt's error file: %w", rank, err)
 	}

@@ -202,7 +202,13 @@ try:
     raise KeyError("handled")
 except KeyError:
     traceback.print_exc()
+    sys.excepthook(*sys.exc_info())  # as the code module does
 assert not os.path.exists(sys.argv[1]), "a handled exception was noted"
+child = os.fork()
+if child == 0:
+    raise RuntimeError("a forked child's own")
+os.waitpid(child, 0)
+assert not os.path.exists(sys.argv[1]), "a forked child's exception was noted"
 raise ValueError("boom")
 `, errFile)
 	cmd.Env = append(os.Environ(), "PYTHONPATH="+dir, ErrorFileEnv+"="+errFile)

@@ -25,8 +25,16 @@ def _note_uncaught():
     if not path:
         return
     previous = sys.excepthook
+    # A forked child keeps the hook, not the worker's pid.
+    pid = os.getpid()
 
     def hook(kind, value, tb):
+        # Python calls the hook with no Python frame left when an exception
+        # ends the program; code that calls it for an exception it handled
+        # (the code module, logging helpers) goes on running.
+        if os.getpid() != pid or sys._getframe().f_back is not None:
+            previous(kind, value, tb)
+            return
         try:
             import json
             import time

@@ -391,3 +391,20 @@ func TestAHandledTracebackIsNoFailure(t *testing.T) {
 	require.Len(t, jerr.Stopped, 1)
 	assert.Equal(t, 0, jerr.Stopped[0].Rank)
 }
+
+// A rank that raised and then hung in its exit, leaving its peers waiting
+// in a collective, is the cause of the hang, named by its exception.
+func TestARaiserStuckInItsExitIsTheCauseOfTheHang(t *testing.T) {
+	j := newJob(t, "testdata/fail_rank.py", 3)
+	j.Env = append(j.Env, "FAIL_RANK=1", "FAIL_EXIT_HANGS=1")
+	j.HangTimeout = 2 * time.Second
+	_, err := j.fit(t, t.Context())
+
+	var jerr *trainer.JobError
+	require.ErrorAs(t, err, &jerr)
+	assert.Equal(t, 1, jerr.Cause.Rank)
+	assert.Equal(t, "ValueError: boom from rank 1", jerr.Cause.Cause())
+	for _, w := range jerr.Failed {
+		assert.Contains(t, w.Hung, "hung: no report()", "rank %d", w.Rank)
+	}
+}

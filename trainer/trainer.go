@@ -611,6 +611,10 @@ func (j *job) follow(ctx context.Context, groups []cluster.GroupRunner, world in
 				w := WorkerExit{Rank: e.Rank, Node: e.NodeID, PID: pids[e.Rank], Exit: e.Exit, Tail: e.Tail, Hung: hung}
 				switch {
 				case w.Success():
+				case hung != "" && e.RaisedBeforeStop:
+					// It raised and never finished exiting while its peers
+					// waited for it: the hang is its doing.
+					w.Hung, w.FailedAt = "", e.RaisedAt
 				case hung != "":
 					w.FailedAt = hungAt // all at once: rank order names the cause
 				case w.Stopped && !e.RaisedBeforeStop:

@@ -1,7 +1,7 @@
 """Rank FAIL_RANK raises while every other rank waits in a collective.
 
 With FAIL_SLOW_EXIT set, the failing rank is still exiting when its peers
-fail."""
+fail; with FAIL_EXIT_HANGS, it never finishes exiting and its peers hang."""
 import os
 import sys
 import time
@@ -20,6 +20,11 @@ if rank == fail:
         # closed by peer" before it has exited.
         import atexit
         atexit.register(lambda: (dist.destroy_process_group(), time.sleep(60)))
+    if os.environ.get("FAIL_EXIT_HANGS"):
+        # Stuck in its exit with its connections open, as a process whose
+        # NCCL teardown hangs: its peers wait in the collective for ever.
+        import atexit
+        atexit.register(lambda: time.sleep(60))
     raise ValueError(f"boom from rank {rank}")
 print(f"rank {rank} waiting in all_reduce", flush=True)
 t = torch.ones(1)
