@@ -72,10 +72,11 @@ var peerLossError = regexp.MustCompile(`Connection (closed|reset) by peer|Broken
 	`remote process exited or there was a network error|NCCL communicator was aborted|` +
 	`Watchdog caught collective operation timeout|Timed out waiting .* for (recv|send) operation`)
 
-// peerLoss reports whether the worker failed because a peer did: its
-// exception is one of peerLossError's.
-func (w WorkerExit) peerLoss() bool {
-	return w.Hung == "" && peerLossError.MatchString(w.Cause())
+// echo reports whether the worker's failure may only echo another's: its
+// exception is one of peerLossError's, or it hung, as ranks waiting in a
+// collective for one that failed do.
+func (w WorkerExit) echo() bool {
+	return w.Hung != "" || peerLossError.MatchString(w.Cause())
 }
 
 // Traceback is the last Python traceback in the worker's stderr, or the last
@@ -173,12 +174,13 @@ func newJobError(exits []WorkerExit) *JobError {
 	}
 	// The rank that failed first is the cause, not the first to exit: its
 	// death brings its peers down with "connection closed" errors that can
-	// end their processes before its own has finished exiting. Those errors
-	// only echo a failure elsewhere, so they come after every other, however
-	// early: a SIGKILLed rank's end is seen a moment after the kernel has
-	// already closed its sockets and its peers have raised.
+	// end their processes before its own has finished exiting. Those errors,
+	// and hangs, may only echo a failure elsewhere, so they come after every
+	// other, however early: a SIGKILLed rank's end is seen a moment after the
+	// kernel has already closed its sockets and its peers have raised, and a
+	// rank that raises while the others hang waiting for it is why they hang.
 	sort.SliceStable(failed, func(i, j int) bool {
-		if a, b := failed[i].peerLoss(), failed[j].peerLoss(); a != b {
+		if a, b := failed[i].echo(), failed[j].echo(); a != b {
 			return b
 		}
 		return failed[i].FailedAt.Before(failed[j].FailedAt)

@@ -31,6 +31,9 @@ func TestJobErrorNamesTheFirstFailureThatIsNotAnEcho(t *testing.T) {
 		{"the first to raise", []WorkerExit{raised(0, 2*time.Millisecond, "KeyError: 'x'"), raised(1, time.Millisecond, "ValueError: boom"), stopped}, 1, []int{0}},
 		{"a SIGKILL seen after its peer's echo", []WorkerExit{raised(0, time.Millisecond, closed), killed(1, 5*time.Millisecond), stopped}, 1, []int{0}},
 		{"a raise seen after its peer's echo", []WorkerExit{raised(0, time.Millisecond, closed), raised(2, 9*time.Millisecond, "ValueError: boom"), stopped}, 2, []int{0}},
+		{"a raise seen after the hang", []WorkerExit{
+			{Rank: 0, Exit: launcher.Exit{Code: -1, Signal: syscall.SIGTERM, Stopped: true}, FailedAt: t0, Hung: "hung"},
+			raised(1, time.Second, "ValueError: boom"), stopped}, 1, []int{0}},
 		{"only echoes: the first", []WorkerExit{raised(2, 3*time.Millisecond, closed), raised(0, time.Millisecond, "RuntimeError: Connection reset by peer"), stopped}, 0, []int{2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
