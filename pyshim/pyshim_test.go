@@ -150,14 +150,7 @@ func TestCloseEndsOpenConnections(t *testing.T) {
 // The shim must not import torch at import time: that second belongs to the
 // script, not to rtrain's launch path. Any python3 will do for this.
 func TestShimImportsNothingHeavy(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("no python3")
-	}
-	dir, err := Install(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	py, dir := pythonWithShim(t)
 	cmd := exec.Command(py, "-c", `
 import sys, rtrain
 assert "torch" not in sys.modules, "import rtrain imported torch"
@@ -186,14 +179,7 @@ except TypeError as e:
 // the worker's error file, before Python prints the traceback; processes
 // the worker starts do not inherit the file.
 func TestSitecustomizeNotesAnUncaughtException(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("no python3")
-	}
-	dir, err := Install(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	py, dir := pythonWithShim(t)
 	errFile := filepath.Join(t.TempDir(), "rank_0.error.json")
 	cmd := exec.Command(py, "-c", `
 import os, subprocess, sys, traceback
@@ -240,4 +226,19 @@ raise ValueError("boom")
 	if note.Exception != "ValueError: boom" {
 		t.Errorf("exception %q, want ValueError: boom", note.Exception)
 	}
+}
+
+// pythonWithShim is the first python3 on PATH and a directory the shim is
+// installed in, for PYTHONPATH; the test is skipped without a python3.
+func pythonWithShim(t *testing.T) (py, dir string) {
+	t.Helper()
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3")
+	}
+	dir, err = Install(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return py, dir
 }
