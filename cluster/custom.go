@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"encoding/json"
-
 	"fmt"
 	"maps"
 	"math"
@@ -175,15 +174,8 @@ func (c Custom) plus(o Custom, k float64) Custom {
 
 // fits reports whether c fits in free.
 func (c Custom) fits(free Custom) bool {
-	if c == "" {
-		return true
-	}
-	ok := true
-	c.each(func(name string, q float64) bool {
-		ok = q <= free.get(name)+1e-9
-		return ok
-	})
-	return ok
+	_, _, _, short := c.short(free)
+	return !short
 }
 
 // capacity is how many of c fit in free, or noFit when c is empty.

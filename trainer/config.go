@@ -226,10 +226,6 @@ func (c *Config) validateFields() error {
 		return bad("--isolation %q: want best-effort or strict", c.Isolation)
 	case c.NumCPUs < 0:
 		return bad("--num-cpus must be 0 or more, got %g", c.NumCPUs)
-	case customErr(c.ResourcesPerWorker) != nil:
-		return bad("--resources-per-worker: %v", customErr(c.ResourcesPerWorker))
-	case customErr(c.Resources) != nil:
-		return bad("--resources: %v", customErr(c.Resources))
 	case c.NumGPUs != nil && *c.NumGPUs < 0:
 		return bad("--num-gpus must be 0 or more, got %d", *c.NumGPUs)
 	case c.Grace < 0:
@@ -263,6 +259,12 @@ func (c *Config) validateFields() error {
 			return bad("--env %q: want KEY=VALUE", kv)
 		}
 	}
+	if _, err := cluster.CustomOf(c.ResourcesPerWorker); err != nil {
+		return bad("--resources-per-worker: %v", err)
+	}
+	if _, err := cluster.CustomOf(c.Resources); err != nil {
+		return bad("--resources: %v", err)
+	}
 	return nil
 }
 
@@ -294,11 +296,6 @@ func (c *Config) validateFiles() error {
 		}
 	}
 	return nil
-}
-
-func customErr(m map[string]float64) error {
-	_, err := cluster.CustomOf(m)
-	return err
 }
 
 // bundle is what each worker reserves. Validate has checked the custom

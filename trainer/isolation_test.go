@@ -188,6 +188,8 @@ func TestIsolationInputErrors(t *testing.T) {
 		{"negative memory", func(c *trainer.Config) { c.MemoryPerWorker = -1 }, "--memory-per-worker must be 0 (no limit) or more"},
 		{"negative pids", func(c *trainer.Config) { c.PidsPerWorker = -5 }, "--pids-per-worker must be 0"},
 		{"tiny cpu quota", func(c *trainer.Config) { c.CPUsPerWorker = 0.001 }, "below the kernel's smallest CPU quota"},
+		{"gpu as a custom resource", func(c *trainer.Config) { c.ResourcesPerWorker = map[string]float64{"GPU": 1} }, `--resources-per-worker: "GPU" is not a custom resource`},
+		{"bad custom name", func(c *trainer.Config) { c.Resources = map[string]float64{"a,b": 1} }, `--resources: custom resource "a,b": names are letters`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := trainer.Config{Script: script, Workers: 1}

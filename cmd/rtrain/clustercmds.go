@@ -173,9 +173,9 @@ func statusJSON(rep *clusterpb.StatusReply) any {
 // freeCustom is free by name for every resource of total, those used up
 // included (at 0).
 func freeCustom(total, free cluster.Custom) map[string]float64 {
-	m := total.Map()
+	m, f := total.Map(), free.Map()
 	for name := range m {
-		m[name] = free.Map()[name]
+		m[name] = f[name]
 	}
 	return m
 }
@@ -220,8 +220,9 @@ func printStatus(w io.Writer, addr string, rep *clusterpb.StatusReply) {
 			(time.Duration(n.HeartbeatAgeMs) * time.Millisecond).Round(100*time.Millisecond))
 		if custom {
 			var parts []string
+			f := free.Custom.Map()
 			for name, q := range total.Custom.Map() {
-				parts = append(parts, fmt.Sprintf("%s %g/%g", name, free.Custom.Map()[name], q))
+				parts = append(parts, fmt.Sprintf("%s %g/%g", name, f[name], q))
 			}
 			slices.Sort(parts)
 			fmt.Fprintf(tw, "\t%s", strings.Join(parts, ", "))
