@@ -8,7 +8,7 @@ LDFLAGS := -X github.com/rtrain/rtrain/internal/version.Version=$(VERSION)
 # Tests that start real PyTorch jobs take a while on two cores.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all deps build run test test-short vet fmt bench clean proto
+.PHONY: all deps build run test test-short vet fmt bench soak clean proto
 
 all: build
 
@@ -42,6 +42,14 @@ test-short:
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) run ./cmd/rtrain-bench -rtrain $(BIN) -out docs
+
+# The teardown soak: the same finished DDP job 100 times under rtrain and
+# under torchrun, failures counted side by side, into BENCHMARKS.md's
+# teardown section (about 20 minutes on 2 cores; SOAK_RUNS=N for more or
+# fewer).
+SOAK_RUNS ?= 100
+soak: deps build
+	$(GO) run ./cmd/rtrain-bench -rtrain $(BIN) -out docs -only teardown -soak-runs $(SOAK_RUNS)
 
 clean:
 	rm -rf bin

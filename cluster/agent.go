@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -185,6 +184,22 @@ type Event struct {
 	// is what ended its exit.
 	RaisedAt         time.Time
 	RaisedBeforeStop bool `json:",omitempty"`
+	// WorkerExited: when the worker's program finished cleanly (ran to its
+	// end or called sys.exit(0), and its atexit handlers ran), zero if it
+	// did not. What the process does after that is Python's teardown.
+	FinishedAt time.Time `json:",omitempty"`
+	// AfterFinish are the lines of stderr that came after FinishedAt:
+	// what the interpreter's teardown printed.
+	AfterFinish []string `json:",omitempty"`
+}
+
+// CrashedInTeardown reports whether the event is the exit of a worker that
+// finished its program cleanly and was then killed by a signal rtrain did
+// not send, as the interpreter shut down: a C++ thread of torch's that
+// takes the GIL during finalization aborts the process ("terminate called
+// without an active exception"). Its work is done; it is not a failure.
+func (e Event) CrashedInTeardown() bool {
+	return e.Kind == WorkerExited && !e.FinishedAt.IsZero() && e.Exit.Signal != 0 && !e.Exit.Stopped
 }
 
 // Group is a running worker group.
@@ -192,6 +207,12 @@ type Group struct {
 	spec   GroupSpec
 	agent  *Agent
 	events chan Event
+
+	// ready is closed once the events of the start (NodeWarning, every
+	// WorkerStarted) are out: the workers' own events wait for it, so they
+	// come after their rank's start, and Start never waits on a reader
+	// that its caller has not yet had the chance to be.
+	ready chan struct{}
 
 	stopOnce sync.Once
 	// stoppedAt is when Stop was first called, in Unix nanoseconds; 0 before.
@@ -236,9 +257,10 @@ func (a *Agent) Start(ctx context.Context, spec GroupSpec) (*Group, error) {
 		a.closeStore(spec.JobID)
 		return nil, fmt.Errorf("cluster: create socket directory: %w", err)
 	}
-	g := &Group{spec: spec, agent: a, events: make(chan Event, 256), stopCh: make(chan struct{}), ranks: map[int]*rankState{}}
+	g := &Group{spec: spec, agent: a, events: make(chan Event, 256), ready: make(chan struct{}), stopCh: make(chan struct{}), ranks: map[int]*rankState{}}
+	var early []Event
 	if iso.missing != nil {
-		g.emit(Event{Kind: NodeWarning, Line: iso.missing.Error()})
+		early = append(early, Event{Kind: NodeWarning, Line: iso.missing.Error()})
 	}
 	for _, ws := range spec.Workers {
 		g.ranks[spec.Layout.Rank(spec.NodeRank, ws.LocalRank)] = &rankState{}
@@ -259,19 +281,27 @@ func (a *Agent) Start(ctx context.Context, spec GroupSpec) (*Group, error) {
 	for _, ws := range spec.Workers {
 		w, err := g.startWorker(ws, srv.Addr(), iso)
 		if err != nil {
+			// Their output waits for ready: let it go to nobody.
+			close(g.ready)
+			go func() {
+				for range g.events {
+				}
+			}()
 			for _, w := range workers {
 				w.proc.Stop(context.Background(), 0)
 				w.finish()
 				_ = w.proc.Reap()
 			}
 			cleanup()
+			close(g.events)
 			return nil, err
 		}
 		workers = append(workers, w)
+		early = append(early, Event{Kind: WorkerStarted, Rank: w.rank, PID: w.proc.Pid()})
 	}
 
 	g.workers = workers
-	go g.run(ctx, workers, cleanup)
+	go g.run(ctx, workers, early, cleanup)
 	return g, nil
 }
 
@@ -327,7 +357,13 @@ func (g *Group) Report(ctx context.Context, r pyshim.Report) error {
 	return nil
 }
 
+// emit sends a worker's event, once the start's events are out.
 func (g *Group) emit(e Event) {
+	<-g.ready
+	g.send(e)
+}
+
+func (g *Group) send(e Event) {
 	e.NodeID = g.agent.node.ID
 	if e.Time.IsZero() {
 		e.Time = time.Now()
@@ -342,23 +378,19 @@ type worker struct {
 	out  *launcher.LineWriter
 	err  *launcher.LineWriter
 	tail *launcher.Tail
-	// errorFile is where the worker notes an uncaught exception.
-	errorFile string
+	// exitFile is where the worker notes how its program ended.
+	exitFile string
+	logger   *slog.Logger
 }
 
-// raised is when the worker noted an uncaught exception in its error file,
-// zero when it did not. The file is its own; it goes once read.
-func (w *worker) raised() time.Time {
-	b, err := os.ReadFile(w.errorFile)
+// note is what the worker noted of its end (pyshim.ReadExitNote). The file
+// is its own; it goes once read.
+func (w *worker) note() pyshim.ExitNote {
+	n, err := pyshim.ReadExitNote(w.exitFile)
 	if err != nil {
-		return time.Time{}
+		w.logger.Warn("read the worker's exit note", "rank", w.rank, "err", err)
 	}
-	_ = os.Remove(w.errorFile)
-	var note struct{ Time float64 }
-	if json.Unmarshal(b, &note) != nil || note.Time <= 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, int64(note.Time*1e9))
+	return n
 }
 
 // finish flushes the partial last lines and closes the log file; the process
@@ -378,19 +410,19 @@ func (g *Group) startWorker(ws WorkerSpec, sockPath string, iso isolation) (*wor
 		return nil, fmt.Errorf("cluster: rank %d: %w", rank, err)
 	}
 	// Absolute: the worker may start in, or move to, another directory.
-	errorFile, err := filepath.Abs(filepath.Join(s.LogDir, fmt.Sprintf("rank_%d.error.json", rank)))
+	exitFile, err := filepath.Abs(filepath.Join(s.LogDir, fmt.Sprintf("rank_%d.exit.json", rank)))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: rank %d: %w", rank, err)
 	}
-	if err := os.Remove(errorFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("cluster: rank %d: an earlier attempt's error file: %w", rank, err)
+	if err := os.Remove(exitFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("cluster: rank %d: an earlier attempt's exit note: %w", rank, err)
 	}
-	env = g.agentEnv(env, ws, sockPath, errorFile)
+	env = g.agentEnv(env, ws, sockPath, exitFile)
 	logFile, err := os.OpenFile(filepath.Join(s.LogDir, fmt.Sprintf("rank_%d.log", rank)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: rank %d log: %w", rank, err)
 	}
-	w := &worker{rank: rank, log: logFile, tail: launcher.NewTail(tailLines), errorFile: errorFile}
+	w := &worker{rank: rank, log: logFile, tail: launcher.NewTail(tailLines), exitFile: exitFile, logger: g.agent.log}
 	var logMu sync.Mutex
 	lineTo := func(stream string) *launcher.LineWriter {
 		return &launcher.LineWriter{Emit: func(line string) {
@@ -418,15 +450,14 @@ func (g *Group) startWorker(ws WorkerSpec, sockPath string, iso isolation) (*wor
 		return nil, fmt.Errorf("cluster: rank %d: %w", rank, err)
 	}
 	w.proc = proc
-	g.emit(Event{Kind: WorkerStarted, Rank: rank, PID: proc.Pid()})
 	return w, nil
 }
 
 // agentEnv adds what the shim and GPU placement need to a worker's env.
-func (g *Group) agentEnv(env []string, ws WorkerSpec, sockPath, errorFile string) []string {
+func (g *Group) agentEnv(env []string, ws WorkerSpec, sockPath, exitFile string) []string {
 	m := rendezvous.ParseEnv(env)
 	m[pyshim.AddrEnv] = sockPath
-	m[pyshim.ErrorFileEnv] = errorFile
+	m[pyshim.ExitFileEnv] = exitFile
 	m["RTRAIN_RUN_NAME"] = g.spec.RunName
 	m["RTRAIN_JOB_ID"] = g.spec.JobID
 	delete(m, "RTRAIN_CHECKPOINT_DIR")
@@ -461,21 +492,29 @@ func (g *Group) agentEnv(env []string, ws WorkerSpec, sockPath, errorFile string
 
 // run watches the workers until all have exited, stops the rest when one
 // fails or ctx ends, then cleans up and closes the event stream.
-func (g *Group) run(ctx context.Context, workers []*worker, cleanup func()) {
+func (g *Group) run(ctx context.Context, workers []*worker, early []Event, cleanup func()) {
 	defer close(g.events)
+	for _, e := range early {
+		g.send(e)
+	}
+	close(g.ready)
 	var wg sync.WaitGroup
 	for _, w := range workers {
 		wg.Go(func() {
 			w.finish()
 			exit := w.proc.Exit()
-			if !exit.Success() {
+			note := w.note()
+			e := Event{Kind: WorkerExited, Rank: w.rank, Time: exit.Time, Exit: exit, Tail: w.tail.Lines(), RaisedAt: note.Raised}
+			if note.FinishedCleanly() {
+				e.FinishedAt, e.AfterFinish = note.Finished, w.tail.Since(note.Finished)
+			}
+			if !exit.Success() && !e.CrashedInTeardown() {
 				g.Stop() // before the event: the survivors must not wait on the reader
 			}
 			rs := g.ranks[w.rank]
 			rs.mu.Lock() // waits for a report being staged: the stop ends it
 			rs.exited = true
 			rs.mu.Unlock()
-			e := Event{Kind: WorkerExited, Rank: w.rank, Time: exit.Time, Exit: exit, Tail: w.tail.Lines(), RaisedAt: w.raised()}
 			if !e.RaisedAt.IsZero() {
 				stopped := g.stoppedAt.Load()
 				e.RaisedBeforeStop = stopped == 0 || e.RaisedAt.UnixNano() < stopped

@@ -3,6 +3,7 @@ package launcher
 import (
 	"bytes"
 	"sync"
+	"time"
 )
 
 // maxLine bounds one logical line; longer output (a progress bar without a
@@ -48,11 +49,17 @@ func (w *LineWriter) Close() error {
 	return nil
 }
 
-// Tail keeps the last N lines given to Add. It is safe for concurrent use.
+// Tail keeps the last N lines given to Add, with when each came. It is
+// safe for concurrent use.
 type Tail struct {
 	mu    sync.Mutex
 	n     int
-	lines []string
+	lines []tailLine
+}
+
+type tailLine struct {
+	text string
+	at   time.Time
 }
 
 // NewTail keeps the last n lines.
@@ -62,16 +69,25 @@ func NewTail(n int) *Tail { return &Tail{n: n} }
 func (t *Tail) Add(line string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.lines = append(t.lines, line)
+	t.lines = append(t.lines, tailLine{line, time.Now()})
 	if len(t.lines) > 2*t.n {
 		t.lines = append(t.lines[:0], t.lines[len(t.lines)-t.n:]...)
 	}
 }
 
 // Lines returns a copy of the kept lines, oldest first.
-func (t *Tail) Lines() []string {
+func (t *Tail) Lines() []string { return t.Since(time.Time{}) }
+
+// Since returns the kept lines that were added at or after since, oldest
+// first.
+func (t *Tail) Since(since time.Time) []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	start := max(len(t.lines)-t.n, 0)
-	return append([]string(nil), t.lines[start:]...)
+	var out []string
+	for _, l := range t.lines[max(len(t.lines)-t.n, 0):] {
+		if !l.at.Before(since) {
+			out = append(out, l.text)
+		}
+	}
+	return out
 }

@@ -19,10 +19,9 @@ import (
 // to the workers.
 const AddrEnv = "RTRAIN_AGENT_ADDR"
 
-// ErrorFileEnv names the file where rtrain's sitecustomize notes, as JSON
-// {"time": UNIX_SECONDS, "exception": LAST_LINE}, that an uncaught
-// exception reached the top of the worker.
-const ErrorFileEnv = "RTRAIN_ERROR_FILE"
+// ExitFileEnv names the file where rtrain's sitecustomize notes how the
+// worker's program ended (ReadExitNote).
+const ExitFileEnv = "RTRAIN_EXIT_FILE"
 
 // maxMessage bounds one request line.
 const maxMessage = 4 << 20

@@ -176,14 +176,14 @@ except TypeError as e:
 }
 
 // rtrain's sitecustomize notes an uncaught exception, and only that, in
-// the worker's error file, before Python prints the traceback; processes
+// the worker's exit file, before Python prints the traceback; processes
 // the worker starts do not inherit the file.
 func TestSitecustomizeNotesAnUncaughtException(t *testing.T) {
 	py, dir := pythonWithShim(t)
-	errFile := filepath.Join(t.TempDir(), "rank_0.error.json")
+	exitFile := filepath.Join(t.TempDir(), "rank_0.exit.json")
 	cmd := exec.Command(py, "-c", `
 import os, subprocess, sys, traceback
-assert "`+ErrorFileEnv+`" not in os.environ, "the error file is left to children"
+assert "`+ExitFileEnv+`" not in os.environ, "the exit file is left to children"
 try:
     raise KeyError("handled")
 except KeyError:
@@ -196,8 +196,8 @@ if child == 0:
 os.waitpid(child, 0)
 assert not os.path.exists(sys.argv[1]), "a forked child's exception was noted"
 raise ValueError("boom")
-`, errFile)
-	cmd.Env = append(os.Environ(), "PYTHONPATH="+dir, ErrorFileEnv+"="+errFile)
+`, exitFile)
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+dir, ExitFileEnv+"="+exitFile)
 	before := time.Now()
 	out, err := cmd.CombinedOutput()
 	after := time.Now()
@@ -208,23 +208,82 @@ raise ValueError("boom")
 	if !strings.Contains(string(out), "ValueError: boom") || !strings.Contains(string(out), "KeyError: 'handled'") {
 		t.Errorf("tracebacks missing:\n%s", out)
 	}
-	b, err := os.ReadFile(errFile)
+	note, err := ReadExitNote(exitFile)
 	if err != nil {
-		t.Fatalf("no error file: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	var note struct {
-		Time      float64
-		Exception string
-	}
-	if err := json.Unmarshal(b, &note); err != nil {
-		t.Fatalf("error file %q: %v", b, err)
-	}
-	at := time.Unix(0, int64(note.Time*1e9))
-	if at.Before(before.Add(-time.Second)) || at.After(after) {
-		t.Errorf("noted at %s, not while it ran (%s to %s)", at, before, after)
+	if note.Raised.Before(before.Add(-time.Second)) || note.Raised.After(after) {
+		t.Errorf("noted at %s, not while it ran (%s to %s)\n%s", note.Raised, before, after, out)
 	}
 	if note.Exception != "ValueError: boom" {
 		t.Errorf("exception %q, want ValueError: boom", note.Exception)
+	}
+	if !note.Finished.IsZero() {
+		t.Errorf("a program that raised is noted as finished at %s", note.Finished)
+	}
+	if _, err := os.Stat(exitFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the note is still there once read: %v", err)
+	}
+}
+
+// A program that ends by itself is noted as finished, with the status it
+// asked sys.exit for, once its own atexit handlers have run: what happens
+// after is the interpreter's teardown. A forked child's end is not the
+// worker's.
+func TestSitecustomizeNotesTheFinish(t *testing.T) {
+	py, dir := pythonWithShim(t)
+	for name, tc := range map[string]struct {
+		end      string
+		code     int
+		finished bool
+	}{
+		"ran to its end":   {end: "pass", finished: true},
+		"sys.exit(0)":      {end: "sys.exit(0)", finished: true},
+		"sys.exit()":       {end: "sys.exit()", finished: true},
+		"sys.exit(3)":      {end: "sys.exit(3)", code: 3, finished: true},
+		"sys.exit(msg)":    {end: "sys.exit('bye')", code: 1, finished: true},
+		"os._exit":         {end: "os._exit(0)"},
+		"killed by signal": {end: "os.kill(os.getpid(), signal.SIGKILL)"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			exitFile := filepath.Join(t.TempDir(), "rank_0.exit.json")
+			marker := filepath.Join(t.TempDir(), "atexit-ran")
+			cmd := exec.Command(py, "-c", `
+import atexit, os, signal, sys
+def last_words():
+    assert not os.path.exists(sys.argv[1]), "noted as finished before the program's atexit handlers ran"
+    open(sys.argv[2], "w").close()
+atexit.register(last_words)
+child = os.fork()
+if child == 0:
+    sys.exit(0)
+os.waitpid(child, 0)
+assert not os.path.exists(sys.argv[1]), "a forked child's end was noted"
+`+tc.end, exitFile, marker)
+			cmd.Env = append(os.Environ(), "PYTHONPATH="+dir, ExitFileEnv+"="+exitFile)
+			out, _ := cmd.CombinedOutput()
+			if strings.Contains(string(out), "AssertionError") {
+				t.Fatalf("%s", out)
+			}
+			note, err := ReadExitNote(exitFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := !note.Finished.IsZero(); got != tc.finished {
+				t.Fatalf("finished = %v, want %v\n%s", got, tc.finished, out)
+			}
+			if note.Code != tc.code {
+				t.Errorf("code = %d, want %d", note.Code, tc.code)
+			}
+			if got, want := note.FinishedCleanly(), tc.finished && tc.code == 0; got != want {
+				t.Errorf("FinishedCleanly = %v, want %v", got, want)
+			}
+			if tc.finished {
+				if _, err := os.Stat(marker); err != nil {
+					t.Errorf("the program's atexit handler did not run: %v", err)
+				}
+			}
+		})
 	}
 }
 

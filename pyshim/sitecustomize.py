@@ -2,10 +2,14 @@
 # worker, torchrun-style scripts that never import rtrain included:
 # - SIGUSR1 prints every thread's Python stack to stderr, which is how
 #   rtrain shows where a hung job is stuck;
-# - an uncaught exception is noted in $RTRAIN_ERROR_FILE before its
-#   traceback is printed, so rtrain knows the worker failed by itself, and
-#   when, even if it is still exiting when a peer it brought down has
-#   already exited (as torchelastic's error file does for @record).
+# - how the program ended is noted in $RTRAIN_EXIT_FILE: an uncaught
+#   exception before its traceback is printed, so rtrain knows the worker
+#   failed by itself, and when, even if it is still exiting when a peer it
+#   brought down has already exited (as torchelastic's error file does for
+#   @record); and a clean finish once the program and its atexit handlers
+#   are done, so a crash in the interpreter's teardown after it (a C++
+#   thread of torch's that takes the GIL as Python shuts down, say) is told
+#   apart from a failure of the program.
 # Then it runs the sitecustomize it shadows.
 import faulthandler
 import signal
@@ -16,17 +20,29 @@ except (AttributeError, RuntimeError, ValueError):
     pass
 
 
-def _note_uncaught():
+def _note_exit():
+    import atexit
     import os
     import sys
 
     # Popped, so that processes the worker starts do not write it too.
-    path = os.environ.pop("RTRAIN_ERROR_FILE", None)
+    path = os.environ.pop("RTRAIN_EXIT_FILE", None)
     if not path:
         return
-    previous = sys.excepthook
-    # A forked child keeps the hook, not the worker's pid.
+    # A forked child keeps the hooks, not the worker's pid.
     pid = os.getpid()
+    state = {"raised": False, "code": None}
+
+    def write(note):
+        try:
+            import json
+
+            with open(path, "w") as f:
+                json.dump(note, f)
+        except Exception:
+            pass
+
+    previous = sys.excepthook
 
     def hook(kind, value, tb):
         # Python calls the hook with no Python frame left when an exception
@@ -35,23 +51,59 @@ def _note_uncaught():
         if os.getpid() != pid or sys._getframe().f_back is not None:
             previous(kind, value, tb)
             return
+        state["raised"] = True
         try:
-            import json
             import time
             import traceback
 
             line = "".join(traceback.format_exception_only(kind, value)).strip()
-            with open(path, "w") as f:
-                json.dump({"time": time.time(), "exception": line.splitlines()[-1] if line else ""}, f)
+            write({"raised": time.time(), "exception": line.splitlines()[-1] if line else ""})
         except Exception:
             pass
         previous(kind, value, tb)
 
     sys.excepthook = hook
 
+    # An uncaught SystemExit reaches neither the hook nor atexit with its
+    # code, so sys.exit remembers it: a program that asked for exit status
+    # 3 has not finished cleanly, whatever happens after.
+    real_exit = sys.exit
 
-_note_uncaught()
-del _note_uncaught
+    def exit(status=None):
+        state["code"] = status
+        real_exit(status)
+
+    exit.__doc__ = real_exit.__doc__
+    sys.exit = exit
+
+    def finished():
+        # Registered before anything of the program's, so it runs after
+        # every atexit handler the program registered.
+        if os.getpid() != pid or state["raised"]:
+            return
+        import time
+
+        if "torch.distributed" in sys.modules:
+            # A gloo worker thread that finished a collective may still
+            # hold the last reference to its tensor and wait for the GIL to
+            # free it. Once finalization has begun, Python ends such a
+            # thread with pthread_exit, and unwinding through torch's C++
+            # destructors aborts the process. Letting go of the GIL for a
+            # moment, while Python is whole, lets it finish first.
+            time.sleep(0.01)
+
+        code = state["code"]
+        if code is None:
+            code = 0
+        elif not isinstance(code, int):
+            code = 1  # sys.exit("message") prints it and exits 1
+        write({"finished": time.time(), "code": code})
+
+    atexit.register(finished)
+
+
+_note_exit()
+del _note_exit
 
 
 def _chain():

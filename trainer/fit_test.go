@@ -321,6 +321,7 @@ func TestBadInputFailsBeforeLaunch(t *testing.T) {
 		{"python that does not exist", func(c *trainer.Config) { c.Python = "/no/such/python3" }, "--python /no/such/python3", false},
 		{"gpus on a node without", func(c *trainer.Config) { c.GPUsPerWorker = 1; c.NumGPUs = &zero }, "asked 4 GPUs, this node has 0", false},
 		{"syntax error", func(c *trainer.Config) { c.Script = "testdata/syntax_error.py" }, "testdata/syntax_error.py: syntax error at line 3", false},
+		{"more workers than a node can run", func(c *trainer.Config) { c.Workers = 100000; c.NumCPUs = 2 }, "--workers 100000: this node has 2 cores, and rtrain runs at most 128 workers on it", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -407,4 +408,74 @@ func TestARaiserStuckInItsExitIsTheCauseOfTheHang(t *testing.T) {
 	for _, w := range jerr.Failed {
 		assert.Contains(t, w.Hung, "hung: no report()", "rank %d", w.Rank)
 	}
+}
+
+// A rank that finished its program and then died as Python shut down did
+// its work: the job succeeds with a warning that names the rank, the
+// signal and what the teardown printed, the other ranks are not stopped,
+// and nothing is restarted. A rank that dies the same way before its
+// program finished, or after asking for a non-zero exit status, fails the
+// job as before.
+func TestACrashInTeardownAfterAFinishIsAWarning(t *testing.T) {
+	tests := []struct {
+		name string
+		env  []string
+		ok   bool
+	}{
+		{"after the finish", nil, true},
+		{"after sys.exit(0)", []string{"CRASH_EXIT=0"}, true},
+		{"after sys.exit(4)", []string{"CRASH_EXIT=4"}, false},
+		{"before the finish", []string{"CRASH_BEFORE_FINISH=1"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := newJob(t, "testdata/teardown_crash.py", 3)
+			j.Python = "/usr/bin/python3"
+			j.MaxFailures = 2
+			j.Env = append(j.Env, tt.env...)
+			res, err := j.fit(t, t.Context())
+			if !tt.ok {
+				var jerr *trainer.JobError
+				require.ErrorAs(t, err, &jerr)
+				assert.Equal(t, 1, jerr.Cause.Rank)
+				assert.Empty(t, jerr.Cause.TeardownCrash)
+				assert.Empty(t, j.warnings(), "no teardown warning for a rank that failed")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, trainer.StateSucceeded, res.State)
+			assert.Zero(t, res.Restarts, "a finished job is not restarted")
+			require.Len(t, res.Workers, 3)
+			for _, w := range res.Workers {
+				assert.True(t, w.Success(), "rank %d: %s", w.Rank, w.Exit)
+				assert.False(t, w.Stopped, "rank %d was stopped: the crash after a finish stopped the others", w.Rank)
+			}
+			crashed := res.Workers[1]
+			assert.Equal(t, syscall.SIGABRT, crashed.Signal)
+			assert.Contains(t, crashed.TeardownCrash, "killed by signal 6")
+			assert.Contains(t, crashed.TeardownCrash, "terminate called without an active exception")
+			warnings := j.warnings()
+			require.Len(t, warnings, 1)
+			assert.Equal(t, 1, warnings[0].Rank)
+			assert.Contains(t, warnings[0].Message, "rank 1 finished, then crashed as Python shut down: killed by signal 6 (aborted): terminate called without an active exception")
+		})
+	}
+}
+
+func (j *job) warnings() []trainer.Event { return j.ofType(trainer.EventWarning) }
+
+// A collective that gloo's thread finishes as the program ends does not
+// abort the rank: rtrain's sitecustomize lets go of the GIL for a moment
+// before Python finalizes, so the thread frees its tensor while Python is
+// whole. Under torchrun or a plain launch, ranks 0 and 2 die of SIGABRT.
+func TestAFinishedCollectiveDoesNotAbortTheExit(t *testing.T) {
+	j := newJob(t, "testdata/gloo_exit_race.py", 3)
+	j.Python = "/usr/bin/python3"
+	res, err := j.fit(t, t.Context())
+	require.NoError(t, err)
+	for _, w := range res.Workers {
+		assert.True(t, w.Exit.Success(), "rank %d: %s", w.Rank, w.Exit)
+		assert.Empty(t, w.TeardownCrash, "rank %d", w.Rank)
+	}
+	assert.Empty(t, j.warnings())
 }

@@ -27,7 +27,15 @@ type WorkerExit struct {
 	// Config.HangTimeout and rtrain stopped the worker; its Tail then ends
 	// with its Python stacks.
 	Hung string `json:",omitempty"`
+	// TeardownCrash, when set, says the worker finished its program
+	// cleanly and was then killed by a signal as Python shut down (how,
+	// and its last line of stderr). Its work was done: it succeeded.
+	TeardownCrash string `json:",omitempty"`
 }
+
+// Success reports whether the worker did its work: it exited 0 by itself,
+// or crashed only in Python's teardown after its program had finished.
+func (w WorkerExit) Success() bool { return w.Exit.Success() || w.TeardownCrash != "" }
 
 // Cause is the one line that says why the worker failed: out of memory
 // when the kernel killed it for its memory limit, else the exception line

@@ -344,6 +344,13 @@ func (j *job) startCluster(ctx context.Context) (*cluster.Local, *cluster.GPUCla
 	if err != nil {
 		return nil, nil, fmt.Errorf("trainer: %w", err)
 	}
+	// Workers that reserve no cores all fit on paper; past this many a
+	// node only thrashes (or runs out of processes) before the job can
+	// start.
+	if most := max(int(node.Total.CPU), 1) * maxWorkersPerCore; j.cfg.CPUsPerWorker == 0 && j.cfg.Workers > most {
+		return nil, nil, invalid("--workers %d: this node has %s, and rtrain runs at most %d workers on it (%d a core); use fewer workers, or a cluster (--address)",
+			j.cfg.Workers, text.Plural(int(node.Total.CPU), "core"), most, maxWorkersPerCore)
+	}
 	gpus := &cluster.GPUClaim{}
 	// A job that asks more than the node has fails in placement, which
 	// says so; one that would fit takes its GPUs before placement.
@@ -609,6 +616,11 @@ func (j *job) follow(ctx context.Context, groups []cluster.GroupRunner, world in
 				j.emit(Event{Type: EventWarning, Time: e.Time, Node: e.NodeID, Message: e.Line + "; running without (--isolation=strict would refuse)"})
 			case cluster.WorkerExited:
 				w := WorkerExit{Rank: e.Rank, Node: e.NodeID, PID: pids[e.Rank], Exit: e.Exit, Tail: e.Tail, Hung: hung}
+				if e.CrashedInTeardown() {
+					w.Hung, w.TeardownCrash = "", teardownCrash(e)
+					j.emit(Event{Type: EventWarning, Time: e.Time, Rank: e.Rank, Node: e.NodeID,
+						Message: fmt.Sprintf("rank %d finished, then %s; its work was done, so it counts as a success", e.Rank, w.TeardownCrash)})
+				}
 				switch {
 				case w.Success():
 				case hung != "" && e.RaisedBeforeStop:
@@ -639,6 +651,23 @@ func (j *job) follow(ctx context.Context, groups []cluster.GroupRunner, world in
 		}
 	}
 }
+
+// teardownCrash says how a worker that had finished died as Python shut
+// down: the signal and the last line it wrote to stderr ("terminate called
+// without an active exception").
+func teardownCrash(e cluster.Event) string {
+	msg := "crashed as Python shut down: " + e.Exit.String()
+	for i := len(e.AfterFinish) - 1; i >= 0; i-- {
+		if line := strings.TrimSpace(e.AfterFinish[i]); line != "" {
+			return msg + ": " + line
+		}
+	}
+	return msg
+}
+
+// maxWorkersPerCore bounds the workers of a job on the embedded node that
+// reserve no cores (Config.CPUsPerWorker 0).
+const maxWorkersPerCore = 64
 
 // stackGrace is how long the workers of a hung job have to print their
 // stacks before they are stopped.

@@ -208,3 +208,24 @@ func TestBenchmarksMatchSections(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSoak(t *testing.T) {
+	for name, tc := range map[string]struct {
+		out             string
+		crashed, agreed bool
+	}{
+		"clean":                        {out: "[rank 0] rank 0 of 4 checksum 1.5\n[rank 1] rank 1 of 4 checksum 1.5\n[rank 2] rank 2 of 4 checksum 1.5\n[rank 3] rank 3 of 4 checksum 1.5\n", agreed: true},
+		"interleaved on a shared pipe": {out: "rank 0 of 4 checksum 1.5rank 1 of 4 checksum 1.5\n\nrank 2 of 4 checksum 1.5\nrank 3 of 4 checksum 1.5\n", agreed: true},
+		"one rank missing":             {out: "rank 0 of 4 checksum 1.5\nrank 1 of 4 checksum 1.5\nrank 2 of 4 checksum 1.5\n"},
+		"disagree":                     {out: "rank 0 of 4 checksum 1.5\nrank 1 of 4 checksum 1.5\nrank 2 of 4 checksum 1.5\nrank 3 of 4 checksum 1.6\n"},
+		"warned": {out: "rank 0 of 4 checksum 1\nrank 1 of 4 checksum 1\nrank 2 of 4 checksum 1\nrank 3 of 4 checksum 1\n" +
+			"rtrain: warning: rank 2 finished, then crashed as Python shut down: killed by signal 6 (aborted)\n", crashed: true, agreed: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			crashed, agreed := parseSoak(tc.out)
+			if crashed != tc.crashed || agreed != tc.agreed {
+				t.Errorf("parseSoak = crashed %v, agreed %v; want %v, %v", crashed, agreed, tc.crashed, tc.agreed)
+			}
+		})
+	}
+}

@@ -32,33 +32,40 @@ type options struct {
 	sched  schedOptions
 	beat   heartbeatOptions
 	rec    recoveryOptions
+	soak   teardownOptions
 }
 
 // benchmark is one section of BENCHMARKS.md, by its -only name.
 type benchmark struct {
 	name string
 	run  func(ctx context.Context, o options, log *slog.Logger) (section, error)
+	// optIn benchmarks run only when -only names them: soaks that take
+	// longer than the rest together (`make soak`).
+	optIn bool
 }
 
 // benchmarks are in the order they run.
 var benchmarks = []benchmark{
-	{"launch", func(ctx context.Context, o options, log *slog.Logger) (section, error) {
+	{name: "launch", run: func(ctx context.Context, o options, log *slog.Logger) (section, error) {
 		return runLaunch(ctx, o.launch, log)
 	}},
-	{"checkpoint", func(ctx context.Context, o options, log *slog.Logger) (section, error) {
+	{name: "checkpoint", run: func(ctx context.Context, o options, log *slog.Logger) (section, error) {
 		return runCheckpoint(ctx, o.ckpt, log)
 	}},
-	{"report", func(ctx context.Context, o options, log *slog.Logger) (section, error) {
+	{name: "report", run: func(ctx context.Context, o options, log *slog.Logger) (section, error) {
 		return runReport(ctx, o.report, log)
 	}},
-	{"scheduler", func(ctx context.Context, o options, log *slog.Logger) (section, error) {
+	{name: "scheduler", run: func(ctx context.Context, o options, log *slog.Logger) (section, error) {
 		return runScheduler(ctx, o.sched, log)
 	}},
-	{"heartbeat", func(ctx context.Context, o options, log *slog.Logger) (section, error) {
+	{name: "heartbeat", run: func(ctx context.Context, o options, log *slog.Logger) (section, error) {
 		return runHeartbeat(ctx, o.beat, log)
 	}},
-	{"recovery", func(ctx context.Context, o options, log *slog.Logger) (section, error) {
+	{name: "recovery", run: func(ctx context.Context, o options, log *slog.Logger) (section, error) {
 		return runRecovery(ctx, o.rec, log)
+	}},
+	{name: "teardown", optIn: true, run: func(ctx context.Context, o options, log *slog.Logger) (section, error) {
+		return runTeardown(ctx, o.soak, log)
 	}},
 }
 
@@ -80,6 +87,7 @@ func main() {
 	workers := flag.String("workers", "1,2,4", "launch: worker counts")
 	size := flag.String("ckpt-size", "1GiB", "checkpoint: the checkpoint's size (e.g. 1GiB, 256MiB; at least 1MiB)")
 	flag.StringVar(&o.ckpt.dir, "ckpt-dir", os.TempDir(), "checkpoint: where to write the checkpoint, its copies and MinIO's data: the disk measured")
+	soakRuns := flag.Int("soak-runs", 100, "teardown: runs of the soak's job under each launcher")
 	heartbeatHead := flag.Bool("heartbeat-head", false, "internal: serve the heartbeat benchmark's head (the benchmark starts itself with it)")
 	flag.Parse()
 	if *heartbeatHead {
@@ -107,6 +115,10 @@ func main() {
 	o.sched = schedOptions{rounds: *rounds, duration: 3 * time.Second}
 	o.beat = heartbeatOptions{rounds: *rounds, agents: 10_000, conns: 200, window: 20 * time.Second}
 	o.rec = recoveryOptions{rounds: *rounds, rtrain: o.launch.rtrain, python: o.launch.python}
+	o.soak = teardownOptions{runs: *soakRuns, rtrain: o.launch.rtrain, python: o.launch.python}
+	if *soakRuns < 1 {
+		usage(fmt.Errorf("-soak-runs %d: want at least 1", *soakRuns))
+	}
 	ws, err := parseInts(*workers)
 	if err != nil {
 		usage(fmt.Errorf("-workers: %w", err))
@@ -135,7 +147,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	var fresh []section
 	var errs []error
 	for _, b := range benchmarks {
-		if (o.only != "" && o.only != b.name) || ctx.Err() != nil {
+		if (o.only == "" && b.optIn) || (o.only != "" && o.only != b.name) || ctx.Err() != nil {
 			continue
 		}
 		s, err := b.run(ctx, o, log)

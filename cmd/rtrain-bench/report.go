@@ -30,10 +30,10 @@ const (
 
 // sectionOrder is the order of the sections in BENCHMARKS.md, and the
 // benchmarks -only may name, by heading.
-var sectionOrder = []string{launchHeading, checkpointHeading, reportHeading, schedHeading, heartbeatHeading, recoveryHeading}
+var sectionOrder = []string{launchHeading, checkpointHeading, reportHeading, schedHeading, heartbeatHeading, recoveryHeading, teardownHeading}
 
 const docHeader = "# Benchmarks\n\n" +
-	"Written by `make bench` (`go run ./cmd/rtrain-bench`). Do not edit by hand. `-only NAME` (launch, checkpoint, report, scheduler, heartbeat or recovery) measures one section again and keeps the others as they were, so each section says when and on what it was measured.\n\n" +
+	"Written by `make bench` (`go run ./cmd/rtrain-bench`). Do not edit by hand. `-only NAME` (launch, checkpoint, report, scheduler, heartbeat or recovery) measures one section again and keeps the others as they were, so each section says when and on what it was measured; the teardown soak runs only as `-only teardown` (`make soak`).\n\n" +
 	"Machines are noisy: within each round the contenders run one after another in a random order, so drift hits all of them alike, and every figure stands next to its anchor measured in the same run.\n"
 
 // measuredPrefix starts the first line of every section.
@@ -42,11 +42,16 @@ const measuredPrefix = "Measured on "
 // measuredLine is a section's first line: when, on what, how often.
 // torch is left out when empty.
 func measuredLine(rounds int, torch string) string {
-	machine := fmt.Sprintf("%d cores (%s), %s", runtime.NumCPU(), cpuModel(), runtime.Version())
+	return formatMeasured(time.Now().UTC().Format("2006-01-02 15:04 MST"), machine(torch), fmt.Sprint(rounds))
+}
+
+// machine says what the figures were measured on.
+func machine(torch string) string {
+	m := fmt.Sprintf("%d cores (%s), %s", runtime.NumCPU(), cpuModel(), runtime.Version())
 	if torch != "" {
-		machine += ", torch " + torch
+		m += ", torch " + torch
 	}
-	return formatMeasured(time.Now().UTC().Format("2006-01-02 15:04 MST"), machine, fmt.Sprint(rounds))
+	return m
 }
 
 func formatMeasured(when, machine, rounds string) string {

@@ -32,6 +32,11 @@ func (p *printer) summary(res *trainer.Result, err error) {
 	if len(res.Metrics.Keys) > 0 {
 		fmt.Fprintf(w, "  last metrics: %s\n", formatMetrics(res.Metrics))
 	}
+	for _, x := range res.Workers {
+		if x.TeardownCrash != "" {
+			fmt.Fprintf(w, "  rank %d finished, then %s (not a failure)\n", x.Rank, x.TeardownCrash)
+		}
+	}
 	if res.ResumedFrom != "" {
 		fmt.Fprintf(w, "  resumed from: %s\n", res.ResumedFrom)
 	}
