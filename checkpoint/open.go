@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/rtrain/rtrain/checkpoint/file"
@@ -46,6 +47,9 @@ var (
 
 const locationHelp = "use s3://BUCKET/PREFIX or a local directory"
 
+// urlScheme is what can stand before "://" in a storage URL.
+var urlScheme = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*$`)
+
 // Open returns the Storage a location names: "s3://bucket/prefix" (the
 // prefix may be empty) or a local directory, absolute, relative or
 // starting with "~/", which is created if missing. For S3 it checks at
@@ -58,6 +62,11 @@ func Open(ctx context.Context, location string, opts S3Options) (Storage, error)
 	}
 	scheme, rest, isURL := strings.Cut(location, "://")
 	if !isURL {
+		// "s3:/bucket" or "s3:bucket" is a mistyped URL, never a local
+		// directory named "s3:": a run would quietly stay on this disk.
+		if name, _, ok := strings.Cut(location, ":"); ok && urlScheme.MatchString(name) && !strings.Contains(name, "/") {
+			return nil, fmt.Errorf("checkpoint: storage %q looks like a URL missing its //; use %s://... (s3://BUCKET/PREFIX), or ./%s for a local directory", location, name, location)
+		}
 		return openLocal(location)
 	}
 	switch strings.ToLower(scheme) {

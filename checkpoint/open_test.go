@@ -37,6 +37,8 @@ func TestOpenBadLocation(t *testing.T) {
 		{"gs://bucket", "is not supported"},
 		{"file://host/x", "not a file URL"},
 		{"~bob/x", "only ~/ is expanded"},
+		{"s3:/bucket/x", `looks like a URL missing its //; use s3://`},
+		{"s3:bucket", "missing its //"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.location, func(t *testing.T) {

@@ -50,6 +50,20 @@ func (r *RunningAgent) Done() <-chan error { return r.done }
 // version is final; a head not reachable yet is retried until ctx ends.
 // The agent runs until ctx ends, then stops its groups and returns.
 func StartAgent(ctx context.Context, cfg AgentConfig, log *slog.Logger) (*RunningAgent, error) {
+	lock, err := lockDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	ra, err := startAgent(ctx, cfg, lock, log)
+	if err != nil {
+		lock.unlock()
+	}
+	return ra, err
+}
+
+// startAgent is StartAgent once the data directory is locked; the agent
+// lets go of the lock when it ends.
+func startAgent(ctx context.Context, cfg AgentConfig, lock *dirLock, log *slog.Logger) (*RunningAgent, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(cfg.Node.Addr, strconv.Itoa(cfg.Port)))
 	if err != nil {
@@ -115,6 +129,7 @@ func StartAgent(ctx context.Context, cfg AgentConfig, log *slog.Logger) (*Runnin
 		if serr := <-serveErr; err == nil && serr != nil && !errors.Is(serr, grpc.ErrServerStopped) {
 			err = serr
 		}
+		lock.unlock()
 		ra.done <- err
 	}()
 	return ra, nil

@@ -187,9 +187,9 @@ func (h *HeadService) Heartbeat(_ context.Context, req *clusterpb.HeartbeatReque
 	gone := m == nil || m.gone || (req.AgentAddr != "" && req.AgentAddr != m.node.AgentAddr)
 	if !gone {
 		m.last.Store(time.Now().UnixNano())
-		if len(req.Gpus) > 0 {
-			m.gpus.Store(&req.Gpus)
-		}
+		// Every beat replaces the stats: none means NVML had none to give
+		// (it stopped answering), not that the last ones still hold.
+		m.gpus.Store(&req.Gpus)
 	}
 	// A drained node stays out until its agent starts again.
 	drained := m != nil && m.drained && req.AgentAddr == m.node.AgentAddr
@@ -288,7 +288,8 @@ func (h *HeadService) StatusReply() *clusterpb.StatusReply {
 		}
 		if g := m.gpus.Load(); g != nil && !m.gone {
 			ns.GpuStats = *g
-		} else if f, ok := free[m.node.ID]; ok {
+		}
+		if f, ok := free[m.node.ID]; ok {
 			ns.Free = resourcesToProto(f.Free)
 			for _, g := range f.FreeGPUs {
 				ns.FreeGpus = append(ns.FreeGpus, int32(g))

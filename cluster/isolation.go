@@ -44,8 +44,8 @@ type Limits struct {
 }
 
 // CgroupParentEnv names the cgroup under which the agent makes its
-// workers' groups, <parent>/<job id>/rank-<N> in every hierarchy, where an
-// operator may set node-wide limits; unset, "rtrain".
+// workers' groups, <parent>/<job id>/<node>-attempt-<A>/rank-<N> in every
+// hierarchy, where an operator may set node-wide limits; unset, "rtrain".
 const CgroupParentEnv = "RTRAIN_CGROUP_PARENT"
 
 // ErrNotIsolated is wrapped by the error of Agent.Start for a group with
@@ -166,7 +166,9 @@ func (g *Group) workerCgroup(iso isolation, ws WorkerSpec, rank int) *cgroup.Spe
 	if parent == "" {
 		parent = "rtrain"
 	}
-	s.Name = fmt.Sprintf("%s/%s/rank-%d", parent, g.spec.JobID, rank)
+	// Unique per node and attempt: another agent on the same host, or the
+	// next attempt while this one's groups are still going, makes its own.
+	s.Name = fmt.Sprintf("%s/%s/%s-attempt-%d/rank-%d", parent, g.spec.JobID, pathSafe(g.agent.node.ID), g.spec.Layout.RestartCount, rank)
 	if iso.devices {
 		allowed := map[int64]bool{}
 		for _, idx := range g.visibleGPUs(ws) {
@@ -183,6 +185,17 @@ func (g *Group) workerCgroup(iso isolation, ws WorkerSpec, rank int) *cgroup.Spe
 		}
 	}
 	return &s
+}
+
+// pathSafe is s with every character that cannot stand in one cgroup
+// directory name replaced by '_'.
+func pathSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == 0 || r == '\n' {
+			return '_'
+		}
+		return r
+	}, s)
 }
 
 // visibleGPUs are the GPU indices worker ws sees, sorted: the job's on

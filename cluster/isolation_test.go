@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -73,6 +74,26 @@ func testGroup(isolation GPUIsolation, workers ...WorkerSpec) *Group {
 	return &Group{agent: agent, spec: GroupSpec{JobID: "job1", Workers: workers, Limits: Limits{GPUIsolation: isolation}}}
 }
 
+// A rank's cgroup is its node's and attempt's: a second agent on the same
+// host, or the next attempt of the job, must not collide with it ("file
+// exists" failed a restart).
+func TestCgroupNamesAreUniquePerNodeAndAttempt(t *testing.T) {
+	t.Setenv(CgroupParentEnv, "")
+	iso := isolation{template: &cgroup.Spec{}}
+	name := func(node string, attempt int) string {
+		g := testGroup(IsolateJob, WorkerSpec{})
+		g.agent.node.ID = node
+		g.spec.Layout.RestartCount = attempt
+		return g.workerCgroup(iso, WorkerSpec{}, 0).Name
+	}
+	names := map[string]bool{}
+	for _, n := range []string{name("vm", 0), name("vm-2", 0), name("vm", 1), name("a/b", 0)} {
+		assert.False(t, names[n], "%s twice", n)
+		names[n] = true
+		assert.Equal(t, 4, len(strings.Split(n, "/")), "%s: parent/job/node-attempt/rank", n)
+	}
+}
+
 func TestGPUEnvAndDeviceRules(t *testing.T) {
 	t.Setenv(CgroupParentEnv, "")
 	w0, w1 := WorkerSpec{LocalRank: 0, GPUs: []int{1}}, WorkerSpec{LocalRank: 1, GPUs: []int{2}}
@@ -100,7 +121,7 @@ func TestGPUEnvAndDeviceRules(t *testing.T) {
 
 			s := tt.g.workerCgroup(isolation{template: &cgroup.Spec{Pids: 7}, devices: true}, tt.ws, 3)
 			require.NotNil(t, s)
-			assert.Equal(t, "rtrain/job1/rank-3", s.Name)
+			assert.Equal(t, "rtrain/job1/n1-attempt-0/rank-3", s.Name)
 			assert.Equal(t, int64(7), s.Pids)
 			denied := map[int64]bool{}
 			for _, d := range s.DenyDevices {

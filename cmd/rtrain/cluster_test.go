@@ -472,6 +472,11 @@ func TestStartInTheBackgroundAndStop(t *testing.T) {
 	out := start.stdout.String()
 	assert.Regexp(t, `rtrain: head started \(pid \d+\)`, out)
 	assert.Regexp(t, `cluster token: [0-9a-f]{48}`, out, "a generated token is printed once")
+	headLog, err := os.ReadFile(filepath.Join(state, "head.log"))
+	require.NoError(t, err)
+	token := regexp.MustCompile(`cluster token: ([0-9a-f]{48})`).FindStringSubmatch(out)
+	require.Len(t, token, 2)
+	assert.NotContains(t, string(headLog), token[1], "the token is in the daemon's log")
 	fi, err := os.Stat(filepath.Join(state, "token"))
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
@@ -492,6 +497,21 @@ func TestStartInTheBackgroundAndStop(t *testing.T) {
 	_, ok = livePid(filepath.Join(state, "head.pid"))
 	assert.False(t, ok)
 	assert.True(t, exited(pid), "the daemon is gone")
+}
+
+// An agent whose head cannot be reached is stopped when rtrain start gives
+// up on it, not left retrying in the background; two agents with their own
+// state directories get their own data directories.
+func TestStartGivesUpOnAnUnreachableHead(t *testing.T) {
+	state := t.TempDir()
+	start := rtrain(t, "start", "--address", "127.0.0.1:1", "--token", "t", "--ready-timeout", "2s", "--state-dir", state)
+	assert.Equal(t, exitFailed, start.run(t))
+	assert.Contains(t, start.stderr.String(), "the agent was not up after 2s and was stopped")
+	assert.Contains(t, start.stderr.String(), "cannot reach it")
+	assert.NotContains(t, strings.TrimSpace(start.stderr.String()), "\n", "one line")
+	pid, ok := livePid(filepath.Join(state, "agent.pid"))
+	assert.False(t, ok, "the agent daemon (pid %d) still runs", pid)
+	assert.DirExists(t, filepath.Join(state, "agent-data"), "the data directory follows the state directory")
 }
 
 // A fixed-size job whose node is lost cannot fit on the node left: its

@@ -79,7 +79,7 @@ should.`,
 	f.IntVar(&o.numGPUs, "num-gpus", -1, "override the GPUs this node offers (without a driver GPU i is /dev/nvidia<i>)")
 	f.StringVar(&o.resources, "resources", "", `custom resources this node offers, as JSON ('{"licence": 2}') or name=qty,...; jobs ask for them with --resources-per-worker`)
 	f.StringVar(&o.memory, "memory", "", "override the memory this node offers, e.g. 64G (default: all of it)")
-	f.StringVar(&o.dataDir, "data-dir", "", "the agent's working files: shipped code, logs, staged checkpoints (default ~/rtrain_results/.agent)")
+	f.StringVar(&o.dataDir, "data-dir", "", "the agent's working files: shipped code, logs, staged checkpoints (default: agent-data in the state directory)")
 	f.StringVar(&o.resultsDir, "results-dir", "", "the head's runs: logs, and checkpoints unless a job names --storage (default ~/rtrain_results)")
 	f.DurationVar(&o.hbInterval, "heartbeat-interval", cluster.DefaultHeartbeatInterval, "how often agents report to the head")
 	f.DurationVar(&o.hbTimeout, "heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "silence after which the head declares a node dead and fails its workers")
@@ -184,7 +184,35 @@ func (o *startOptions) daemonize(cmd *cobra.Command, dir string) error {
 		fmt.Fprint(out, string(b))
 		return c.Process.Release()
 	case <-time.After(o.readyTimeout):
-		return fmt.Errorf("the %s is not up after %s; see %s", role, o.readyTimeout, logPath)
+		// A daemon left retrying after `rtrain start` said it failed would
+		// join later, unseen, or hold the pid file against the next try.
+		stopDaemon(c, chanOf(up, c))
+		return fmt.Errorf("the %s was not up after %s and was stopped: %s; see %s", role, o.readyTimeout, lastLogLine(logPath), logPath)
+	}
+}
+
+// chanOf is a channel that is closed once the daemon c has exited. up is
+// closed by then too (the pipe's last writer is gone) and is drained, so
+// the goroutine reading it ends.
+func chanOf(up <-chan []byte, c *exec.Cmd) chan struct{} {
+	exited := make(chan struct{})
+	go func() {
+		_ = c.Wait()
+		<-up
+		close(exited)
+	}()
+	return exited
+}
+
+// stopDaemon ends a daemon that did not come up: SIGTERM, then SIGKILL if
+// it has not exited within a few seconds.
+func stopDaemon(c *exec.Cmd, exited chan struct{}) {
+	_ = c.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		_ = c.Process.Kill()
+		<-exited
 	}
 }
 
@@ -247,9 +275,15 @@ func (o *startOptions) serve(cmd *cobra.Command, dir string) error {
 		}
 		ov.MemoryBytes = n
 	}
+	dataDir := o.dataDir
+	if dataDir == "" {
+		// Beside the agent's pid file: two agents with their own state
+		// directories never share one.
+		dataDir = filepath.Join(dir, "agent-data")
+	}
 	ra, err := trainer.StartAgent(ctx, trainer.AgentConfig{
 		HeadAddr: o.address, Security: sec, NodeName: o.nodeName, NodeIP: o.nodeIP,
-		Port: o.agentPort, Overrides: ov, DataDir: o.dataDir,
+		Port: o.agentPort, Overrides: ov, DataDir: dataDir,
 	}, log)
 	if err != nil {
 		return err
@@ -301,14 +335,20 @@ func (o *startOptions) serveHead(ctx context.Context, cmd *cobra.Command, dir st
 	if dashURL != "" {
 		msg += "  dashboard: " + dashURL + " (the token logs you in)\n"
 	}
+	withToken := msg
 	if printToken || o.token != "" || os.Getenv(cluster.TokenEnv) != "" {
-		msg += "  cluster token: " + sec.Token + "\n"
+		withToken += "  cluster token: " + sec.Token + "\n"
 	}
-	if err := announce(readyPath, msg); err != nil {
+	// A daemon's stderr is head.log, which is no place for the token: it
+	// goes to the rtrain start that waits on the ready pipe.
+	daemon := os.Getenv(readyFDEnv) != ""
+	if err := announce(readyPath, withToken); err != nil {
 		return err
 	}
-	if o.block {
+	if daemon {
 		fmt.Fprint(cmd.ErrOrStderr(), msg)
+	} else if o.block {
+		fmt.Fprint(cmd.ErrOrStderr(), withToken)
 	}
 	log.Info("head serving", "addr", addr)
 	<-ctx.Done()

@@ -1,0 +1,46 @@
+package cluster
+
+import (
+	"log/slog"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rtrain/rtrain/cluster/clusterpb"
+)
+
+// A node whose agent sends GPU stats with its heartbeats shows its free
+// resources too (they were dropped for every GPU node), and a heartbeat
+// without stats (NVML stopped answering) clears the stale ones.
+func TestStatusShowsFreeResourcesAndCurrentGPUStats(t *testing.T) {
+	h := NewHeadService(NewHead(), Security{Token: "t"}, HeadOptions{}, slog.New(slog.DiscardHandler))
+	t.Cleanup(h.Close)
+	node := Node{ID: "gpu-node", Addr: "127.0.0.1", AgentAddr: "127.0.0.1:1",
+		Total: Resources{CPU: 8, GPU: 2, MemoryBytes: 1 << 30},
+		GPUs:  []GPU{{Index: 0, Minor: 0}, {Index: 1, Minor: 1}}}
+	_, err := h.Register(t.Context(), &clusterpb.RegisterRequest{Node: nodeToProto(node)})
+	require.NoError(t, err)
+
+	stats := []*clusterpb.GPUStat{{Index: 0, Utilization: 0.5}, {Index: 1, Utilization: 0.25}}
+	_, err = h.Heartbeat(t.Context(), &clusterpb.HeartbeatRequest{NodeId: node.ID, AgentAddr: node.AgentAddr, Gpus: stats})
+	require.NoError(t, err)
+	ns := onlyNode(t, h.StatusReply())
+	assert.Len(t, ns.GpuStats, 2)
+	require.NotNil(t, ns.Free, "no free resources shown for a node that sends GPU stats")
+	assert.Equal(t, 8.0, ns.Free.Cpu)
+	assert.EqualValues(t, 2, ns.Free.Gpu)
+	assert.Equal(t, []int32{0, 1}, ns.FreeGpus)
+
+	_, err = h.Heartbeat(t.Context(), &clusterpb.HeartbeatRequest{NodeId: node.ID, AgentAddr: node.AgentAddr})
+	require.NoError(t, err)
+	ns = onlyNode(t, h.StatusReply())
+	assert.Empty(t, ns.GpuStats, "stats from before NVML stopped answering are still shown")
+	require.NotNil(t, ns.Free)
+}
+
+func onlyNode(t *testing.T, rep *clusterpb.StatusReply) *clusterpb.NodeStatus {
+	t.Helper()
+	require.Len(t, rep.Nodes, 1)
+	return rep.Nodes[0]
+}
