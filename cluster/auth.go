@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/rtrain/rtrain/internal/version"
 )
@@ -70,17 +71,11 @@ func (s Security) ServerOptions() ([]grpc.ServerOption, error) {
 		return nil, errors.New("cluster: a server needs the cluster token")
 	}
 	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			if err := s.check(ctx); err != nil {
-				return nil, err
-			}
-			return h(ctx, req)
-		}),
-		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			if err := s.check(ss.Context()); err != nil {
-				return err
-			}
-			return h(srv, ss)
+		// The tap sees a call's headers before grpc-go reads its body: a
+		// call without the token is refused before its (up to maxMessage)
+		// bytes are read into memory, which interceptors come too late for.
+		grpc.InTapHandle(func(ctx context.Context, info *tap.Info) (context.Context, error) {
+			return ctx, s.check(info.Header)
 		}),
 		grpc.MaxRecvMsgSize(maxMessage),
 		grpc.MaxSendMsgSize(maxMessage),
@@ -103,20 +98,21 @@ func (s Security) ServerOptions() ([]grpc.ServerOption, error) {
 // maxMessage bounds one message: a working directory travels in one.
 const maxMessage = 256 << 20
 
-func (s Security) check(ctx context.Context) error {
-	md, _ := metadata.FromIncomingContext(ctx)
-	if v := first(md, versionKey); v != version.Version {
-		if v == "" {
-			v = "unknown"
-		}
-		return status.Errorf(codes.FailedPrecondition, "rtrain version mismatch: this side runs %s, the caller runs %s; install the same rtrain on every node and client", version.Version, v)
-	}
+// check refuses a call without the cluster token, then one from another
+// rtrain version: the version is told only to those with the token.
+func (s Security) check(md metadata.MD) error {
 	got, _ := strings.CutPrefix(first(md, authKey), "Bearer ")
 	if got == "" {
 		return status.Errorf(codes.Unauthenticated, "this cluster needs its token: pass --token or set %s (the head printed it when it started)", TokenEnv)
 	}
 	if subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) != 1 {
 		return status.Errorf(codes.Unauthenticated, "wrong cluster token: pass the head's token with --token or %s", TokenEnv)
+	}
+	if v := first(md, versionKey); v != version.Version {
+		if v == "" {
+			v = "unknown"
+		}
+		return status.Errorf(codes.FailedPrecondition, "rtrain version mismatch: this side runs %s, the caller runs %s; install the same rtrain on every node and client", version.Version, v)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -59,6 +60,8 @@ func TestCallsWithoutTheTokenOrVersionAreRefused(t *testing.T) {
 		{"other version", []string{versionKey, "v0.0.1", authKey, "Bearer s3cret"}, ErrVersionMismatch,
 			"rtrain version mismatch: this side runs " + version.Version + ", the caller runs v0.0.1"},
 		{"no version", []string{authKey, "Bearer s3cret"}, ErrVersionMismatch, "the caller runs unknown"},
+		// Only a caller with the token learns this side's version.
+		{"other version, no token", []string{versionKey, "v0.0.1"}, ErrUnauthenticated, "this cluster needs its token"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,6 +80,33 @@ func TestCallsWithoutTheTokenOrVersionAreRefused(t *testing.T) {
 	t.Cleanup(func() { _ = conn.Close() })
 	_, err = clusterpb.NewHeadClient(conn).Status(t.Context(), &clusterpb.StatusRequest{})
 	require.NoError(t, err)
+}
+
+// A call without the token is refused before its body is read: eight
+// refused 250 MiB calls took a head from 208 MB to 6.1 GB when the token
+// was checked in an interceptor, after grpc-go had read each body.
+func TestARefusedCallsBodyIsNotRead(t *testing.T) {
+	addr := serveHead(t, Security{Token: "s3cret"})
+	raw, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(maxMessage)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = raw.Close() })
+	head := clusterpb.NewHeadClient(raw)
+	body := &clusterpb.RegisterRequest{Node: &clusterpb.Node{Id: string(make([]byte, 100<<20))}}
+	// The client's own copy of the message, marshalled once per call, is
+	// counted here too; the server's read would add as much again.
+	const calls = 3
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	ctx := metadata.AppendToOutgoingContext(t.Context(), versionKey, version.Version)
+	for range calls {
+		_, err := head.Register(ctx, body)
+		require.ErrorIs(t, RemoteError(err), ErrUnauthenticated)
+	}
+	runtime.ReadMemStats(&after)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	assert.Less(t, allocated, uint64(calls*150<<20), "%d MiB allocated for %d refused calls of 100 MiB: the server read their bodies", allocated>>20, calls)
 }
 
 func TestTLS(t *testing.T) {
