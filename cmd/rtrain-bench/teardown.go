@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -129,7 +130,8 @@ func soakOnce(ctx context.Context, c soakContender) (failed, crashed, agreed boo
 	if ctx.Err() != nil {
 		return false, false, false, "", ctx.Err()
 	}
-	if _, ok := runErr.(*exec.ExitError); runErr != nil && !ok {
+	var exitErr *exec.ExitError
+	if runErr != nil && !errors.As(runErr, &exitErr) {
 		return false, false, false, "", runErr
 	}
 	out = string(b)

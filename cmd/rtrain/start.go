@@ -186,27 +186,21 @@ func (o *startOptions) daemonize(cmd *cobra.Command, dir string) error {
 	case <-time.After(o.readyTimeout):
 		// A daemon left retrying after `rtrain start` said it failed would
 		// join later, unseen, or hold the pid file against the next try.
-		stopDaemon(c, chanOf(up, c))
+		stopDaemon(c, up)
 		return fmt.Errorf("the %s was not up after %s and was stopped: %s; see %s", role, o.readyTimeout, lastLogLine(logPath), logPath)
 	}
 }
 
-// chanOf is a channel that is closed once the daemon c has exited. up is
-// closed by then too (the pipe's last writer is gone) and is drained, so
-// the goroutine reading it ends.
-func chanOf(up <-chan []byte, c *exec.Cmd) chan struct{} {
+// stopDaemon ends a daemon that did not come up: SIGTERM, then SIGKILL if
+// it has not exited within a few seconds. up, the ready pipe's reader,
+// ends once the daemon is gone and is drained here.
+func stopDaemon(c *exec.Cmd, up <-chan []byte) {
 	exited := make(chan struct{})
 	go func() {
 		_ = c.Wait()
 		<-up
 		close(exited)
 	}()
-	return exited
-}
-
-// stopDaemon ends a daemon that did not come up: SIGTERM, then SIGKILL if
-// it has not exited within a few seconds.
-func stopDaemon(c *exec.Cmd, exited chan struct{}) {
 	_ = c.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-exited:
