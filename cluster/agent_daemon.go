@@ -69,6 +69,18 @@ func startAgent(ctx context.Context, cfg AgentConfig, lock *dirLock, log *slog.L
 	if err != nil {
 		return nil, fmt.Errorf("cluster: agent listen on %s: %w", cfg.Node.Addr, err)
 	}
+	certSHA := ""
+	if sec := cfg.Security; sec.pin() != "" && sec.TLSCert == "" && sec.Certificate == nil {
+		// A cluster on the head's own CA: the agent serves a certificate
+		// of its own and registers its fingerprint over the verified
+		// channel to the head, which then pins it.
+		cert, fp, err := SelfSigned(LocalHosts(cfg.Node.Addr))
+		if err != nil {
+			_ = ln.Close()
+			return nil, err
+		}
+		cfg.Security.Certificate, certSHA = &cert, fp
+	}
 	opts, err := cfg.Security.ServerOptions()
 	if err != nil {
 		_ = ln.Close()
@@ -95,7 +107,7 @@ func startAgent(ctx context.Context, cfg AgentConfig, lock *dirLock, log *slog.L
 		srv.Stop()
 		_ = conn.Close()
 	}
-	id, beats, err := register(ctx, head, node, log)
+	id, beats, err := register(ctx, head, node, certSHA, log)
 	if err != nil {
 		stopAll()
 		return nil, err
@@ -105,7 +117,7 @@ func startAgent(ctx context.Context, cfg AgentConfig, lock *dirLock, log *slog.L
 	node.ID = id
 	go func() {
 		gpus := OpenGPUMonitor(nvml.New())
-		id, err := beat(ctx, head, node, beats, svc, gpus, log)
+		id, err := beat(ctx, head, node, certSHA, beats, svc, gpus, log)
 		gpus.Close()
 		if ctx.Err() != nil {
 			// Stopped with notice: the head moves this node's workers
@@ -139,11 +151,11 @@ func startAgent(ctx context.Context, cfg AgentConfig, lock *dirLock, log *slog.L
 type beats struct{ interval, timeout time.Duration }
 
 // register joins the head, retrying while it cannot be reached.
-func register(ctx context.Context, head clusterpb.HeadClient, node Node, log *slog.Logger) (string, beats, error) {
+func register(ctx context.Context, head clusterpb.HeadClient, node Node, certSHA string, log *slog.Logger) (string, beats, error) {
 	warned := false
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		rep, err := head.Register(cctx, &clusterpb.RegisterRequest{Node: nodeToProto(node)})
+		rep, err := head.Register(cctx, &clusterpb.RegisterRequest{Node: nodeToProto(node), CertSha256: certSHA})
 		cancel()
 		if err == nil {
 			b := beats{time.Duration(rep.HeartbeatIntervalMs) * time.Millisecond, time.Duration(rep.HeartbeatTimeoutMs) * time.Millisecond}
@@ -175,7 +187,7 @@ func register(ctx context.Context, head clusterpb.HeadClient, node Node, log *sl
 // asks (it restarted, or declared this node dead). When no heartbeat has
 // got through for the head's timeout, the head has failed this node's
 // workers, so the agent stops them: a partitioned node must not train on.
-func beat(ctx context.Context, head clusterpb.HeadClient, node Node, b beats, svc *AgentService, gpus *GPUMonitor, log *slog.Logger) (nodeID string, err error) {
+func beat(ctx context.Context, head clusterpb.HeadClient, node Node, certSHA string, b beats, svc *AgentService, gpus *GPUMonitor, log *slog.Logger) (nodeID string, err error) {
 	t := time.NewTicker(b.interval)
 	defer t.Stop()
 	lastOK := time.Now()
@@ -205,7 +217,7 @@ func beat(ctx context.Context, head clusterpb.HeadClient, node Node, b beats, sv
 		case rep.Reregister:
 			log.Warn("the head does not know this node; registering again")
 			svc.StopAll("the head declared this node dead")
-			id, nb, err := register(ctx, head, node, log)
+			id, nb, err := register(ctx, head, node, certSHA, log)
 			if err != nil {
 				return node.ID, err
 			}

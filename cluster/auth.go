@@ -53,16 +53,41 @@ func NewToken() string {
 }
 
 // Security is how a server or client proves itself: the cluster token, and
-// TLS when the files are given.
+// TLS when a certificate, a CA or a pin is given.
 type Security struct {
+	// Token is the cluster's secret, or a join token (JoinToken) that
+	// also pins the head's CA.
 	Token string
 	// TLSCert and TLSKey are this side's certificate and key (servers
-	// need them for TLS); TLSCA verifies the other side. With none set,
-	// connections are plain TCP.
+	// need them for TLS); TLSCA verifies the other side. With none of
+	// these, Certificate and a pin, connections are plain TCP.
 	TLSCert, TLSKey, TLSCA string
+	// Certificate is a server's certificate held in memory (a head's own
+	// CA issued it, or an agent made it); it stands for TLSCert and TLSKey.
+	Certificate *tls.Certificate
+	// Pin is the SHA-256 fingerprint (hex) of a certificate the server's
+	// chain must hold; empty takes the one a join token carries.
+	Pin string
 }
 
-func (s Security) tlsOn() bool { return s.TLSCert != "" || s.TLSCA != "" }
+func (s Security) secret() string {
+	secret, _ := SplitToken(s.Token)
+	return secret
+}
+
+func (s Security) pin() string {
+	if s.Pin != "" {
+		return s.Pin
+	}
+	_, fp := SplitToken(s.Token)
+	return fp
+}
+
+// tlsOn reports whether a client of s speaks TLS.
+func (s Security) tlsOn() bool { return s.TLSCert != "" || s.TLSCA != "" || s.pin() != "" }
+
+// TLS reports whether connections made or served with s are encrypted.
+func (s Security) TLS() bool { return s.tlsOn() || s.Certificate != nil }
 
 // ServerOptions are the gRPC options of a server that checks the token and
 // the version of every call.
@@ -85,7 +110,7 @@ func (s Security) ServerOptions() ([]grpc.ServerOption, error) {
 		// would give the token away.
 		return nil, errors.New("cluster: --tls-ca on a head or agent needs --tls-cert and --tls-key too")
 	}
-	if s.TLSCert != "" || s.TLSKey != "" {
+	if s.TLSCert != "" || s.TLSKey != "" || s.Certificate != nil {
 		cfg, err := s.tlsConfig(true)
 		if err != nil {
 			return nil, err
@@ -105,7 +130,7 @@ func (s Security) check(md metadata.MD) error {
 	if got == "" {
 		return status.Errorf(codes.Unauthenticated, "this cluster needs its token: pass --token or set %s (the head printed it when it started)", TokenEnv)
 	}
-	if subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(got), []byte(s.secret())) != 1 {
 		return status.Errorf(codes.Unauthenticated, "wrong cluster token: pass the head's token with --token or %s", TokenEnv)
 	}
 	if v := first(md, versionKey); v != version.Version {
@@ -137,7 +162,7 @@ func (s Security) Dial(addr string) (*grpc.ClientConn, error) {
 	}
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(creds),
-		grpc.WithPerRPCCredentials(callCreds{token: s.Token, tls: s.tlsOn()}),
+		grpc.WithPerRPCCredentials(callCreds{token: s.secret(), tls: s.tlsOn()}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)),
 	)
 	if err != nil {
@@ -159,7 +184,9 @@ func (c callCreds) RequireTransportSecurity() bool { return c.tls }
 
 func (s Security) tlsConfig(server bool) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if s.TLSCert != "" || s.TLSKey != "" {
+	if server && s.Certificate != nil {
+		cfg.Certificates = []tls.Certificate{*s.Certificate}
+	} else if s.TLSCert != "" || s.TLSKey != "" {
 		cert, err := tls.LoadX509KeyPair(s.TLSCert, s.TLSKey)
 		if err != nil {
 			return nil, fmt.Errorf("cluster: --tls-cert/--tls-key: %w", err)
@@ -181,6 +208,12 @@ func (s Security) tlsConfig(server bool) (*tls.Config, error) {
 		} else {
 			cfg.RootCAs = pool
 		}
+	}
+	if fp := s.pin(); !server && fp != "" && s.TLSCA == "" {
+		// The pin replaces the system roots and host names, which know
+		// nothing of a cluster's private CA: verifyPinned checks the chain.
+		cfg.InsecureSkipVerify = true
+		cfg.VerifyPeerCertificate = verifyPinned(fp)
 	}
 	if server && len(cfg.Certificates) == 0 {
 		return nil, errors.New("cluster: a TLS server needs --tls-cert and --tls-key")

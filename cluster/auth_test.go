@@ -32,7 +32,12 @@ func serveHead(t *testing.T, sec Security) string {
 	t.Helper()
 	opts, err := sec.ServerOptions()
 	require.NoError(t, err)
-	hs := NewHeadService(NewHead(), sec, HeadOptions{}, slog.New(slog.DiscardHandler))
+	return serveWith(t, NewHeadService(NewHead(), sec, HeadOptions{}, slog.New(slog.DiscardHandler)), opts)
+}
+
+// serveWith serves hs on loopback with opts until the test ends.
+func serveWith(t *testing.T, hs *HeadService, opts []grpc.ServerOption) string {
+	t.Helper()
 	srv := grpc.NewServer(opts...)
 	clusterpb.RegisterHeadServer(srv, hs)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -140,7 +140,16 @@ func (h *HeadService) Register(_ context.Context, req *clusterpb.RegisterRequest
 			return nil, status.Errorf(codes.InvalidArgument, "%v; fix --resources", err)
 		}
 	}
-	conn, err := h.sec.Dial(n.AgentAddr)
+	sec := h.sec
+	switch {
+	case req.CertSha256 != "":
+		sec.Pin = req.CertSha256
+	case sec.pin() != "" && sec.TLSCA == "":
+		// The head would pin its own CA on an agent that serves plain TCP
+		// or another CA's certificate: every call to it would fail later.
+		return nil, status.Error(codes.FailedPrecondition, "this cluster uses the head's own TLS: join with the token `rtrain start --head` printed (rt1-...), not --insecure or a bare secret")
+	}
+	conn, err := sec.Dial(n.AgentAddr)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
 	}

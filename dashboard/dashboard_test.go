@@ -43,8 +43,10 @@ func TestAuthPrograms(t *testing.T) {
 			assert.NotContains(t, body, "<form", "a program gets a plain 401")
 			resp, _ = get(t, srv, path, "wrong")
 			assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "wrong token")
-			resp, _ = get(t, srv, path+"?token=wrong", "")
-			assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "wrong ?token=")
+			resp, _ = get(t, srv, path+"?token="+token, "")
+			assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "?token= in an address signs nobody in")
+			resp, _ = get(t, srv, path+"?login=9999999999.00", "")
+			assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "forged login ticket")
 			resp, _ = get(t, srv, path, token)
 			assert.Equal(t, http.StatusOK, resp.StatusCode, "bearer token")
 		})
@@ -62,13 +64,15 @@ func TestAuthBrowser(t *testing.T) {
 		assert.Contains(t, body, `<input type="password" name="token"`, "%s shows the login form", path)
 		assert.Contains(t, body, `name="next" value="`+path+`"`)
 	}
-	resp, body := get(t, srv, "/jobs/j1?token=wrong", "")
+	resp, body := get(t, srv, "/jobs/j1?login="+url.QueryEscape(strings.TrimPrefix(dashboard.LoginLink("/", "wrong", time.Minute), "/?login=")), "")
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-	assert.Contains(t, body, "not this cluster's token")
+	assert.Contains(t, body, "not this cluster's token", "a ticket signed with another token")
 
-	// ?token= once: a cookie that is not the token, and a redirect that
-	// drops it from the address.
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/jobs/j1?token="+token+"&x=1", nil)
+	// A login link once: a cookie that is not the token, and a redirect
+	// that drops the ticket from the address.
+	link := dashboard.LoginLink(srv.URL+"/jobs/j1?x=1", token, time.Minute)
+	assert.NotContains(t, link, token, "a login link must not carry the cluster token")
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, link, nil)
 	resp, _ = do(t, c, req)
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 	assert.Equal(t, "/jobs/j1?x=1", resp.Header.Get("Location"))
@@ -78,6 +82,12 @@ func TestAuthBrowser(t *testing.T) {
 	assert.True(t, ck.HttpOnly, "HttpOnly")
 	assert.Equal(t, http.SameSiteStrictMode, ck.SameSite)
 	assert.NotContains(t, ck.Value, token, "the cookie must not carry the cluster token")
+	assert.WithinDuration(t, time.Now().Add(12*time.Hour), ck.Expires, time.Minute, "the session expires")
+
+	req, _ = http.NewRequestWithContext(t.Context(), http.MethodGet, link, nil)
+	resp, _ = do(t, c, req)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "a login link works once")
+	assert.Empty(t, resp.Cookies())
 
 	req, _ = http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/jobs/j1", nil)
 	req.AddCookie(ck)
@@ -116,7 +126,7 @@ func TestAuthCookieJar(t *testing.T) {
 	require.NoError(t, err)
 	c := *srv.Client()
 	c.Jar = jar
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/?token="+token, nil)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, dashboard.LoginLink(srv.URL+"/", token, time.Minute), nil)
 	resp, body := do(t, &c, req)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Contains(t, body, "<h1>Cluster</h1>")

@@ -96,7 +96,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	t.Run("browser", func(t *testing.T) {
-		dom := dumpDOM(t, browser, srv.URL+"/jobs/"+sub.JobID+"?token="+sec.Token)
+		dom := dumpDOM(t, browser, dashboard.LoginLink(srv.URL+"/jobs/"+sub.JobID, sec.Token, time.Minute))
 		assert.Contains(t, dom, `data-job="`+sub.JobID+`"`)
 		assert.Contains(t, dom, "<h1>"+sub.Name+"</h1>")
 		assert.Contains(t, dom, `<span id="state" class="state SUCCEEDED">SUCCEEDED</span>`)

@@ -3,8 +3,11 @@ package dashboard
 import (
 	"encoding/json"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 
@@ -90,4 +93,24 @@ func TestLocalPath(t *testing.T) {
 	} {
 		assert.Equal(t, want, localPath(in), in)
 	}
+}
+
+// A session cookie ends at its expiry, and one from another head process
+// (another key) never opens this one.
+func TestSessionExpires(t *testing.T) {
+	a := newAuth("secret")
+	now := time.Now()
+	a.now = func() time.Time { return now }
+	v := signed(a.key, "session", now.Add(sessionTTL))
+	req := func(v string) *http.Request {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.AddCookie(&http.Cookie{Name: cookieName, Value: v})
+		return r
+	}
+	assert.True(t, a.ok(req(v)), "a live session")
+	now = now.Add(sessionTTL + time.Second)
+	assert.False(t, a.ok(req(v)), "an expired session")
+	b := newAuth("secret")
+	assert.False(t, b.ok(req(signed(a.key, "session", time.Now().Add(time.Hour)))), "another process's session")
+	assert.False(t, b.ok(req(signed([]byte("secret"), "session", time.Now().Add(time.Hour)))), "a session keyed by the token")
 }

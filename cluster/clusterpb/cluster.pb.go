@@ -285,8 +285,12 @@ func (x *Node) GetHostname() string {
 }
 
 type RegisterRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// SHA-256 (hex) of the certificate the agent's service presents, which
+	// the head pins when it calls the agent; empty when the agent serves
+	// with certificates of the cluster's own CA (--tls-ca) or plain TCP.
+	CertSha256    string `protobuf:"bytes,2,opt,name=cert_sha256,json=certSha256,proto3" json:"cert_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -326,6 +330,13 @@ func (x *RegisterRequest) GetNode() *Node {
 		return x.Node
 	}
 	return nil
+}
+
+func (x *RegisterRequest) GetCertSha256() string {
+	if x != nil {
+		return x.CertSha256
+	}
+	return ""
 }
 
 type RegisterReply struct {
@@ -2008,9 +2019,11 @@ const file_cluster_proto_rawDesc = "" +
 	"\n" +
 	"agent_addr\x18\x05 \x01(\tR\tagentAddr\x12\x14\n" +
 	"\x05iface\x18\x06 \x01(\tR\x05iface\x12\x1a\n" +
-	"\bhostname\x18\a \x01(\tR\bhostname\">\n" +
+	"\bhostname\x18\a \x01(\tR\bhostname\"_\n" +
 	"\x0fRegisterRequest\x12+\n" +
-	"\x04node\x18\x01 \x01(\v2\x17.rtrain.cluster.v1.NodeR\x04node\"\x8e\x01\n" +
+	"\x04node\x18\x01 \x01(\v2\x17.rtrain.cluster.v1.NodeR\x04node\x12\x1f\n" +
+	"\vcert_sha256\x18\x02 \x01(\tR\n" +
+	"certSha256\"\x8e\x01\n" +
 	"\rRegisterReply\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x120\n" +

@@ -74,6 +74,12 @@ func newTestCluster(t *testing.T, agents int, agentArgs ...[]string) *testCluste
 	})
 	c.daemon(c.head, "head", "start", "--head", "--block", "--host", c.head.Addr(), "--port", c.port,
 		"--heartbeat-interval", "200ms", "--heartbeat-timeout", "2s")
+	// Agents and clients join with what the head saved: the join token,
+	// which pins the head's own CA.
+	join, err := os.ReadFile(filepath.Join(c.dirs[c.head.Name()], "token"))
+	require.NoError(t, err)
+	c.token = strings.TrimSpace(string(join))
+	require.True(t, strings.HasPrefix(c.token, "rt1-"), "the head saved a join token: %q", c.token)
 	for i, h := range n.Hosts()[1:] {
 		args := []string{"start", "--block", "--address", c.addr(), "--num-cpus", "2", "--node-name", nodeName(h)}
 		if i < len(agentArgs) {
@@ -173,10 +179,23 @@ func TestClusterRunsDDPAcrossNodes(t *testing.T) {
 	assert.Contains(t, out, "SUCCEEDED")
 
 	// A wrong token is refused, in one line that says what to do.
-	_, errs, code = c.run(hosts[2], "status", "--address", c.addr(), "--token", "not-the-token")
+	_, fp := cluster.SplitToken(c.token)
+	_, errs, code = c.run(hosts[2], "status", "--address", c.addr(), "--token", cluster.JoinToken("not-the-token", fp))
 	assert.Equal(t, exitFailed, code)
 	assert.Contains(t, errs, "wrong cluster token")
 	assert.Equal(t, 1, strings.Count(strings.TrimSpace(errs), "\n")+1, errs)
+	// The bare secret, with nothing to verify the head by, is not sent
+	// over the network at all.
+	secret, _ := cluster.SplitToken(c.token)
+	_, errs, code = c.run(hosts[2], "status", "--address", c.addr(), "--token", secret)
+	assert.Equal(t, exitUsage, code, errs)
+	assert.Contains(t, errs, "pass the join token")
+	// A client with another head's pin does not get in, nor learn the token.
+	_, errs, code = c.run(hosts[2], "status", "--address", c.addr(), "--token", cluster.JoinToken(secret, strings.Repeat("0", 64)))
+	assert.Equal(t, exitFailed, code, errs)
+	// --insecure to a TLS head fails too.
+	_, _, code = c.run(hosts[2], "status", "--address", c.addr(), "--token", secret, "--insecure")
+	assert.Equal(t, exitFailed, code)
 
 	// A request no node can hold fails at once, naming the largest fit.
 	_, errs, code = c.run(c.head, "fit", "--address", c.addr(), "--workers", "2", "--cpus-per-worker", "1.5",
@@ -471,12 +490,16 @@ func TestStartInTheBackgroundAndStop(t *testing.T) {
 	require.Equal(t, exitOK, start.run(t), start.stderr.String())
 	out := start.stdout.String()
 	assert.Regexp(t, `rtrain: head started \(pid \d+\)`, out)
-	assert.Regexp(t, `cluster token: [0-9a-f]{48}`, out, "a generated token is printed once")
+	assert.Regexp(t, `cluster token: rt1-[0-9a-f]{64}-[0-9a-f]{48}`, out, "a generated join token is printed once")
+	assert.Contains(t, out, "TLS: the head's own CA, "+filepath.Join(state, "tls", "ca.pem"))
 	headLog, err := os.ReadFile(filepath.Join(state, "head.log"))
 	require.NoError(t, err)
-	token := regexp.MustCompile(`cluster token: ([0-9a-f]{48})`).FindStringSubmatch(out)
+	token := regexp.MustCompile(`cluster token: rt1-[0-9a-f]{64}-([0-9a-f]{48})`).FindStringSubmatch(out)
 	require.Len(t, token, 2)
 	assert.NotContains(t, string(headLog), token[1], "the token is in the daemon's log")
+	key, err := os.Stat(filepath.Join(state, "tls", "ca-key.pem"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), key.Mode().Perm(), "the CA's key")
 	fi, err := os.Stat(filepath.Join(state, "token"))
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
@@ -573,4 +596,22 @@ func exited(pid int) bool {
 	// The state follows the command name, which is in parentheses.
 	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
 	return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
+}
+
+// Plain TCP is asked for by name, and a head that serves it beyond
+// loopback says what that means.
+func TestInsecureHeadWarns(t *testing.T) {
+	state := t.TempDir()
+	start := rtrain(t, "start", "--head", "--insecure", "--port", "0", "--dashboard-port", "-1", "--state-dir", state)
+	start.cmd.Env = append(start.cmd.Env, cluster.TokenEnv+"=")
+	require.Equal(t, exitOK, start.run(t), start.stderr.String())
+	t.Cleanup(func() { _ = rtrain(t, "stop", "--state-dir", state).run(t) })
+	out := start.stdout.String()
+	assert.Contains(t, out, "warning: --insecure: the cluster token and all traffic cross the network in clear on every interface")
+	assert.Regexp(t, `cluster token: [0-9a-f]{48}\n`, out, "no CA, so a bare token")
+	assert.NoDirExists(t, filepath.Join(state, "tls"))
+
+	both := rtrain(t, "start", "--head", "--insecure", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--state-dir", t.TempDir())
+	assert.Equal(t, exitUsage, both.run(t))
+	assert.Contains(t, both.stderr.String(), "give one or the other")
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,6 +29,7 @@ type clusterFlags struct {
 	tlsCert  string
 	tlsKey   string
 	stateDir string
+	insecure bool
 }
 
 func addClusterFlags(f *pflag.FlagSet, o *clusterFlags, addressHelp string) {
@@ -36,6 +38,7 @@ func addClusterFlags(f *pflag.FlagSet, o *clusterFlags, addressHelp string) {
 	f.StringVar(&o.tlsCA, "tls-ca", "", "CA certificate that verifies the other side (turns TLS on)")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "this side's TLS certificate")
 	f.StringVar(&o.tlsKey, "tls-key", "", "this side's TLS key")
+	f.BoolVar(&o.insecure, "insecure", false, "plain TCP without TLS: the token and all traffic cross the network unencrypted (only on a network you trust)")
 	f.StringVar(&o.stateDir, "state-dir", "", "where rtrain start keeps pid files, logs, the address and token (default $"+stateDirEnv+", else ~/.rtrain)")
 }
 
@@ -91,5 +94,38 @@ func (o *clusterFlags) client() (*trainer.Client, error) {
 	if addr == "" {
 		return nil, usageError{fmt.Errorf("no cluster address: pass --address HEAD:PORT or set %s (or start a head here with `rtrain start --head`)", AddressEnv)}
 	}
-	return trainer.Dial(addr, o.security())
+	sec := o.security()
+	if err := o.checkTransport(sec, addr); err != nil {
+		return nil, err
+	}
+	return trainer.Dial(addr, sec)
+}
+
+// checkTransport refuses to send the token in clear over a network: TLS
+// (the join token's pin, or --tls-ca) unless --insecure is given or the
+// head is on this machine's loopback.
+func (o *clusterFlags) checkTransport(sec cluster.Security, addr string) error {
+	if sec.TLS() {
+		if o.insecure {
+			return usageError{errors.New("--insecure turns TLS off, but --tls-ca/--tls-cert or a join token (rt1-...) turn it on: give one or the other")}
+		}
+		return nil
+	}
+	if o.insecure || loopback(addr) {
+		return nil
+	}
+	return usageError{fmt.Errorf("the token does not name the head's CA, so %s cannot be verified and the token would cross the network in clear: pass the join token `rtrain start --head` printed (rt1-...; also in the head's state directory, file token), --tls-ca for your own certificates, or --insecure for a head started with --insecure", addr)}
+}
+
+// loopback reports whether addr (host:port) is on this machine's loopback.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -183,6 +183,9 @@ func (o *fitOptions) config(cmd *cobra.Command, args []string) (trainer.Config, 
 			addr = os.Getenv(AddressEnv)
 		}
 		sec := o.cluster.security()
+		if err := o.cluster.checkTransport(sec, addr); err != nil {
+			return trainer.Config{}, err
+		}
 		cfg.Address, cfg.Token, cfg.TLSCA, cfg.TLSCert, cfg.TLSKey = addr, sec.Token, sec.TLSCA, sec.TLSCert, sec.TLSKey
 		for _, f := range []string{"num-cpus", "num-gpus", "resources"} {
 			if cmd.Flags().Changed(f) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -57,6 +58,12 @@ the foreground. ` + "`rtrain stop`" + ` stops it.
 The head makes a cluster token when none is given and prints it once; every
 agent and client must present it (--token or RTRAIN_TOKEN). Agents run the
 code they are sent: never expose a head or agent port without the token.
+
+Without --tls-cert/--tls-key the head makes its own CA (kept in the state
+directory, under tls/) and serves gRPC and the dashboard over TLS; the token
+it prints (rt1-...) carries the CA's fingerprint, so agents and clients that
+hold it verify the head, and the head verifies agents, with nothing more.
+--insecure serves plain TCP instead.
 The head runs no workers itself; start an agent on its machine too if it
 should.`,
 		Example: `  rtrain start --head --port 6379
@@ -103,6 +110,14 @@ func (o *startOptions) run(cmd *cobra.Command) error {
 	}
 	if o.head && o.resources != "" {
 		return usageError{errors.New("--resources is what an agent's node offers; the head runs no workers: give it to `rtrain start --address`")}
+	}
+	if o.head && o.insecure && (o.tlsCert != "" || o.tlsKey != "" || o.tlsCA != "") {
+		return usageError{errors.New("--insecure serves plain TCP, but --tls-cert/--tls-key/--tls-ca ask for TLS: give one or the other")}
+	}
+	if !o.head {
+		if err := o.checkTransport(o.security(), o.address); err != nil {
+			return err
+		}
 	}
 	dir, err := o.dir()
 	if err != nil {
@@ -255,6 +270,9 @@ func (o *startOptions) serve(cmd *cobra.Command, dir string) error {
 	if sec.Token == "" {
 		return usageError{fmt.Errorf("an agent needs the cluster token: pass --token or set %s", cluster.TokenEnv)}
 	}
+	if err := o.checkTransport(sec, o.address); err != nil {
+		return err
+	}
 	ov := cluster.NoOverrides
 	ov.NumCPUs, ov.NumGPUs = o.numCPUs, o.numGPUs
 	custom, err := cluster.ParseCustom(o.resources)
@@ -298,6 +316,27 @@ func (o *startOptions) serveHead(ctx context.Context, cmd *cobra.Command, dir st
 		sec.Token = cluster.NewToken()
 		printToken = true
 	}
+	secret, _ := cluster.SplitToken(sec.Token)
+	sec.Token = secret
+	warning := ""
+	switch {
+	case o.insecure:
+		if !loopbackHost(o.host) {
+			warning = fmt.Sprintf("  warning: --insecure: the cluster token and all traffic cross the network in clear on %s; anyone on the path can run code on every agent\n", listenName(o.host))
+			log.Warn("serving without TLS on a non-loopback address", "host", listenName(o.host))
+		}
+	case sec.TLSCert == "" && sec.TLSKey == "" && sec.TLSCA == "":
+		ca, err := cluster.LoadOrCreateCA(filepath.Join(dir, "tls"))
+		if err != nil {
+			return err
+		}
+		cert, err := ca.Issue(cluster.LocalHosts(o.host))
+		if err != nil {
+			return err
+		}
+		sec.Certificate = &cert
+		sec.Token = cluster.JoinToken(secret, ca.Fingerprint())
+	}
 	h, err := trainer.StartHead(ctx, trainer.HeadConfig{
 		Addr: o.host, Port: o.port, Security: sec, ResultsDir: o.resultsDir, StateDir: dir,
 		HeartbeatInterval: o.hbInterval, HeartbeatTimeout: o.hbTimeout,
@@ -308,7 +347,7 @@ func (o *startOptions) serveHead(ctx context.Context, cmd *cobra.Command, dir st
 	defer h.Close()
 	dashURL := ""
 	if o.dashboardPort >= 0 {
-		stop, url, err := serveDashboard(ctx, h, sec.Token, o.host, o.dashboardPort, log)
+		stop, url, err := serveDashboard(ctx, h, sec, o.host, o.dashboardPort, log)
 		if err != nil {
 			return err
 		}
@@ -326,9 +365,13 @@ func (o *startOptions) serveHead(ctx context.Context, cmd *cobra.Command, dir st
 	}
 	defer os.Remove(filepath.Join(dir, "head.addr"))
 	msg := fmt.Sprintf("rtrain: head at %s\n  join with: rtrain start --address %s --token TOKEN\n  token saved in %s\n", addr, addr, filepath.Join(dir, "token"))
+	if sec.Certificate != nil {
+		msg += "  TLS: the head's own CA, " + filepath.Join(dir, "tls", "ca.pem") + " (the token pins it)\n"
+	}
 	if dashURL != "" {
 		msg += "  dashboard: " + dashURL + " (the token logs you in)\n"
 	}
+	msg += warning
 	withToken := msg
 	if printToken || o.token != "" || os.Getenv(cluster.TokenEnv) != "" {
 		withToken += "  cluster token: " + sec.Token + "\n"
@@ -394,8 +437,9 @@ func lastLogLine(path string) string {
 	return lines[len(lines)-1]
 }
 
-// serveDashboard serves the head's dashboard and /metrics until stop.
-func serveDashboard(ctx context.Context, h *trainer.Head, token, host string, port int, log *slog.Logger) (stop func(), url string, err error) {
+// serveDashboard serves the head's dashboard and /metrics until stop,
+// over TLS with the head's certificate when it has one.
+func serveDashboard(ctx context.Context, h *trainer.Head, sec cluster.Security, host string, port int, log *slog.Logger) (stop func(), url string, err error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
@@ -404,8 +448,14 @@ func serveDashboard(ctx context.Context, h *trainer.Head, token, host string, po
 	// Cancelling the base context ends the event requests that wait for
 	// news, so Shutdown does not wait for them.
 	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	srv := &http.Server{Handler: dashboard.New(h, token, log), ReadHeaderTimeout: 10 * time.Second,
+	secret, _ := cluster.SplitToken(sec.Token)
+	srv := &http.Server{Handler: dashboard.New(h, secret, log), ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return dctx }}
+	scheme := "http://"
+	if sec.Certificate != nil {
+		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*sec.Certificate}})
+		scheme = "https://"
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -418,7 +468,21 @@ func serveDashboard(ctx context.Context, h *trainer.Head, token, host string, po
 		_ = srv.Shutdown(sctx)
 		<-done
 	}
-	return stop, "http://" + headAddress(host, ln.Addr().String()), nil
+	return stop, scheme + headAddress(host, ln.Addr().String()), nil
+}
+
+// loopbackHost reports whether a head listening on host is reachable
+// only from this machine.
+func loopbackHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
+func listenName(host string) string {
+	if host == "" {
+		return "every interface"
+	}
+	return host
 }
 
 // withoutFlag is args less flag and its value ("--flag v" or "--flag=v").
