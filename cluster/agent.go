@@ -28,6 +28,9 @@ type Agent struct {
 	node    Node
 	shimDir string
 	log     *slog.Logger
+	// lease, when set, fences every worker: its reaper kills it once the
+	// agent stops renewing (launcher.Spec.Lease).
+	lease string
 
 	mu     sync.Mutex
 	stores map[string]*store.Server // by job id
@@ -444,6 +447,7 @@ func (g *Group) startWorker(ws WorkerSpec, sockPath string, iso isolation) (*wor
 		Stdout: w.out,
 		Stderr: w.err,
 		Cgroup: g.workerCgroup(iso, ws, rank),
+		Lease:  g.agent.lease,
 	})
 	if err != nil {
 		_ = logFile.Close()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/launcher"
 )
 
 // AgentConfig is a node agent that joins a cluster.
@@ -89,6 +91,11 @@ func startAgent(ctx context.Context, cfg AgentConfig, lock *dirLock, log *slog.L
 	node := cfg.Node
 	node.AgentAddr = ln.Addr().String()
 	agent := NewAgent(node, cfg.ShimDir, log)
+	// Renewed by every heartbeat that gets through: a worker of an agent
+	// that froze or was cut off dies by the time the head gives its rank
+	// to another node.
+	lease := launcher.NewLease(filepath.Join(cfg.DataDir, "lease"))
+	agent.lease = lease.Path()
 	svc := NewAgentService(agent, cfg.DataDir, cfg.Resolve, log)
 	srv := grpc.NewServer(opts...)
 	svc.Register(srv)
@@ -107,7 +114,7 @@ func startAgent(ctx context.Context, cfg AgentConfig, lock *dirLock, log *slog.L
 		srv.Stop()
 		_ = conn.Close()
 	}
-	id, beats, err := register(ctx, head, node, certSHA, log)
+	id, beats, err := register(ctx, head, node, certSHA, lease, log)
 	if err != nil {
 		stopAll()
 		return nil, err
@@ -117,7 +124,7 @@ func startAgent(ctx context.Context, cfg AgentConfig, lock *dirLock, log *slog.L
 	node.ID = id
 	go func() {
 		gpus := OpenGPUMonitor(nvml.New())
-		id, err := beat(ctx, head, node, certSHA, beats, svc, gpus, log)
+		id, err := beat(ctx, head, node, certSHA, lease, beats, svc, gpus, log)
 		gpus.Close()
 		if ctx.Err() != nil {
 			// Stopped with notice: the head moves this node's workers
@@ -151,9 +158,10 @@ func startAgent(ctx context.Context, cfg AgentConfig, lock *dirLock, log *slog.L
 type beats struct{ interval, timeout time.Duration }
 
 // register joins the head, retrying while it cannot be reached.
-func register(ctx context.Context, head clusterpb.HeadClient, node Node, certSHA string, log *slog.Logger) (string, beats, error) {
+func register(ctx context.Context, head clusterpb.HeadClient, node Node, certSHA string, lease *launcher.Lease, log *slog.Logger) (string, beats, error) {
 	warned := false
 	for {
+		from := launcher.LeaseNow()
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		rep, err := head.Register(cctx, &clusterpb.RegisterRequest{Node: nodeToProto(node), CertSha256: certSHA})
 		cancel()
@@ -165,6 +173,7 @@ func register(ctx context.Context, head clusterpb.HeadClient, node Node, certSHA
 			if b.timeout <= 0 {
 				b.timeout = DefaultHeartbeatTimeout
 			}
+			renew(lease, from, b.timeout, log)
 			return rep.NodeId, b, nil
 		}
 		err = callError("register with the head", err)
@@ -187,7 +196,7 @@ func register(ctx context.Context, head clusterpb.HeadClient, node Node, certSHA
 // asks (it restarted, or declared this node dead). When no heartbeat has
 // got through for the head's timeout, the head has failed this node's
 // workers, so the agent stops them: a partitioned node must not train on.
-func beat(ctx context.Context, head clusterpb.HeadClient, node Node, certSHA string, b beats, svc *AgentService, gpus *GPUMonitor, log *slog.Logger) (nodeID string, err error) {
+func beat(ctx context.Context, head clusterpb.HeadClient, node Node, certSHA string, lease *launcher.Lease, b beats, svc *AgentService, gpus *GPUMonitor, log *slog.Logger) (nodeID string, err error) {
 	t := time.NewTicker(b.interval)
 	defer t.Stop()
 	lastOK := time.Now()
@@ -198,6 +207,7 @@ func beat(ctx context.Context, head clusterpb.HeadClient, node Node, certSHA str
 			return node.ID, nil
 		case <-t.C:
 		}
+		from := launcher.LeaseNow()
 		cctx, cancel := context.WithTimeout(ctx, b.interval*3)
 		rep, err := head.Heartbeat(cctx, &clusterpb.HeartbeatRequest{NodeId: node.ID, AgentAddr: node.AgentAddr, Gpus: gpuStatsToProto(gpus.Sample())})
 		cancel()
@@ -217,7 +227,14 @@ func beat(ctx context.Context, head clusterpb.HeadClient, node Node, certSHA str
 		case rep.Reregister:
 			log.Warn("the head does not know this node; registering again")
 			svc.StopAll("the head declared this node dead")
-			id, nb, err := register(ctx, head, node, certSHA, log)
+			// Registering renews the lease, which would let workers still
+			// in their grace period outlive the head's move of their ranks.
+			wctx, wcancel := context.WithTimeout(ctx, groupGoneTimeout)
+			if werr := svc.Wait(wctx); werr != nil {
+				log.Warn("workers still stopping as the agent registers again", "err", werr)
+			}
+			wcancel()
+			id, nb, err := register(ctx, head, node, certSHA, lease, log)
 			if err != nil {
 				return node.ID, err
 			}
@@ -225,11 +242,22 @@ func beat(ctx context.Context, head clusterpb.HeadClient, node Node, certSHA str
 			t.Reset(b.interval)
 			lastOK, failing, fenced = time.Now(), false, false
 		default:
+			renew(lease, from, b.timeout, log)
 			if failing {
 				log.Info("heartbeat back")
 			}
 			lastOK, failing, fenced = time.Now(), false, false
 		}
+	}
+}
+
+// renew extends the workers' lease to the head's timeout from when the
+// heartbeat that earned it was sent: the head counts the same timeout from
+// when it got it, later, so the lease always ends first.
+func renew(lease *launcher.Lease, from, timeout time.Duration, log *slog.Logger) {
+	if err := lease.Renew(from, timeout); err != nil {
+		// The workers' reapers keep the last deadline and fence them.
+		log.Error("renew the workers' lease", "err", err)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/internal/version"
+	"github.com/rtrain/rtrain/launcher"
 )
 
 // Heartbeat defaults: agents beat every second; a node silent for five is
@@ -62,6 +63,15 @@ type member struct {
 	drained bool
 	// gpus is the GPU use from the last heartbeat.
 	gpus atomic.Pointer[[]*clusterpb.GPUStat]
+	// timeout is the lease its agent renews with each heartbeat.
+	timeout time.Duration
+}
+
+// fenced is when every worker of m's agent is certainly dead without it:
+// the agent's lease runs the timeout from before its last heartbeat that
+// got here, and the reapers need LeaseSlack to notice and kill.
+func (m *member) fenced() time.Time {
+	return time.Unix(0, m.last.Load()).Add(m.timeout + launcher.LeaseSlack)
 }
 
 // HeadOptions tune a HeadService; zero values take the defaults.
@@ -173,7 +183,7 @@ func (h *HeadService) Register(_ context.Context, req *clusterpb.RegisterRequest
 		_ = conn.Close()
 		return nil, status.Errorf(codes.AlreadyExists, "%v", err)
 	}
-	m := &member{node: n, conn: conn, dead: make(chan struct{})}
+	m := &member{node: n, conn: conn, dead: make(chan struct{}), timeout: h.timeout}
 	m.agent = &RemoteAgent{node: n, client: clusterpb.NewAgentClient(conn), dead: m.dead, log: h.log,
 		lost: func(why string) { h.nodeLost(m, why) },
 		deadWhy: func() (string, bool) {
@@ -263,9 +273,17 @@ func (h *HeadService) declareDead(m *member, why string) {
 		return
 	}
 	m.gone, m.why = true, why
-	close(m.dead)
 	jobs := h.sched.RemoveNode(m.node.ID)
 	h.log.Warn("node dead", "node", m.node.ID, "addr", m.node.Addr, "why", why, "jobs", jobs)
+	// Its workers are lost (and their ranks placed elsewhere) only once
+	// their lease has certainly run out: until then a frozen or cut-off
+	// agent's workers may still run. A drained node stopped its own.
+	if wait := time.Until(m.fenced()); !m.drained && wait > 0 {
+		h.log.Info("waiting for the node's workers to be fenced before moving them", "node", m.node.ID, "wait", wait.Round(time.Millisecond))
+		time.AfterFunc(wait, func() { close(m.dead) })
+	} else {
+		close(m.dead)
+	}
 	// The connection goes when its streams have noticed.
 	conn := m.conn
 	time.AfterFunc(h.timeout, func() { _ = conn.Close() })

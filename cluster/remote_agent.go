@@ -52,6 +52,9 @@ func (r *RemoteAgent) unreachable(what string, err error) (error, bool) {
 	why := fmt.Sprintf("node %s lost: its agent at %s cannot be reached (%s)", r.node.ID, r.node.AgentAddr, status.Convert(err).Message())
 	if r.lost != nil {
 		r.lost(why)
+		// Declared dead, its workers are lost once they are fenced: not
+		// before, or their ranks would start elsewhere beside them.
+		<-r.dead
 	}
 	return &nodeLostError{why: why + " while trying to " + what}, true
 }

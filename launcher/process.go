@@ -50,6 +50,10 @@ type Spec struct {
 	// Stop kills the whole group, a grandchild that called setsid
 	// included, and Reap removes it. Needs the reaper (ErrNoReaper).
 	Cgroup *cgroup.Spec
+	// Lease, when set, is a Lease's file: the worker's reaper kills it,
+	// and all it spawned, once the lease's deadline passes unrenewed
+	// (Exit.Fenced). Needs the reaper (ErrNoReaper).
+	Lease string
 }
 
 // Exit is how a process ended.
@@ -75,6 +79,9 @@ type Exit struct {
 	// Preempted says the worker was stopped because its node was drained
 	// (taken away with notice), not because of anything it did.
 	Preempted bool `json:",omitempty"`
+	// Fenced says the worker's reaper killed it because its lease lapsed:
+	// its agent lost the right to run it.
+	Fenced bool `json:",omitempty"`
 }
 
 // Success reports whether the process exited 0 by itself.
@@ -88,6 +95,9 @@ func (e Exit) OutOfMemory() bool { return e.Signal == syscall.SIGKILL && e.OOMKi
 func (e Exit) String() string {
 	if e.Lost != "" {
 		return e.Lost
+	}
+	if e.Fenced {
+		return "killed: its agent's lease from the head lapsed (fenced)"
 	}
 	if e.OutOfMemory() {
 		if e.MemoryLimit > 0 {
@@ -147,7 +157,7 @@ func Start(spec Spec) (*Process, error) {
 	}
 	var statusR, statusW *os.File
 	var group *cgroup.Group
-	if spec.Cgroup != nil && !ReaperAvailable() {
+	if (spec.Cgroup != nil || spec.Lease != "") && !ReaperAvailable() {
 		return nil, ErrNoReaper
 	}
 	if ReaperAvailable() {
@@ -162,6 +172,9 @@ func Start(spec Spec) (*Process, error) {
 		}
 		cmd = exec.Command(self, append([]string{path}, spec.Args...)...)
 		cmd.Env = append(append([]string(nil), spec.Env...), reaperEnv+"="+strconv.Itoa(os.Getpid()))
+		if spec.Lease != "" {
+			cmd.Env = append(cmd.Env, leaseEnv+"="+spec.Lease)
+		}
 		if spec.Cgroup != nil {
 			if group, err = cgroup.New(*spec.Cgroup); err != nil {
 				return nil, fmt.Errorf("launcher: %w", err)
@@ -239,21 +252,29 @@ func Start(spec Spec) (*Process, error) {
 	return p, nil
 }
 
-// workerStatus is the worker's wait status as the reaper saw it.
-func (p *Process) workerStatus() (syscall.WaitStatus, bool) {
+// workerStatus is the worker's wait status as the reaper saw it, and
+// whether the reaper fenced it.
+func (p *Process) workerStatus() (ws syscall.WaitStatus, fenced, ok bool) {
 	if p.status == nil {
-		return 0, false
+		return 0, false, false
 	}
 	defer p.statusFile.Close()
-	line, err := p.status.ReadString('\n')
-	if err != nil {
-		return 0, false
+	for {
+		line, err := p.status.ReadString('\n')
+		if err != nil {
+			return 0, fenced, false
+		}
+		line = strings.TrimSpace(line)
+		if line == "fenced" {
+			fenced = true
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimPrefix(line, "exit "), 10, 32)
+		if err != nil {
+			return 0, fenced, false
+		}
+		return syscall.WaitStatus(n), fenced, true
 	}
-	ws, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(line), "exit "), 10, 32)
-	if err != nil {
-		return 0, false
-	}
-	return syscall.WaitStatus(ws), true
 }
 
 func (p *Process) wait(readers []*os.File, copies *sync.WaitGroup) {
@@ -265,7 +286,8 @@ func (p *Process) wait(readers []*os.File, copies *sync.WaitGroup) {
 	// a Stop that comes later did not cause this exit.
 	exit.Stopped = p.stopping
 	p.mu.Unlock()
-	ws, ok := p.workerStatus()
+	ws, fenced, ok := p.workerStatus()
+	exit.Fenced = fenced
 	if !ok {
 		var ee *exec.ExitError
 		switch {

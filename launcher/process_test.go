@@ -102,6 +102,17 @@ func child(role string) {
 		}
 		<-p.Done()
 		os.Exit(0)
+	case "launch-leased":
+		// A launcher whose worker holds a lease, for freezing it mid-job.
+		spec := Spec{Path: os.Args[0], Env: append(os.Environ(), "LAUNCHER_CHILD=spawn-setsid"), Stdout: os.Stdout,
+			Lease: os.Getenv("LAUNCHER_LEASE")}
+		p, err := Start(spec)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(4)
+		}
+		<-p.Done()
+		os.Exit(0)
 	case "spawn-and-exit":
 		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), "LAUNCHER_CHILD=ignore-term")

@@ -87,6 +87,8 @@ func reap(parent string, argv []string) int {
 	_ = os.Unsetenv(reaperEnv)
 	groupPath := os.Getenv(reaperCgroupEnv)
 	_ = os.Unsetenv(reaperCgroupEnv)
+	leasePath := os.Getenv(leaseEnv)
+	_ = os.Unsetenv(leaseEnv)
 	if len(argv) == 0 {
 		fmt.Fprintln(os.Stderr, "rtrain reaper: no command")
 		return 127
@@ -147,11 +149,25 @@ func reap(parent string, argv []string) int {
 		}
 	}()
 
+	lapsed, stopWatch := make(chan struct{}), make(chan struct{})
+	defer close(stopWatch)
+	if leasePath != "" {
+		go watchLease(leasePath, stopWatch, lapsed)
+	}
 	var ws syscall.WaitStatus
 	for done := false; !done; {
 		select {
 		case ws = <-exited:
 			done = true
+		case <-lapsed:
+			// The head moves this rank once the lease is over: the worker
+			// goes now, without the grace a stop gives, and the launcher
+			// learns why should its agent come back.
+			lapsed = nil
+			if status != nil {
+				fmt.Fprintln(status, "fenced")
+			}
+			killTree(os.Getpid())
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				// The launcher is gone: nobody else will clean up.

@@ -615,3 +615,70 @@ func TestInsecureHeadWarns(t *testing.T) {
 	assert.Equal(t, exitUsage, both.run(t))
 	assert.Contains(t, both.stderr.String(), "give one or the other")
 }
+
+// A rank whose agent froze (SIGSTOP) or was cut off is dead before the
+// head starts it again elsewhere: the two copies never run at once.
+func TestClusterFencesALostAgentsWorkers(t *testing.T) {
+	for _, how := range []string{"agent frozen", "link down"} {
+		t.Run(how, func(t *testing.T) {
+			c := newTestCluster(t, 2)
+			hosts := c.net.Hosts()
+			stamps := filepath.Join(t.TempDir(), "stamps")
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			fit := c.head.Enter(ctx, os.Args[0], "fit", "--workers", "1", "--cpus-per-worker", "2", "--max-failures", "1", "testdata/stamp.py", stamps)
+			fit.Env = c.env(t.TempDir())
+			fit.Dir = repo(t, "cmd", "rtrain")
+			pr, pw := io.Pipe()
+			var errs bytes.Buffer
+			fit.Stdout, fit.Stderr = pw, &errs
+			require.NoError(t, fit.Start())
+			sc := bufio.NewScanner(pr)
+			line := ""
+			for line == "" && sc.Scan() {
+				if strings.Contains(sc.Text(), "] stamping") {
+					line = sc.Text()
+				}
+			}
+			go func() { _, _ = io.Copy(io.Discard, pr) }()
+			var lost *netns.Host
+			for _, h := range hosts[1:] {
+				if strings.Contains(line, nodeName(h)+"]") {
+					lost = h
+				}
+			}
+			require.NotNil(t, lost, "rank 0's node in %q", line)
+			switch how {
+			case "agent frozen":
+				agent := c.daemons[lost.Name()].Process
+				require.NoError(t, agent.Signal(syscall.SIGSTOP))
+				t.Cleanup(func() { _ = agent.Signal(syscall.SIGCONT) })
+			case "link down":
+				require.NoError(t, lost.LinkDown())
+				t.Cleanup(func() { _ = lost.LinkUp() })
+			}
+
+			err := fit.Wait()
+			_ = pw.Close()
+			require.NoError(t, err, errs.String())
+			b, err := os.ReadFile(stamps)
+			require.NoError(t, err)
+			var oldLast, newFirst float64
+			for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				var attempt, pid int
+				var at float64
+				_, err := fmt.Sscanf(l, "%d %d %f", &attempt, &pid, &at)
+				require.NoError(t, err, l)
+				switch {
+				case attempt == 0:
+					oldLast = max(oldLast, at)
+				case newFirst == 0 || at < newFirst:
+					newFirst = at
+				}
+			}
+			require.NotZero(t, newFirst, "the rank ran again: %s", b)
+			assert.Less(t, oldLast, newFirst, "the old copy of rank 0 ran %.2f s after the new one started", oldLast-newFirst)
+			t.Logf("old copy's last line %.2f s before the new copy's first", newFirst-oldLast)
+		})
+	}
+}
