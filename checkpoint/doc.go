@@ -20,7 +20,12 @@
 //
 // Open picks the backend from a location ("s3://bucket/prefix" or a local
 // path); the backends live in checkpoint/file and checkpoint/s3 and meet
-// the small Storage interface, which is all Run uses. A Run assumes one
-// writer at a time per run name (the job's driver); readers may list and
-// download concurrently.
+// the small Storage interface, which is all Run uses. One writer at a time
+// per run name (the job's driver): Lock takes the run's lease (an flock on
+// a directory, a conditional put of a lease object on S3, both optional
+// capabilities of a Storage), which refuses a second writer until the
+// first lets go or, having crashed, its lease lapses. Readers need no
+// lease and may list and download concurrently. Restore, which a run
+// resumes with, passes over a committed checkpoint whose files turn out
+// damaged to the newest intact one before it, and says so.
 package checkpoint

@@ -21,12 +21,17 @@ import (
 	"github.com/rtrain/rtrain/internal/testutil"
 )
 
-// Uploads and downloads start goroutines (ours and minio-go's); all must
-// be gone once the storages are closed. Run as a child of
-// TestCommitKilled, the binary commits instead of testing.
+// Uploads, downloads and leases start goroutines (ours and minio-go's);
+// all must be gone once the storages are closed and the leases released.
+// Run as a child of TestCommitKilled, the binary commits instead of
+// testing; as one of TestRunLeaseAfterCrash, it holds a lease.
 func TestMain(m *testing.M) {
 	if loc := os.Getenv(childLocationEnv); loc != "" {
 		commitChild(loc, os.Getenv(childDirEnv))
+		return
+	}
+	if loc := os.Getenv(leaseChildEnv); loc != "" {
+		leaseChild(loc)
 		return
 	}
 	goleak.VerifyTestMain(m)

@@ -30,8 +30,12 @@ type Retention struct {
 // Each checkpoint's manifest is deleted before its files, so a Prune that
 // fails half-way leaves a partial directory, never a listed checkpoint
 // with missing files. It returns the indices it deleted, committed and
-// partial, in ascending order, also when it fails part-way.
+// partial, in ascending order, also when it fails part-way. A Run that took
+// its lease (Lock) deletes nothing without it.
 func (r *Run) Prune(ctx context.Context, p Retention) (deleted []int, err error) {
+	if err := r.LockErr(); err != nil {
+		return nil, fmt.Errorf("checkpoint: prune %s: %w", r.URI(), err)
+	}
 	if p.Keep < 0 {
 		return nil, fmt.Errorf("checkpoint: prune: negative Keep %d", p.Keep)
 	}
@@ -74,6 +78,9 @@ func (r *Run) Prune(ctx context.Context, p Retention) (deleted []int, err error)
 	sort.Ints(drop)
 
 	for _, i := range drop {
+		if err := r.LockErr(); err != nil {
+			return deleted, fmt.Errorf("checkpoint: prune %s: %w", r.URI(), err)
+		}
 		if err := r.deleteDir(ctx, dirs[i]); err != nil {
 			return deleted, err
 		}
@@ -180,8 +187,12 @@ func Score(m Manifest, metric string) (float64, bool) { return score(m, metric) 
 
 // Delete removes checkpoint index, committed or partial: its manifest
 // first, so it stops being a checkpoint before any file goes. A missing
-// index is ErrNotFound.
+// index is ErrNotFound. A Run that took its lease (Lock) deletes nothing
+// without it.
 func (r *Run) Delete(ctx context.Context, index int) error {
+	if err := r.LockErr(); err != nil {
+		return fmt.Errorf("checkpoint: delete %s: %w", r.storage.URI(r.dirKey(index)), err)
+	}
 	dirs, err := r.scan(ctx)
 	if err != nil {
 		return err

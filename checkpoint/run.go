@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -27,14 +28,18 @@ const parallelFiles = 8
 
 // Run is one training run's checkpoints in a Storage. Its methods are
 // safe for concurrent use, but only one process should Commit and Prune a
-// given run at a time.
+// given run at a time: Lock sees to that.
 type Run struct {
-	// Logger receives debug records: files moved, partial directories
-	// removed, manifests skipped. Nil discards them. Set it before use.
+	// Logger receives debug records (files moved, partial directories
+	// removed, manifests skipped) and warnings about the run's lease. Nil
+	// discards them. Set it before use.
 	Logger *slog.Logger
 
 	storage Storage
 	name    string
+
+	mu    sync.Mutex
+	lease *lease // set by Lock
 }
 
 // NewRun returns the run named name in s. The name is one path element:
@@ -76,7 +81,9 @@ type localFile struct {
 // cancelled, no manifest is written: the checkpoint does not exist and the
 // files already stored are left for a later Commit of the same index, or
 // Prune, to remove. An index that is already committed is refused with
-// ErrExists; leftovers of an uncommitted one are deleted first.
+// ErrExists, which is final: another writer got there first, and trying
+// again cannot succeed. Leftovers of an uncommitted index are deleted
+// first. A Run that took its lease (Lock) refuses to commit without it.
 //
 // Symbolic links to files are followed; other non-regular files and a
 // top-level file named ManifestName are refused before anything is
@@ -91,6 +98,9 @@ func (r *Run) Commit(ctx context.Context, index int, dir string, metrics map[str
 	}
 	if worldSize < 0 {
 		return Manifest{}, fmt.Errorf("checkpoint: commit: negative world size %d", worldSize)
+	}
+	if err := r.LockErr(); err != nil {
+		return fail(err)
 	}
 	cleanMetrics, err := jsonMetrics(metrics)
 	if err != nil {
@@ -152,6 +162,11 @@ func (r *Run) Commit(ctx context.Context, index int, dir string, metrics map[str
 	// A cancel that came after the last file must still stop the commit:
 	// the caller was told it would not happen.
 	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	// The manifest makes the checkpoint: a writer that lost the run while
+	// its files went up must not make one.
+	if err := r.LockErr(); err != nil {
 		return fail(err)
 	}
 	if err := r.storage.PutBytes(ctx, r.manifestKey(index), data); err != nil {

@@ -380,3 +380,122 @@ func TestBadS3StorageFailsBeforeLaunch(t *testing.T) {
 		})
 	}
 }
+
+// Two jobs started with one run name at once: the second is refused
+// before it launches anything, with a line that says what to do, and the
+// first runs on undisturbed, its result.json its own. Without the run's
+// lease both trained, both committed checkpoint 1, and the loser retried
+// "already exists" until it failed and overwrote result.json.
+func TestSecondWriterOfARunIsRefused(t *testing.T) {
+	first := newJob(t, "testdata/big_checkpoints.py", 1)
+	first.Env = append(first.Env, "SIZE_MB=1", "EPOCHS=3")
+	first.Name = "shared"
+	first.Checkpoint.RetryFor = 5 * time.Second // the old failure, quickly
+	second := newJob(t, "testdata/big_checkpoints.py", 1)
+	second.Env = append(second.Env, "SIZE_MB=1", "EPOCHS=3")
+	second.Name, second.ResultsDir = first.Name, first.ResultsDir
+
+	// The second starts while the first's worker runs and nothing is
+	// committed yet: the first waits in its event callback meanwhile.
+	var secondRes *trainer.Result
+	var secondErr error
+	first.onFirst(trainer.EventWorkerStarted, func() { secondRes, secondErr = second.fit(t, t.Context()) })
+	res, err := first.fit(t, t.Context())
+
+	t.Logf("the second job: %v", secondErr)
+	require.ErrorIs(t, secondErr, trainer.ErrInvalidConfig)
+	assert.Contains(t, secondErr.Error(), `run "shared" is already being written by another rtrain fit`)
+	assert.Contains(t, secondErr.Error(), "pick another --name")
+	assert.NotContains(t, secondErr.Error(), "\n")
+	assert.ErrorIs(t, secondErr, checkpoint.ErrLocked)
+	assert.Empty(t, secondRes.Workers, "the second job launched nothing")
+
+	require.NoError(t, err, "the first job runs on")
+	require.NotNil(t, res.Latest)
+	assert.Equal(t, 3, res.Latest.Index)
+	data, err := os.ReadFile(filepath.Join(first.ResultsDir, "shared", trainer.ResultFile))
+	require.NoError(t, err)
+	var rec struct{ State string }
+	require.NoError(t, json.Unmarshal(data, &rec))
+	assert.Equal(t, "SUCCEEDED", rec.State, "result.json is the first job's")
+
+	// The lease goes with the job: the run can be resumed at once.
+	third := newJob(t, "testdata/big_checkpoints.py", 1)
+	third.Env = append(third.Env, "SIZE_MB=1", "EPOCHS=1")
+	third.Name, third.ResultsDir, third.Resume = first.Name, first.ResultsDir, true
+	_, err = third.fit(t, t.Context())
+	require.NoError(t, err)
+}
+
+// A checkpoint index that another writer committed first is final: the
+// job fails at once with a CheckpointError rather than retrying a commit
+// that can never succeed for its whole RetryFor.
+func TestCommitAlreadyExistsIsFinal(t *testing.T) {
+	j := newJob(t, "testdata/big_checkpoints.py", 1)
+	j.Env = append(j.Env, "SIZE_MB=1", "EPOCHS=3")
+	j.Storage = filepath.Join(t.TempDir(), "store")
+	j.Name = "raced"
+	j.Checkpoint.RetryFor = 20 * time.Second
+	// A writer that takes no lease (an older rtrain) commits checkpoint 2
+	// under the job's feet, once the job has committed 1.
+	var foreignErr error
+	j.onFirst(trainer.EventCheckpoint, func() {
+		_, foreignErr = openRun(t, &j.Config, "raced").Commit(t.Context(), 2, t.TempDir(), nil, 1)
+	})
+	start := time.Now()
+	res, err := j.fit(t, t.Context())
+	require.NoError(t, foreignErr)
+	var cerr *trainer.CheckpointError
+	require.True(t, errors.As(err, &cerr), "want a CheckpointError, got %v", err)
+	assert.Equal(t, 2, cerr.Index)
+	assert.ErrorIs(t, err, checkpoint.ErrExists)
+	assert.Equal(t, trainer.StateFailed, res.State)
+	for _, w := range j.ofType(trainer.EventWarning) {
+		assert.NotContains(t, w.Message, "retrying", "an existing checkpoint is not retried")
+	}
+	assert.Less(t, time.Since(start), j.Checkpoint.RetryFor, "the job failed without waiting out RetryFor")
+}
+
+// A resumed run whose latest checkpoint fails its digest starts from the
+// newest intact one before it, and says so; the damaged checkpoint is
+// left as it is, and new ones are numbered after it.
+func TestResumeFallsBackPastDamagedCheckpoint(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	j := newJob(t, "testdata/big_checkpoints.py", 1)
+	j.Env = append(j.Env, "SIZE_MB=1", "EPOCHS=3")
+	j.Storage, j.Name = store, "damaged"
+	_, err := j.fit(t, t.Context())
+	require.NoError(t, err)
+
+	shard := filepath.Join(store, "damaged", "checkpoint_000003", "shard_0.bin")
+	b, err := os.ReadFile(shard)
+	require.NoError(t, err)
+	b[len(b)/2] ^= 0x01
+	require.NoError(t, os.WriteFile(shard, b, 0o644))
+
+	k := newJob(t, "testdata/big_checkpoints.py", 1)
+	k.Env = append(k.Env, "SIZE_MB=1", "EPOCHS=1")
+	k.Storage, k.Name, k.Resume = store, "damaged", true
+	res, err := k.fit(t, t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(store, "damaged", "checkpoint_000002"), res.ResumedFrom)
+	var said []string
+	for _, w := range k.ofType(trainer.EventWarning) {
+		said = append(said, w.Message)
+	}
+	t.Logf("warnings: %q", said)
+	require.NotEmpty(t, said, "the fallback is reported")
+	assert.Contains(t, strings.Join(said, "\n"), "checkpoint_000003 is damaged")
+	assert.Contains(t, strings.Join(said, "\n"), "checkpoint_000002")
+
+	after, err := os.ReadFile(shard)
+	require.NoError(t, err)
+	assert.Equal(t, b, after, "the damaged checkpoint is left as it was")
+	ms, err := openRun(t, &k.Config, "damaged").List(t.Context())
+	require.NoError(t, err)
+	var kept []int
+	for _, m := range ms {
+		kept = append(kept, m.Index)
+	}
+	assert.Equal(t, []int{1, 2, 3, 4}, kept, "the new checkpoint comes after the damaged one")
+}

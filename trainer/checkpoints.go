@@ -89,10 +89,11 @@ func (e *CheckpointError) Error() string {
 
 func (e *CheckpointError) Unwrap() error { return e.Err }
 
-// openStorage opens the run's storage and settles where the run starts
-// from, all before a worker starts, so bad storage or a bad resume is a
-// one-line error.
-func (j *job) openStorage(ctx context.Context) error {
+// openStorage opens the run's storage, takes the run's lease and settles
+// where the run starts from, all before a worker starts, so bad storage,
+// a run another job writes or a bad resume is a one-line error. On error
+// nothing is left held.
+func (j *job) openStorage(ctx context.Context) (err error) {
 	loc := j.cfg.Storage
 	if loc == "" {
 		loc = j.resultsDir
@@ -102,11 +103,26 @@ func (j *job) openStorage(ctx context.Context) error {
 		return invalid("storage: %w", err)
 	}
 	j.storage = s
+	defer func() {
+		if err != nil {
+			j.closeStorage()
+		}
+	}()
 	run, err := checkpoint.NewRun(s, j.res.Name)
 	if err != nil {
 		return invalid("%w", err)
 	}
 	run.Logger = j.log
+	// Taken before anything is read, so that a second job of the run
+	// neither sees a commit half done nor writes beside it, and it is
+	// refused before it launches anything.
+	if err := run.Lock(ctx, checkpoint.LeaseOptions{ID: j.id}); err != nil {
+		var lerr *checkpoint.LockedError
+		if errors.As(err, &lerr) {
+			return invalid("run %q is already being written by another rtrain fit: %w; wait for it to finish or pick another --name", j.res.Name, lerr)
+		}
+		return fmt.Errorf("trainer: %w", err)
+	}
 	j.ckptRun = run
 	j.res.Storage = run.URI()
 
@@ -140,7 +156,7 @@ func (j *job) openStorage(ctx context.Context) error {
 		if err := j.download(ctx, fromRun, *from); err != nil {
 			return fmt.Errorf("trainer: resume: %w", err)
 		}
-		j.res.ResumedFrom = from.URI
+		j.res.ResumedFrom = j.restore.URI
 	}
 	return nil
 }
@@ -150,17 +166,40 @@ func (j *job) openStorage(ctx context.Context) error {
 const restoreDir = ".rtrain-restore"
 
 // download copies checkpoint m of run to this machine for the workers to
-// start from, replacing the copy of any earlier one.
+// start from, replacing the copy of any earlier one. For the job's own
+// run, a damaged m gives way to the newest intact checkpoint before it,
+// with a warning: a resumed or restarted run goes on from a little further
+// back rather than not at all. A checkpoint that --resume-from names is
+// that one or none.
 func (j *job) download(ctx context.Context, run *checkpoint.Run, m checkpoint.Manifest) error {
 	root := filepath.Join(j.res.RunDir, restoreDir)
 	if err := os.RemoveAll(root); err != nil {
 		return err
 	}
-	dir := filepath.Join(root, filepath.Base(m.URI))
-	if err := run.Download(ctx, m, dir); err != nil {
+	if run != j.ckptRun {
+		dir := filepath.Join(root, filepath.Base(m.URI))
+		if err := run.Download(ctx, m, dir); err != nil {
+			return err
+		}
+		j.restore = &cluster.Restore{Dir: dir, URI: m.URI, Index: m.Index}
+		return nil
+	}
+	res, err := run.Restore(ctx, m, root)
+	if err != nil {
 		return err
 	}
-	j.restore = &cluster.Restore{Dir: dir, URI: m.URI, Index: m.Index}
+	for _, d := range res.Skipped {
+		j.log.Warn("damaged checkpoint skipped", "uri", d.Manifest.URI, "err", d.Err)
+	}
+	if len(res.Skipped) > 0 {
+		var names []string
+		for _, d := range res.Skipped {
+			names = append(names, filepath.Base(d.Manifest.URI))
+		}
+		j.emit(Event{Type: EventWarning, Message: fmt.Sprintf("%s is damaged (%v); starting from %s, the newest intact checkpoint before it",
+			strings.Join(names, ", "), res.Skipped[0].Err, filepath.Base(res.Manifest.URI))})
+	}
+	j.restore = &cluster.Restore{Dir: res.Dir, URI: res.Manifest.URI, Index: res.Manifest.Index}
 	return nil
 }
 
@@ -358,6 +397,11 @@ func (c *committer) commitRetrying(ctx context.Context, t commitTask) (checkpoin
 			}
 			return m, nil
 		}
+		// Another writer's checkpoint at this index, or the run's lease
+		// gone to another writer, is not a storage blip: it stays so.
+		if errors.Is(err, checkpoint.ErrExists) || errors.Is(err, checkpoint.ErrLockLost) {
+			return m, err
+		}
 		if ctx.Err() != nil || budget < 0 || time.Now().Add(wait).After(deadline) {
 			return m, err
 		}
@@ -436,6 +480,12 @@ func (j *job) settle(ctx context.Context, jobErr error) {
 		j.log.Warn("result.json", "err", err)
 		return
 	}
+	// A job that lost the run to another writer must not write that
+	// writer's record.
+	if err := j.ckptRun.LockErr(); errors.Is(err, checkpoint.ErrLockLost) {
+		j.log.Warn("result.json not written", "err", err)
+		return
+	}
 	if err := j.storage.PutBytes(ctx, j.res.Name+"/"+ResultFile, append(data, '\n')); err != nil {
 		j.log.Warn("writing result.json", "err", err)
 		return
@@ -496,8 +546,17 @@ func (j *job) record(jobErr error) runRecord {
 	return r
 }
 
-// closeStorage releases the storage's connections, if it holds any.
+// closeStorage releases the run's lease and the storage's connections.
 func (j *job) closeStorage() {
+	if j.ckptRun != nil {
+		// The job's context may be over; releasing the lease is still
+		// worth a few seconds, or a resume waits for it to lapse.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := j.ckptRun.Unlock(ctx); err != nil {
+			j.log.Warn("releasing the run's lease", "err", err)
+		}
+		cancel()
+	}
 	if c, ok := j.storage.(io.Closer); ok {
 		_ = c.Close()
 	}
