@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -65,9 +66,23 @@ func (s *AgentService) Register(srv *grpc.Server) { clusterpb.RegisterAgentServe
 
 func (s *AgentService) jobDir(jobID string) string { return filepath.Join(s.dataDir, "jobs", jobID) }
 
-// StartGroup implements clusterpb.AgentServer.
-func (s *AgentService) StartGroup(req *clusterpb.StartGroupRequest, stream grpc.ServerStreamingServer[clusterpb.GroupEvent]) error {
+// StartGroup implements clusterpb.AgentServer: the group's spec, then the
+// working directory's archive, unpacked as it arrives.
+func (s *AgentService) StartGroup(stream grpc.BidiStreamingServer[clusterpb.StartGroupRequest, clusterpb.GroupEvent]) error {
 	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	req := first.GetGroup()
+	if req == nil {
+		return status.Error(codes.InvalidArgument, "StartGroup's first message must carry the group")
+	}
+	// The head held the working directory to its limit; the node holds the
+	// archive to what its manifest says.
+	if err := checkManifest(req.Workdir, math.MaxInt64); err != nil {
+		return err
+	}
 	var spec GroupSpec
 	if err := json.Unmarshal(req.SpecJson, &spec); err != nil {
 		return status.Errorf(codes.InvalidArgument, "group spec: %v", err)
@@ -90,8 +105,15 @@ func (s *AgentService) StartGroup(req *clusterpb.StartGroupRequest, stream grpc.
 	if err := workdir.RemoveTree(dir); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
-	if err := workdir.Unpack(ctx, req.Workdir, req.WorkdirDigest, dir); err != nil {
-		return status.Errorf(codes.Internal, "unpack the working directory: %v", err)
+	archive := &chunkReader{left: req.Workdir.ArchiveBytes, recv: func() ([]byte, error) {
+		m, err := stream.Recv()
+		return m.GetWorkdirChunk(), err
+	}}
+	if err := workdir.Unpack(ctx, archive, req.Workdir.Digest, dir, unpackLimits(req.Workdir)); err != nil {
+		return unpackStatus(err)
+	}
+	if _, err := archive.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		return status.Errorf(codes.InvalidArgument, "more after the working directory's archive (%v)", err)
 	}
 	spec.Dir = dir
 	spec.Script = filepath.Join(dir, filepath.FromSlash(spec.Script))
@@ -145,6 +167,18 @@ func (s *AgentService) StartGroup(req *clusterpb.StartGroupRequest, stream grpc.
 		}
 	}
 	return nil
+}
+
+// unpackStatus is a failed unpack of a working directory as a gRPC status.
+func unpackStatus(err error) error {
+	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
+		return status.Errorf(st.Code(), "unpack the working directory: %s", st.Message())
+	}
+	code := codes.Internal
+	if errors.Is(err, workdir.ErrOverLimit) || errors.Is(err, workdir.ErrDigestMismatch) || errors.Is(err, workdir.ErrUnsafe) {
+		code = codes.InvalidArgument
+	}
+	return status.Errorf(code, "unpack the working directory: %v", err)
 }
 
 // claim makes aj the job's group on this node, once an earlier one has

@@ -97,12 +97,12 @@ func (s Security) ServerOptions() ([]grpc.ServerOption, error) {
 	}
 	opts := []grpc.ServerOption{
 		// The tap sees a call's headers before grpc-go reads its body: a
-		// call without the token is refused before its (up to maxMessage)
+		// call without the token is refused before its (up to maxRequest)
 		// bytes are read into memory, which interceptors come too late for.
 		grpc.InTapHandle(func(ctx context.Context, info *tap.Info) (context.Context, error) {
 			return ctx, s.check(info.Header)
 		}),
-		grpc.MaxRecvMsgSize(maxMessage),
+		grpc.MaxRecvMsgSize(maxRequest),
 		grpc.MaxSendMsgSize(maxMessage),
 	}
 	if s.TLSCA != "" && (s.TLSCert == "" || s.TLSKey == "") {
@@ -120,7 +120,15 @@ func (s Security) ServerOptions() ([]grpc.ServerOption, error) {
 	return opts, nil
 }
 
-// maxMessage bounds one message: a working directory travels in one.
+// maxRequest bounds a message a head or agent receives, whoever sends
+// it: the largest are a job's configuration and a group's spec, whose
+// arguments and environment exec holds to a few MiB; working directories
+// and checkpoints travel in chunks (chunkSize).
+const maxRequest = 4 << 20
+
+// maxMessage bounds a message a client receives or sends: a status of
+// thousands of nodes, a long list of jobs. A server refuses more than
+// maxRequest before reading it.
 const maxMessage = 256 << 20
 
 // check refuses a call without the cluster token, then one from another

@@ -28,9 +28,8 @@ type GroupRunner interface {
 // files: the job's working directory (Script and Dir in the spec are then
 // relative to it) and the python asked for, found on that node.
 type Shipment struct {
-	Workdir       []byte
-	WorkdirDigest string
-	Python        string
+	Workdir Workdir
+	Python  string
 }
 
 // RendezvousRequest names the job and its torch: the version when known

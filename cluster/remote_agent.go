@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -117,9 +118,12 @@ func (r *RemoteAgent) StartGroup(ctx context.Context, spec GroupSpec, ship Shipm
 		}
 	}()
 	defer close(started)
-	stream, err := r.client.StartGroup(sctx, &clusterpb.StartGroupRequest{
-		SpecJson: body, Workdir: ship.Workdir, WorkdirDigest: ship.WorkdirDigest, Python: ship.Python,
-	})
+	stream, err := r.client.StartGroup(sctx)
+	if err == nil {
+		if err = sendGroup(stream, body, ship); errors.Is(err, io.EOF) {
+			err = nil // the agent ended the call: Recv says why
+		}
+	}
 	if err != nil {
 		cancel()
 		if lost, ok := r.unreachable("start the workers", err); ok {
@@ -145,6 +149,27 @@ func (r *RemoteAgent) StartGroup(ctx context.Context, spec GroupSpec, ship Shipm
 	}
 	go g.pump(ctx, stream, first)
 	return g, nil
+}
+
+// sendGroup sends the group's spec, then the working directory's archive,
+// and closes the sending side.
+func sendGroup(stream clusterpb.Agent_StartGroupClient, spec []byte, ship Shipment) error {
+	hdr := &clusterpb.StartGroupHeader{SpecJson: spec, Python: ship.Python, Workdir: ship.Workdir.Manifest}
+	if err := stream.Send(&clusterpb.StartGroupRequest{Group: hdr}); err != nil {
+		return err
+	}
+	f, err := os.Open(ship.Workdir.Path)
+	if err != nil {
+		return fmt.Errorf("cluster: the working directory's archive: %w", err)
+	}
+	defer f.Close()
+	err = SendArchive(f, func(chunk []byte) error {
+		return stream.Send(&clusterpb.StartGroupRequest{WorkdirChunk: chunk})
+	})
+	if err != nil {
+		return err
+	}
+	return stream.CloseSend()
 }
 
 func (r *RemoteAgent) putRestore(ctx context.Context, jobID, dir string) error {

@@ -1,6 +1,7 @@
 package trainer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -90,13 +91,45 @@ func (c *Client) Submit(ctx context.Context, cfg Config) (*Submitted, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trainer: %w", err)
 	}
-	rep, err := c.head.SubmitJob(ctx, &clusterpb.SubmitJobRequest{
-		ConfigJson: body, Workdir: ar.Data, WorkdirDigest: ar.Digest, Script: filepath.ToSlash(rel),
-	})
+	rep, err := c.submit(ctx, &clusterpb.SubmitJobHeader{ConfigJson: body, Script: filepath.ToSlash(rel), Workdir: cluster.ManifestOf(ar)}, ar)
+	if limit, ok := cluster.WorkdirLimit(err); ok {
+		return nil, invalid("%w", tooLargeForHead(ctx, dir, ar, limit, c.Addr))
+	}
 	if err != nil {
 		return nil, c.err("submit the job", err)
 	}
 	return &Submitted{JobID: rep.JobId, Name: rep.Name, Files: ar.Files, Bytes: ar.Size}, nil
+}
+
+// submit sends the job, then its working directory in chunks.
+func (c *Client) submit(ctx context.Context, hdr *clusterpb.SubmitJobHeader, ar *workdir.Archive) (*clusterpb.SubmitJobReply, error) {
+	stream, err := c.head.SubmitJob(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = stream.Send(&clusterpb.SubmitJobRequest{Job: hdr})
+	if err == nil {
+		err = cluster.SendArchive(bytes.NewReader(ar.Data), func(chunk []byte) error {
+			return stream.Send(&clusterpb.SubmitJobRequest{WorkdirChunk: chunk})
+		})
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	// After io.EOF from Send, the head has ended the call: this says why.
+	return stream.CloseAndRecv()
+}
+
+// tooLargeForHead is the error for a working directory that the head at
+// addr refused as over its limit: Pack's, had it been held to that limit,
+// which names the largest entries.
+func tooLargeForHead(ctx context.Context, dir string, ar *workdir.Archive, limit int64, addr string) error {
+	var tl *workdir.TooLargeError
+	if _, err := workdir.Pack(ctx, dir, workdir.Options{MaxBytes: limit}); !errors.As(err, &tl) {
+		tl = &workdir.TooLargeError{Dir: dir, Size: ar.Size, Limit: limit, Ignore: workdir.DefaultIgnore}
+	}
+	tl.Head = addr
+	return tl
 }
 
 // Attach follows job (an id or a run name) from its first event, calling

@@ -36,8 +36,15 @@
 //
 // The regular files' total size, before compression, is capped
 // (Options.MaxBytes, 100 MiB by default) so that a forgotten data set does
-// not travel to every node with every job. Over the limit, Pack fails with
-// a *TooLargeError whose message names the largest entries and what to do.
+// not travel to every node with every job, and so are the entries
+// (MaxEntries). Over a limit, Pack fails with a *TooLargeError whose
+// message names the largest entries and what to do.
+//
+// Unpack is held to Limits too, which the sender states from its
+// Archive's Size and Entries: an archive that would unpack to more (a
+// small gzip of zeros that fills the disk) fails with an *OverLimitError
+// before anything past the limits is written, and what was written is
+// removed.
 //
 // # Safety
 //

@@ -24,6 +24,11 @@ import (
 // Options.MaxBytes is 0.
 const DefaultMaxBytes = 100 << 20
 
+// MaxEntries caps the directories, files and links of a working directory:
+// each costs an inode, and a directory a block, on every node it unpacks
+// on, whatever its size.
+const MaxEntries = 100_000
+
 // DefaultIgnore is the ignore file's name when Options.Ignore is "".
 const DefaultIgnore = ".rtrainignore"
 
@@ -53,6 +58,8 @@ type Archive struct {
 	Digest string
 	// Files counts the regular files and links in the archive.
 	Files int
+	// Entries counts its directories, regular files and links.
+	Entries int
 	// Size is the total size of the regular files, uncompressed.
 	Size int64
 	// Skipped lists what was left out for a reason other than an ignore
@@ -67,13 +74,21 @@ type Skipped struct {
 	Reason string
 }
 
-// TooLargeError is Pack's error for a directory over the size limit.
+// TooLargeError is the error for a directory over the size limit, or over
+// MaxEntries: Pack's, or a head's that accepts less than Pack did.
 type TooLargeError struct {
 	Dir     string  // the directory packed
 	Size    int64   // the total size of its regular files, ignored ones excepted
 	Limit   int64   // the limit it is over
 	Largest []Entry // up to 3 of the largest files and directories, largest first
 	Ignore  string  // the ignore file's name, for the advice
+	// Entries, when not 0, is the count of its directories, files and
+	// links, which is what is over MaxEntries (then Size and Limit are
+	// not set).
+	Entries int
+	// Head is the address of the head whose limit it is over; "" when
+	// the limit is this side's (Options.MaxBytes, --working-dir-limit).
+	Head string
 }
 
 // Entry is a file or directory, with the total size of the regular files
@@ -93,9 +108,19 @@ func (e *TooLargeError) Error() string {
 		}
 		largest = append(largest, name+" "+formatBytes(l.Size))
 	}
+	if e.Entries > 0 {
+		return fmt.Sprintf("workdir: %s holds %d files, directories and links, over the limit of %d; add what the job does not need to %s",
+			e.Dir, e.Entries, MaxEntries, e.Ignore)
+	}
 	msg := fmt.Sprintf("workdir: %s is %s, over the %s limit", e.Dir, formatBytes(e.Size), formatBytes(e.Limit))
+	if e.Head != "" {
+		msg = fmt.Sprintf("workdir: %s is %s, over the %s the head at %s accepts", e.Dir, formatBytes(e.Size), formatBytes(e.Limit), e.Head)
+	}
 	if len(largest) > 0 {
 		msg += " (largest: " + strings.Join(largest, ", ") + ")"
+	}
+	if e.Head != "" {
+		return msg + "; add them to " + e.Ignore + ", or start the head with a larger --max-working-dir"
 	}
 	return msg + "; add them to " + e.Ignore + " or raise --working-dir-limit"
 }
@@ -131,7 +156,7 @@ type item struct {
 // Pack archives the directory dir, leaving out what its ignore file and the
 // default patterns name (see the package documentation), and fails with a
 // *TooLargeError, before reading any file, when what is left is over the
-// limit.
+// limit or holds more than MaxEntries entries.
 func Pack(ctx context.Context, dir string, opts Options) (*Archive, error) {
 	limit := opts.MaxBytes
 	switch {
@@ -172,6 +197,10 @@ func Pack(ctx context.Context, dir string, opts Options) (*Archive, error) {
 		if !it.mode.IsDir() {
 			a.Files++
 		}
+	}
+	a.Entries = len(items)
+	if a.Entries > MaxEntries {
+		return nil, &TooLargeError{Dir: root, Entries: a.Entries, Ignore: ignoreName}
 	}
 	if a.Size > limit {
 		return nil, &TooLargeError{Dir: root, Size: a.Size, Limit: limit, Largest: largest(items, 3), Ignore: ignoreName}

@@ -2,7 +2,6 @@ package workdir
 
 import (
 	"archive/tar"
-	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -28,21 +27,94 @@ var ErrUnsafe = errors.New("workdir: unsafe archive")
 // its digest names.
 var ErrDigestMismatch = errors.New("workdir: archive does not match its digest")
 
-// Unpack unpacks an archive made by Pack into dst, which must be missing or
-// empty; it creates dst. It keeps permission bits and links, and fails with
-// an error matching ErrUnsafe on an entry that is absolute, climbs out with
-// .., is not a directory, regular file or link, appears twice, or is a link
-// resolving outside dst. With a digest (Archive.Digest), it fails with
-// ErrDigestMismatch and removes dst when data is not that archive. On
-// another error dst may hold part of the archive, but nothing was written
-// outside dst and no link in it leads outside.
-func Unpack(ctx context.Context, data []byte, digest, dst string) error {
+// ErrOverLimit is what an *OverLimitError matches with errors.Is.
+var ErrOverLimit = errors.New("workdir: archive over its unpack limit")
+
+// Limits bound what Unpack writes, so that a small archive (a gzip of
+// zeros) cannot fill the disk. A sender that made the archive with Pack
+// can tell the receiver its Archive.Size and Archive.Entries, to be held
+// to exactly (one said to hold no bytes is held to the default).
+type Limits struct {
+	// Bytes caps the regular files' total size. 0 means DefaultMaxBytes
+	// (100 MiB).
+	Bytes int64
+	// Entries caps the directories, regular files and links. 0 means
+	// MaxEntries.
+	Entries int
+}
+
+// OverLimitError is Unpack's error for an archive that holds more than
+// its Limits allow.
+type OverLimitError struct {
+	// What is over: "files" (their bytes), "entries", or "stream" (the
+	// bytes of the uncompressed tar stream, headers and padding included,
+	// which files and entries within the limits stay under).
+	What  string
+	Limit int64
+}
+
+func (e *OverLimitError) Error() string {
+	switch e.What {
+	case "entries":
+		return fmt.Sprintf("workdir: archive holds over %d entries, its limit", e.Limit)
+	case "stream":
+		return fmt.Sprintf("workdir: archive's tar stream runs over %s, its limit", formatBytes(e.Limit))
+	}
+	return fmt.Sprintf("workdir: archive unpacks to over %s of files, its limit", formatBytes(e.Limit))
+}
+
+// Is makes errors.Is(err, ErrOverLimit) true.
+func (e *OverLimitError) Is(target error) bool { return target == ErrOverLimit }
+
+func (l Limits) withDefaults() Limits {
+	if l.Bytes == 0 {
+		l.Bytes = DefaultMaxBytes
+	}
+	if l.Entries == 0 {
+		l.Entries = MaxEntries
+	}
+	return l
+}
+
+// streamBytes bounds the uncompressed tar stream of an archive within l.
+func (l Limits) streamBytes() int64 { return l.Bytes + int64(l.Entries+1)*entryOverhead }
+
+// ArchiveBytes bounds the size of an archive, compressed, that unpacks
+// within l: its tar stream, and gzip's overhead where it cannot compress
+// (a stored block's header every 64 KiB, its own header and trailer).
+func (l Limits) ArchiveBytes() int64 {
+	s := l.withDefaults().streamBytes()
+	return s + s/1024 + 4<<10
+}
+
+// entryOverhead bounds what one entry adds to the tar stream besides its
+// file's bytes: its header, the records for a long name or link target
+// (up to PATH_MAX each), and the padding of its data.
+const entryOverhead = 16 << 10
+
+// Unpack unpacks an archive made by Pack, read from r, into dst, which
+// must be missing or empty; it creates dst. It keeps permission bits and
+// links, and fails with an error matching ErrUnsafe on an entry that is
+// absolute, climbs out with .., is not a directory, regular file or link,
+// appears twice, or is a link resolving outside dst. It fails with an
+// *OverLimitError, before writing past them, on an archive over lim. With
+// a digest (Archive.Digest), it fails with ErrDigestMismatch when r is not
+// that archive. After either of these dst is removed; on another error dst
+// may hold part of the archive, but nothing was written outside dst and no
+// link in it leads outside.
+func Unpack(ctx context.Context, r io.Reader, digest, dst string, lim Limits) error {
 	if digest != "" && !validDigest(digest) {
 		return fmt.Errorf("workdir: digest %q is not a hex SHA-256", digest)
 	}
-	got, err := unpack(ctx, data, dst)
+	lim = lim.withDefaults()
+	if lim.Bytes < 0 || lim.Entries < 0 {
+		return fmt.Errorf("workdir: unpack limits %+v are negative", lim)
+	}
+	got, err := unpack(ctx, r, dst, lim)
 	if err == nil && digest != "" && got != digest {
 		err = fmt.Errorf("%w: want %s, got %s", ErrDigestMismatch, digest, got)
+	}
+	if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrOverLimit) {
 		if rmErr := RemoveTree(dst); rmErr != nil {
 			err = fmt.Errorf("%w (and: %w)", err, rmErr)
 		}
@@ -75,7 +147,7 @@ func RemoveTree(dir string) error {
 }
 
 // unpack is Unpack that also returns the digest of the tar stream.
-func unpack(ctx context.Context, data []byte, dst string) (string, error) {
+func unpack(ctx context.Context, r io.Reader, dst string, lim Limits) (string, error) {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return "", fmt.Errorf("workdir: %w", err)
 	}
@@ -84,13 +156,18 @@ func unpack(ctx context.Context, data []byte, dst string) (string, error) {
 	} else if len(entries) > 0 {
 		return "", fmt.Errorf("workdir: unpack into %s: not empty", dst)
 	}
-	gz, err := gzip.NewReader(bytes.NewReader(data))
+	gz, err := gzip.NewReader(r)
 	if err != nil {
 		return "", fmt.Errorf("workdir: unpack: %w", err)
 	}
 	h := sha256.New()
-	stream := io.TeeReader(gz, h)
+	// The stream's bound stops what the limits on files and entries do not
+	// see: data of entries that are skipped, and padding after the end.
+	streamLimit := lim.streamBytes()
+	stream := io.TeeReader(&boundedReader{r: gz, left: streamLimit, limit: streamLimit}, h)
 	tr := tar.NewReader(stream)
+	var files int64 // bytes of regular files so far
+	entries := 0
 
 	type dir struct {
 		name string
@@ -110,7 +187,7 @@ func unpack(ctx context.Context, data []byte, dst string) (string, error) {
 			break
 		}
 		if err != nil {
-			return "", fmt.Errorf("workdir: unpack: %w", err)
+			return "", unpackError(err)
 		}
 		name, err := entryName(hdr.Name)
 		if err != nil {
@@ -123,6 +200,9 @@ func unpack(ctx context.Context, data []byte, dst string) (string, error) {
 			return "", fmt.Errorf("%w: %q appears twice", ErrUnsafe, hdr.Name)
 		}
 		seen[name] = true
+		if entries++; entries > lim.Entries {
+			return "", &OverLimitError{What: "entries", Limit: int64(lim.Entries)}
+		}
 		p := filepath.Join(dst, filepath.FromSlash(name))
 		mode := fs.FileMode(hdr.Mode).Perm()
 		switch hdr.Typeflag {
@@ -132,6 +212,10 @@ func unpack(ctx context.Context, data []byte, dst string) (string, error) {
 			}
 			dirs = append(dirs, dir{name, mode})
 		case tar.TypeReg:
+			if hdr.Size < 0 || hdr.Size > lim.Bytes-files {
+				return "", &OverLimitError{What: "files", Limit: lim.Bytes}
+			}
+			files += hdr.Size
 			if err := writeFile(p, tr, mode); err != nil {
 				return "", err
 			}
@@ -147,7 +231,7 @@ func unpack(ctx context.Context, data []byte, dst string) (string, error) {
 	// The rest of the stream (the end blocks) is part of the digest, and
 	// reading to the end makes gzip check its CRC.
 	if _, err := io.Copy(io.Discard, stream); err != nil {
-		return "", fmt.Errorf("workdir: unpack: %w", err)
+		return "", unpackError(err)
 	}
 
 	// Pass two: links, each where no link is on its way, then all of them
@@ -229,9 +313,38 @@ func writeFile(p string, r io.Reader, mode fs.FileMode) error {
 		err = closeErr
 	}
 	if err != nil {
-		return fmt.Errorf("workdir: unpack: %w", err)
+		return unpackError(err)
 	}
 	return nil
+}
+
+// unpackError wraps an error of reading or writing, keeping an
+// *OverLimitError as it is.
+func unpackError(err error) error {
+	if errors.Is(err, ErrOverLimit) {
+		return err
+	}
+	return fmt.Errorf("workdir: unpack: %w", err)
+}
+
+// boundedReader reads r, and fails with an *OverLimitError once more than
+// limit bytes come out of it.
+type boundedReader struct {
+	r           io.Reader
+	left, limit int64
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	// One byte past the limit tells a stream that ends at it from one
+	// that goes on.
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.r.Read(p)
+	if b.left -= int64(n); b.left < 0 {
+		return 0, &OverLimitError{What: "stream", Limit: b.limit}
+	}
+	return n, err
 }
 
 // noLinkOnTheWay fails if a directory on the way to name (relative to

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -287,7 +289,7 @@ func TestRoundTrip(t *testing.T) {
 	assert.Equal(t, 11, a.Files, "files: 7 regular, 4 links")
 
 	dst := filepath.Join(t.TempDir(), "job")
-	require.NoError(t, workdir.Unpack(t.Context(), a.Data, "", dst))
+	require.NoError(t, workdir.Unpack(t.Context(), bytes.NewReader(a.Data), "", dst, workdir.Limits{}))
 	t.Cleanup(func() { _ = os.Chmod(filepath.Join(dst, "readonly"), 0o755) })
 
 	var want []string
@@ -443,7 +445,7 @@ func TestUnpackRejects(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			parent := t.TempDir()
 			dst := filepath.Join(parent, "sub", "dst")
-			err := workdir.Unpack(t.Context(), craft(t, tt.entries...), "", dst)
+			err := workdir.Unpack(t.Context(), bytes.NewReader(craft(t, tt.entries...)), "", dst, workdir.Limits{})
 			require.Error(t, err)
 			t.Log(err)
 			if tt.unsafe {
@@ -475,10 +477,10 @@ func TestUnpackRefuses(t *testing.T) {
 
 	dst := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dst, "x"), nil, 0o644))
-	assert.Error(t, workdir.Unpack(t.Context(), good, "", dst), "a destination that is not empty")
+	assert.Error(t, workdir.Unpack(t.Context(), bytes.NewReader(good), "", dst, workdir.Limits{}), "a destination that is not empty")
 
-	assert.Error(t, workdir.Unpack(t.Context(), []byte("not gzip"), "", filepath.Join(t.TempDir(), "d")))
-	assert.Error(t, workdir.Unpack(t.Context(), good[:len(good)-8], "", filepath.Join(t.TempDir(), "d")), "a truncated archive")
+	assert.Error(t, workdir.Unpack(t.Context(), bytes.NewReader([]byte("not gzip")), "", filepath.Join(t.TempDir(), "d"), workdir.Limits{}))
+	assert.Error(t, workdir.Unpack(t.Context(), bytes.NewReader(good[:len(good)-8]), "", filepath.Join(t.TempDir(), "d"), workdir.Limits{}), "a truncated archive")
 }
 
 func TestUnpackChecksDigest(t *testing.T) {
@@ -487,15 +489,141 @@ func TestUnpackChecksDigest(t *testing.T) {
 	require.NoError(t, err)
 
 	ok := filepath.Join(t.TempDir(), "ok")
-	require.NoError(t, workdir.Unpack(t.Context(), a.Data, a.Digest, ok))
+	require.NoError(t, workdir.Unpack(t.Context(), bytes.NewReader(a.Data), a.Digest, ok, workdir.Limits{}))
 
 	dst := filepath.Join(t.TempDir(), "d")
-	err = workdir.Unpack(t.Context(), a.Data, strings.Repeat("0", 64), dst)
+	err = workdir.Unpack(t.Context(), bytes.NewReader(a.Data), strings.Repeat("0", 64), dst, workdir.Limits{})
 	assert.ErrorIs(t, err, workdir.ErrDigestMismatch)
 	_, err = os.Stat(dst)
 	assert.ErrorIs(t, err, os.ErrNotExist, "nothing left after a mismatch")
 
 	for _, bad := range []string{"../x", strings.Repeat("A", 64), a.Digest[:63]} {
-		assert.Error(t, workdir.Unpack(t.Context(), a.Data, bad, filepath.Join(t.TempDir(), "d")), "digest %q", bad)
+		assert.Error(t, workdir.Unpack(t.Context(), bytes.NewReader(a.Data), bad, filepath.Join(t.TempDir(), "d"), workdir.Limits{}), "digest %q", bad)
 	}
+}
+
+// zeros reads as endless zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// bomb is a gzip'ed tar as an attacker could make it small: entries, then
+// the file name zeros with size zero bytes, then trailing zero bytes after
+// the tar stream's end.
+func bomb(t *testing.T, entries []entry, size, trailing int64) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	gz, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	require.NoError(t, err)
+	tw := tar.NewWriter(gz)
+	for _, e := range entries {
+		require.NoError(t, tw.WriteHeader(&tar.Header{Name: e.name, Typeflag: e.typ, Mode: 0o644}))
+	}
+	if size > 0 {
+		require.NoError(t, tw.WriteHeader(&tar.Header{Name: "zeros", Typeflag: tar.TypeReg, Mode: 0o644, Size: size}))
+		_, err = io.CopyN(tw, zeros{}, size)
+		require.NoError(t, err)
+	}
+	require.NoError(t, tw.Close())
+	_, err = io.CopyN(gz, zeros{}, trailing)
+	require.NoError(t, err)
+	require.NoError(t, gz.Close())
+	return buf.Bytes()
+}
+
+// A small archive cannot fill the disk: a 200 KB gzip of zeros used to
+// unpack to all of its 200 MiB, and any over 100 MiB to more than Pack
+// ships.
+func TestUnpackBoundsWhatItWrites(t *testing.T) {
+	many := make([]entry, 5)
+	for i := range many {
+		many[i] = entry{name: fmt.Sprintf("f%d", i), typ: tar.TypeReg}
+	}
+	tests := []struct {
+		name           string
+		entries        []entry
+		size, trailing int64
+		lim            workdir.Limits
+		what           string // the OverLimitError's What
+		limit          int64
+	}{
+		{name: "gzip of zeros, default limit", size: workdir.DefaultMaxBytes + 1, what: "files", limit: workdir.DefaultMaxBytes},
+		{name: "over the bytes it was said to hold", size: 1 << 20, lim: workdir.Limits{Bytes: 1<<20 - 1}, what: "files", limit: 1<<20 - 1},
+		{name: "over the entries it was said to hold", entries: many, lim: workdir.Limits{Entries: 4}, what: "entries", limit: 4},
+		{name: "zeros after the end", size: 10, trailing: 1 << 20, lim: workdir.Limits{Bytes: 10, Entries: 1},
+			what: "stream", limit: 10 + 2*16<<10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := bomb(t, tt.entries, tt.size, tt.trailing)
+			require.Less(t, len(data), 1<<20, "the archive is small")
+			dst := filepath.Join(t.TempDir(), "d")
+			err := workdir.Unpack(t.Context(), bytes.NewReader(data), "", dst, tt.lim)
+			var over *workdir.OverLimitError
+			require.ErrorAs(t, err, &over, "a %d-byte archive unpacked", len(data))
+			assert.ErrorIs(t, err, workdir.ErrOverLimit)
+			assert.Equal(t, tt.what, over.What)
+			assert.Equal(t, tt.limit, over.Limit)
+			t.Log(err)
+			_, err = os.Stat(dst)
+			assert.ErrorIs(t, err, os.ErrNotExist, "nothing left of it")
+		})
+	}
+}
+
+// Pack's archive unpacks within the limits its Size and Entries make.
+func TestUnpackWithinPacksOwnLimits(t *testing.T) {
+	root := build(t,
+		file{path: "train.py", data: "print('hi')\n"},
+		file{path: "data/a", data: strings.Repeat("a", 5000)},
+		file{path: "data/b/", mode: 0o755},
+		file{path: "link", link: "train.py"},
+		file{path: "empty", data: ""},
+	)
+	a, err := workdir.Pack(t.Context(), root, workdir.Options{})
+	require.NoError(t, err)
+	assert.Equal(t, 6, a.Entries, "entries: 2 directories, 3 files, 1 link")
+	exact := workdir.Limits{Bytes: a.Size, Entries: a.Entries}
+	require.NoError(t, workdir.Unpack(t.Context(), bytes.NewReader(a.Data), a.Digest, filepath.Join(t.TempDir(), "d"), exact))
+
+	for _, lim := range []workdir.Limits{{Bytes: a.Size - 1, Entries: a.Entries}, {Bytes: a.Size, Entries: a.Entries - 1}} {
+		err := workdir.Unpack(t.Context(), bytes.NewReader(a.Data), a.Digest, filepath.Join(t.TempDir(), "d"), lim)
+		assert.ErrorIs(t, err, workdir.ErrOverLimit, "limits %+v", lim)
+	}
+}
+
+func TestPackRefusesTooManyEntries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("makes 100,001 files")
+	}
+	root := t.TempDir()
+	for i := range workdir.MaxEntries + 1 {
+		f, err := os.Create(filepath.Join(root, strconv.Itoa(i)))
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+	}
+	_, err := workdir.Pack(t.Context(), root, workdir.Options{})
+	require.ErrorIs(t, err, workdir.ErrTooLarge)
+	assert.Equal(t, "workdir: "+root+" holds 100001 files, directories and links, over the limit of 100000; add what the job does not need to .rtrainignore", err.Error())
+}
+
+// A receiver refuses an archive larger than its figures allow: Pack's
+// stays within, even of random bytes, in many files with long names.
+func TestArchiveBytesBoundsPacksArchive(t *testing.T) {
+	root := t.TempDir()
+	random := make([]byte, 1<<20)
+	_, _ = rand.Read(random)
+	require.NoError(t, os.WriteFile(filepath.Join(root, "big"), random, 0o644))
+	long := filepath.Join(root, strings.Repeat("d", 200), strings.Repeat("e", 200))
+	require.NoError(t, os.MkdirAll(long, 0o755))
+	for i := range 500 {
+		name := filepath.Join(long, fmt.Sprintf("%s-%d", strings.Repeat("f", 200), i))
+		require.NoError(t, os.WriteFile(name, random[i:i+100], 0o644))
+	}
+	a, err := workdir.Pack(t.Context(), root, workdir.Options{})
+	require.NoError(t, err)
+	bound := workdir.Limits{Bytes: a.Size, Entries: a.Entries}.ArchiveBytes()
+	assert.LessOrEqual(t, int64(len(a.Data)), bound)
+	require.NoError(t, workdir.Unpack(t.Context(), bytes.NewReader(a.Data), a.Digest, filepath.Join(t.TempDir(), "d"),
+		workdir.Limits{Bytes: a.Size, Entries: a.Entries}))
 }

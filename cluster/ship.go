@@ -1,0 +1,175 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/internal/workdir"
+)
+
+// A job's working directory travels from the CLI to the head (SubmitJob)
+// and from the head to each node (StartGroup) as a manifest, then its
+// archive in chunks of chunkSize: no message is larger than a chunk, so
+// heads and agents take small messages only (maxRequest). Each receiver
+// refuses a manifest over its limits before reading the archive, and holds
+// the archive to its manifest as it reads: the head stores no more than
+// the manifest said, and a node unpacks no more than that (workdir.Limits).
+
+// Workdir is a job's working directory as the head keeps it for the nodes:
+// the archive in a file, and its manifest.
+type Workdir struct {
+	// Path is the archive's file on this machine.
+	Path     string
+	Manifest *clusterpb.WorkdirManifest
+}
+
+// ManifestOf is the manifest of a packed working directory.
+func ManifestOf(a *workdir.Archive) *clusterpb.WorkdirManifest {
+	return &clusterpb.WorkdirManifest{Digest: a.Digest, ArchiveBytes: int64(len(a.Data)),
+		UnpackedBytes: a.Size, Entries: int64(a.Entries)}
+}
+
+// unpackLimits are the limits a manifest holds its archive to.
+func unpackLimits(m *clusterpb.WorkdirManifest) workdir.Limits {
+	return workdir.Limits{Bytes: m.GetUnpackedBytes(), Entries: int(m.GetEntries())}
+}
+
+// reasonWorkdirTooLarge is the ErrorInfo reason of a working directory
+// refused for its size; the metadata's "limit" is the limit, in bytes.
+const reasonWorkdirTooLarge = "WORKDIR_TOO_LARGE"
+
+// checkManifest refuses, as a gRPC status, a manifest that is malformed,
+// claims an archive larger than what it says it unpacks to can take, or
+// unpacks to more than maxBytes or workdir.MaxEntries.
+func checkManifest(m *clusterpb.WorkdirManifest, maxBytes int64) error {
+	switch {
+	case m == nil:
+		return status.Error(codes.InvalidArgument, "no working directory manifest")
+	case m.ArchiveBytes < 0 || m.UnpackedBytes < 0 || m.Entries < 0:
+		return status.Errorf(codes.InvalidArgument, "working directory manifest with a negative size: %v", m)
+	case m.Entries > workdir.MaxEntries:
+		return status.Errorf(codes.InvalidArgument, "the working directory holds %d files, directories and links, over the limit of %d", m.Entries, workdir.MaxEntries)
+	case m.UnpackedBytes > maxBytes:
+		st := status.New(codes.ResourceExhausted, fmt.Sprintf("the working directory is %s, over the %s this head accepts; add what the job does not need to %s, or start the head with a larger --max-working-dir",
+			FormatBytes(m.UnpackedBytes), FormatBytes(maxBytes), workdir.DefaultIgnore))
+		if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reasonWorkdirTooLarge, Domain: "rtrain",
+			Metadata: map[string]string{"limit": strconv.FormatInt(maxBytes, 10)}}); err == nil {
+			st = d
+		}
+		return st.Err()
+	case m.ArchiveBytes > unpackLimits(m).ArchiveBytes():
+		return status.Errorf(codes.InvalidArgument, "a working directory of %d bytes in %d entries cannot take %d bytes packed", m.UnpackedBytes, m.Entries, m.ArchiveBytes)
+	}
+	return nil
+}
+
+// WorkdirLimit reports whether err is a head's refusal of a working
+// directory over its limit, and the limit.
+func WorkdirLimit(err error) (limit int64, ok bool) {
+	st, isStatus := status.FromError(err)
+	if !isStatus || st.Code() != codes.ResourceExhausted {
+		return 0, false
+	}
+	for _, d := range st.Details() {
+		if info, isInfo := d.(*errdetails.ErrorInfo); isInfo && info.Reason == reasonWorkdirTooLarge {
+			n, err := strconv.ParseInt(info.Metadata["limit"], 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
+
+// ReceiveWorkdir checks the manifest m against maxBytes, then writes the
+// archive that recv delivers in chunks (until io.EOF) into a new file in
+// dir, stopping as soon as it is longer than m says. Its errors are gRPC
+// statuses; on one, no file is left.
+func ReceiveWorkdir(dir string, m *clusterpb.WorkdirManifest, maxBytes int64, recv func() ([]byte, error)) (Workdir, error) {
+	if err := checkManifest(m, maxBytes); err != nil {
+		return Workdir{}, err
+	}
+	f, err := os.CreateTemp(dir, "workdir-*.tar.gz")
+	if err != nil {
+		return Workdir{}, status.Errorf(codes.Internal, "store the working directory: %v", err)
+	}
+	_, err = io.Copy(f, &chunkReader{recv: recv, left: m.ArchiveBytes})
+	if closeErr := f.Close(); err == nil && closeErr != nil {
+		err = status.Errorf(codes.Internal, "store the working directory: %v", closeErr)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return Workdir{}, archiveError(err)
+	}
+	return Workdir{Path: f.Name(), Manifest: m}, nil
+}
+
+// archiveError is a failed read of an archive stream as a gRPC status.
+func archiveError(err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return status.Error(codes.InvalidArgument, "the working directory's archive ended before its manifest's size")
+	}
+	return status.Errorf(codes.Internal, "working directory: %v", err)
+}
+
+// chunkReader reads the chunks recv delivers as one stream, which must be
+// exactly left bytes long: it fails past that, and at an early io.EOF
+// with io.ErrUnexpectedEOF.
+type chunkReader struct {
+	recv func() ([]byte, error)
+	left int64
+	buf  []byte
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	for len(c.buf) == 0 {
+		b, err := c.recv()
+		if errors.Is(err, io.EOF) {
+			if c.left > 0 {
+				return 0, io.ErrUnexpectedEOF
+			}
+			return 0, io.EOF
+		}
+		if err != nil {
+			return 0, err
+		}
+		if int64(len(b)) > c.left {
+			return 0, status.Error(codes.InvalidArgument, "the working directory's archive is longer than its manifest says")
+		}
+		c.left -= int64(len(b))
+		c.buf = b
+	}
+	n := copy(p, c.buf)
+	c.buf = c.buf[n:]
+	return n, nil
+}
+
+// SendArchive sends what r reads in chunks of at most chunkSize, each
+// with send. It stops at the first error send returns.
+func SendArchive(r io.Reader, send func(chunk []byte) error) error {
+	for {
+		// A buffer per chunk: gRPC may hold a message after Send returns.
+		buf := make([]byte, chunkSize)
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			if sendErr := send(buf[:n]); sendErr != nil {
+				return sendErr
+			}
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package trainer_test
+
+import (
+	"context"
+	"crypto/rand"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/internal/workdir"
+	"github.com/rtrain/rtrain/trainer"
+)
+
+// remoteHead is a head on loopback with no nodes, and a client of it.
+func remoteHead(t *testing.T, cfg trainer.HeadConfig) (*trainer.Head, *trainer.Client) {
+	t.Helper()
+	cfg.Addr, cfg.Security = "127.0.0.1", cluster.Security{Token: "t"}
+	cfg.ResultsDir = t.TempDir()
+	h, err := trainer.StartHead(t.Context(), cfg, nil)
+	require.NoError(t, err)
+	t.Cleanup(h.Close)
+	c, err := trainer.Dial(h.Addr().String(), cfg.Security)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return h, c
+}
+
+// projectDir is a working directory with train.py and data.bin, size
+// random bytes that do not compress.
+func projectDir(t *testing.T, size int64) string {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "train.py"), []byte("print('hi')\n"), 0o644))
+	f, err := os.Create(filepath.Join(dir, "data.bin"))
+	require.NoError(t, err)
+	_, err = io.CopyN(f, rand.Reader, size)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	return dir
+}
+
+// A working directory over the head's limit, within the client's, is one
+// line that says what to do: it used to be gRPC's "trying to send message
+// larger than max (283202995 vs. 268435456)".
+func TestSubmitOverTheHeadsLimitSaysWhatToDo(t *testing.T) {
+	state := t.TempDir()
+	_, c := remoteHead(t, trainer.HeadConfig{MaxWorkingDir: 1 << 20, StateDir: state})
+	dir := projectDir(t, 2<<20)
+	_, err := c.Submit(t.Context(), trainer.Config{Script: filepath.Join(dir, "train.py"), WorkingDir: dir, Workers: 1, WorkingDirLimit: 10 << 20})
+	require.Error(t, err)
+	assert.Equal(t, "workdir: "+dir+" is 2 MiB, over the 1 MiB the head at "+c.Addr+" accepts (largest: data.bin 2 MiB, train.py 12 B); add them to .rtrainignore, or start the head with a larger --max-working-dir", err.Error())
+	assert.ErrorIs(t, err, trainer.ErrInvalidConfig)
+	assert.ErrorIs(t, err, workdir.ErrTooLarge)
+	uploads, err := os.ReadDir(filepath.Join(state, "uploads"))
+	require.NoError(t, err)
+	assert.Empty(t, uploads, "the head kept nothing of it")
+}
+
+// A working directory larger than any message the head takes arrives in
+// chunks; the head keeps it while its job lives, and no longer.
+func TestSubmitShipsAWorkingDirectoryInChunks(t *testing.T) {
+	state := t.TempDir()
+	_, c := remoteHead(t, trainer.HeadConfig{StateDir: state})
+	dir := projectDir(t, 6<<20)
+	sub, err := c.Submit(t.Context(), trainer.Config{Script: filepath.Join(dir, "train.py"), WorkingDir: dir, Workers: 1})
+	require.NoError(t, err)
+	assert.Equal(t, int64(6<<20+len("print('hi')\n")), sub.Bytes)
+
+	uploads := filepath.Join(state, "uploads")
+	files, err := os.ReadDir(uploads)
+	require.NoError(t, err)
+	require.Len(t, files, 1, "the job's working directory, kept for its nodes")
+	fi, err := files[0].Info()
+	require.NoError(t, err)
+	assert.Greater(t, fi.Size(), int64(6<<20), "the archive of incompressible data")
+
+	// The job waits for a node that never comes; stopped, it ends, and
+	// its working directory goes with it.
+	require.NoError(t, c.Stop(t.Context(), sub.JobID))
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	res, _ := c.Attach(ctx, sub.JobID, true, nil)
+	require.NotNil(t, res)
+	assert.True(t, res.State.Done(), "state %s", res.State)
+	files, err = os.ReadDir(uploads)
+	require.NoError(t, err)
+	assert.Empty(t, files, "nothing kept after the job")
+}
