@@ -56,6 +56,12 @@ func StartAgent(ctx context.Context, cfg AgentConfig, log *slog.Logger) (*Runnin
 	if err != nil {
 		return nil, err
 	}
+	// The lock is held: whatever is staged there, a dead agent left.
+	if removed, err := sweepStaged(cfg.DataDir); err != nil {
+		log.Warn("sweep staged checkpoints left by an earlier agent", "err", err)
+	} else if len(removed) > 0 {
+		log.Info("removed staged checkpoints left by an earlier agent", "jobs", len(removed))
+	}
 	ra, err := startAgent(ctx, cfg, lock, log)
 	if err != nil {
 		lock.unlock()
@@ -90,6 +96,7 @@ func startAgent(ctx context.Context, cfg AgentConfig, lock *dirLock, log *slog.L
 	}
 	node := cfg.Node
 	node.AgentAddr = ln.Addr().String()
+	SweepCgroups(ctx, log)
 	agent := NewAgent(node, cfg.ShimDir, log)
 	// Renewed by every heartbeat that gets through: a worker of an agent
 	// that froze or was cut off dies by the time the head gives its rank

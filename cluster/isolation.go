@@ -1,12 +1,15 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/launcher/cgroup"
@@ -162,10 +165,7 @@ func (g *Group) workerCgroup(iso isolation, ws WorkerSpec, rank int) *cgroup.Spe
 		return nil
 	}
 	s := *iso.template
-	parent := os.Getenv(CgroupParentEnv)
-	if parent == "" {
-		parent = "rtrain"
-	}
+	parent := cgroupParent()
 	// Unique per node and attempt: another agent on the same host, or the
 	// next attempt while this one's groups are still going, makes its own.
 	s.Name = fmt.Sprintf("%s/%s/%s-attempt-%d/rank-%d", parent, g.spec.JobID, pathSafe(g.agent.node.ID), g.spec.Layout.RestartCount, rank)
@@ -185,6 +185,35 @@ func (g *Group) workerCgroup(iso isolation, ws WorkerSpec, rank int) *cgroup.Spe
 		}
 	}
 	return &s
+}
+
+// cgroupParent is where every worker's group goes.
+func cgroupParent() string {
+	if p := os.Getenv(CgroupParentEnv); p != "" {
+		return p
+	}
+	return "rtrain"
+}
+
+// sweepIdle is how long a group must have stood empty before a sweep
+// takes it: far longer than a launcher takes to fill or remove one.
+const sweepIdle = time.Minute
+
+// SweepCgroups kills and removes what an rtrain killed together with its
+// reapers left under the parent (a SIGKILL to all of them, an OOM kill, a
+// power cut): workers' children still running in their groups, and empty
+// groups. Called as a node starts, before it makes its own.
+func SweepCgroups(ctx context.Context, log *slog.Logger) {
+	if n, err := launcher.SweepOrphans(ctx, cgroupParent()); err != nil || n > 0 {
+		log.Warn("killed workers' children left running by an earlier run whose reapers died", "parent", cgroupParent(), "groups", n, "err", err)
+	}
+	n, err := cgroup.Sweep(cgroupParent(), sweepIdle)
+	if err != nil {
+		log.Warn("sweep cgroups left by an earlier run", "parent", cgroupParent(), "err", err)
+	}
+	if n > 0 {
+		log.Info("removed cgroups left by an earlier run", "parent", cgroupParent(), "dirs", n)
+	}
 }
 
 // pathSafe is s with every character that cannot stand in one cgroup

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 )
@@ -25,6 +26,7 @@ func NewLocal(node Node, shimDir string, log *slog.Logger) (*Local, error) {
 	if node.Addr == "" {
 		node.Addr = "127.0.0.1"
 	}
+	SweepCgroups(context.Background(), log)
 	h := NewHead()
 	if err := h.AddNode(node); err != nil {
 		return nil, fmt.Errorf("cluster: embedded head: %w", err)

@@ -33,12 +33,40 @@ type Stager struct {
 }
 
 // NewStager stages under dir (created if missing) with at most maxInFlight
-// reports staged at once (at least 1).
+// reports staged at once (at least 1). A Stager owns dir: whatever is in it
+// already was left by a process that ended without Close (a crash, a
+// kill), is a checkpoint's worth of disk or more per report, and is
+// removed. So each Stager needs a directory of its own, which its callers
+// give it: one per job, the job's next attempt after Close.
 func NewStager(dir string, maxInFlight int) (*Stager, error) {
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("cluster: remove checkpoints left staged in %s: %w", dir, err)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cluster: checkpoint staging directory: %w", err)
 	}
 	return &Stager{dir: dir, max: max(maxInFlight, 1), held: map[int]struct{}{}, changed: make(chan struct{})}, nil
+}
+
+// sweepStaged removes the checkpoints staged under an agent's data
+// directory, dataDir/jobs/*/staging (AgentService.jobDir): what an agent
+// that crashed left there, gigabytes a job, of jobs that may never come
+// back to this node to reuse the directory. It must run as the agent
+// starts, after lockDir and before the agent serves, so that no live
+// agent's staging is swept. It returns the directories it removed.
+func sweepStaged(dataDir string) ([]string, error) {
+	dirs, err := filepath.Glob(filepath.Join(dataDir, "jobs", "*", "staging"))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: sweep staged checkpoints: %w", err)
+	}
+	var removed []string
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			return removed, fmt.Errorf("cluster: sweep staged checkpoints: %w", err)
+		}
+		removed = append(removed, d)
+	}
+	return removed, nil
 }
 
 // Dir is the staging directory of report seq.

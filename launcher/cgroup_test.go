@@ -87,12 +87,12 @@ func TestOutOfMemoryIsReported(t *testing.T) {
 	assert.Equal(t, "killed: out of memory, limit 64M", x.String())
 }
 
-// rtrain killed with SIGKILL: the reaper empties and removes the cgroup.
-func TestKilledLauncherRemovesTheCgroup(t *testing.T) {
-	name := testCgroup(t)
-	marker := testutil.Marker(t)
-	// Started directly, not under a reaper of its own as Start would: that
-	// reaper would kill the worker's reaper along with the launcher.
+// launchInCgroup starts a launcher whose worker, in cgroup name, has a
+// setsid grandchild, and returns once the worker says it is ready. It is
+// started directly, not under a reaper of its own as Start would: that
+// reaper would kill the worker's reaper along with the launcher.
+func launchInCgroup(t *testing.T, name, marker string) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "LAUNCHER_CHILD=launch-in-cgroup", "LAUNCHER_CGROUP="+name, marker,
 		"GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
@@ -103,6 +103,14 @@ func TestKilledLauncherRemovesTheCgroup(t *testing.T) {
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(line, "ready"), "launcher said %q", line)
+	return cmd
+}
+
+// rtrain killed with SIGKILL: the reaper empties and removes the cgroup.
+func TestKilledLauncherRemovesTheCgroup(t *testing.T) {
+	name := testCgroup(t)
+	marker := testutil.Marker(t)
+	cmd := launchInCgroup(t, name, marker)
 	g, err := cgroup.Load(name)
 	require.NoError(t, err)
 	procs, err := g.Procs()
@@ -121,4 +129,36 @@ func TestFormatLimit(t *testing.T) {
 	for n, want := range map[int64]string{300 << 20: "300M", 2 << 30: "2G", 1536 << 20: "1536M", 4096: "4K", 1000: "1000", 1 << 40: "1T"} {
 		assert.Equal(t, want, formatLimit(n), "formatLimit(%d)", n)
 	}
+}
+
+// rtrain killed together with its reapers (killall -9): the worker's
+// setsid grandchild (and here the worker too: its parent-death signal
+// does not always come) runs on in its group, which no reaper watches,
+// until the next start's sweep kills it and removes the group.
+func TestSweepOrphansKillsWhatDeadReapersLeft(t *testing.T) {
+	name := testCgroup(t)
+	top := strings.Split(name, "/")[0]
+	marker := testutil.Marker(t)
+	cmd := launchInCgroup(t, name, marker)
+
+	n, err := SweepOrphans(t.Context(), top)
+	require.NoError(t, err)
+	assert.Zero(t, n, "a live launcher's worker is no orphan")
+
+	// The launcher and its reaper, both at once.
+	for _, pid := range append(descendants(cmd.Process.Pid), cmd.Process.Pid) {
+		if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err == nil && strings.Contains(string(env), reaperEnv+"=") || pid == cmd.Process.Pid {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	_ = cmd.Wait()
+	g, err := cgroup.Load(name)
+	require.NoError(t, err)
+	// Once the reaper is gone what is left is init's.
+	require.Eventually(t, func() bool { p, _ := g.Procs(); return len(p) > 0 && orphaned(p) }, 5*time.Second, 20*time.Millisecond, "processes left in the group, unwatched")
+	n, err = SweepOrphans(t.Context(), top)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	testutil.NoProcesses(t, marker, 5*time.Second)
+	assert.Empty(t, testutil.CgroupsUnder(top))
 }
