@@ -3,7 +3,9 @@ package trainer
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -31,6 +33,18 @@ func invalid(format string, args ...any) error {
 // DefaultGrace is how long a worker has between SIGTERM and SIGKILL when
 // Config.Grace is 0.
 const DefaultGrace = 5 * time.Second
+
+// DefaultHangTimeout and DefaultHangPace are the hang watchdog of a job
+// whose Config.HangTimeout is 0: it fails the job when no worker has
+// reported for DefaultHangTimeout, or for DefaultHangPace times the
+// longest wait between a rank's reports if that is longer, so a job that
+// reports once an epoch is judged by its epochs. Generous: a false alarm
+// costs a restart, or the job when MaxFailures is 0, where a hang that is
+// caught late costs only the wait.
+const (
+	DefaultHangTimeout = 30 * time.Minute
+	DefaultHangPace    = 4
+)
 
 // DefaultPidsPerWorker caps each worker's processes and threads when
 // Config.PidsPerWorker is 0: room for DataLoader workers and their
@@ -144,18 +158,28 @@ type Config struct {
 	// each, every worker is stopped and the group restarts, placed anew,
 	// from the latest committed checkpoint. 0 (the default) restarts
 	// never; -1 always. A worker lost with a drained node (preemption)
-	// is restarted without counting.
+	// is restarted without counting. Workers that could not start on a
+	// node (a cgroup or a process that could not be made, a node out of
+	// disk) count as a failure too; input that can never start (a bad
+	// config, strict isolation the node cannot give) fails the job at once.
 	MaxFailures int
 	// RetryExitCodes, when set, restarts only a failure whose root cause
 	// exited with one of these codes; FatalExitCodes never restarts one
-	// that exited with one of these.
+	// that exited with one of these. A root cause that never exited with a
+	// code (its node lost, or its workers unable to start there) is judged
+	// by MaxFailures alone.
 	RetryExitCodes []int
 	FatalExitCodes []int
 
 	// HangTimeout fails the job (a failure MaxFailures may restart) when
 	// no worker calls report() for this long once all are up: rtrain first
 	// asks every worker for its Python stacks and shows them in the root
-	// cause. 0 never does.
+	// cause. 0 is the default watchdog, which only a job that has shown its
+	// pace can trip: it arms once a rank has reported twice, and allows
+	// DefaultHangTimeout or, if longer, DefaultHangPace times the longest
+	// wait a rank has had for its next report (the wait for its first
+	// included). A script that never reports, or reports once, is never
+	// stopped by it. Negative turns the watchdog off.
 	HangTimeout time.Duration
 
 	// Placement is how the workers' bundles spread over nodes: PACK (the
@@ -167,7 +191,9 @@ type Config struct {
 	// embedded single-node cluster in this process. With an address, the
 	// working directory (WorkingDir, or the current one) is shipped to
 	// every node that runs a worker, Script must lie inside it, and
-	// Storage is the head's (a local Storage path is on the head).
+	// Storage is the head's: a local Storage or ResumeFrom path is on the
+	// head, relative to its results directory and confined to it unless
+	// the head allows more (HeadConfig.AllowedStorageRoots).
 	Address string
 	// Token is the cluster token; empty takes $RTRAIN_TOKEN.
 	Token string `json:"-"`
@@ -244,8 +270,6 @@ func (c *Config) validateFields() error {
 		return bad("--checkpoint-order needs --checkpoint-score: the metric to order by")
 	case c.Placement != "" && !validPlacement(c.Placement):
 		return bad("--placement %q: want PACK, SPREAD, STRICT_PACK or STRICT_SPREAD", c.Placement)
-	case c.HangTimeout < 0:
-		return bad("--hang-timeout must not be negative, got %s", c.HangTimeout)
 	case c.MaxFailures < -1:
 		return bad("--max-failures must be -1 (no limit), 0 (the default) or more, got %d", c.MaxFailures)
 	case c.WorkingDirLimit < 0:
@@ -302,4 +326,88 @@ func (c *Config) validateFiles() error {
 // resources.
 func (c Config) bundle() cluster.Resources {
 	return cluster.Resources{CPU: c.CPUsPerWorker, GPU: c.GPUsPerWorker, MemoryBytes: c.MemoryPerWorker, Custom: cluster.MustCustom(c.ResourcesPerWorker)}
+}
+
+// confineLocal resolves where a storage location that a remote client
+// named (flag is its flag, for the message) lies on the head: a relative
+// path is taken from root, the head's results directory, and the place
+// must lie inside root or one of also (HeadConfig.AllowedStorageRoots),
+// symbolic links followed. A client's local path means nothing on the head,
+// and without this any path the head's user can write to would do. URLs
+// other than file:// name no place on the head and are returned as given,
+// as are the forms checkpoint.Open refuses by itself.
+func confineLocal(flag, loc, root string, also []string) (string, error) {
+	path := loc
+	if scheme, _, isURL := strings.Cut(loc, "://"); isURL {
+		u, err := url.Parse(loc)
+		if !strings.EqualFold(scheme, "file") || err != nil || (u.Host != "" && u.Host != "localhost") {
+			return loc, nil
+		}
+		path = u.Path
+	} else if name, _, ok := strings.Cut(loc, ":"); ok && urlScheme.MatchString(name) {
+		// A URL missing its "//" ("s3:bucket"), which checkpoint.Open
+		// refuses: joined to root it would turn into a local directory.
+		return loc, nil
+	}
+	switch {
+	case path == "" || (strings.HasPrefix(path, "~") && path != "~" && !strings.HasPrefix(path, "~/")):
+		return loc, nil // refused by checkpoint.Open, with its own message
+	case path == "~" || strings.HasPrefix(path, "~/"):
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", invalid("%s %s: the head has no home directory; give a path inside its results directory %s", flag, loc, root)
+		}
+		path = filepath.Join(home, path[1:])
+	case !filepath.IsAbs(path):
+		path = filepath.Join(root, path)
+	}
+	path = filepath.Clean(path)
+	resolved := resolveExisting(path)
+	for _, dir := range append([]string{root}, also...) {
+		if rel, err := filepath.Rel(resolveExisting(dir), resolved); err == nil && filepath.IsLocal(rel) {
+			return path, nil
+		}
+	}
+	return "", invalid("%s %s is outside the head's results directory %s: give a path inside it (a relative one is taken from there) or an s3:// URL, or start the head with %s DIR to allow another",
+		flag, loc, root, allowStorageFlag)
+}
+
+// allowStorageFlag is the head's flag (`rtrain start --head`) that sets
+// HeadConfig.AllowedStorageRoots, for the message that names it.
+const allowStorageFlag = "--allow-storage"
+
+// urlScheme is what can stand before ":" in a URL: checkpoint.Open's test
+// for a storage URL missing its "//".
+var urlScheme = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*$`)
+
+// resolveExisting is path with the symbolic links of its longest existing
+// ancestor resolved: where a directory made there would really be.
+func resolveExisting(path string) string {
+	var rest []string
+	for p := filepath.Clean(path); ; p = filepath.Dir(p) {
+		if resolved, err := filepath.EvalSymlinks(p); err == nil {
+			return filepath.Join(append([]string{resolved}, rest...)...)
+		}
+		if filepath.Dir(p) == p {
+			return filepath.Clean(path)
+		}
+		rest = append([]string{filepath.Base(p)}, rest...)
+	}
+}
+
+// resultsDir is where runs go when Config.ResultsDir or HeadConfig.ResultsDir
+// is dir: dir itself, ~/rtrain_results when empty; absolute.
+func resultsDir(dir string) (string, error) {
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", invalid("no home directory for the results; set ResultsDir")
+		}
+		return filepath.Join(home, "rtrain_results"), nil
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("trainer: results directory %s: %w", dir, err)
+	}
+	return abs, nil
 }

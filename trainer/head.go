@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/internal/text"
 )
 
 // HeadConfig is a cluster head: `rtrain start --head`.
@@ -33,11 +35,24 @@ type HeadConfig struct {
 	Security cluster.Security
 	// ResultsDir is where jobs' logs and, unless a job names other
 	// storage, checkpoints are kept on the head. Empty: ~/rtrain_results.
+	// A job's local --storage or --resume-from must lie inside it (a
+	// relative one is taken from it) or inside AllowedStorageRoots; S3
+	// storage is not confined.
 	ResultsDir string
+	// AllowedStorageRoots are more directories on the head, each with
+	// everything under it, that a submitted job's local storage may name.
+	// Empty: only ResultsDir.
+	AllowedStorageRoots []string
 	// StateDir keeps the head's job table (jobs.db), so a head that
 	// restarts still lists every job: those that were running are marked
-	// StateLost. Empty: jobs are kept in memory only.
+	// StateLost. Empty: jobs are kept in memory only. The working
+	// directories of running jobs are kept in its uploads/; without it,
+	// in a directory of their own under os.TempDir.
 	StateDir string
+	// MaxWorkingDir is the largest working directory the head takes from
+	// a job, in bytes, as Config.WorkingDirLimit counts it: a larger one
+	// is refused before it is sent. 0 means DefaultMaxWorkingDir (1 GiB).
+	MaxWorkingDir int64
 	// HeartbeatInterval and HeartbeatTimeout: zero takes the cluster
 	// package's defaults (1 s and 5 s).
 	HeartbeatInterval time.Duration
@@ -58,6 +73,17 @@ type Head struct {
 	wg     sync.WaitGroup
 
 	store *jobStore // nil without HeadConfig.StateDir
+	// uploads holds the working directories of the jobs that run, each
+	// removed when its job ends.
+	uploads string
+
+	// results and roots are HeadConfig.ResultsDir and
+	// AllowedStorageRoots, absolute.
+	results string
+	roots   []string
+	// endedGrace is how long an ended job keeps every log line it holds
+	// (endedLogGrace).
+	endedGrace time.Duration
 
 	mu    sync.Mutex
 	jobs  map[string]*headJob
@@ -72,6 +98,21 @@ func StartHead(ctx context.Context, cfg HeadConfig, log *slog.Logger) (*Head, er
 	opts, err := cfg.Security.ServerOptions()
 	if err != nil {
 		return nil, err
+	}
+	if cfg.MaxWorkingDir < 0 {
+		return nil, invalid("the head's working directory limit must be 0 (the default, %d) or more, got %d", DefaultMaxWorkingDir, cfg.MaxWorkingDir)
+	}
+	results, err := resultsDir(cfg.ResultsDir)
+	if err != nil {
+		return nil, err
+	}
+	roots := make([]string, 0, len(cfg.AllowedStorageRoots))
+	for _, r := range cfg.AllowedStorageRoots {
+		abs, err := filepath.Abs(r)
+		if err != nil {
+			return nil, fmt.Errorf("trainer: allowed storage root %s: %w", r, err)
+		}
+		roots = append(roots, abs)
 	}
 	var store *jobStore
 	var recovered []jobRecord
@@ -92,13 +133,22 @@ func StartHead(ctx context.Context, cfg HeadConfig, log *slog.Logger) (*Head, er
 		}
 		return nil, fmt.Errorf("trainer: head listen: %w", err)
 	}
+	uploads, err := uploadsDir(cfg.StateDir)
+	if err != nil {
+		_ = ln.Close()
+		if store != nil {
+			_ = store.close()
+		}
+		return nil, err
+	}
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h := &Head{
-		cfg: cfg, log: log, ln: ln, ctx: hctx, cancel: cancel,
+		cfg: cfg, log: log, ln: ln, ctx: hctx, cancel: cancel, uploads: uploads,
 		nodes: cluster.NewHeadService(cluster.NewHead(), cfg.Security, cluster.HeadOptions{
 			HeartbeatInterval: cfg.HeartbeatInterval, HeartbeatTimeout: cfg.HeartbeatTimeout,
 		}, log),
 		jobs: map[string]*headJob{}, store: store,
+		results: results, roots: roots, endedGrace: endedLogGrace,
 	}
 	for _, r := range recovered {
 		h.jobs[r.ID] = restored(r)
@@ -107,6 +157,7 @@ func StartHead(ctx context.Context, cfg HeadConfig, log *slog.Logger) (*Head, er
 			log.Warn("job lost with the head's restart", "job", r.ID, "name", r.Name)
 		}
 	}
+	h.forgetEnded()
 	h.srv = grpc.NewServer(opts...)
 	clusterpb.RegisterHeadServer(h.srv, &headServer{HeadService: h.nodes, h: h})
 	h.wg.Go(func() { _ = h.srv.Serve(ln) })
@@ -138,6 +189,7 @@ func (h *Head) Close() {
 	if h.store != nil {
 		_ = h.store.close()
 	}
+	_ = os.RemoveAll(h.uploads)
 }
 
 // persist writes hj's record to the job table, if the head keeps one.
@@ -163,8 +215,7 @@ func (b headBackend) Agent(id string) (cluster.NodeAgent, bool) {
 // directory and the script's path inside it.
 type remoteInput struct {
 	backend backend
-	workdir []byte
-	digest  string
+	workdir cluster.Workdir
 	script  string
 }
 
@@ -175,6 +226,8 @@ type headJob struct {
 	submitted time.Time
 	cancel    context.CancelFunc
 	done      chan struct{}
+	// logDir holds the job's rank_<N>.log files on the head, every line.
+	logDir string
 
 	mu       sync.Mutex
 	events   []*clusterpb.JobEvent
@@ -186,21 +239,44 @@ type headJob struct {
 	// next is the index of the next event; events may have gaps where old
 	// log lines were dropped, so an event's place is its Index.
 	next int64
+	// logBytes is what the log lines in events cost; dropped holds the
+	// notice in events of the lines dropped, with their count.
+	logBytes int
+	dropped  map[*clusterpb.JobEvent]int
 }
 
-// dropOldLogs removes up to n of the oldest log-line events.
-func dropOldLogs(events []*clusterpb.JobEvent, n int) []*clusterpb.JobEvent {
-	kept := events[:0]
-	for _, ev := range events {
-		if n > 0 && bytes.Contains(ev.EventJson, []byte(`"Type":"log"`)) {
-			n--
-			continue
-		}
-		kept = append(kept, ev)
-	}
-	clear(events[len(kept):])
-	return kept
+// What the head keeps of a job's log lines in memory, for `rtrain logs`,
+// WatchJob and the dashboard; each rank's log file on the head keeps them
+// all. Every other event stays: they are few, and they are the job's story.
+const (
+	// maxJobLogBytes bounds the lines of a running job: past it, the
+	// oldest go until half of it is left, so a job that logs for weeks, or
+	// prints megabytes of progress bars, costs the head at most this.
+	maxJobLogBytes = 8 << 20
+	// endedLogBytes is what an ended job keeps, its newest lines: its end,
+	// where a traceback is, for the dashboard's log tail and `rtrain logs`.
+	// A small job's whole output fits.
+	endedLogBytes = 64 << 10
+	// endedLogGrace is how long an ended job keeps all it held, so that a
+	// watcher still sending them (`rtrain fit --address`, `rtrain logs
+	// -f`) gets every line.
+	endedLogGrace = time.Minute
+	// maxEndedJobs bounds the ended jobs the head remembers: the newest
+	// stay, for `rtrain jobs`, `rtrain logs` and the dashboard. The job
+	// table (HeadConfig.StateDir) and the log files keep the others.
+	maxEndedJobs = 1000
+	// eventOverhead is about what an event costs the head beyond its
+	// JSON: the message, its slot and the pointer to it.
+	eventOverhead = 96
+)
+
+// isLog reports whether ev is a log line. Type is Event's first field, so
+// its JSON starts with it; a line's text can never match.
+func isLog(ev *clusterpb.JobEvent) bool {
+	return bytes.HasPrefix(ev.EventJson, []byte(`{"Type":"log"`))
 }
+
+func logCost(ev *clusterpb.JobEvent) int { return len(ev.EventJson) + eventOverhead }
 
 // eventsFrom is the events with Index >= from.
 func (hj *headJob) eventsFrom(from int64) []*clusterpb.JobEvent {
@@ -208,31 +284,131 @@ func (hj *headJob) eventsFrom(from int64) []*clusterpb.JobEvent {
 	return hj.events[i:]
 }
 
-// maxJobEvents bounds the events the head keeps of one job: a job that
-// logs for weeks must not fill the head's memory. Past it, the oldest half
-// of the log lines go (each rank's log file on the head keeps them all);
-// every other event stays.
-const maxJobEvents = 100_000
-
 func (hj *headJob) add(ev *clusterpb.JobEvent, state State, msg string) {
 	hj.mu.Lock()
 	defer hj.mu.Unlock()
 	ev.Index = hj.next
 	hj.next++
 	hj.events = append(hj.events, ev)
+	if isLog(ev) {
+		hj.logBytes += logCost(ev)
+		if hj.logBytes > maxJobLogBytes {
+			hj.trimLogs(maxJobLogBytes / 2)
+		}
+	}
 	if ev.ResultJson != nil {
 		// With the last event, in the same critical section: a watcher
 		// that sees the job ended has its result in the batch.
 		hj.ended = time.Now()
-	}
-	if len(hj.events) > maxJobEvents {
-		hj.events = dropOldLogs(hj.events, maxJobEvents/2)
 	}
 	if state != "" {
 		hj.state, hj.message = state, msg
 	}
 	close(hj.changed)
 	hj.changed = make(chan struct{})
+}
+
+// trimLogs drops the oldest log lines until those left cost at most keep
+// bytes. One notice, a warning that says how many lines went and where
+// they all are, stands for all the job ever dropped, at the index of the
+// last: a reader that had not read them all learns of it, one that had
+// reads nothing twice; the events around them stay in order. It fills a
+// new slice: a watcher may be sending from the old one, outside the lock.
+// hj.mu is held.
+func (hj *headJob) trimLogs(keep int) {
+	cut, kept := 0, 0 // the log lines before cut go
+	for i := len(hj.events) - 1; i >= 0; i-- {
+		ev := hj.events[i]
+		if !isLog(ev) {
+			continue
+		}
+		if kept+logCost(ev) > keep {
+			cut = i + 1
+			break
+		}
+		kept += logCost(ev)
+	}
+	if cut == 0 {
+		return
+	}
+	events := make([]*clusterpb.JobEvent, 0, len(hj.events)-cut+64)
+	var last *clusterpb.JobEvent // the newest line dropped, or the notice
+	n := 0
+	for i, ev := range hj.events {
+		switch {
+		case i < cut && isLog(ev):
+			last, n = ev, n+1
+		case hj.dropped[ev] > 0:
+			// The notice of an earlier trim: this one's stands for its
+			// lines too.
+			last, n = ev, n+hj.dropped[ev]
+		default:
+			events = append(events, ev)
+		}
+	}
+	note := hj.notice(last, n)
+	at := sort.Search(len(events), func(i int) bool { return events[i].Index > note.Index })
+	hj.events = slices.Insert(events, at, note)
+	hj.dropped, hj.logBytes = map[*clusterpb.JobEvent]int{note: n}, kept
+}
+
+// notice stands for n log lines dropped from memory, the last of them last.
+func (hj *headJob) notice(last *clusterpb.JobEvent, n int) *clusterpb.JobEvent {
+	var at struct{ Time time.Time }
+	_ = json.Unmarshal(last.EventJson, &at)
+	b, _ := json.Marshal(Event{Type: EventWarning, Time: at.Time,
+		Message: fmt.Sprintf("%s of this job's output are no longer in the head's memory; every line is in %s on the head",
+			text.Plural(n, "log line"), filepath.Join(hj.logDir, "rank_*.log"))})
+	return &clusterpb.JobEvent{Index: last.Index, EventJson: b}
+}
+
+// release drops what an ended job holds of its output, but its last lines.
+func (hj *headJob) release() {
+	hj.mu.Lock()
+	defer hj.mu.Unlock()
+	hj.trimLogs(endedLogBytes)
+}
+
+// jobEnded, once hj's last event is out, releases hj's output after the
+// grace period (or as the head stops), and forgets the oldest ended jobs.
+func (h *Head) jobEnded(hj *headJob) {
+	h.forgetEnded()
+	h.wg.Go(func() {
+		t := time.NewTimer(h.endedGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			hj.release()
+		case <-h.ctx.Done():
+		}
+	})
+}
+
+// forgetEnded forgets all but the newest maxEndedJobs ended jobs.
+func (h *Head) forgetEnded() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ended := 0
+	keep := make([]bool, len(h.order))
+	for i := len(h.order) - 1; i >= 0; i-- {
+		keep[i] = true
+		if h.jobs[h.order[i]].summaryState().Done() {
+			ended++
+			keep[i] = ended <= maxEndedJobs
+		}
+	}
+	if ended <= maxEndedJobs {
+		return
+	}
+	order := make([]string, 0, len(h.order)-(ended-maxEndedJobs))
+	for i, id := range h.order {
+		if keep[i] {
+			order = append(order, id)
+		} else {
+			delete(h.jobs, id)
+		}
+	}
+	h.order = order
 }
 
 func (hj *headJob) summary() *clusterpb.JobSummary {
@@ -247,7 +423,7 @@ func (hj *headJob) summary() *clusterpb.JobSummary {
 }
 
 // submit starts a job sent by a client.
-func (h *Head) submit(req *clusterpb.SubmitJobRequest) (*headJob, error) {
+func (h *Head) submit(req *clusterpb.SubmitJobHeader, wd cluster.Workdir) (*headJob, error) {
 	var cfg Config
 	if err := json.Unmarshal(req.ConfigJson, &cfg); err != nil {
 		return nil, invalid("job config: %v", err)
@@ -258,7 +434,10 @@ func (h *Head) submit(req *clusterpb.SubmitJobRequest) (*headJob, error) {
 	if !filepath.IsLocal(req.Script) {
 		return nil, invalid("script %q must be a path inside the working directory", req.Script)
 	}
-	cfg.ResultsDir = h.cfg.ResultsDir
+	if err := h.confine(&cfg); err != nil {
+		return nil, err
+	}
+	cfg.ResultsDir = h.results
 	cfg.WorkingDir = ""
 	t := &Trainer{cfg: cfg, log: h.log}
 	j, err := t.newJob()
@@ -266,7 +445,7 @@ func (h *Head) submit(req *clusterpb.SubmitJobRequest) (*headJob, error) {
 		return nil, err
 	}
 	j.script = req.Script
-	j.remote = &remoteInput{backend: headBackend{h.nodes}, workdir: req.Workdir, digest: req.WorkdirDigest, script: req.Script}
+	j.remote = &remoteInput{backend: headBackend{h.nodes}, workdir: wd, script: req.Script}
 	h.mu.Lock()
 	if h.ctx.Err() != nil {
 		h.mu.Unlock()
@@ -279,7 +458,7 @@ func (h *Head) submit(req *clusterpb.SubmitJobRequest) (*headJob, error) {
 		}
 	}
 	ctx, cancel := context.WithCancel(h.ctx)
-	hj := &headJob{id: j.id, name: j.res.Name, workers: cfg.Workers, submitted: time.Now(),
+	hj := &headJob{id: j.id, name: j.res.Name, workers: cfg.Workers, submitted: time.Now(), logDir: j.res.LogDir,
 		cancel: cancel, done: make(chan struct{}), changed: make(chan struct{}), state: StatePending}
 	h.jobs[hj.id] = hj
 	h.order = append(h.order, hj.id)
@@ -312,6 +491,8 @@ func (h *Head) submit(req *clusterpb.SubmitJobRequest) (*headJob, error) {
 		defer close(hj.done)
 		defer cancel()
 		res, err := j.run(ctx)
+		// Before the job is seen to end: its working directory is gone then.
+		_ = os.Remove(wd.Path)
 		logs.close()
 		final := Event{Type: EventState, Time: time.Now(), State: res.State}
 		if err != nil {
@@ -323,9 +504,27 @@ func (h *Head) submit(req *clusterpb.SubmitJobRequest) (*headJob, error) {
 		hj.add(ev, res.State, final.Message)
 		h.persist(hj)
 		h.log.Info("job ended", "job", hj.id, "name", hj.name, "state", res.State, "err", err)
+		h.jobEnded(hj)
 	})
 	h.log.Info("job submitted", "job", hj.id, "name", hj.name, "workers", cfg.Workers)
 	return hj, nil
+}
+
+// confine puts a job's local storage and checkpoint to resume from, which
+// its client names, on the head's disk where the head allows.
+func (h *Head) confine(cfg *Config) error {
+	var err error
+	if cfg.Storage != "" {
+		if cfg.Storage, err = confineLocal("--storage", cfg.Storage, h.results, h.roots); err != nil {
+			return err
+		}
+	}
+	if cfg.ResumeFrom != "" {
+		if cfg.ResumeFrom, err = confineLocal("--resume-from", cfg.ResumeFrom, h.results, h.roots); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (hj *headJob) summaryState() State {
@@ -386,17 +585,67 @@ func (s *headServer) Status(context.Context, *clusterpb.StatusRequest) (*cluster
 	return s.h.Status(), nil
 }
 
-func (s *headServer) SubmitJob(_ context.Context, req *clusterpb.SubmitJobRequest) (*clusterpb.SubmitJobReply, error) {
-	hj, err := s.h.submit(req)
+// SubmitJob takes the job, then its working directory into a file of the
+// head's uploads, refused before it is read when over the head's limit.
+func (s *headServer) SubmitJob(stream grpc.ClientStreamingServer[clusterpb.SubmitJobRequest, clusterpb.SubmitJobReply]) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	req := first.GetJob()
+	if req == nil {
+		return status.Error(codes.InvalidArgument, "SubmitJob's first message must carry the job")
+	}
+	limit := s.h.cfg.MaxWorkingDir
+	if limit == 0 {
+		limit = DefaultMaxWorkingDir
+	}
+	wd, err := cluster.ReceiveWorkdir(s.h.uploads, req.Workdir, limit, func() ([]byte, error) {
+		m, err := stream.Recv()
+		return m.GetWorkdirChunk(), err
+	})
+	if err != nil {
+		return err
+	}
+	hj, err := s.h.submit(req, wd)
+	if err != nil {
+		_ = os.Remove(wd.Path)
+	}
 	switch {
 	case errors.Is(err, ErrInvalidConfig):
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, errShuttingDown):
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case err != nil:
-		return nil, status.Error(codes.Internal, err.Error())
+		return status.Error(codes.Internal, err.Error())
 	}
-	return &clusterpb.SubmitJobReply{JobId: hj.id, Name: hj.name}, nil
+	return stream.SendAndClose(&clusterpb.SubmitJobReply{JobId: hj.id, Name: hj.name})
+}
+
+// DefaultMaxWorkingDir is the largest working directory a head takes when
+// HeadConfig.MaxWorkingDir is 0.
+const DefaultMaxWorkingDir = 1 << 30
+
+// uploadsDir makes the directory a head keeps working directories in: in
+// stateDir, emptied of what a head before this one left, or a new one.
+func uploadsDir(stateDir string) (string, error) {
+	if stateDir == "" {
+		dir, err := os.MkdirTemp("", "rtrain-head-uploads-")
+		if err != nil {
+			return "", fmt.Errorf("trainer: %w", err)
+		}
+		return dir, nil
+	}
+	// The jobs of a head that stopped do not run again: their working
+	// directories are of no use.
+	dir := filepath.Join(stateDir, "uploads")
+	if err := os.RemoveAll(dir); err != nil {
+		return "", fmt.Errorf("trainer: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("trainer: %w", err)
+	}
+	return dir, nil
 }
 
 func (s *headServer) WatchJob(req *clusterpb.WatchJobRequest, stream grpc.ServerStreamingServer[clusterpb.JobEvent]) error {
@@ -507,9 +756,10 @@ func (h *Head) Status() *clusterpb.StatusReply {
 // JobEvents returns at most limit (0: all) of job's events from index from
 // on, the index to ask from next time, and a channel closed at the job's
 // next event; ok is false for an unknown job (an id or a run name). The
-// indices may skip the oldest log lines of a long job, which the head
-// drops from memory (maxJobEvents). res is the job's result, with its last
-// event.
+// head keeps a bounded part of a job's output in memory (maxJobLogBytes,
+// and less once it has ended: endedLogBytes): the indices skip the lines
+// it dropped, and a warning in their place says where the log files are.
+// res is the job's result, with its last event.
 func (h *Head) JobEvents(job string, from, limit int) (events []Event, next int, res *Result, changed <-chan struct{}, ok bool) {
 	hj := h.find(job)
 	if hj == nil {

@@ -123,3 +123,48 @@ func TestHangTimeoutShowsPythonStacks(t *testing.T) {
 		assert.Contains(t, stack, "in wait_for_peer", "rank %d: the stack shows where it waits", w.Rank)
 	}
 }
+
+// A group that cannot start on a node (here its log directory cannot be
+// made; in the field a cgroup that cannot be created or a spawn that
+// fails) is a failure like a worker's: it spends one of --max-failures and
+// the job restarts, or it ends the job as a JobError naming the node.
+func TestStartErrorIsARestartableFailure(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		maxFailures int
+	}{
+		{"restarted", 1},
+		{"no budget", 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out := t.TempDir()
+			j := newJob(t, filepath.Join(testutil.RepoRoot(t), "trainer", "testdata", "dump_env.py"), 2)
+			j.Python = "/usr/bin/python3"
+			j.Name, j.MaxFailures = "start-fails-once", tt.maxFailures
+			j.Env = append(j.Env, "OUT_DIR="+out)
+			blocker := filepath.Join(j.ResultsDir, j.Name, "logs")
+			require.NoError(t, os.MkdirAll(filepath.Dir(blocker), 0o755))
+			require.NoError(t, os.WriteFile(blocker, nil, 0o644))
+			// Events come one at a time, before the next attempt starts.
+			j.onFirst(trainer.EventRestart, func() { assert.NoError(t, os.Remove(blocker)) })
+
+			res, err := j.fit(t, t.Context())
+			if tt.maxFailures == 0 {
+				var jerr *trainer.JobError
+				require.ErrorAs(t, err, &jerr)
+				assert.Equal(t, trainer.StateFailed, res.State)
+				assert.Contains(t, jerr.Cause.Cause(), "create log directory")
+				assert.Contains(t, jerr.Cause.Cause(), "could not start on node")
+				assert.Contains(t, jerr.NoRestart, "no restarts allowed")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, trainer.StateSucceeded, res.State)
+			assert.Equal(t, 1, res.Restarts)
+			restarts := j.ofType(trainer.EventRestart)
+			require.Len(t, restarts, 1)
+			assert.Contains(t, restarts[0].Message, "create log directory")
+			assert.Contains(t, restarts[0].Message, "(failure 1 of --max-failures 1)")
+		})
+	}
+}

@@ -267,6 +267,9 @@ func (j *job) runAttempt(ctx context.Context, be backend, req cluster.Request, p
 		return nil, err
 	}
 	defer be.Scheduler().Release(j.id)
+	if err := crowded(be.Scheduler().Nodes(), plan, req); err != nil {
+		return nil, err
+	}
 	j.setState(StateStarting, fmt.Sprintf("%s on %s", text.Plural(req.Count, "worker"), text.Plural(len(plan.Nodes()), "node")))
 
 	ckpts, err := j.newCommitter(ctx, req.Count)
@@ -394,10 +397,12 @@ func (j *job) attempt(ctx context.Context, be backend, plan cluster.Plan, py Int
 		agents[i] = a
 	}
 	rdzv, err := agents[0].Rendezvous(ctx, cluster.RendezvousRequest{JobID: j.id, TorchVersion: py.TorchVersion, Python: j.cfg.Python})
-	if errors.Is(err, cluster.ErrNodeLost) {
+	switch {
+	case errors.Is(err, cluster.ErrNodeLost):
 		return lostBeforeStart(plan, nodes[0], err.Error()), nil, nil
-	}
-	if err != nil {
+	case err != nil && !fatalAtStart(ctx, err):
+		return lostBeforeStart(plan, nodes[0], couldNotStart(nodes[0], err)), nil, nil
+	case err != nil:
 		return nil, nil, fmt.Errorf("trainer: %w", err)
 	}
 	local := make([][]cluster.WorkerSpec, len(nodes))
@@ -457,7 +462,7 @@ func (j *job) attempt(ctx context.Context, be backend, plan cluster.Plan, py Int
 	}
 	var ship cluster.Shipment
 	if j.remote != nil {
-		ship = cluster.Shipment{Workdir: j.remote.workdir, WorkdirDigest: j.remote.digest, Python: j.cfg.Python}
+		ship = cluster.Shipment{Workdir: j.remote.workdir, Python: j.cfg.Python}
 	}
 	// Every node's group starts at once; one that cannot start stops those
 	// that did.
@@ -478,16 +483,18 @@ func (j *job) attempt(ctx context.Context, be backend, plan cluster.Plan, py Int
 				}
 			}
 		}
-		if exits, ok := lostAtStart(nodes, specs, errs); ok {
-			// A node that went away between placement and start fails the
-			// attempt like a worker would, so the job can restart.
-			j.launched = true
-			return exits, nil, nil
+		exits, fatal := failedAtStart(ctx, nodes, specs, errs)
+		if errors.Is(fatal, cluster.ErrNotIsolated) {
+			return nil, nil, fmt.Errorf("strict isolation: %w", fatal)
 		}
-		if errors.Is(err, cluster.ErrNotIsolated) {
-			return nil, nil, fmt.Errorf("strict isolation: %w", err)
+		if fatal != nil {
+			return nil, nil, fmt.Errorf("trainer: %w", fatal)
 		}
-		return nil, nil, fmt.Errorf("trainer: %w", err)
+		// A node that went away between placement and start, or could not
+		// start its workers, fails the attempt like a worker would, so the
+		// job can restart.
+		j.launched = true
+		return exits, nil, nil
 	}
 	j.launched = true
 	exits, ckptErr := j.follow(ctx, groups, len(plan.Assignments), ckpts, j.scaleUp(be.Scheduler(), plan))
@@ -534,22 +541,23 @@ func (j *job) follow(ctx context.Context, groups []cluster.GroupRunner, world in
 	}
 	var ckptErr error
 	workerFailed := false
-	// The hang watchdog runs from the moment every worker is up and is
-	// reset by every report; when it fires, it asks for the workers'
-	// stacks, then stops them a few seconds later.
+	// The hang watchdog is armed as hangWatch says, once every worker is
+	// up, and reset by every report; when it fires, it asks for the
+	// workers' stacks, then stops them a few seconds later.
+	hw := newHangWatch(j.cfg.HangTimeout)
 	var hangC <-chan time.Time
 	var hangTimer *time.Timer
-	hung := ""
+	hung, hangFor := "", time.Duration(0)
 	var hungAt time.Time
-	if j.cfg.HangTimeout > 0 {
+	if j.cfg.HangTimeout >= 0 {
 		hangTimer = time.NewTimer(time.Hour)
 		hangTimer.Stop()
 		defer hangTimer.Stop()
 	}
 	watch := func(d time.Duration) {
-		if hangTimer != nil && hung == "" {
+		if hangTimer != nil && hung == "" && d > 0 {
 			hangTimer.Reset(d)
-			hangC = hangTimer.C
+			hangC, hangFor = hangTimer.C, d
 		}
 	}
 	for {
@@ -560,8 +568,8 @@ func (j *job) follow(ctx context.Context, groups []cluster.GroupRunner, world in
 				stopAll()
 				continue
 			}
-			hung, hungAt = fmt.Sprintf("hung: no report() from any worker for %s", j.cfg.HangTimeout), time.Now()
-			j.log.Debug("hang; asking for python stacks", "timeout", j.cfg.HangTimeout)
+			hung, hungAt = hw.hung(hangFor), time.Now()
+			j.log.Debug("hang; asking for python stacks", "timeout", hangFor)
 			for _, g := range groups {
 				go g.DumpStacks()
 			}
@@ -592,15 +600,16 @@ func (j *job) follow(ctx context.Context, groups []cluster.GroupRunner, world in
 			switch e.Kind {
 			case cluster.WorkerStarted:
 				pids[e.Rank] = e.PID
+				hw.started(e.Rank, time.Now())
 				j.emit(Event{Type: EventWorkerStarted, Time: e.Time, Rank: e.Rank, Node: e.NodeID, PID: e.PID})
 				if started++; started == world {
 					j.setState(StateRunning, "")
-					watch(j.cfg.HangTimeout)
+					watch(hw.allUp())
 				}
 			case cluster.WorkerLog:
 				j.emit(Event{Type: EventLog, Time: e.Time, Rank: e.Rank, Node: e.NodeID, Stream: e.Stream, Line: e.Line})
 			case cluster.WorkerReport:
-				watch(j.cfg.HangTimeout)
+				watch(hw.report(e.Rank, time.Now()))
 				if e.Rank == 0 {
 					j.res.Metrics = e.Report.Metrics
 					j.res.Reports++
@@ -665,7 +674,27 @@ func teardownCrash(e cluster.Event) string {
 	return msg
 }
 
-// maxWorkersPerCore bounds the workers of a job on the embedded node that
+// crowded refuses a plan that puts more workers that reserve no cores on
+// a node than maxWorkersPerCore a core: all fit on paper, and the node
+// only thrashes, or runs out of processes, before the job can start.
+func crowded(nodes []cluster.NodeState, plan cluster.Plan, req cluster.Request) error {
+	if req.Bundle.CPU > 0 {
+		return nil
+	}
+	per := map[string]int{}
+	for _, a := range plan.Assignments {
+		per[a.NodeID]++
+	}
+	for _, n := range nodes {
+		if most := max(int(n.Total.CPU), 1) * maxWorkersPerCore; per[n.ID] > most {
+			return invalid("--workers %d: placement puts %d on node %s, which has %s, and rtrain runs at most %d workers there (%d a core) when they reserve no cores; give --cpus-per-worker, --placement SPREAD, or fewer workers",
+				req.Count, per[n.ID], n.ID, text.Plural(int(n.Total.CPU), "core"), most, maxWorkersPerCore)
+		}
+	}
+	return nil
+}
+
+// maxWorkersPerCore bounds the workers of a job on one node that
 // reserve no cores (Config.CPUsPerWorker 0).
 const maxWorkersPerCore = 64
 
@@ -713,27 +742,51 @@ func lostBeforeStart(plan cluster.Plan, node, why string) []WorkerExit {
 	return exits
 }
 
-// lostAtStart turns the start of an attempt that failed because nodes were
-// lost into worker exits: the lost nodes' ranks as lost, the others as
-// stopped. It reports false when some other error stopped the start.
-func lostAtStart(nodes []string, specs []cluster.GroupSpec, errs []error) ([]WorkerExit, bool) {
-	var exits []WorkerExit
+// failedAtStart turns the start of an attempt that failed on some nodes
+// into worker exits: those nodes' ranks failed (Lost says why), the others
+// stopped, so the job may restart within MaxFailures as if workers had
+// failed: a node lost, a cgroup that could not be made, a spawn that
+// failed, a node out of disk for the working directory are all of one
+// node at one moment, and the next attempt may be placed elsewhere or find
+// the node recovered. fatal is the error that ends the job instead, when
+// one of them will fail the same way every time (fatalAtStart).
+func failedAtStart(ctx context.Context, nodes []string, specs []cluster.GroupSpec, errs []error) (exits []WorkerExit, fatal error) {
 	now := time.Now()
-	lost := false
 	for i, spec := range specs {
 		err := errs[i]
-		if err != nil && !errors.Is(err, cluster.ErrNodeLost) {
-			return nil, false
+		if err != nil && !errors.Is(err, cluster.ErrNodeLost) && fatalAtStart(ctx, err) {
+			return nil, err
 		}
 		for _, w := range spec.Workers {
 			x := WorkerExit{Rank: spec.Layout.Rank(spec.NodeRank, w.LocalRank), Node: nodes[i], Exit: launcher.Exit{Time: now, Stopped: true}}
 			if err != nil {
-				lost = true
-				x.Exit = launcher.Exit{Code: -1, Time: now, Lost: err.Error()}
-				x.FailedAt = now
+				why := err.Error()
+				if !errors.Is(err, cluster.ErrNodeLost) {
+					why = couldNotStart(nodes[i], err)
+				}
+				x.Exit = launcher.Exit{Code: -1, Time: now, Lost: why}
+				x.FailedAt, x.Tail = now, []string{why}
 			}
 			exits = append(exits, x)
 		}
 	}
-	return exits, lost
+	return exits, nil
+}
+
+// fatalAtStart reports whether err, which stopped workers from starting,
+// must end the job rather than spend a restart: the input is at fault
+// (ErrInvalidConfig), strict isolation that the node cannot give
+// (ErrNotIsolated: placed anew, the job lands on the same kind of node),
+// a program that embeds rtrain without its reaper (launcher.ErrNoReaper),
+// or the job's own end. A remote node's error arrives as its message
+// alone, so a python without torch there costs one failure per attempt
+// and ends the job with MaxFailures, its message the root cause.
+func fatalAtStart(ctx context.Context, err error) bool {
+	return errors.Is(err, ErrInvalidConfig) || errors.Is(err, cluster.ErrNotIsolated) ||
+		errors.Is(err, launcher.ErrNoReaper) || ctx.Err() != nil
+}
+
+// couldNotStart is the failure of node's workers that did not start.
+func couldNotStart(node string, err error) string {
+	return fmt.Sprintf("could not start on node %s: %v", node, err)
 }

@@ -197,6 +197,12 @@ func TestClusterRunsDDPAcrossNodes(t *testing.T) {
 	_, _, code = c.run(hosts[2], "status", "--address", c.addr(), "--token", secret, "--insecure")
 	assert.Equal(t, exitFailed, code)
 
+	// Workers that reserve no cores fit anywhere on paper: past 64 a
+	// core on one node they are refused, not started.
+	_, errs, code = c.run(c.head, "fit", "--address", c.addr(), "--workers", "1000", "--placement", "PACK", "testdata/hello.py")
+	assert.Equal(t, exitUsage, code, errs)
+	assert.Contains(t, errs, "rtrain runs at most 128 workers there (64 a core)")
+
 	// A request no node can hold fails at once, naming the largest fit.
 	_, errs, code = c.run(c.head, "fit", "--address", c.addr(), "--workers", "2", "--cpus-per-worker", "1.5",
 		"--placement", "STRICT_PACK", "testdata/hello.py")

@@ -112,7 +112,7 @@ Everything after SCRIPT is passed to the script.`,
 	addClusterFlags(f, &o.cluster, "run on the cluster whose head is HOST:PORT (default $"+AddressEnv+"; none: this machine)")
 	f.IntVar(&o.maxFailures, "max-failures", 0, "worker failures to survive: each restarts every worker from the latest checkpoint (-1: no limit)")
 	f.IntSliceVar(&o.retryCodes, "retry-exit-codes", nil, "restart only failures that exited with these codes")
-	f.DurationVar(&o.hangTimeout, "hang-timeout", 0, "fail the job when no worker calls rtrain.report() for this long, showing every worker's Python stacks (0: never)")
+	f.DurationVar(&o.hangTimeout, "hang-timeout", 0, "fail the job when no worker calls rtrain.report() for this long, showing every worker's Python stacks (0: the default, 30m or 4x the longest wait between a rank's reports, from a rank's second report on, so a script that never reports is never stopped; negative: never)")
 	f.IntSliceVar(&o.fatalCodes, "fatal-exit-codes", nil, "never restart failures that exited with these codes")
 	f.StringVar(&o.placement, "placement", "", "how workers spread over nodes: PACK (default), SPREAD, STRICT_PACK or STRICT_SPREAD")
 	f.BoolVar(&o.noWait, "no-wait", false, "with --address: submit and return (rtrain logs -f JOB follows it)")

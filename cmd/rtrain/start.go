@@ -44,6 +44,8 @@ type startOptions struct {
 	verbose       bool
 	readyTimeout  time.Duration
 	dashboardPort int
+	allowStorage  []string
+	maxWorkingDir string
 }
 
 func newStartCmd() *cobra.Command {
@@ -88,6 +90,8 @@ should.`,
 	f.StringVar(&o.memory, "memory", "", "override the memory this node offers, e.g. 64G (default: all of it)")
 	f.StringVar(&o.dataDir, "data-dir", "", "the agent's working files: shipped code, logs, staged checkpoints (default: agent-data in the state directory)")
 	f.StringVar(&o.resultsDir, "results-dir", "", "the head's runs: logs, and checkpoints unless a job names --storage (default ~/rtrain_results)")
+	f.StringSliceVar(&o.allowStorage, "allow-storage", nil, "more directories on the head, besides --results-dir, that jobs' --storage and --resume-from may name")
+	f.StringVar(&o.maxWorkingDir, "max-working-dir", "", "the largest working directory the head takes from a client, e.g. 4G (default 1G)")
 	f.DurationVar(&o.hbInterval, "heartbeat-interval", cluster.DefaultHeartbeatInterval, "how often agents report to the head")
 	f.DurationVar(&o.hbTimeout, "heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "silence after which the head declares a node dead and fails its workers")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log at debug level")
@@ -104,6 +108,14 @@ func (o *startOptions) run(cmd *cobra.Command) error {
 		if _, err := parseBytes(o.memory); err != nil {
 			return usageError{fmt.Errorf("--memory %q: %w", o.memory, err)}
 		}
+	}
+	if o.maxWorkingDir != "" {
+		if _, err := parseBytes(o.maxWorkingDir); err != nil {
+			return usageError{fmt.Errorf("--max-working-dir %q: %w", o.maxWorkingDir, err)}
+		}
+	}
+	if !o.head && (len(o.allowStorage) > 0 || o.maxWorkingDir != "") {
+		return usageError{errors.New("--allow-storage and --max-working-dir set what the head accepts: give them to `rtrain start --head`")}
 	}
 	if _, err := cluster.ParseCustom(o.resources); err != nil {
 		return usageError{fmt.Errorf("--resources: %w", err)}
@@ -337,9 +349,14 @@ func (o *startOptions) serveHead(ctx context.Context, cmd *cobra.Command, dir st
 		sec.Certificate = &cert
 		sec.Token = cluster.JoinToken(secret, ca.Fingerprint())
 	}
+	var maxWorkdir int64
+	if o.maxWorkingDir != "" {
+		maxWorkdir, _ = parseBytes(o.maxWorkingDir) // checked in run
+	}
 	h, err := trainer.StartHead(ctx, trainer.HeadConfig{
 		Addr: o.host, Port: o.port, Security: sec, ResultsDir: o.resultsDir, StateDir: dir,
 		HeartbeatInterval: o.hbInterval, HeartbeatTimeout: o.hbTimeout,
+		AllowedStorageRoots: o.allowStorage, MaxWorkingDir: maxWorkdir,
 	}, newDaemonLogger(o.verbose))
 	if err != nil {
 		return err
