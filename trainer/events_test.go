@@ -76,17 +76,13 @@ func TestEventOrderOfAFailingJob(t *testing.T) {
 	assert.Equal(t, trainer.StateFailed, res.State)
 	states := j.states()
 	assert.Equal(t, trainer.StateFailed, states[len(states)-1])
-	exits := j.ofType(trainer.EventWorkerExited)
-	require.Len(t, exits, 3)
-	var failedFirst *trainer.WorkerExit
-	for _, e := range exits {
-		if !e.Exit.Success() && !e.Exit.Stopped {
-			failedFirst = e.Exit
-			break
-		}
-	}
-	require.NotNil(t, failedFirst)
-	assert.Equal(t, 1, failedFirst.Rank)
+	require.Len(t, j.ofType(trainer.EventWorkerExited), 3)
+	// A peer that dies of the failed rank's closed connections can be
+	// seen to exit first on a loaded machine; the root cause is still the
+	// rank that raised.
+	var jerr *trainer.JobError
+	require.ErrorAs(t, err, &jerr)
+	assert.Equal(t, 1, jerr.Cause.Rank, "root cause: %v", jerr)
 }
 
 // Cancelling in the middle of checkpoint uploads stops every process
