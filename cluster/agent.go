@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/pyshim"
 	"github.com/rtrain/rtrain/rendezvous"
@@ -25,7 +26,7 @@ const tailLines = 40
 
 // Agent runs worker groups on one node.
 type Agent struct {
-	node    Node
+	node    sched.Node
 	shimDir string
 	log     *slog.Logger
 	// lease, when set, fences every worker: its reaper kills it once the
@@ -38,12 +39,12 @@ type Agent struct {
 
 // NewAgent returns the agent of node. shimDir is the directory holding the
 // Python package rtrain (pyshim.Install); it goes first on PYTHONPATH.
-func NewAgent(node Node, shimDir string, log *slog.Logger) *Agent {
+func NewAgent(node sched.Node, shimDir string, log *slog.Logger) *Agent {
 	return &Agent{node: node, shimDir: shimDir, log: log.With("node", node.ID), stores: map[string]*store.Server{}}
 }
 
 // Node is the node this agent runs on.
-func (a *Agent) Node() Node { return a.node }
+func (a *Agent) Node() sched.Node { return a.node }
 
 // FreePort picks a free port on this node.
 func (a *Agent) FreePort(ctx context.Context) (int, error) {

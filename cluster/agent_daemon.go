@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/launcher"
 )
 
@@ -24,7 +25,7 @@ type AgentConfig struct {
 	Security Security
 	// Node is what this node offers; its Addr is where the agent listens
 	// and what other nodes reach it at.
-	Node Node
+	Node sched.Node
 	// Port is the agent service's port; 0 picks a free one.
 	Port int
 	// DataDir keeps working directories, logs and staged checkpoints.
@@ -165,7 +166,7 @@ func startAgent(ctx context.Context, cfg AgentConfig, lock *dirLock, log *slog.L
 type beats struct{ interval, timeout time.Duration }
 
 // register joins the head, retrying while it cannot be reached.
-func register(ctx context.Context, head clusterpb.HeadClient, node Node, certSHA string, lease *launcher.Lease, log *slog.Logger) (string, beats, error) {
+func register(ctx context.Context, head clusterpb.HeadClient, node sched.Node, certSHA string, lease *launcher.Lease, log *slog.Logger) (string, beats, error) {
 	warned := false
 	for {
 		from := launcher.LeaseNow()
@@ -203,7 +204,7 @@ func register(ctx context.Context, head clusterpb.HeadClient, node Node, certSHA
 // asks (it restarted, or declared this node dead). When no heartbeat has
 // got through for the head's timeout, the head has failed this node's
 // workers, so the agent stops them: a partitioned node must not train on.
-func beat(ctx context.Context, head clusterpb.HeadClient, node Node, certSHA string, lease *launcher.Lease, b beats, svc *AgentService, gpus *GPUMonitor, log *slog.Logger) (nodeID string, err error) {
+func beat(ctx context.Context, head clusterpb.HeadClient, node sched.Node, certSHA string, lease *launcher.Lease, b beats, svc *AgentService, gpus *GPUMonitor, log *slog.Logger) (nodeID string, err error) {
 	t := time.NewTicker(b.interval)
 	defer t.Stop()
 	lastOK := time.Now()

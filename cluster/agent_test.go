@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/rendezvous"
 )
 
@@ -27,7 +28,7 @@ func TestStartDoesNotWaitForTheReader(t *testing.T) {
 	for i := range n {
 		spec.Workers = append(spec.Workers, WorkerSpec{LocalRank: i})
 	}
-	agent := NewAgent(Node{ID: "n1", Addr: "127.0.0.1"}, t.TempDir(), slog.New(slog.DiscardHandler))
+	agent := NewAgent(sched.Node{ID: "n1", Addr: "127.0.0.1"}, t.TempDir(), slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	started := make(chan *Group, 1)

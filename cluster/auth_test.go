@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/version"
 )
 
@@ -32,7 +33,7 @@ func serveHead(t *testing.T, sec Security) string {
 	t.Helper()
 	opts, err := sec.ServerOptions()
 	require.NoError(t, err)
-	return serveWith(t, NewHeadService(NewHead(), sec, HeadOptions{}, slog.New(slog.DiscardHandler)), opts)
+	return serveWith(t, NewHeadService(sched.New(), sec, HeadOptions{}, slog.New(slog.DiscardHandler)), opts)
 }
 
 // serveWith serves hs on loopback with opts until the test ends.
@@ -156,7 +157,7 @@ func selfSigned(t *testing.T, dir string) (certPath, keyPath string) {
 // A heartbeat keeps alive only the agent registered under its node id: a
 // stale agent of the same name that comes back is told to register again.
 func TestHeartbeatFromAnotherAgentReregisters(t *testing.T) {
-	hs := NewHeadService(NewHead(), Security{Token: "t"}, HeadOptions{}, slog.New(slog.DiscardHandler))
+	hs := NewHeadService(sched.New(), Security{Token: "t"}, HeadOptions{}, slog.New(slog.DiscardHandler))
 	t.Cleanup(hs.Close)
 	node := &clusterpb.Node{Id: "gpu", Addr: "10.0.0.1", AgentAddr: "10.0.0.1:7000", Total: &clusterpb.Resources{Cpu: 1}}
 	rep, err := hs.Register(t.Context(), &clusterpb.RegisterRequest{Node: node})

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rtrain/rtrain/cluster/sched"
 )
 
 // RuntimeDirEnv names the directory where the rtrain processes of a machine
@@ -23,14 +25,14 @@ const RuntimeDirEnv = "RTRAIN_RUNTIME_DIR"
 // the process dies, however it dies.
 type GPUClaim struct {
 	// GPUs are the claimed GPUs, in the order given to ClaimGPUs.
-	GPUs  []GPU
+	GPUs  []sched.GPU
 	files []*os.File
 }
 
 // ClaimGPUs claims the first n of gpus that no other process holds. It
 // fails, wrapping ErrWouldWait, when fewer than n are free, naming the
 // holders.
-func ClaimGPUs(gpus []GPU, n int) (*GPUClaim, error) {
+func ClaimGPUs(gpus []sched.GPU, n int) (*GPUClaim, error) {
 	dir, err := claimDir()
 	if err != nil {
 		return nil, err
@@ -54,7 +56,7 @@ func ClaimGPUs(gpus []GPU, n int) (*GPUClaim, error) {
 	}
 	if len(c.GPUs) < n {
 		c.Release()
-		return nil, placeErr(ErrWouldWait, "asked %d GPUs, %d of this machine's %d are free: %s held by other rtrain jobs; retry when they end",
+		return nil, sched.WouldWait("asked %d GPUs, %d of this machine's %d are free: %s held by other rtrain jobs; retry when they end",
 			n, len(gpus)-len(held), len(gpus), strings.Join(held, ", "))
 	}
 	return c, nil
@@ -70,7 +72,7 @@ func (c *GPUClaim) Release() {
 
 // lockGPU takes gpu's lock. It returns a nil file and who holds it when
 // another process does.
-func lockGPU(dir string, gpu GPU) (*os.File, string, error) {
+func lockGPU(dir string, gpu sched.GPU) (*os.File, string, error) {
 	name := "minor-" + strconv.Itoa(gpu.Minor)
 	if gpu.UUID != "" {
 		name = gpu.UUID

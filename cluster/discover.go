@@ -17,6 +17,8 @@ import (
 	"syscall"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"github.com/rtrain/rtrain/cluster/sched"
 )
 
 // nvidiaMajor is the character-device major number of NVIDIA GPU nodes.
@@ -33,7 +35,7 @@ type Overrides struct {
 	// MemoryBytes replaces the memory size when > 0.
 	MemoryBytes int64
 	// Custom are the node's custom resources, which discovery never finds.
-	Custom Custom
+	Custom sched.Custom
 }
 
 // NoOverrides keeps everything discovery finds.
@@ -41,7 +43,7 @@ var NoOverrides = Overrides{NumGPUs: -1}
 
 // Discover is DiscoverNode without a logger or a context, for callers
 // that have neither.
-func Discover(devDir string, o Overrides) (Node, error) {
+func Discover(devDir string, o Overrides) (sched.Node, error) {
 	return DiscoverNode(context.Background(), slog.New(slog.DiscardHandler), devDir, o)
 }
 
@@ -49,7 +51,7 @@ func Discover(devDir string, o Overrides) (Node, error) {
 // the overrides applied. It asks the system's NVML (libnvidia-ml.so.1) for
 // the GPUs; devDir is where device nodes live ("/dev"), where it looks
 // when NVML is not available.
-func DiscoverNode(ctx context.Context, log *slog.Logger, devDir string, o Overrides) (Node, error) {
+func DiscoverNode(ctx context.Context, log *slog.Logger, devDir string, o Overrides) (sched.Node, error) {
 	return DiscoverNodeWith(ctx, log, nvml.New(), devDir, o)
 }
 
@@ -58,15 +60,15 @@ func DiscoverNode(ctx context.Context, log *slog.Logger, devDir string, o Overri
 // available, or fails to list the GPUs, it logs one line and falls back to
 // the device nodes: those tell GPU count and minor numbers, not names,
 // memory or NVLink.
-func DiscoverNodeWith(ctx context.Context, log *slog.Logger, lib nvml.Interface, devDir string, o Overrides) (Node, error) {
-	n := Node{Total: Resources{CPU: float64(runtime.NumCPU())}}
+func DiscoverNodeWith(ctx context.Context, log *slog.Logger, lib nvml.Interface, devDir string, o Overrides) (sched.Node, error) {
+	n := sched.Node{Total: sched.Resources{CPU: float64(runtime.NumCPU())}}
 	mem, err := memTotal()
 	if err != nil {
-		return Node{}, err
+		return sched.Node{}, err
 	}
 	n.Total.MemoryBytes = mem
 	if n.GPUs, err = discoverGPUs(ctx, log, lib, devDir); err != nil {
-		return Node{}, err
+		return sched.Node{}, err
 	}
 	if o.NumCPUs > 0 {
 		n.Total.CPU = o.NumCPUs
@@ -75,9 +77,9 @@ func DiscoverNodeWith(ctx context.Context, log *slog.Logger, lib nvml.Interface,
 		n.Total.MemoryBytes = o.MemoryBytes
 	}
 	if o.NumGPUs >= 0 {
-		gpus := make([]GPU, o.NumGPUs)
+		gpus := make([]sched.GPU, o.NumGPUs)
 		for i := range gpus {
-			gpus[i] = GPU{Index: i, Minor: i}
+			gpus[i] = sched.GPU{Index: i, Minor: i}
 			if i < len(n.GPUs) {
 				gpus[i] = n.GPUs[i]
 			}
@@ -99,7 +101,7 @@ func DiscoverNodeWith(ctx context.Context, log *slog.Logger, lib nvml.Interface,
 
 // discoverGPUs asks NVML, else the device nodes. It fails only when ctx
 // ends.
-func discoverGPUs(ctx context.Context, log *slog.Logger, lib nvml.Interface, devDir string) ([]GPU, error) {
+func discoverGPUs(ctx context.Context, log *slog.Logger, lib nvml.Interface, devDir string) ([]sched.GPU, error) {
 	if lib == nil {
 		return deviceGPUs(devDir), nil
 	}
@@ -125,12 +127,12 @@ var nvidiaNode = regexp.MustCompile(`^nvidia([0-9]+)$`)
 // deviceGPUs lists /dev/nvidia<N> character devices, ordered by minor
 // number. It is the fallback when NVML is not available: without the
 // driver's library it finds what the driver created.
-func deviceGPUs(devDir string) []GPU {
+func deviceGPUs(devDir string) []sched.GPU {
 	entries, err := os.ReadDir(devDir)
 	if err != nil {
 		return nil
 	}
-	var gpus []GPU
+	var gpus []sched.GPU
 	for _, e := range entries {
 		if !nvidiaNode.MatchString(e.Name()) {
 			continue
@@ -142,7 +144,7 @@ func deviceGPUs(devDir string) []GPU {
 		if major(st.Rdev) != nvidiaMajor {
 			continue
 		}
-		gpus = append(gpus, GPU{Minor: int(minor(st.Rdev))})
+		gpus = append(gpus, sched.GPU{Minor: int(minor(st.Rdev))})
 	}
 	sort.Slice(gpus, func(i, j int) bool { return gpus[i].Minor < gpus[j].Minor })
 	for i := range gpus {

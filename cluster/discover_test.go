@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/testutil"
 )
 
@@ -83,12 +84,12 @@ func TestDiscoverFallsBackToDeviceNodes(t *testing.T) {
 	log, logs := newLog()
 	n, err := DiscoverNodeWith(context.Background(), log, noDriver(), dev, NoOverrides)
 	require.NoError(t, err)
-	assert.Equal(t, []GPU{{Index: 0, Minor: 0}, {Index: 1, Minor: 1}}, n.GPUs)
+	assert.Equal(t, []sched.GPU{{Index: 0, Minor: 0}, {Index: 1, Minor: 1}}, n.GPUs)
 	assert.Len(t, logs.all(), 1)
 
 	n, err = DiscoverNodeWith(context.Background(), log, noDriver(), dev, Overrides{NumGPUs: 3})
 	require.NoError(t, err)
-	assert.Equal(t, []GPU{{Index: 0, Minor: 0}, {Index: 1, Minor: 1}, {Index: 2, Minor: 2}}, n.GPUs)
+	assert.Equal(t, []sched.GPU{{Index: 0, Minor: 0}, {Index: 1, Minor: 1}, {Index: 2, Minor: 2}}, n.GPUs)
 }
 
 // Discover keeps its old signature; here, with no driver, it finds the

@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/cluster/sched"
+	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/internal/version"
 	"github.com/rtrain/rtrain/launcher"
 )
@@ -34,7 +36,7 @@ const (
 type HeadService struct {
 	clusterpb.UnimplementedHeadServer
 
-	sched    *Head
+	sched    *sched.Scheduler
 	sec      Security
 	log      *slog.Logger
 	interval time.Duration
@@ -50,7 +52,7 @@ type HeadService struct {
 }
 
 type member struct {
-	node  Node
+	node  sched.Node
 	conn  *grpc.ClientConn
 	agent *RemoteAgent
 	dead  chan struct{}
@@ -81,7 +83,7 @@ type HeadOptions struct {
 }
 
 // NewHeadService starts following heartbeats; Close stops it.
-func NewHeadService(sched *Head, sec Security, o HeadOptions, log *slog.Logger) *HeadService {
+func NewHeadService(s *sched.Scheduler, sec Security, o HeadOptions, log *slog.Logger) *HeadService {
 	if o.HeartbeatInterval <= 0 {
 		o.HeartbeatInterval = DefaultHeartbeatInterval
 	}
@@ -89,7 +91,7 @@ func NewHeadService(sched *Head, sec Security, o HeadOptions, log *slog.Logger) 
 		o.HeartbeatTimeout = DefaultHeartbeatTimeout
 	}
 	h := &HeadService{
-		sched: sched, sec: sec, log: log,
+		sched: s, sec: sec, log: log,
 		interval: o.HeartbeatInterval, timeout: o.HeartbeatTimeout,
 		members: map[string]*member{}, joined: make(chan struct{}), stop: make(chan struct{}),
 	}
@@ -98,7 +100,7 @@ func NewHeadService(sched *Head, sec Security, o HeadOptions, log *slog.Logger) 
 }
 
 // Scheduler is the head's placement-group scheduler.
-func (h *HeadService) Scheduler() *Head { return h.sched }
+func (h *HeadService) Scheduler() *sched.Scheduler { return h.sched }
 
 // Close stops following heartbeats and closes the connections to agents.
 func (h *HeadService) Close() {
@@ -146,7 +148,7 @@ func (h *HeadService) Register(_ context.Context, req *clusterpb.RegisterRequest
 		return nil, status.Errorf(codes.InvalidArgument, "node address %q is not an IP address; pass --node-ip-address", n.Addr)
 	}
 	if req.Node.GetTotal() != nil {
-		if _, err := CustomOf(req.Node.Total.Custom); err != nil {
+		if _, err := sched.CustomOf(req.Node.Total.Custom); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "%v; fix --resources", err)
 		}
 	}
@@ -195,7 +197,7 @@ func (h *HeadService) Register(_ context.Context, req *clusterpb.RegisterRequest
 	h.members[n.ID] = m
 	close(h.joined)
 	h.joined = make(chan struct{})
-	h.log.Info("node joined", "node", n.ID, "addr", n.Addr, "cpus", n.Total.CPU, "gpus", n.Total.GPU, "memory", FormatBytes(n.Total.MemoryBytes), "custom", n.Total.Custom)
+	h.log.Info("node joined", "node", n.ID, "addr", n.Addr, "cpus", n.Total.CPU, "gpus", n.Total.GPU, "memory", text.Bytes(n.Total.MemoryBytes), "custom", n.Total.Custom)
 	return &clusterpb.RegisterReply{NodeId: n.ID, HeartbeatIntervalMs: h.interval.Milliseconds(), HeartbeatTimeoutMs: h.timeout.Milliseconds()}, nil
 }
 
@@ -297,7 +299,7 @@ func (h *HeadService) Status(context.Context, *clusterpb.StatusRequest) (*cluste
 
 // StatusReply is the cluster's nodes as Status reports them.
 func (h *HeadService) StatusReply() *clusterpb.StatusReply {
-	free := map[string]NodeState{}
+	free := map[string]sched.NodeState{}
 	for _, n := range h.sched.Nodes() {
 		free[n.ID] = n
 	}
@@ -328,22 +330,22 @@ func (h *HeadService) StatusReply() *clusterpb.StatusReply {
 	return rep
 }
 
-func resourcesToProto(r Resources) *clusterpb.Resources {
+func resourcesToProto(r sched.Resources) *clusterpb.Resources {
 	return &clusterpb.Resources{Cpu: r.CPU, Gpu: int32(r.GPU), MemoryBytes: r.MemoryBytes, Custom: r.Custom.Map()}
 }
 
 // ResourcesFromProto converts the wire form of an amount of resources.
-func ResourcesFromProto(r *clusterpb.Resources) Resources {
+func ResourcesFromProto(r *clusterpb.Resources) sched.Resources {
 	if r == nil {
-		return Resources{}
+		return sched.Resources{}
 	}
 	// Register refuses invalid custom resources; anywhere else they cannot
 	// come from rtrain, and are left out.
-	custom, _ := CustomOf(r.Custom)
-	return Resources{CPU: r.Cpu, GPU: int(r.Gpu), MemoryBytes: r.MemoryBytes, Custom: custom}
+	custom, _ := sched.CustomOf(r.Custom)
+	return sched.Resources{CPU: r.Cpu, GPU: int(r.Gpu), MemoryBytes: r.MemoryBytes, Custom: custom}
 }
 
-func nodeToProto(n Node) *clusterpb.Node {
+func nodeToProto(n sched.Node) *clusterpb.Node {
 	p := &clusterpb.Node{Id: n.ID, Addr: n.Addr, Total: resourcesToProto(n.Total), AgentAddr: n.AgentAddr, Iface: n.Iface, Hostname: n.Hostname}
 	for _, g := range n.GPUs {
 		pg := &clusterpb.GPU{Index: int32(g.Index), Minor: int32(g.Minor), Uuid: g.UUID, Name: g.Name, MemoryBytes: g.MemoryBytes}
@@ -355,13 +357,13 @@ func nodeToProto(n Node) *clusterpb.Node {
 	return p
 }
 
-func nodeFromProto(p *clusterpb.Node) Node {
+func nodeFromProto(p *clusterpb.Node) sched.Node {
 	if p == nil {
-		return Node{}
+		return sched.Node{}
 	}
-	n := Node{ID: p.Id, Addr: p.Addr, Total: ResourcesFromProto(p.Total), AgentAddr: p.AgentAddr, Iface: p.Iface, Hostname: p.Hostname}
+	n := sched.Node{ID: p.Id, Addr: p.Addr, Total: ResourcesFromProto(p.Total), AgentAddr: p.AgentAddr, Iface: p.Iface, Hostname: p.Hostname}
 	for _, g := range p.Gpus {
-		gpu := GPU{Index: int(g.Index), Minor: int(g.Minor), UUID: g.Uuid, Name: g.Name, MemoryBytes: g.MemoryBytes}
+		gpu := sched.GPU{Index: int(g.Index), Minor: int(g.Minor), UUID: g.Uuid, Name: g.Name, MemoryBytes: g.MemoryBytes}
 		for _, peer := range g.NvlinkPeers {
 			gpu.NVLinkPeers = append(gpu.NVLinkPeers, int(peer))
 		}

@@ -8,17 +8,18 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/cluster/sched"
 )
 
 // A node whose agent sends GPU stats with its heartbeats shows its free
 // resources too (they were dropped for every GPU node), and a heartbeat
 // without stats (NVML stopped answering) clears the stale ones.
 func TestStatusShowsFreeResourcesAndCurrentGPUStats(t *testing.T) {
-	h := NewHeadService(NewHead(), Security{Token: "t"}, HeadOptions{}, slog.New(slog.DiscardHandler))
+	h := NewHeadService(sched.New(), Security{Token: "t"}, HeadOptions{}, slog.New(slog.DiscardHandler))
 	t.Cleanup(h.Close)
-	node := Node{ID: "gpu-node", Addr: "127.0.0.1", AgentAddr: "127.0.0.1:1",
-		Total: Resources{CPU: 8, GPU: 2, MemoryBytes: 1 << 30},
-		GPUs:  []GPU{{Index: 0, Minor: 0}, {Index: 1, Minor: 1}}}
+	node := sched.Node{ID: "gpu-node", Addr: "127.0.0.1", AgentAddr: "127.0.0.1:1",
+		Total: sched.Resources{CPU: 8, GPU: 2, MemoryBytes: 1 << 30},
+		GPUs:  []sched.GPU{{Index: 0, Minor: 0}, {Index: 1, Minor: 1}}}
 	_, err := h.Register(t.Context(), &clusterpb.RegisterRequest{Node: nodeToProto(node)})
 	require.NoError(t, err)
 
@@ -43,4 +44,9 @@ func onlyNode(t *testing.T, rep *clusterpb.StatusReply) *clusterpb.NodeStatus {
 	t.Helper()
 	require.Len(t, rep.Nodes, 1)
 	return rep.Nodes[0]
+}
+
+func TestResourcesCrossTheWire(t *testing.T) {
+	total := sched.Resources{CPU: 8, GPU: 2, MemoryBytes: 1 << 30, Custom: sched.MustCustom(map[string]float64{"a": 1, "b": 2})}
+	assert.Equal(t, total, ResourcesFromProto(resourcesToProto(total)), "custom resources cross the wire")
 }

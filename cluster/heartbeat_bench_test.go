@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/cluster/sched"
 )
 
 // BenchmarkHeartbeat is what one heartbeat costs the head with 10,000
@@ -25,11 +26,11 @@ import (
 func BenchmarkHeartbeat(b *testing.B) {
 	const nodes = 10_000
 	sec := Security{Token: "bench"}
-	hs := NewHeadService(NewHead(), sec, HeadOptions{}, slog.New(slog.DiscardHandler))
+	hs := NewHeadService(sched.New(), sec, HeadOptions{}, slog.New(slog.DiscardHandler))
 	b.Cleanup(hs.Close)
 	ids := make([]string, nodes)
 	for i := range ids {
-		n := node(fmt.Sprintf("n%05d", i), 64, 8).Node
+		n := sched.Node{ID: fmt.Sprintf("n%05d", i), Total: sched.Resources{CPU: 64, GPU: 8, MemoryBytes: 64 << 30}}
 		n.Addr, n.AgentAddr = "127.0.0.1", "127.0.0.1:1"
 		rep, err := hs.Register(b.Context(), &clusterpb.RegisterRequest{Node: nodeToProto(n)})
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/launcher/cgroup"
 )
@@ -98,14 +99,14 @@ type hostSupport struct {
 	gpuNode    bool
 }
 
-func probeHost(node Node) hostSupport {
+func probeHost(node sched.Node) hostSupport {
 	s, err := cgroup.Supported()
 	return hostSupport{cgroups: s, cgroupsErr: err, reaper: launcher.ReaperAvailable(), gpuNode: hasNVIDIADevices(node)}
 }
 
 // hasNVIDIADevices reports whether the node has GPUs to guard: known ones,
 // or NVIDIA device nodes in /dev that an override hid.
-func hasNVIDIADevices(node Node) bool {
+func hasNVIDIADevices(node sched.Node) bool {
 	if len(node.GPUs) > 0 || len(deviceGPUs("/dev")) > 0 {
 		return true
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/launcher/cgroup"
 )
@@ -65,9 +66,9 @@ func TestPlanIsolation(t *testing.T) {
 // testGroup is a group of workers on a node with GPUs 0-3, whose device
 // minors are 10 + index.
 func testGroup(isolation GPUIsolation, workers ...WorkerSpec) *Group {
-	node := Node{ID: "n1"}
+	node := sched.Node{ID: "n1"}
 	for i := range 4 {
-		node.GPUs = append(node.GPUs, GPU{Index: i, Minor: 10 + i})
+		node.GPUs = append(node.GPUs, sched.GPU{Index: i, Minor: 10 + i})
 	}
 	node.GPUs[2].UUID = "GPU-2222"
 	agent := NewAgent(node, "/shim", slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -146,7 +147,7 @@ func TestGPUEnvAndDeviceRules(t *testing.T) {
 
 func TestClaimGPUs(t *testing.T) {
 	t.Setenv(RuntimeDirEnv, t.TempDir())
-	gpus := []GPU{{Index: 0, Minor: 0}, {Index: 1, Minor: 1}, {Index: 2, Minor: 2, UUID: "GPU-abc"}}
+	gpus := []sched.GPU{{Index: 0, Minor: 0}, {Index: 1, Minor: 1}, {Index: 2, Minor: 2, UUID: "GPU-abc"}}
 	a, err := ClaimGPUs(gpus, 2)
 	require.NoError(t, err)
 	assert.Equal(t, gpus[:2], a.GPUs)
@@ -155,7 +156,7 @@ func TestClaimGPUs(t *testing.T) {
 	assert.Equal(t, gpus[2:], b.GPUs, "the one GPU nobody holds")
 
 	_, err = ClaimGPUs(gpus, 1)
-	require.ErrorIs(t, err, ErrWouldWait)
+	require.ErrorIs(t, err, sched.ErrWouldWait)
 	assert.Regexp(t, `^asked 1 GPUs, 0 of this machine's 3 are free: GPU 0 \(pid \d+\), GPU 1 \(pid \d+\), GPU 2 \(pid \d+\) held by other rtrain jobs`, err.Error())
 
 	a.Release()

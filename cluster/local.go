@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+
+	"github.com/rtrain/rtrain/cluster/sched"
 )
 
 // LocalNodeID names the embedded node.
@@ -14,12 +16,12 @@ const LocalNodeID = "local"
 // drives it through the same scheduler and NodeAgent interface as a
 // cluster's head; only the network between them is missing.
 type Local struct {
-	head  *Head
+	head  *sched.Scheduler
 	agent *Agent
 }
 
 // NewLocal starts the embedded cluster on this machine.
-func NewLocal(node Node, shimDir string, log *slog.Logger) (*Local, error) {
+func NewLocal(node sched.Node, shimDir string, log *slog.Logger) (*Local, error) {
 	if node.ID == "" {
 		node.ID = LocalNodeID
 	}
@@ -27,7 +29,7 @@ func NewLocal(node Node, shimDir string, log *slog.Logger) (*Local, error) {
 		node.Addr = "127.0.0.1"
 	}
 	SweepCgroups(context.Background(), log)
-	h := NewHead()
+	h := sched.New()
 	if err := h.AddNode(node); err != nil {
 		return nil, fmt.Errorf("cluster: embedded head: %w", err)
 	}
@@ -35,7 +37,7 @@ func NewLocal(node Node, shimDir string, log *slog.Logger) (*Local, error) {
 }
 
 // Scheduler is the embedded head's scheduler.
-func (l *Local) Scheduler() *Head { return l.head }
+func (l *Local) Scheduler() *sched.Scheduler { return l.head }
 
 // Agent is the embedded node's agent.
 func (l *Local) Agent(id string) (NodeAgent, bool) {

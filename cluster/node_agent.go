@@ -1,12 +1,16 @@
 package cluster
 
-import "context"
+import (
+	"context"
+
+	"github.com/rtrain/rtrain/cluster/sched"
+)
 
 // NodeAgent is a node's agent as the job coordinator drives it: the
 // embedded one in this process (*Agent) or one across the network
 // (*RemoteAgent). The coordinator's code is the same for both.
 type NodeAgent interface {
-	Node() Node
+	Node() sched.Node
 	// Rendezvous prepares the rendezvous of a job whose rank 0 runs on
 	// the node.
 	Rendezvous(ctx context.Context, req RendezvousRequest) (Rendezvous, error)

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"github.com/rtrain/rtrain/cluster/sched"
 )
 
 // ErrNVMLUnavailable is wrapped when NVML cannot be initialised: no
@@ -23,7 +25,7 @@ type NVMLInfo struct {
 	DriverVersion string
 	// GPUs are in NVML's order, which is PCI bus order, with Index set to
 	// the position: the CUDA index under CUDA_DEVICE_ORDER=PCI_BUS_ID.
-	GPUs []GPU
+	GPUs []sched.GPU
 }
 
 // nvlinkRemoteTypeSymbol is the one function discovery uses that older
@@ -81,10 +83,10 @@ func QueryNVML(ctx context.Context, log *slog.Logger, lib nvml.Interface) (info 
 }
 
 // nvmlGPU reads what rtrain keeps of one GPU.
-func nvmlGPU(ctx context.Context, log *slog.Logger, i int, d nvml.Device) (GPU, error) {
-	g := GPU{Index: i}
-	fail := func(what string, ret nvml.Return) (GPU, error) {
-		return GPU{}, fmt.Errorf("cluster: nvml: GPU %d: %s: %w", i, what, ret)
+func nvmlGPU(ctx context.Context, log *slog.Logger, i int, d nvml.Device) (sched.GPU, error) {
+	g := sched.GPU{Index: i}
+	fail := func(what string, ret nvml.Return) (sched.GPU, error) {
+		return sched.GPU{}, fmt.Errorf("cluster: nvml: GPU %d: %s: %w", i, what, ret)
 	}
 	var ret nvml.Return
 	if g.Minor, ret = d.GetMinorNumber(); ret != nvml.SUCCESS {
@@ -160,7 +162,7 @@ func nvlinks(ctx context.Context, log *slog.Logger, i int, d nvml.Device, remote
 // setNVLinkPeers turns each GPU's links into the indices of its peers. A
 // link to a PCI address that is no GPU of this node (a bridge, an NPU) is
 // no peer.
-func setNVLinkPeers(gpus []GPU, links []gpuLinks) {
+func setNVLinkPeers(gpus []sched.GPU, links []gpuLinks) {
 	byBus := make(map[string]int, len(gpus))
 	for _, g := range gpus {
 		if g.PCIBusID != "" {

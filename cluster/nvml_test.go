@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rtrain/rtrain/cluster/sched"
 )
 
 // logRecords is a slog handler that keeps every record, at every level.
@@ -112,7 +114,7 @@ func TestQueryNVMLDGXA100(t *testing.T) {
 				peers = append(peers, j)
 			}
 		}
-		want := GPU{
+		want := sched.GPU{
 			Index:       i,
 			Minor:       i,
 			UUID:        d.UUID,
@@ -309,7 +311,7 @@ func TestDiscoverNodeNVMLOverrides(t *testing.T) {
 						assert.Less(t, p, tt.wantGPUs, "GPU %d: peer %d is not on the node", i, p)
 					}
 				} else {
-					assert.Equal(t, GPU{Index: i, Minor: i}, g, "GPU %d past NVML's: /dev/nvidia%d", i, i)
+					assert.Equal(t, sched.GPU{Index: i, Minor: i}, g, "GPU %d past NVML's: /dev/nvidia%d", i, i)
 				}
 			}
 			if tt.wantGPUs > 0 {
@@ -341,7 +343,7 @@ func TestPlaceOnNVMLNode(t *testing.T) {
 	for i, g := range n.GPUs {
 		free[i] = g.Index
 	}
-	plan, err := Place([]NodeState{{Node: n, Free: n.Total, FreeGPUs: free}}, Request{Count: 4, Bundle: Resources{CPU: 1, GPU: 2}})
+	plan, err := sched.Place([]sched.NodeState{{Node: n, Free: n.Total, FreeGPUs: free}}, sched.Request{Count: 4, Bundle: sched.Resources{CPU: 1, GPU: 2}})
 	require.NoError(t, err)
 	require.Len(t, plan.Assignments, 4)
 	seen := map[int]bool{}
@@ -355,8 +357,8 @@ func TestPlaceOnNVMLNode(t *testing.T) {
 	}
 	assert.Len(t, seen, 8)
 
-	_, err = Place([]NodeState{{Node: n, Free: n.Total, FreeGPUs: free}}, Request{Count: 5, Bundle: Resources{GPU: 2}})
-	assert.ErrorIs(t, err, ErrInfeasible)
+	_, err = sched.Place([]sched.NodeState{{Node: n, Free: n.Total, FreeGPUs: free}}, sched.Request{Count: 5, Bundle: sched.Resources{GPU: 2}})
+	assert.ErrorIs(t, err, sched.ErrInfeasible)
 }
 
 // The real go-nvml on this machine: with no driver, NVML is not available,

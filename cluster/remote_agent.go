@@ -15,12 +15,13 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/launcher"
 )
 
 // RemoteAgent is a node's agent reached over gRPC by the head.
 type RemoteAgent struct {
-	node   Node
+	node   sched.Node
 	client clusterpb.AgentClient
 	// dead is closed when the head declares the node dead; lost declares
 	// it dead at once, when its agent can no longer be reached.
@@ -67,7 +68,7 @@ func (e *nodeLostError) Error() string        { return e.why }
 func (e *nodeLostError) Is(target error) bool { return target == ErrNodeLost }
 
 // Node implements NodeAgent.
-func (r *RemoteAgent) Node() Node { return r.node }
+func (r *RemoteAgent) Node() sched.Node { return r.node }
 
 // Rendezvous implements NodeAgent.
 func (r *RemoteAgent) Rendezvous(ctx context.Context, req RendezvousRequest) (Rendezvous, error) {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/internal/workdir"
 )
 
@@ -59,7 +60,7 @@ func checkManifest(m *clusterpb.WorkdirManifest, maxBytes int64) error {
 		return status.Errorf(codes.InvalidArgument, "the working directory holds %d files, directories and links, over the limit of %d", m.Entries, workdir.MaxEntries)
 	case m.UnpackedBytes > maxBytes:
 		st := status.New(codes.ResourceExhausted, fmt.Sprintf("the working directory is %s, over the %s this head accepts; add what the job does not need to %s, or start the head with a larger --max-working-dir",
-			FormatBytes(m.UnpackedBytes), FormatBytes(maxBytes), workdir.DefaultIgnore))
+			text.Bytes(m.UnpackedBytes), text.Bytes(maxBytes), workdir.DefaultIgnore))
 		if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reasonWorkdirTooLarge, Domain: "rtrain",
 			Metadata: map[string]string{"limit": strconv.FormatInt(maxBytes, 10)}}); err == nil {
 			st = d

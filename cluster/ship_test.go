@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/workdir"
 	"github.com/rtrain/rtrain/rendezvous"
 )
@@ -44,7 +45,7 @@ func serveAgent(t *testing.T, resolve PythonResolver) *testAgent {
 	require.NoError(t, err)
 	log := slog.New(slog.DiscardHandler)
 	dataDir := t.TempDir()
-	svc := NewAgentService(NewAgent(Node{ID: "n1", Addr: "127.0.0.1"}, t.TempDir(), log), dataDir, resolve, log)
+	svc := NewAgentService(NewAgent(sched.Node{ID: "n1", Addr: "127.0.0.1"}, t.TempDir(), log), dataDir, resolve, log)
 	srv := grpc.NewServer(opts...)
 	svc.Register(srv)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -104,7 +105,7 @@ func TestRemoteGroupGetsItsWorkingDirectory(t *testing.T) {
 	a := serveAgent(t, func(context.Context, string, string) (string, string, error) { return "/bin/sh", "", nil })
 	wd, _ := pack(t, map[string]string{"run.sh": "wc -c < payload\n", "payload": string(payload)})
 	require.Greater(t, wd.Manifest.ArchiveBytes, int64(maxRequest))
-	r := &RemoteAgent{node: Node{ID: "n1"}, client: a.client, dead: make(chan struct{}), log: slog.New(slog.DiscardHandler)}
+	r := &RemoteAgent{node: sched.Node{ID: "n1"}, client: a.client, dead: make(chan struct{}), log: slog.New(slog.DiscardHandler)}
 	spec := GroupSpec{
 		JobID: "ship", RunName: "ship", Script: "run.sh", Grace: time.Second,
 		Layout:  rendezvous.Layout{RunID: "ship", MasterAddr: "127.0.0.1", MasterPort: 1, LocalWorldSizes: []int{1}},

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/cluster/sched"
 )
 
 func TestSplitToken(t *testing.T) {
@@ -46,7 +47,7 @@ func ownCAHead(t *testing.T, dir string) (addr, join string, hs *HeadService) {
 	sec := Security{Token: JoinToken("s3cret", ca.Fingerprint()), Certificate: &cert}
 	opts, err := sec.ServerOptions()
 	require.NoError(t, err)
-	hs = NewHeadService(NewHead(), sec, HeadOptions{}, slog.New(slog.DiscardHandler))
+	hs = NewHeadService(sched.New(), sec, HeadOptions{}, slog.New(slog.DiscardHandler))
 	return serveWith(t, hs, opts), sec.Token, hs
 }
 
@@ -81,7 +82,7 @@ func TestAgentJoinsOverTheHeadsCA(t *testing.T) {
 	addr, join, hs := ownCAHead(t, t.TempDir())
 	ctx, cancel := context.WithCancel(t.Context())
 	ra, err := StartAgent(ctx, AgentConfig{HeadAddr: addr, Security: Security{Token: join},
-		Node: Node{ID: "n1", Addr: "127.0.0.1", Total: Resources{CPU: 1}}, DataDir: t.TempDir()}, slog.New(slog.DiscardHandler))
+		Node: sched.Node{ID: "n1", Addr: "127.0.0.1", Total: sched.Resources{CPU: 1}}, DataDir: t.TempDir()}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	t.Cleanup(func() { cancel(); <-ra.Done() })
 

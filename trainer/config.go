@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/rtrain/rtrain/checkpoint"
-	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/sched"
 )
 
 // ErrInvalidConfig is wrapped by every error that is the caller's input, not
@@ -283,17 +283,17 @@ func (c *Config) validateFields() error {
 			return bad("--env %q: want KEY=VALUE", kv)
 		}
 	}
-	if _, err := cluster.CustomOf(c.ResourcesPerWorker); err != nil {
+	if _, err := sched.CustomOf(c.ResourcesPerWorker); err != nil {
 		return bad("--resources-per-worker: %v", err)
 	}
-	if _, err := cluster.CustomOf(c.Resources); err != nil {
+	if _, err := sched.CustomOf(c.Resources); err != nil {
 		return bad("--resources: %v", err)
 	}
 	return nil
 }
 
 func validPlacement(s string) bool {
-	_, err := cluster.ParseStrategy(s)
+	_, err := sched.ParseStrategy(s)
 	return err == nil
 }
 
@@ -324,8 +324,8 @@ func (c *Config) validateFiles() error {
 
 // bundle is what each worker reserves. Validate has checked the custom
 // resources.
-func (c Config) bundle() cluster.Resources {
-	return cluster.Resources{CPU: c.CPUsPerWorker, GPU: c.GPUsPerWorker, MemoryBytes: c.MemoryPerWorker, Custom: cluster.MustCustom(c.ResourcesPerWorker)}
+func (c Config) bundle() sched.Resources {
+	return sched.Resources{CPU: c.CPUsPerWorker, GPU: c.GPUsPerWorker, MemoryBytes: c.MemoryPerWorker, Custom: sched.MustCustom(c.ResourcesPerWorker)}
 }
 
 // confineLocal resolves where a storage location that a remote client

@@ -6,25 +6,25 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
-	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/sched"
 )
 
 func TestCrowded(t *testing.T) {
-	nodes := []cluster.NodeState{
-		{Node: cluster.Node{ID: "a", Total: cluster.Resources{CPU: 2}}},
-		{Node: cluster.Node{ID: "b", Total: cluster.Resources{CPU: 0.5}}},
+	nodes := []sched.NodeState{
+		{Node: sched.Node{ID: "a", Total: sched.Resources{CPU: 2}}},
+		{Node: sched.Node{ID: "b", Total: sched.Resources{CPU: 0.5}}},
 	}
-	on := func(counts map[string]int) cluster.Plan {
-		var p cluster.Plan
+	on := func(counts map[string]int) sched.Plan {
+		var p sched.Plan
 		for _, id := range []string{"a", "b"} {
 			for range counts[id] {
-				p.Assignments = append(p.Assignments, cluster.Assignment{NodeID: id})
+				p.Assignments = append(p.Assignments, sched.Assignment{NodeID: id})
 			}
 		}
 		return p
 	}
 	tests := map[string]struct {
-		plan    cluster.Plan
+		plan    sched.Plan
 		cpu     float64
 		wantErr bool
 	}{
@@ -35,7 +35,7 @@ func TestCrowded(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			req := cluster.Request{Count: len(tt.plan.Assignments), Bundle: cluster.Resources{CPU: tt.cpu}}
+			req := sched.Request{Count: len(tt.plan.Assignments), Bundle: sched.Resources{CPU: tt.cpu}}
 			err := crowded(nodes, tt.plan, req)
 			if !tt.wantErr {
 				assert.NoError(t, err)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/text"
 )
 
@@ -144,7 +145,7 @@ func StartHead(ctx context.Context, cfg HeadConfig, log *slog.Logger) (*Head, er
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h := &Head{
 		cfg: cfg, log: log, ln: ln, ctx: hctx, cancel: cancel, uploads: uploads,
-		nodes: cluster.NewHeadService(cluster.NewHead(), cfg.Security, cluster.HeadOptions{
+		nodes: cluster.NewHeadService(sched.New(), cfg.Security, cluster.HeadOptions{
 			HeartbeatInterval: cfg.HeartbeatInterval, HeartbeatTimeout: cfg.HeartbeatTimeout,
 		}, log),
 		jobs: map[string]*headJob{}, store: store,
@@ -205,8 +206,8 @@ func (h *Head) persist(hj *headJob) {
 // headBackend is the head's cluster as a job sees it.
 type headBackend struct{ nodes *cluster.HeadService }
 
-func (b headBackend) Scheduler() *cluster.Head { return b.nodes.Scheduler() }
-func (b headBackend) Joined() <-chan struct{}  { return b.nodes.Joined() }
+func (b headBackend) Scheduler() *sched.Scheduler { return b.nodes.Scheduler() }
+func (b headBackend) Joined() <-chan struct{}     { return b.nodes.Joined() }
 func (b headBackend) Agent(id string) (cluster.NodeAgent, bool) {
 	return b.nodes.Agent(id)
 }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/launcher"
 )
@@ -99,15 +99,15 @@ var errRescale = errors.New("trainer: rescaling")
 // size is how many workers the next attempt runs: Workers, or for an
 // elastic job (MinWorkers set) the most that fit now, at least MinWorkers
 // (the attempt waits for those).
-func (j *job) size(sched *cluster.Head, req cluster.Request) int {
+func (j *job) size(s *sched.Scheduler, req sched.Request) int {
 	lo := j.cfg.MinWorkers
 	if lo == 0 || lo >= j.cfg.Workers {
 		return j.cfg.Workers
 	}
-	nodes := sched.Nodes()
+	nodes := s.Nodes()
 	for n := j.cfg.Workers; n > lo; n-- {
 		req.Count = n
-		if _, err := cluster.Place(nodes, req); err == nil {
+		if _, err := sched.Place(nodes, req); err == nil {
 			return n
 		}
 	}
@@ -117,18 +117,18 @@ func (j *job) size(sched *cluster.Head, req cluster.Request) int {
 // scaleUp, for an elastic attempt running fewer than Workers, reports at
 // each checkpoint whether the cluster now has room for more; nil when the
 // attempt runs them all.
-func (j *job) scaleUp(sched *cluster.Head, plan cluster.Plan) func() bool {
+func (j *job) scaleUp(s *sched.Scheduler, plan sched.Plan) func() bool {
 	running := len(plan.Assignments)
-	strategy, _ := cluster.ParseStrategy(j.cfg.Placement)
+	strategy, _ := sched.ParseStrategy(j.cfg.Placement)
 	// Under a strict strategy one more free bundle says nothing about
 	// whether a bigger group would fit, and a restart that comes back the
 	// same size would repeat at every checkpoint.
-	if j.cfg.MinWorkers == 0 || running >= j.cfg.Workers || strategy == cluster.StrictPack || strategy == cluster.StrictSpread {
+	if j.cfg.MinWorkers == 0 || running >= j.cfg.Workers || strategy == sched.StrictPack || strategy == sched.StrictSpread {
 		return nil
 	}
 	return func() bool {
-		req := cluster.Request{Count: 1, Bundle: j.cfg.bundle()}
-		_, err := cluster.Place(sched.Nodes(), req)
+		req := sched.Request{Count: 1, Bundle: j.cfg.bundle()}
+		_, err := sched.Place(s.Nodes(), req)
 		return err == nil
 	}
 }

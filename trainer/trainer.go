@@ -21,6 +21,7 @@ import (
 
 	"github.com/rtrain/rtrain/checkpoint"
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/pyshim"
@@ -100,7 +101,7 @@ type job struct {
 
 // backend is the cluster a job runs on: the embedded one, or the head's.
 type backend interface {
-	Scheduler() *cluster.Head
+	Scheduler() *sched.Scheduler
 	Agent(nodeID string) (cluster.NodeAgent, bool)
 	// Joined is closed when the next node joins; nil where none can.
 	Joined() <-chan struct{}
@@ -202,8 +203,8 @@ func (j *job) run(ctx context.Context) (*Result, error) {
 		defer gpus.Release()
 		be = local
 	}
-	strategy, _ := cluster.ParseStrategy(j.cfg.Placement)
-	req := cluster.Request{
+	strategy, _ := sched.ParseStrategy(j.cfg.Placement)
+	req := sched.Request{
 		Count:    j.cfg.Workers,
 		Bundle:   j.cfg.bundle(),
 		Strategy: strategy,
@@ -241,16 +242,16 @@ func (j *job) run(ctx context.Context) (*Result, error) {
 // runAttempt places the workers, runs them once and waits for the
 // checkpoints they reported. It returns the workers' failure, or err when
 // the job must end for another reason (the input, storage, ctx).
-func (j *job) runAttempt(ctx context.Context, be backend, req cluster.Request, py Interpreter, attempt int) (*JobError, error) {
+func (j *job) runAttempt(ctx context.Context, be backend, req sched.Request, py Interpreter, attempt int) (*JobError, error) {
 	plan, err := j.reserve(ctx, be.Scheduler(), req)
 	// A restart after a node loss may find the cluster too small for now;
 	// it waits for nodes to come back (the job can be stopped meanwhile)
 	// where a first attempt that can never fit fails at once.
-	for attempt > 0 && errors.Is(err, cluster.ErrInfeasible) {
+	for attempt > 0 && errors.Is(err, sched.ErrInfeasible) {
 		joined := be.Joined()
 		// Placed again with the node list as it is now: one may have
 		// joined between the failed placement and this.
-		if plan, err = j.reserve(ctx, be.Scheduler(), req); !errors.Is(err, cluster.ErrInfeasible) {
+		if plan, err = j.reserve(ctx, be.Scheduler(), req); !errors.Is(err, sched.ErrInfeasible) {
 			break
 		}
 		j.setState(StatePending, fmt.Sprintf("waiting for nodes to join: %v", err))
@@ -261,7 +262,7 @@ func (j *job) runAttempt(ctx context.Context, be backend, req cluster.Request, p
 		}
 	}
 	if err != nil {
-		if errors.Is(err, cluster.ErrInfeasible) {
+		if errors.Is(err, sched.ErrInfeasible) {
 			err = invalid("%w", err)
 		}
 		return nil, err
@@ -339,7 +340,7 @@ func (j *job) end(ctx context.Context, err error) (*Result, error) {
 func (j *job) startCluster(ctx context.Context) (*cluster.Local, *cluster.GPUClaim, error) {
 	o := cluster.NoOverrides
 	o.NumCPUs = j.cfg.NumCPUs
-	o.Custom = cluster.MustCustom(j.cfg.Resources)
+	o.Custom = sched.MustCustom(j.cfg.Resources)
 	if j.cfg.NumGPUs != nil {
 		o.NumGPUs = *j.cfg.NumGPUs
 	}
@@ -386,7 +387,7 @@ func shimCacheDir() string {
 // attempt runs the workers once, from launch to the last exit: one group
 // per node, ranks contiguous per node in the plan's order, rank 0's node
 // hosting the rendezvous.
-func (j *job) attempt(ctx context.Context, be backend, plan cluster.Plan, py Interpreter, ckpts *committer, attempt int) ([]WorkerExit, error, error) {
+func (j *job) attempt(ctx context.Context, be backend, plan sched.Plan, py Interpreter, ckpts *committer, attempt int) ([]WorkerExit, error, error) {
 	nodes := plan.Nodes()
 	agents := make([]cluster.NodeAgent, len(nodes))
 	for i, id := range nodes {
@@ -503,8 +504,8 @@ func (j *job) attempt(ctx context.Context, be backend, plan cluster.Plan, py Int
 
 // reserve waits for the job's placement group, saying why it waits when
 // it does.
-func (j *job) reserve(ctx context.Context, sched *cluster.Head, req cluster.Request) (cluster.Plan, error) {
-	return sched.ReserveOrQueue(ctx, j.id, req, func(reason string) {
+func (j *job) reserve(ctx context.Context, s *sched.Scheduler, req sched.Request) (sched.Plan, error) {
+	return s.ReserveOrQueue(ctx, j.id, req, func(reason string) {
 		j.setState(StatePending, "waiting for resources: "+reason)
 	})
 }
@@ -677,7 +678,7 @@ func teardownCrash(e cluster.Event) string {
 // crowded refuses a plan that puts more workers that reserve no cores on
 // a node than maxWorkersPerCore a core: all fit on paper, and the node
 // only thrashes, or runs out of processes, before the job can start.
-func crowded(nodes []cluster.NodeState, plan cluster.Plan, req cluster.Request) error {
+func crowded(nodes []sched.NodeState, plan sched.Plan, req sched.Request) error {
 	if req.Bundle.CPU > 0 {
 		return nil
 	}
@@ -729,7 +730,7 @@ func randomHex(n int) string {
 // lostBeforeStart is an attempt that ended before any worker started
 // because node was lost: its ranks lost, the others stopped, so the job
 // may restart.
-func lostBeforeStart(plan cluster.Plan, node, why string) []WorkerExit {
+func lostBeforeStart(plan sched.Plan, node, why string) []WorkerExit {
 	now := time.Now()
 	exits := make([]WorkerExit, len(plan.Assignments))
 	for rank, a := range plan.Assignments {

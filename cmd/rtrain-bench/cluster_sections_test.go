@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/cluster/sched"
 )
 
 func TestGroupDigits(t *testing.T) {
@@ -34,11 +34,11 @@ func TestFloatStats(t *testing.T) {
 
 func TestSchedulerSection(t *testing.T) {
 	us := func(n int) time.Duration { return time.Duration(n) * time.Microsecond }
-	samples := map[cluster.Strategy][]schedSample{
-		cluster.Pack:         {{rate: 200_000, p50: us(2), p99: us(40)}, {rate: 100_000, p50: us(4), p99: us(60)}},
-		cluster.Spread:       {{rate: 7_650, p50: us(3), p99: us(6000)}},
-		cluster.StrictPack:   {{rate: 7_000, p50: us(1), p99: us(3)}},
-		cluster.StrictSpread: {{rate: 1e6, p50: us(2), p99: us(4999)}},
+	samples := map[sched.Strategy][]schedSample{
+		sched.Pack:         {{rate: 200_000, p50: us(2), p99: us(40)}, {rate: 100_000, p50: us(4), p99: us(60)}},
+		sched.Spread:       {{rate: 7_650, p50: us(3), p99: us(6000)}},
+		sched.StrictPack:   {{rate: 7_000, p50: us(1), p99: us(3)}},
+		sched.StrictSpread: {{rate: 1e6, p50: us(2), p99: us(4999)}},
 	}
 	sec := renderScheduler(schedOptions{rounds: 2, duration: 3 * time.Second}, "Measured on X.", samples)
 	if sec.heading != schedHeading || onlyName(sec.heading) != "scheduler" {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/cluster/sched"
 )
 
 const heartbeatHeading = "Heartbeat fan-in (10,000 agents at 1 Hz)"
@@ -102,7 +103,7 @@ func serveHeartbeatHead(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	hs := cluster.NewHeadService(cluster.NewHead(), sec, cluster.HeadOptions{}, slog.New(slog.DiscardHandler))
+	hs := cluster.NewHeadService(sched.New(), sec, cluster.HeadOptions{}, slog.New(slog.DiscardHandler))
 	defer hs.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

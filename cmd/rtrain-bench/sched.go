@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/sched"
 )
 
 const schedHeading = "Scheduler throughput (placement groups on 10,000 nodes)"
@@ -32,7 +32,7 @@ const (
 	schedGoalP99        = 5 * time.Millisecond
 )
 
-var schedStrategies = []cluster.Strategy{cluster.Pack, cluster.Spread, cluster.StrictPack, cluster.StrictSpread}
+var schedStrategies = []sched.Strategy{sched.Pack, sched.Spread, sched.StrictPack, sched.StrictSpread}
 
 type schedOptions struct {
 	rounds   int
@@ -49,7 +49,7 @@ type schedSample struct {
 // runScheduler replaces placement groups on a simulated cluster, every
 // strategy once a round in a random order.
 func runScheduler(ctx context.Context, o schedOptions, log *slog.Logger) (section, error) {
-	samples := map[cluster.Strategy][]schedSample{}
+	samples := map[sched.Strategy][]schedSample{}
 	for round := range o.rounds {
 		for _, i := range rand.Perm(len(schedStrategies)) {
 			st := schedStrategies[i]
@@ -67,23 +67,23 @@ func runScheduler(ctx context.Context, o schedOptions, log *slog.Logger) (sectio
 // schedOnce fills a fresh cluster with schedGroups placement groups, then
 // for d has schedGoroutines goroutines replace them one at a time, each
 // its own share: release one, reserve another.
-func schedOnce(ctx context.Context, st cluster.Strategy, d time.Duration) (schedSample, error) {
-	h := cluster.NewHead()
+func schedOnce(ctx context.Context, st sched.Strategy, d time.Duration) (schedSample, error) {
+	h := sched.New()
 	for i := range schedNodes {
-		n := cluster.Node{ID: fmt.Sprintf("n%05d", i), Addr: "10.0.0.1", Total: cluster.Resources{CPU: 64, GPU: 8, MemoryBytes: 512 << 30}}
+		n := sched.Node{ID: fmt.Sprintf("n%05d", i), Addr: "10.0.0.1", Total: sched.Resources{CPU: 64, GPU: 8, MemoryBytes: 512 << 30}}
 		for g := range 8 {
-			n.GPUs = append(n.GPUs, cluster.GPU{Index: g, Minor: g})
+			n.GPUs = append(n.GPUs, sched.GPU{Index: g, Minor: g})
 		}
 		if err := h.AddNode(n); err != nil {
 			return schedSample{}, err
 		}
 	}
 	maxBundles := 64
-	if st == cluster.StrictPack {
+	if st == sched.StrictPack {
 		maxBundles = 8 // one node's GPUs
 	}
-	request := func(rng *rand.Rand) cluster.Request {
-		return cluster.Request{Count: 2 + rng.IntN(maxBundles-1), Bundle: cluster.Resources{CPU: float64(1 + rng.IntN(8)), GPU: 1}, Strategy: st}
+	request := func(rng *rand.Rand) sched.Request {
+		return sched.Request{Count: 2 + rng.IntN(maxBundles-1), Bundle: sched.Resources{CPU: float64(1 + rng.IntN(8)), GPU: 1}, Strategy: st}
 	}
 	jobs := make([]string, schedGroups)
 	rng := rand.New(rand.NewPCG(1, 0))
@@ -155,7 +155,7 @@ func floatStats(v []float64, lowIsWorse bool) (med, tail float64) {
 	return median(v), s[min(max(i, 0), len(s)-1)]
 }
 
-func renderScheduler(o schedOptions, measured string, samples map[cluster.Strategy][]schedSample) section {
+func renderScheduler(o schedOptions, measured string, samples map[sched.Strategy][]schedSample) section {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n\n", measured)
 	fmt.Fprintf(&b, "The workload of `BenchmarkHeadReserve` (cluster/sched_bench_test.go), run in process against package `cluster`'s scheduler (`Head.Reserve` / `Head.Release`, no gRPC): %s simulated nodes of 64 CPUs and 8 GPUs, %s placement groups alive at once, each of 2–64 bundles of {CPU: 1–8, GPU: 1} (2–8 for STRICT_PACK, which must fit one node). %d goroutines replace the groups one at a time for %.0f s per strategy and round: remove one, create another; placements/s counts these create+remove pairs. p50 and p99 are the latency of a create (`Reserve`), waiting for the scheduler's lock included, taken within each run; the figure is their median over the runs, p95 in parentheses (for placements/s, the slow tail: the 5th percentile).\n\n",

@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rtrain/rtrain/checkpoint"
-	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/trainer"
 )
@@ -93,7 +92,7 @@ upload did not finish does not exist.`,
 				return err
 			}
 			d := time.Since(start)
-			fmt.Fprintf(cmd.OutOrStdout(), "downloaded %s (%d files, %s) to %s in %s\n", m.URI, len(m.Files), cluster.FormatBytes(m.Size()), args[1], d.Round(time.Millisecond))
+			fmt.Fprintf(cmd.OutOrStdout(), "downloaded %s (%d files, %s) to %s in %s\n", m.URI, len(m.Files), text.Bytes(m.Size()), args[1], d.Round(time.Millisecond))
 			return nil
 		},
 	}
@@ -207,7 +206,7 @@ func listCheckpoints(ctx context.Context, out io.Writer, uri string, s3 checkpoi
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHECKPOINT\tTIME\tSIZE\tFILES\tMETRICS")
 	for _, m := range ms {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", filepath.Base(m.URI), m.Time.Local().Format("2006-01-02 15:04:05"), cluster.FormatBytes(m.Size()), len(m.Files), manifestMetrics(m.Metrics))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", filepath.Base(m.URI), m.Time.Local().Format("2006-01-02 15:04:05"), text.Bytes(m.Size()), len(m.Files), manifestMetrics(m.Metrics))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -19,6 +19,8 @@ import (
 
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/cluster/sched"
+	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/trainer"
 )
 
@@ -172,7 +174,7 @@ func statusJSON(rep *clusterpb.StatusReply) any {
 
 // freeCustom is free by name for every resource of total, those used up
 // included (at 0).
-func freeCustom(total, free cluster.Custom) map[string]float64 {
+func freeCustom(total, free sched.Custom) map[string]float64 {
 	m, f := total.Map(), free.Map()
 	for name := range m {
 		m[name] = f[name]
@@ -216,7 +218,7 @@ func printStatus(w io.Writer, addr string, rep *clusterpb.StatusReply) {
 	for _, n := range rep.Nodes {
 		total, free := cluster.ResourcesFromProto(n.Node.Total), cluster.ResourcesFromProto(n.Free)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%g/%g\t%d/%d\t%s/%s\t%s ago", n.Node.Id, n.Node.Addr, n.State,
-			free.CPU, total.CPU, len(n.FreeGpus), total.GPU, cluster.FormatBytes(free.MemoryBytes), cluster.FormatBytes(total.MemoryBytes),
+			free.CPU, total.CPU, len(n.FreeGpus), total.GPU, text.Bytes(free.MemoryBytes), text.Bytes(total.MemoryBytes),
 			(time.Duration(n.HeartbeatAgeMs) * time.Millisecond).Round(100*time.Millisecond))
 		if custom {
 			var parts []string

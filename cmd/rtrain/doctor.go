@@ -19,6 +19,8 @@ import (
 
 	"github.com/rtrain/rtrain/checkpoint"
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/sched"
+	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/launcher/cgroup"
 	"github.com/rtrain/rtrain/trainer"
 )
@@ -188,7 +190,7 @@ func (o *doctorOptions) nvmlUnavailable(lib, reason string) check {
 }
 
 // nvmlGPUsCheck lists the GPUs NVML found, one a line.
-func nvmlGPUsCheck(gpus []cluster.GPU, devDir string) check {
+func nvmlGPUsCheck(gpus []sched.GPU, devDir string) check {
 	if len(gpus) == 0 {
 		return check{"warn", "GPUs", "NVML reports none", "check that the GPUs are visible (nvidia-smi); in a container, pass them in (docker run --gpus all)"}
 	}
@@ -196,7 +198,7 @@ func nvmlGPUsCheck(gpus []cluster.GPU, devDir string) check {
 	for _, g := range gpus {
 		mem := "memory unknown"
 		if g.MemoryBytes > 0 {
-			mem = cluster.FormatBytes(g.MemoryBytes)
+			mem = text.Bytes(g.MemoryBytes)
 		}
 		line := fmt.Sprintf("%d: %s (%s), %s, %s, %s", g.Index, g.Name, g.UUID, mem,
 			filepath.Join(devDir, fmt.Sprintf("nvidia%d", g.Minor)), g.PCIBusID)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/rtrain/rtrain/checkpoint"
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/sched"
+	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/trainer"
 )
 
@@ -140,11 +142,11 @@ func (o *fitOptions) config(cmd *cobra.Command, args []string) (trainer.Config, 
 	if err != nil {
 		return trainer.Config{}, err
 	}
-	perWorker, err := cluster.ParseCustom(o.perWorker)
+	perWorker, err := sched.ParseCustom(o.perWorker)
 	if err != nil {
 		return trainer.Config{}, usageError{fmt.Errorf("--resources-per-worker: %w", err)}
 	}
-	nodeCustom, err := cluster.ParseCustom(o.resources)
+	nodeCustom, err := sched.ParseCustom(o.resources)
 	if err != nil {
 		return trainer.Config{}, usageError{fmt.Errorf("--resources: %w", err)}
 	}
@@ -271,7 +273,7 @@ func (p *printer) event(e trainer.Event) {
 		fmt.Fprintf(p.err, "rtrain: warning: %s\n", e.Message)
 	case trainer.EventCheckpoint:
 		c := e.Checkpoint
-		fmt.Fprintf(p.out, "[checkpoint] %s (%s)\n", c.URI, cluster.FormatBytes(c.Bytes))
+		fmt.Fprintf(p.out, "[checkpoint] %s (%s)\n", c.URI, text.Bytes(c.Bytes))
 	case trainer.EventWorkerExited:
 		if x := e.Exit; !x.Success() && !x.Stopped {
 			fmt.Fprintf(p.err, "rtrain: rank %d (pid %d) failed: %s; stopping the other workers\n", x.Rank, x.PID, x.Exit)
@@ -294,7 +296,7 @@ func (o *fitOptions) submit(cmd *cobra.Command, cfg trainer.Config) error {
 		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "rtrain: submitted job %s (run %s, %d files, %s shipped)\n  follow: rtrain logs -f %s\n  stop:   rtrain stop %s\n",
-		sub.JobID, sub.Name, sub.Files, cluster.FormatBytes(sub.Bytes), sub.JobID, sub.JobID)
+		sub.JobID, sub.Name, sub.Files, text.Bytes(sub.Bytes), sub.JobID, sub.JobID)
 	return nil
 }
 

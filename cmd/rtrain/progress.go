@@ -6,7 +6,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/trainer"
 )
 
@@ -81,7 +81,7 @@ func (s *statusLine) update(e trainer.Event) {
 	case trainer.EventCheckpoint:
 		s.checkpoints++
 		if c := e.Checkpoint; c.Took > 0 {
-			s.rate = cluster.FormatBytes(int64(float64(c.Bytes)/c.Took.Seconds())) + "/s"
+			s.rate = text.Bytes(int64(float64(c.Bytes)/c.Took.Seconds())) + "/s"
 		}
 	}
 }

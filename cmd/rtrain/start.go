@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/dashboard"
 	"github.com/rtrain/rtrain/trainer"
 )
@@ -117,7 +118,7 @@ func (o *startOptions) run(cmd *cobra.Command) error {
 	if !o.head && (len(o.allowStorage) > 0 || o.maxWorkingDir != "") {
 		return usageError{errors.New("--allow-storage and --max-working-dir set what the head accepts: give them to `rtrain start --head`")}
 	}
-	if _, err := cluster.ParseCustom(o.resources); err != nil {
+	if _, err := sched.ParseCustom(o.resources); err != nil {
 		return usageError{fmt.Errorf("--resources: %w", err)}
 	}
 	if o.head && o.resources != "" {
@@ -287,7 +288,7 @@ func (o *startOptions) serve(cmd *cobra.Command, dir string) error {
 	}
 	ov := cluster.NoOverrides
 	ov.NumCPUs, ov.NumGPUs = o.numCPUs, o.numGPUs
-	custom, err := cluster.ParseCustom(o.resources)
+	custom, err := sched.ParseCustom(o.resources)
 	if err != nil {
 		return usageError{fmt.Errorf("--resources: %w", err)}
 	}

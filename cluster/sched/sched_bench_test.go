@@ -1,4 +1,4 @@
-package cluster
+package sched
 
 import (
 	"fmt"
@@ -36,7 +36,7 @@ func benchReserve(b *testing.B, st Strategy, goroutines int) {
 		nodes  = 10_000
 		groups = 1_000
 	)
-	h := NewHead()
+	h := New()
 	for i := range nodes {
 		if err := h.AddNode(node(fmt.Sprintf("n%d", i), 64, 8).Node); err != nil {
 			b.Fatal(err)

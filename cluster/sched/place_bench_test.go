@@ -1,4 +1,4 @@
-package cluster
+package sched
 
 import (
 	"fmt"
@@ -7,7 +7,7 @@ import (
 
 // BenchmarkPlace places a 64-GPU gang on a snapshot of 10,000 idle 8-GPU
 // nodes: the pure function, which builds its indexes from the snapshot
-// each call. Head keeps them instead (BenchmarkHeadReserve).
+// each call. Scheduler keeps them instead (BenchmarkHeadReserve).
 func BenchmarkPlace(b *testing.B) {
 	nodes := make([]NodeState, 10_000)
 	for i := range nodes {

@@ -1,4 +1,4 @@
-package cluster
+package sched
 
 import (
 	"context"
@@ -15,9 +15,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func newHead(t testing.TB, nodes ...NodeState) *Head {
+func newHead(t testing.TB, nodes ...NodeState) *Scheduler {
 	t.Helper()
-	h := NewHead()
+	h := New()
 	for _, n := range nodes {
 		require.NoError(t, h.AddNode(n.Node))
 	}
@@ -30,7 +30,7 @@ type result struct {
 	err  error
 }
 
-func reserveAsync(ctx context.Context, h *Head, job string, req Request) <-chan result {
+func reserveAsync(ctx context.Context, h *Scheduler, job string, req Request) <-chan result {
 	ch := make(chan result, 1)
 	go func() {
 		p, err := h.Reserve(ctx, job, req)
@@ -40,7 +40,7 @@ func reserveAsync(ctx context.Context, h *Head, job string, req Request) <-chan 
 }
 
 // waitQueued waits until jobs are the queue, in order.
-func waitQueued(t *testing.T, h *Head, jobs ...string) {
+func waitQueued(t *testing.T, h *Scheduler, jobs ...string) {
 	t.Helper()
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		var got []string
@@ -378,7 +378,7 @@ func TestHeadRandomOperations(t *testing.T) {
 	for seed := range uint64(20) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 2))
-			h := NewHead()
+			h := New()
 			type waiting struct {
 				job    string
 				ch     <-chan result

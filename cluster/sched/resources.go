@@ -1,9 +1,11 @@
-package cluster
+package sched
 
 import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/rtrain/rtrain/internal/text"
 )
 
 // Resources is an amount of a node's resources. CPU is in cores and may be
@@ -60,27 +62,13 @@ func (r Resources) String() string {
 		parts = append(parts, fmt.Sprintf("GPU: %d", r.GPU))
 	}
 	if r.MemoryBytes > 0 {
-		parts = append(parts, "memory: "+FormatBytes(r.MemoryBytes))
+		parts = append(parts, "memory: "+text.Bytes(r.MemoryBytes))
 	}
 	r.Custom.each(func(name string, q float64) bool {
 		parts = append(parts, name+": "+strconv.FormatFloat(q, 'g', -1, 64))
 		return true
 	})
 	return "{" + strings.Join(parts, ", ") + "}"
-}
-
-// FormatBytes prints a byte count in binary units.
-func FormatBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // GPU is one GPU of a node.

@@ -1,4 +1,4 @@
-package cluster
+package sched
 
 import (
 	"fmt"
@@ -173,7 +173,7 @@ func TestPlaceRandom(t *testing.T) {
 // checkHead checks the head's books: free and reserved add up to each
 // node's total, no GPU is both free and held or held twice, the indexes
 // agree with the nodes, and every reservation has the shape asked.
-func checkHead(t testing.TB, h *Head) {
+func checkHead(t testing.TB, h *Scheduler) {
 	t.Helper()
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -241,7 +241,7 @@ func checkHead(t testing.TB, h *Head) {
 }
 
 // checkIdle checks that nothing is held or queued and all is free.
-func checkIdle(t testing.TB, h *Head) {
+func checkIdle(t testing.TB, h *Scheduler) {
 	t.Helper()
 	checkHead(t, h)
 	require.Empty(t, h.Reservations())

@@ -1,4 +1,4 @@
-package cluster
+package sched
 
 import (
 	"errors"
@@ -9,11 +9,11 @@ import (
 
 // ErrInfeasible is wrapped by errors for requests no state of the cluster
 // could ever satisfy; such a request fails at once instead of waiting.
-var ErrInfeasible = errors.New("cluster: request can never be placed")
+var ErrInfeasible = errors.New("sched: request can never be placed")
 
 // ErrWouldWait is wrapped when a request fits the cluster but not what is
 // free now.
-var ErrWouldWait = errors.New("cluster: not enough free resources now")
+var ErrWouldWait = errors.New("sched: not enough free resources now")
 
 // placementError prints as its message alone and matches its sentinel.
 type placementError struct {
@@ -26,6 +26,12 @@ func (e *placementError) Is(target error) bool { return target == e.sentinel }
 
 func placeErr(sentinel error, format string, args ...any) error {
 	return &placementError{sentinel: sentinel, msg: fmt.Sprintf(format, args...)}
+}
+
+// WouldWait is an ErrWouldWait that prints as the message given: for
+// resources held outside the scheduler (GPUs another process claimed).
+func WouldWait(format string, args ...any) error {
+	return placeErr(ErrWouldWait, format, args...)
 }
 
 // Strategy is how a placement group's bundles are laid over nodes, with
@@ -113,7 +119,7 @@ type Plan struct {
 // could ever free enough for the strategy, and with ErrWouldWait when only
 // what is in use stands in the way.
 //
-// Head schedules with the same code over indexes it keeps up to date; Place
+// Scheduler schedules with the same code over indexes it keeps up to date; Place
 // builds them from the snapshot, which costs O(nodes) a call.
 func Place(nodes []NodeState, req Request) (Plan, error) {
 	var x index

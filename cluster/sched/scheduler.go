@@ -1,4 +1,4 @@
-package cluster
+package sched
 
 import (
 	"cmp"
@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Head keeps the cluster's nodes, the reservations of running jobs and the
+// Scheduler keeps the cluster's nodes, the reservations of running jobs and the
 // queue of placement groups waiting for room. A job holds all of its
 // bundles or none.
 //
@@ -19,7 +19,7 @@ import (
 // small request could use for a while, but a large gang at the front is
 // never overtaken by a stream of small ones, so every request that can ever
 // fit is placed once enough reservations ahead of it are released.
-type Head struct {
+type Scheduler struct {
 	mu       sync.Mutex
 	idx      index
 	byID     map[string]*slot
@@ -39,7 +39,7 @@ type reservation struct {
 	seq   uint64
 }
 
-// waiter is a queued Reserve. res or err is set, under Head.mu, before done
+// waiter is a queued Reserve. res or err is set, under Scheduler.mu, before done
 // is closed.
 type waiter struct {
 	job   string
@@ -68,16 +68,16 @@ type Reservation struct {
 	Plan    Plan
 }
 
-// NewHead returns a head with no nodes.
-func NewHead() *Head {
-	h := &Head{byID: map[string]*slot{}, reserved: map[string]*reservation{}, queued: map[string]*waiter{}}
+// New returns a scheduler with no nodes.
+func New() *Scheduler {
+	h := &Scheduler{byID: map[string]*slot{}, reserved: map[string]*reservation{}, queued: map[string]*waiter{}}
 	h.idx.init()
 	return h
 }
 
 // AddNode registers a node with all of its resources free, and places what
 // waited for it.
-func (h *Head) AddNode(n Node) error {
+func (h *Scheduler) AddNode(n Node) error {
 	if n.Total.CPU < 0 || n.Total.MemoryBytes < 0 {
 		return fmt.Errorf("cluster: node %s has negative resources %s", n.ID, n.Total)
 	}
@@ -108,7 +108,7 @@ func (h *Head) AddNode(n Node) error {
 // which gives nothing back to the removed node. Queued requests that no
 // longer fit the cluster fail with ErrInfeasible. Removing an unknown node
 // does nothing.
-func (h *Head) RemoveNode(id string) (jobs []string) {
+func (h *Scheduler) RemoveNode(id string) (jobs []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s, ok := h.byID[id]
@@ -139,7 +139,7 @@ func (h *Head) RemoveNode(id string) (jobs []string) {
 }
 
 // Nodes returns a snapshot of the nodes, in the order they were added.
-func (h *Head) Nodes() []NodeState {
+func (h *Scheduler) Nodes() []NodeState {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out := make([]NodeState, len(h.order))
@@ -157,14 +157,14 @@ func (h *Head) Nodes() []NodeState {
 // request can no longer be placed because nodes were removed
 // (ErrInfeasible). A request the current nodes could never hold fails at
 // once with ErrInfeasible.
-func (h *Head) Reserve(ctx context.Context, job string, req Request) (Plan, error) {
+func (h *Scheduler) Reserve(ctx context.Context, job string, req Request) (Plan, error) {
 	return h.ReserveOrQueue(ctx, job, req, nil)
 }
 
 // ReserveOrQueue is Reserve that calls queued, when not nil, with the
 // reason the request waits as soon as it joins the queue; it is not called
 // when the request is placed at once or fails.
-func (h *Head) ReserveOrQueue(ctx context.Context, job string, req Request, queued func(reason string)) (Plan, error) {
+func (h *Scheduler) ReserveOrQueue(ctx context.Context, job string, req Request, queued func(reason string)) (Plan, error) {
 	if err := ctx.Err(); err != nil {
 		return Plan{}, fmt.Errorf("cluster: reserve for job %s: %w", job, err)
 	}
@@ -231,7 +231,7 @@ func (h *Head) ReserveOrQueue(ctx context.Context, job string, req Request, queu
 // Release gives back what job holds, and places what waited for it.
 // Releasing twice, or a job that holds nothing, is harmless. A job's queued
 // request is not touched: it leaves the queue when its Reserve's ctx ends.
-func (h *Head) Release(job string) {
+func (h *Scheduler) Release(job string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.release(job) {
@@ -240,7 +240,7 @@ func (h *Head) Release(job string) {
 }
 
 // Pending lists the queued requests, first to be tried first.
-func (h *Head) Pending() []Pending {
+func (h *Scheduler) Pending() []Pending {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out := make([]Pending, len(h.queue))
@@ -251,7 +251,7 @@ func (h *Head) Pending() []Pending {
 }
 
 // Reservations lists what jobs hold, oldest first.
-func (h *Head) Reservations() []Reservation {
+func (h *Scheduler) Reservations() []Reservation {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	rs := make([]*reservation, 0, len(h.reserved))
@@ -269,7 +269,7 @@ func (h *Head) Reservations() []Reservation {
 }
 
 // reason says why the queued request at pos waits.
-func (h *Head) reason(pos int) string {
+func (h *Scheduler) reason(pos int) string {
 	w := h.queue[pos]
 	if h.idx.plan(w.req) == nil {
 		return h.idx.wouldWait(w.req).Error()
@@ -287,7 +287,7 @@ func (h *Head) reason(pos int) string {
 }
 
 // dispatch places queued requests in order until one does not fit.
-func (h *Head) dispatch() {
+func (h *Scheduler) dispatch() {
 	for len(h.queue) > 0 {
 		w := h.queue[0]
 		picks := h.idx.plan(w.req)
@@ -301,7 +301,7 @@ func (h *Head) dispatch() {
 }
 
 // resolve answers a queued request; the caller takes it off the queue.
-func (h *Head) resolve(w *waiter, r *reservation, err error) {
+func (h *Scheduler) resolve(w *waiter, r *reservation, err error) {
 	delete(h.queued, w.job)
 	w.res, w.err = r, err
 	close(w.done)
@@ -309,7 +309,7 @@ func (h *Head) resolve(w *waiter, r *reservation, err error) {
 
 // commit takes picks' resources for job. Only what must happen under the
 // lock happens here: the plan is built by the caller, after.
-func (h *Head) commit(job string, req Request, picks []pick) *reservation {
+func (h *Scheduler) commit(job string, req Request, picks []pick) *reservation {
 	gpus := freeGPUs(picks, req)
 	for _, p := range picks {
 		s := p.s
@@ -328,7 +328,7 @@ func (h *Head) commit(job string, req Request, picks []pick) *reservation {
 
 // release gives back job's resources to the nodes that are still there, and
 // reports whether job held any.
-func (h *Head) release(job string) bool {
+func (h *Scheduler) release(job string) bool {
 	r, ok := h.reserved[job]
 	if !ok {
 		return false

@@ -1,4 +1,4 @@
-package cluster
+package sched
 
 import (
 	"testing"
@@ -57,7 +57,6 @@ func TestCustomArithmetic(t *testing.T) {
 	assert.Equal(t, "{CPU: 8, a: 1, b: 2}", total.String())
 	assert.Equal(t, map[string]float64{"a": 1, "b": 2}, total.Custom.Map())
 	assert.Equal(t, `{"a": 1, "b": 2}`, total.Custom.String())
-	assert.Equal(t, total, ResourcesFromProto(resourcesToProto(total)), "custom resources cross the wire")
 	huge := Resources{Custom: MustCustom(map[string]float64{"a": 1e9})}
 	assert.Equal(t, noFit, capacity(huge, Resources{Custom: "a=0.0001"}), "no overflow")
 }

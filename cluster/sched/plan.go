@@ -1,4 +1,4 @@
-package cluster
+package sched
 
 // Nodes are the plan's nodes in the order their bundles come: node 0 holds
 // ranks 0..k-1 and hosts the rendezvous.

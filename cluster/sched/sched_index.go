@@ -1,4 +1,4 @@
-package cluster
+package sched
 
 import (
 	"cmp"
@@ -328,7 +328,7 @@ func (x *index) feasible(req Request) error {
 		case want.CPU > total.CPU+1e-9:
 			return placeErr(ErrInfeasible, "asked %g CPUs, %s %g (%s)", want.CPU, clusterNoun(x.nodes), total.CPU, req)
 		case want.MemoryBytes > total.MemoryBytes:
-			return placeErr(ErrInfeasible, "asked %s of memory, %s %s (%s)", FormatBytes(want.MemoryBytes), clusterNoun(x.nodes), FormatBytes(total.MemoryBytes), req)
+			return placeErr(ErrInfeasible, "asked %s of memory, %s %s (%s)", text.Bytes(want.MemoryBytes), clusterNoun(x.nodes), text.Bytes(total.MemoryBytes), req)
 		case !want.Custom.fits(total.Custom):
 			name, w, h, _ := want.Custom.short(total.Custom)
 			return placeErr(ErrInfeasible, "asked %g of custom resource %q, %s %g (%s); a node offers it with --resources (rtrain start; this machine's embedded node: rtrain fit)", w, name, clusterNoun(x.nodes), h, req)
