@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/launcher"
 )
@@ -131,7 +132,7 @@ func startAgent(ctx context.Context, cfg AgentConfig, lock *dirLock, log *slog.L
 	ra := &RunningAgent{Addr: node.AgentAddr, NodeID: id, done: make(chan error, 1)}
 	node.ID = id
 	go func() {
-		gpus := OpenGPUMonitor(nvml.New())
+		gpus := discover.OpenGPUMonitor(nvml.New())
 		id, err := beat(ctx, head, node, certSHA, lease, beats, svc, gpus, log)
 		gpus.Close()
 		if ctx.Err() != nil {
@@ -204,7 +205,7 @@ func register(ctx context.Context, head clusterpb.HeadClient, node sched.Node, c
 // asks (it restarted, or declared this node dead). When no heartbeat has
 // got through for the head's timeout, the head has failed this node's
 // workers, so the agent stops them: a partitioned node must not train on.
-func beat(ctx context.Context, head clusterpb.HeadClient, node sched.Node, certSHA string, lease *launcher.Lease, b beats, svc *AgentService, gpus *GPUMonitor, log *slog.Logger) (nodeID string, err error) {
+func beat(ctx context.Context, head clusterpb.HeadClient, node sched.Node, certSHA string, lease *launcher.Lease, b beats, svc *AgentService, gpus *discover.GPUMonitor, log *slog.Logger) (nodeID string, err error) {
 	t := time.NewTicker(b.interval)
 	defer t.Stop()
 	lastOK := time.Now()
@@ -269,7 +270,7 @@ func renew(lease *launcher.Lease, from, timeout time.Duration, log *slog.Logger)
 	}
 }
 
-func gpuStatsToProto(stats []GPUStat) []*clusterpb.GPUStat {
+func gpuStatsToProto(stats []discover.GPUStat) []*clusterpb.GPUStat {
 	out := make([]*clusterpb.GPUStat, len(stats))
 	for i, s := range stats {
 		out[i] = &clusterpb.GPUStat{Index: int32(s.Index), Utilization: s.Utilization, MemoryUsedBytes: s.MemoryUsed, MemoryTotalBytes: s.MemoryTotal}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/launcher/cgroup"
@@ -107,7 +108,7 @@ func probeHost(node sched.Node) hostSupport {
 // hasNVIDIADevices reports whether the node has GPUs to guard: known ones,
 // or NVIDIA device nodes in /dev that an override hid.
 func hasNVIDIADevices(node sched.Node) bool {
-	if len(node.GPUs) > 0 || len(deviceGPUs("/dev")) > 0 {
+	if len(node.GPUs) > 0 || len(discover.DeviceGPUs("/dev")) > 0 {
 		return true
 	}
 	_, err := os.Stat("/dev/nvidiactl")
@@ -181,7 +182,7 @@ func (g *Group) workerCgroup(iso isolation, ws WorkerSpec, rank int) *cgroup.Spe
 		}
 		for minor := range int64(nvidiaGPUMinors) {
 			if !allowed[minor] {
-				s.DenyDevices = append(s.DenyDevices, cgroup.Device{Type: 'c', Major: nvidiaMajor, Minor: minor})
+				s.DenyDevices = append(s.DenyDevices, cgroup.Device{Type: 'c', Major: discover.NVIDIAMajor, Minor: minor})
 			}
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/launcher/cgroup"
@@ -146,21 +147,21 @@ func TestGPUEnvAndDeviceRules(t *testing.T) {
 }
 
 func TestClaimGPUs(t *testing.T) {
-	t.Setenv(RuntimeDirEnv, t.TempDir())
+	t.Setenv(discover.RuntimeDirEnv, t.TempDir())
 	gpus := []sched.GPU{{Index: 0, Minor: 0}, {Index: 1, Minor: 1}, {Index: 2, Minor: 2, UUID: "GPU-abc"}}
-	a, err := ClaimGPUs(gpus, 2)
+	a, err := discover.ClaimGPUs(gpus, 2)
 	require.NoError(t, err)
 	assert.Equal(t, gpus[:2], a.GPUs)
-	b, err := ClaimGPUs(gpus, 1)
+	b, err := discover.ClaimGPUs(gpus, 1)
 	require.NoError(t, err)
 	assert.Equal(t, gpus[2:], b.GPUs, "the one GPU nobody holds")
 
-	_, err = ClaimGPUs(gpus, 1)
+	_, err = discover.ClaimGPUs(gpus, 1)
 	require.ErrorIs(t, err, sched.ErrWouldWait)
 	assert.Regexp(t, `^asked 1 GPUs, 0 of this machine's 3 are free: GPU 0 \(pid \d+\), GPU 1 \(pid \d+\), GPU 2 \(pid \d+\) held by other rtrain jobs`, err.Error())
 
 	a.Release()
-	c, err := ClaimGPUs(gpus, 2)
+	c, err := discover.ClaimGPUs(gpus, 2)
 	require.NoError(t, err, "released GPUs are free again")
 	assert.Equal(t, gpus[:2], c.GPUs)
 	c.Release()

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/dashboard"
 	"github.com/rtrain/rtrain/internal/testutil"
 	"github.com/rtrain/rtrain/trainer"
@@ -70,7 +71,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Cleanup(h.Close)
 	actx, stopAgent := context.WithCancel(context.Background())
 	agent, err := trainer.StartAgent(actx, trainer.AgentConfig{HeadAddr: h.Addr().String(), Security: sec,
-		NodeIP: "127.0.0.1", DataDir: t.TempDir(), Overrides: cluster.NoOverrides}, nil)
+		NodeIP: "127.0.0.1", DataDir: t.TempDir(), Overrides: discover.NoOverrides}, nil)
 	if err != nil {
 		stopAgent()
 		require.NoError(t, err)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/pyshim"
 )
 
@@ -27,7 +28,7 @@ type AgentConfig struct {
 	Port int
 	// Overrides replace what discovery finds (--num-cpus, --num-gpus,
 	// --memory).
-	Overrides cluster.Overrides
+	Overrides discover.Overrides
 	// DataDir keeps the node's working directories, logs and staged
 	// checkpoints. Empty: ~/rtrain_results/.agent.
 	DataDir string
@@ -39,7 +40,7 @@ func StartAgent(ctx context.Context, cfg AgentConfig, log *slog.Logger) (*cluste
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	node, err := cluster.DiscoverNode(ctx, log, "/dev", cfg.Overrides)
+	node, err := discover.Node(ctx, log, "/dev", cfg.Overrides)
 	if err != nil {
 		return nil, fmt.Errorf("trainer: %w", err)
 	}

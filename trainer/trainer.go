@@ -21,6 +21,7 @@ import (
 
 	"github.com/rtrain/rtrain/checkpoint"
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/launcher"
@@ -337,14 +338,14 @@ func (j *job) end(ctx context.Context, err error) (*Result, error) {
 
 // startCluster starts the embedded cluster on this machine, offering it
 // the GPUs the job claims: those no other rtrain process holds.
-func (j *job) startCluster(ctx context.Context) (*cluster.Local, *cluster.GPUClaim, error) {
-	o := cluster.NoOverrides
+func (j *job) startCluster(ctx context.Context) (*cluster.Local, *discover.GPUClaim, error) {
+	o := discover.NoOverrides
 	o.NumCPUs = j.cfg.NumCPUs
 	o.Custom = sched.MustCustom(j.cfg.Resources)
 	if j.cfg.NumGPUs != nil {
 		o.NumGPUs = *j.cfg.NumGPUs
 	}
-	node, err := cluster.DiscoverNode(ctx, j.log, "/dev", o)
+	node, err := discover.Node(ctx, j.log, "/dev", o)
 	if err != nil {
 		return nil, nil, fmt.Errorf("trainer: %w", err)
 	}
@@ -355,11 +356,11 @@ func (j *job) startCluster(ctx context.Context) (*cluster.Local, *cluster.GPUCla
 		return nil, nil, invalid("--workers %d: this node has %s, and rtrain runs at most %d workers on it (%d a core); use fewer workers, or a cluster (--address)",
 			j.cfg.Workers, text.Plural(int(node.Total.CPU), "core"), most, maxWorkersPerCore)
 	}
-	gpus := &cluster.GPUClaim{}
+	gpus := &discover.GPUClaim{}
 	// A job that asks more than the node has fails in placement, which
 	// says so; one that would fit takes its GPUs before placement.
 	if need := j.cfg.Workers * j.cfg.GPUsPerWorker; need > 0 && need <= len(node.GPUs) {
-		if gpus, err = cluster.ClaimGPUs(node.GPUs, need); err != nil {
+		if gpus, err = discover.ClaimGPUs(node.GPUs, need); err != nil {
 			return nil, nil, err // one line that names the holders, like placement's
 		}
 		node.GPUs, node.Total.GPU = gpus.GPUs, len(gpus.GPUs)

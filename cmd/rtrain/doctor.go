@@ -18,7 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rtrain/rtrain/checkpoint"
-	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/launcher/cgroup"
@@ -131,13 +131,13 @@ func (o *doctorOptions) nvidia(ctx context.Context, log *slog.Logger) []check {
 			break
 		}
 	}
-	info, err := cluster.QueryNVML(ctx, log, nvml.New())
+	info, err := discover.QueryNVML(ctx, log, nvml.New())
 	if err == nil {
 		c := check{status: "ok", what: "NVML", detail: fmt.Sprintf("driver %s; %s", orNone(info.DriverVersion), orDefault(lib, "libnvidia-ml.so.1"))}
 		return []check{c, nvmlGPUsCheck(info.GPUs, o.devDir)}
 	}
 	var nvmlCheck check
-	var initErr *cluster.NVMLInitError
+	var initErr *discover.NVMLInitError
 	if errors.As(err, &initErr) {
 		nvmlCheck = o.nvmlUnavailable(lib, initErr.Reason())
 	} else {
@@ -145,7 +145,7 @@ func (o *doctorOptions) nvidia(ctx context.Context, log *slog.Logger) []check {
 			"check the GPUs with nvidia-smi; a GPU that fell off the bus needs a reset or a reboot"}
 	}
 	// The fallback fit uses: the device nodes the driver created.
-	node, err := cluster.DiscoverNodeWith(ctx, log, nil, o.devDir, cluster.NoOverrides)
+	node, err := discover.NodeWith(ctx, log, nil, o.devDir, discover.NoOverrides)
 	gpus := check{status: "ok", what: "GPUs"}
 	switch {
 	case err != nil:

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/dashboard"
 	"github.com/rtrain/rtrain/trainer"
@@ -286,7 +287,7 @@ func (o *startOptions) serve(cmd *cobra.Command, dir string) error {
 	if err := o.checkTransport(sec, o.address); err != nil {
 		return err
 	}
-	ov := cluster.NoOverrides
+	ov := discover.NoOverrides
 	ov.NumCPUs, ov.NumGPUs = o.numCPUs, o.numGPUs
 	custom, err := sched.ParseCustom(o.resources)
 	if err != nil {

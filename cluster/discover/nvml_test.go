@@ -1,4 +1,4 @@
-package cluster
+package discover
 
 import (
 	"context"
@@ -197,7 +197,7 @@ func TestDiscoverNodeWithoutNVML(t *testing.T) {
 			// kill the process with the real library.
 			lib := &mock.Interface{InitFunc: func() nvml.Return { return ret }}
 			log, logs := newLog()
-			n, err := DiscoverNodeWith(context.Background(), log, lib, t.TempDir(), NoOverrides)
+			n, err := NodeWith(context.Background(), log, lib, t.TempDir(), NoOverrides)
 			require.NoError(t, err)
 			assert.Equal(t, 0, n.Total.GPU)
 			assert.Empty(t, n.GPUs)
@@ -255,7 +255,7 @@ func TestQueryNVMLFailsAfterInit(t *testing.T) {
 			s = dgxA100()
 			tt.breakIt(s)
 			log, logs := newLog()
-			n, err := DiscoverNodeWith(context.Background(), log, s, t.TempDir(), NoOverrides)
+			n, err := NodeWith(context.Background(), log, s, t.TempDir(), NoOverrides)
 			require.NoError(t, err)
 			assert.Empty(t, n.GPUs, "no device nodes in an empty dev dir")
 			records := logs.all()
@@ -294,7 +294,7 @@ func TestDiscoverNodeNVMLOverrides(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := dgxA100()
 			log, logs := newLog()
-			n, err := DiscoverNodeWith(context.Background(), log, s, t.TempDir(), tt.o)
+			n, err := NodeWith(context.Background(), log, s, t.TempDir(), tt.o)
 			require.NoError(t, err)
 			assert.Equal(t, tt.wantGPUs, n.Total.GPU)
 			require.Len(t, n.GPUs, tt.wantGPUs)
@@ -327,7 +327,7 @@ func TestDiscoverNodeNVMLOverrides(t *testing.T) {
 func TestDiscoverNodeCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := DiscoverNodeWith(ctx, slog.New(slog.DiscardHandler), dgxA100(), t.TempDir(), NoOverrides)
+	_, err := NodeWith(ctx, slog.New(slog.DiscardHandler), dgxA100(), t.TempDir(), NoOverrides)
 	assert.ErrorIs(t, err, context.Canceled)
 }
 
@@ -336,7 +336,7 @@ func TestDiscoverNodeCanceled(t *testing.T) {
 func TestPlaceOnNVMLNode(t *testing.T) {
 	o := NoOverrides
 	o.NumCPUs = 128 // what a DGX A100 has, whatever runs the test
-	n, err := DiscoverNodeWith(context.Background(), slog.New(slog.DiscardHandler), dgxA100(), t.TempDir(), o)
+	n, err := NodeWith(context.Background(), slog.New(slog.DiscardHandler), dgxA100(), t.TempDir(), o)
 	require.NoError(t, err)
 	n.ID = "dgx-a100"
 	free := make([]int, len(n.GPUs))
@@ -365,7 +365,7 @@ func TestPlaceOnNVMLNode(t *testing.T) {
 // with one log line and no crash; with one, it lists the GPUs.
 func TestDiscoverNodeSystemNVML(t *testing.T) {
 	log, logs := newLog()
-	n, err := DiscoverNode(context.Background(), log, t.TempDir(), NoOverrides)
+	n, err := Node(context.Background(), log, t.TempDir(), NoOverrides)
 	require.NoError(t, err)
 	records := logs.all()
 	require.Len(t, records, 1)

@@ -1,4 +1,4 @@
-package cluster
+package discover
 
 import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"

@@ -1,4 +1,4 @@
-package cluster
+package discover
 
 import (
 	"bufio"
@@ -21,8 +21,8 @@ import (
 	"github.com/rtrain/rtrain/cluster/sched"
 )
 
-// nvidiaMajor is the character-device major number of NVIDIA GPU nodes.
-const nvidiaMajor = 195
+// NVIDIAMajor is the character-device major number of NVIDIA GPU nodes.
+const NVIDIAMajor = 195
 
 // Overrides replace what discovery finds, like `ray start --num-cpus`.
 type Overrides struct {
@@ -41,26 +41,20 @@ type Overrides struct {
 // NoOverrides keeps everything discovery finds.
 var NoOverrides = Overrides{NumGPUs: -1}
 
-// Discover is DiscoverNode without a logger or a context, for callers
-// that have neither.
-func Discover(devDir string, o Overrides) (sched.Node, error) {
-	return DiscoverNode(context.Background(), slog.New(slog.DiscardHandler), devDir, o)
-}
-
-// DiscoverNode describes this machine: its cores, memory and GPUs, with
+// Node describes this machine: its cores, memory and GPUs, with
 // the overrides applied. It asks the system's NVML (libnvidia-ml.so.1) for
 // the GPUs; devDir is where device nodes live ("/dev"), where it looks
 // when NVML is not available.
-func DiscoverNode(ctx context.Context, log *slog.Logger, devDir string, o Overrides) (sched.Node, error) {
-	return DiscoverNodeWith(ctx, log, nvml.New(), devDir, o)
+func Node(ctx context.Context, log *slog.Logger, devDir string, o Overrides) (sched.Node, error) {
+	return NodeWith(ctx, log, nvml.New(), devDir, o)
 }
 
-// DiscoverNodeWith is DiscoverNode asking lib for the GPUs; a nil lib
+// NodeWith is Node asking lib for the GPUs; a nil lib
 // skips NVML and takes the GPUs from the device nodes. When NVML is not
 // available, or fails to list the GPUs, it logs one line and falls back to
 // the device nodes: those tell GPU count and minor numbers, not names,
 // memory or NVLink.
-func DiscoverNodeWith(ctx context.Context, log *slog.Logger, lib nvml.Interface, devDir string, o Overrides) (sched.Node, error) {
+func NodeWith(ctx context.Context, log *slog.Logger, lib nvml.Interface, devDir string, o Overrides) (sched.Node, error) {
 	n := sched.Node{Total: sched.Resources{CPU: float64(runtime.NumCPU())}}
 	mem, err := memTotal()
 	if err != nil {
@@ -103,14 +97,14 @@ func DiscoverNodeWith(ctx context.Context, log *slog.Logger, lib nvml.Interface,
 // ends.
 func discoverGPUs(ctx context.Context, log *slog.Logger, lib nvml.Interface, devDir string) ([]sched.GPU, error) {
 	if lib == nil {
-		return deviceGPUs(devDir), nil
+		return DeviceGPUs(devDir), nil
 	}
 	info, err := QueryNVML(ctx, log, lib)
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("cluster: discover GPUs: %w", context.Cause(ctx))
 	}
 	if err != nil {
-		gpus := deviceGPUs(devDir)
+		gpus := DeviceGPUs(devDir)
 		level := slog.LevelWarn
 		if errors.Is(err, ErrNVMLUnavailable) {
 			level = slog.LevelInfo // a machine without GPUs, or a driver-less container
@@ -124,10 +118,10 @@ func discoverGPUs(ctx context.Context, log *slog.Logger, lib nvml.Interface, dev
 
 var nvidiaNode = regexp.MustCompile(`^nvidia([0-9]+)$`)
 
-// deviceGPUs lists /dev/nvidia<N> character devices, ordered by minor
+// DeviceGPUs lists /dev/nvidia<N> character devices, ordered by minor
 // number. It is the fallback when NVML is not available: without the
 // driver's library it finds what the driver created.
-func deviceGPUs(devDir string) []sched.GPU {
+func DeviceGPUs(devDir string) []sched.GPU {
 	entries, err := os.ReadDir(devDir)
 	if err != nil {
 		return nil
@@ -141,7 +135,7 @@ func deviceGPUs(devDir string) []sched.GPU {
 		if syscall.Stat(filepath.Join(devDir, e.Name()), &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFCHR {
 			continue
 		}
-		if major(st.Rdev) != nvidiaMajor {
+		if major(st.Rdev) != NVIDIAMajor {
 			continue
 		}
 		gpus = append(gpus, sched.GPU{Minor: int(minor(st.Rdev))})

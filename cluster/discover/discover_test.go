@@ -1,4 +1,4 @@
-package cluster
+package discover
 
 import (
 	"context"
@@ -27,13 +27,13 @@ func mknod(t *testing.T, path string, major, minor uint32) {
 func TestDiscoverFindsNvidiaDeviceNodes(t *testing.T) {
 	testutil.RequireRoot(t)
 	dev := t.TempDir()
-	mknod(t, filepath.Join(dev, "nvidia2"), nvidiaMajor, 2)
-	mknod(t, filepath.Join(dev, "nvidia0"), nvidiaMajor, 0)
-	mknod(t, filepath.Join(dev, "nvidiactl"), nvidiaMajor, 255) // a control device, not a GPU
+	mknod(t, filepath.Join(dev, "nvidia2"), NVIDIAMajor, 2)
+	mknod(t, filepath.Join(dev, "nvidia0"), NVIDIAMajor, 0)
+	mknod(t, filepath.Join(dev, "nvidiactl"), NVIDIAMajor, 255) // a control device, not a GPU
 	mknod(t, filepath.Join(dev, "nvidia7"), 1, 3)               // not NVIDIA's major
 
 	// Without NVML (a nil library), the device nodes are all there is.
-	n, err := DiscoverNodeWith(context.Background(), slog.New(slog.DiscardHandler), nil, dev, NoOverrides)
+	n, err := NodeWith(context.Background(), slog.New(slog.DiscardHandler), nil, dev, NoOverrides)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestDiscoverFindsNvidiaDeviceNodes(t *testing.T) {
 
 func TestDiscoverOverrides(t *testing.T) {
 	dev := t.TempDir()
-	n, err := DiscoverNodeWith(context.Background(), slog.New(slog.DiscardHandler), nil, dev, Overrides{NumCPUs: 3.5, NumGPUs: 3, MemoryBytes: 1 << 30})
+	n, err := NodeWith(context.Background(), slog.New(slog.DiscardHandler), nil, dev, Overrides{NumCPUs: 3.5, NumGPUs: 3, MemoryBytes: 1 << 30})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestDiscoverOverrides(t *testing.T) {
 			t.Errorf("GPU %d = %+v, want /dev/nvidia%d", i, g, i)
 		}
 	}
-	n, err = DiscoverNodeWith(context.Background(), slog.New(slog.DiscardHandler), nil, dev, Overrides{NumGPUs: 0})
+	n, err = NodeWith(context.Background(), slog.New(slog.DiscardHandler), nil, dev, Overrides{NumGPUs: 0})
 	if err != nil || n.Total.GPU != 0 {
 		t.Errorf("NumGPUs 0: %d GPUs, %v", n.Total.GPU, err)
 	}
@@ -75,19 +75,19 @@ func TestDiscoverOverrides(t *testing.T) {
 func TestDiscoverFallsBackToDeviceNodes(t *testing.T) {
 	testutil.RequireRoot(t)
 	dev := t.TempDir()
-	mknod(t, filepath.Join(dev, "nvidia0"), nvidiaMajor, 0)
-	mknod(t, filepath.Join(dev, "nvidia1"), nvidiaMajor, 1)
+	mknod(t, filepath.Join(dev, "nvidia0"), NVIDIAMajor, 0)
+	mknod(t, filepath.Join(dev, "nvidia1"), NVIDIAMajor, 1)
 	noDriver := func() nvml.Interface {
 		return &mock.Interface{InitFunc: func() nvml.Return { return nvml.ERROR_DRIVER_NOT_LOADED }}
 	}
 
 	log, logs := newLog()
-	n, err := DiscoverNodeWith(context.Background(), log, noDriver(), dev, NoOverrides)
+	n, err := NodeWith(context.Background(), log, noDriver(), dev, NoOverrides)
 	require.NoError(t, err)
 	assert.Equal(t, []sched.GPU{{Index: 0, Minor: 0}, {Index: 1, Minor: 1}}, n.GPUs)
 	assert.Len(t, logs.all(), 1)
 
-	n, err = DiscoverNodeWith(context.Background(), log, noDriver(), dev, Overrides{NumGPUs: 3})
+	n, err = NodeWith(context.Background(), log, noDriver(), dev, Overrides{NumGPUs: 3})
 	require.NoError(t, err)
 	assert.Equal(t, []sched.GPU{{Index: 0, Minor: 0}, {Index: 1, Minor: 1}, {Index: 2, Minor: 2}}, n.GPUs)
 }
@@ -95,7 +95,7 @@ func TestDiscoverFallsBackToDeviceNodes(t *testing.T) {
 // Discover keeps its old signature; here, with no driver, it finds the
 // device nodes as it always did.
 func TestDiscoverOldSignature(t *testing.T) {
-	n, err := Discover(t.TempDir(), Overrides{NumCPUs: 2, NumGPUs: 2})
+	n, err := Node(t.Context(), slog.New(slog.DiscardHandler), t.TempDir(), Overrides{NumCPUs: 2, NumGPUs: 2})
 	require.NoError(t, err)
 	assert.Equal(t, 2.0, n.Total.CPU)
 	assert.Len(t, n.GPUs, 2)
