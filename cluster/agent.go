@@ -51,13 +51,6 @@ func (a *Agent) FreePort(ctx context.Context) (int, error) {
 	return rendezvous.FreePort(ctx, a.node.Addr)
 }
 
-// Rendezvous is where a job's workers meet: MASTER_PORT on the node of
-// rank 0, and whether the agent there hosts the store.
-type Rendezvous struct {
-	Port       int
-	AgentStore bool
-}
-
 // hostRendezvous prepares the rendezvous of job, whose rank 0 runs on this
 // node. For a torch whose store protocol rtrain speaks, the agent hosts
 // the store, listening before any worker starts, so no rank waits out
@@ -91,119 +84,6 @@ func (a *Agent) closeStore(jobID string) {
 	if srv != nil {
 		_ = srv.Close()
 	}
-}
-
-// WorkerSpec is one worker of a group.
-type WorkerSpec struct {
-	LocalRank int
-	// GPUs are the worker's own GPU indices on this node.
-	GPUs []int
-}
-
-// GroupSpec is the part of a job that runs on one node in one attempt.
-type GroupSpec struct {
-	JobID   string
-	RunName string
-	// Python runs Script with Args.
-	Python string
-	Script string
-	Args   []string
-	// Env is the environment the workers start from (rtrain's own plus the
-	// user's additions); the rendezvous contract is applied on top.
-	Env []string
-	// Dir is the workers' working directory.
-	Dir      string
-	Layout   rendezvous.Layout
-	NodeRank int
-	Workers  []WorkerSpec
-	// LogDir receives rank_<N>.log for each worker.
-	LogDir string
-	// Grace is how long a worker has between SIGTERM and SIGKILL.
-	Grace time.Duration
-	// Stager receives the checkpoints workers attach to report(); nil
-	// refuses them. A remote agent makes its own, holding at most
-	// StagedInFlight reports (0: 1) until the head has fetched them.
-	Stager         *Stager `json:"-"`
-	StagedInFlight int
-	// Restore, when set, is the checkpoint the workers resume from: they
-	// find it through rtrain.get_checkpoint().
-	Restore *Restore
-	// Limits are what each worker is held to, and which GPUs it sees.
-	Limits Limits
-}
-
-// Restore is a checkpoint copied to this node for the workers to resume
-// from.
-type Restore struct {
-	// Dir is the local directory holding its files.
-	Dir string
-	// URI is where it is stored; Index is its number.
-	URI   string
-	Index int
-}
-
-// EventKind says what a worker event is.
-type EventKind int
-
-// The kinds of worker events, in the order a worker produces them.
-const (
-	WorkerStarted EventKind = iota + 1
-	WorkerLog
-	WorkerReport
-	WorkerExited
-	// NodeWarning comes before any worker starts, at most once per group:
-	// Line says which isolation the node cannot enforce and why.
-	NodeWarning
-	// CheckpointLost: the files a worker staged for report Report.Seq
-	// could not be brought to the head (Line says why); the group is
-	// being stopped, and the checkpoint must not be committed.
-	CheckpointLost
-)
-
-// Event is something that happened to a worker of a group.
-type Event struct {
-	Kind   EventKind
-	NodeID string
-	Rank   int
-	Time   time.Time
-	// WorkerStarted.
-	PID int
-	// WorkerLog: the stream ("stdout" or "stderr") and the line.
-	Stream string
-	Line   string
-	// WorkerReport: the report, and where its checkpoint files were
-	// staged (empty when the worker attached none).
-	Report pyshim.Report
-	Staged string
-	// Files are the staged files' paths, relative to Staged.
-	Files []string
-	// WorkerExited: how it ended and the last lines of its stderr.
-	Exit launcher.Exit
-	Tail []string
-	// WorkerExited: when an uncaught Python exception reached the top of
-	// the worker, zero if none did (rtrain's sitecustomize notes it). The
-	// rank that raised first is the cause, while it may exit after the
-	// peers its death brought down. RaisedBeforeStop says it raised before
-	// the group was told to stop: it failed by itself, even if the stop
-	// is what ended its exit.
-	RaisedAt         time.Time
-	RaisedBeforeStop bool `json:",omitempty"`
-	// WorkerExited: when the worker's program finished cleanly (ran to its
-	// end or called sys.exit(0), and its atexit handlers ran), zero if it
-	// did not. What the process does after that is Python's teardown.
-	FinishedAt time.Time `json:",omitempty"`
-	// AfterFinish are the lines of stderr that came after FinishedAt:
-	// what the interpreter's teardown printed.
-	AfterFinish []string `json:",omitempty"`
-}
-
-// CrashedInTeardown reports whether the event is the exit of a worker that
-// finished its program cleanly and was then killed by a signal rtrain did
-// not send, as the interpreter shut down: a C++ thread of torch's that
-// takes the GIL during finalization aborts the process ("terminate called
-// without an active exception"). Its work is done; it is not a failure.
-func (e Event) CrashedInTeardown() bool {
-	return e.Kind == WorkerExited && !e.FinishedAt.IsZero() && e.Exit.Signal != 0 && !e.Exit.Stopped
 }
 
 // Group is a running worker group.
@@ -569,3 +449,23 @@ func untilClosed(ctx context.Context, done <-chan struct{}) (context.Context, co
 	}()
 	return ctx, cancel
 }
+
+// Rendezvous implements NodeAgent for the embedded agent.
+func (a *Agent) Rendezvous(ctx context.Context, req RendezvousRequest) (Rendezvous, error) {
+	return a.hostRendezvous(ctx, req.JobID, req.TorchVersion)
+}
+
+// StartGroup implements NodeAgent for the embedded agent, whose files are
+// this process's: the shipment is not needed.
+func (a *Agent) StartGroup(ctx context.Context, spec GroupSpec, _ Shipment) (GroupRunner, error) {
+	g, err := a.Start(ctx, spec)
+	if err != nil {
+		return nil, err // not a nil *Group in a non-nil interface
+	}
+	return g, nil
+}
+
+var (
+	_ NodeAgent = (*Agent)(nil)
+	_ NodeAgent = (*RemoteAgent)(nil)
+)

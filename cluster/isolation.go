@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -16,63 +15,6 @@ import (
 	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/launcher/cgroup"
 )
-
-// GPUIsolation says which of the node's GPUs a worker may open.
-type GPUIsolation string
-
-const (
-	// IsolateJob walls each job off from every other: the workers of a job
-	// on a node all open the job's GPUs there (so NCCL can use P2P between
-	// them), and no other GPU. The zero value means IsolateJob.
-	IsolateJob GPUIsolation = "job"
-	// IsolateWorker lets each worker open its own GPUs only; NCCL falls
-	// back from P2P to shared memory between the workers.
-	IsolateWorker GPUIsolation = "worker"
-)
-
-// Limits are what each worker of a group is held to, through a cgroup of
-// its own where the node can (see Agent.Start).
-type Limits struct {
-	// MemoryBytes caps each worker's memory, what it spawns included; the
-	// kernel's OOM killer ends a worker over it. 0 is no limit.
-	MemoryBytes int64
-	// CPUs is each worker's CPU time, in cores, as a CFS quota. 0 is none.
-	CPUs float64
-	// Pids caps the processes and threads of each worker. 0 is no limit.
-	Pids int64
-	// GPUIsolation is which GPUs a worker sees and may open.
-	GPUIsolation GPUIsolation
-	// Strict refuses to start a group this node cannot isolate fully;
-	// otherwise it runs with what the node can enforce, and a NodeWarning
-	// event says what is missing and why.
-	Strict bool
-}
-
-// CgroupParentEnv names the cgroup under which the agent makes its
-// workers' groups, <parent>/<job id>/<node>-attempt-<A>/rank-<N> in every
-// hierarchy, where an operator may set node-wide limits; unset, "rtrain".
-const CgroupParentEnv = "RTRAIN_CGROUP_PARENT"
-
-// ErrNotIsolated is wrapped by the error of Agent.Start for a group with
-// Limits.Strict that the node cannot isolate fully.
-var ErrNotIsolated = errors.New("cluster: cannot isolate the workers")
-
-// IsolationError says which isolation a node cannot give and why.
-type IsolationError struct {
-	Node string
-	// Missing names each kind of isolation asked for and not available:
-	// "memory limit", "CPU limit", "pids limit", "GPU device isolation".
-	Missing []string
-	// Reason is why.
-	Reason error
-}
-
-func (e *IsolationError) Error() string {
-	return fmt.Sprintf("node %s cannot enforce %s: %v", e.Node, strings.Join(e.Missing, ", "), e.Reason)
-}
-
-// Unwrap makes an IsolationError an ErrNotIsolated and keeps its reason.
-func (e *IsolationError) Unwrap() []error { return []error{ErrNotIsolated, e.Reason} }
 
 // nvidiaGPUMinors are the minor numbers NVIDIA GPU nodes can have:
 // /dev/nvidia0 to /dev/nvidia253; 254 is nvidia-modeset, 255 nvidiactl.

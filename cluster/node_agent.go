@@ -43,23 +43,3 @@ type RendezvousRequest struct {
 	TorchVersion string
 	Python       string
 }
-
-// Rendezvous implements NodeAgent for the embedded agent.
-func (a *Agent) Rendezvous(ctx context.Context, req RendezvousRequest) (Rendezvous, error) {
-	return a.hostRendezvous(ctx, req.JobID, req.TorchVersion)
-}
-
-// StartGroup implements NodeAgent for the embedded agent, whose files are
-// this process's: the shipment is not needed.
-func (a *Agent) StartGroup(ctx context.Context, spec GroupSpec, _ Shipment) (GroupRunner, error) {
-	g, err := a.Start(ctx, spec)
-	if err != nil {
-		return nil, err // not a nil *Group in a non-nil interface
-	}
-	return g, nil
-}
-
-var (
-	_ NodeAgent = (*Agent)(nil)
-	_ NodeAgent = (*RemoteAgent)(nil)
-)
