@@ -75,7 +75,9 @@ func (s Security) secret() string {
 	return secret
 }
 
-func (s Security) pin() string {
+// PinnedFingerprint is the certificate fingerprint a client of s requires
+// of the server: Pin, else the one its join token carries.
+func (s Security) PinnedFingerprint() string {
 	if s.Pin != "" {
 		return s.Pin
 	}
@@ -84,7 +86,9 @@ func (s Security) pin() string {
 }
 
 // tlsOn reports whether a client of s speaks TLS.
-func (s Security) tlsOn() bool { return s.TLSCert != "" || s.TLSCA != "" || s.pin() != "" }
+func (s Security) tlsOn() bool {
+	return s.TLSCert != "" || s.TLSCA != "" || s.PinnedFingerprint() != ""
+}
 
 // TLS reports whether connections made or served with s are encrypted.
 func (s Security) TLS() bool { return s.tlsOn() || s.Certificate != nil }
@@ -97,12 +101,12 @@ func (s Security) ServerOptions() ([]grpc.ServerOption, error) {
 	}
 	opts := []grpc.ServerOption{
 		// The tap sees a call's headers before grpc-go reads its body: a
-		// call without the token is refused before its (up to maxRequest)
+		// call without the token is refused before its (up to MaxRequest)
 		// bytes are read into memory, which interceptors come too late for.
 		grpc.InTapHandle(func(ctx context.Context, info *tap.Info) (context.Context, error) {
 			return ctx, s.check(info.Header)
 		}),
-		grpc.MaxRecvMsgSize(maxRequest),
+		grpc.MaxRecvMsgSize(MaxRequest),
 		grpc.MaxSendMsgSize(maxMessage),
 	}
 	if s.TLSCA != "" && (s.TLSCert == "" || s.TLSKey == "") {
@@ -120,15 +124,15 @@ func (s Security) ServerOptions() ([]grpc.ServerOption, error) {
 	return opts, nil
 }
 
-// maxRequest bounds a message a head or agent receives, whoever sends
+// MaxRequest bounds a message a head or agent receives, whoever sends
 // it: the largest are a job's configuration and a group's spec, whose
 // arguments and environment exec holds to a few MiB; working directories
 // and checkpoints travel in chunks (chunkSize).
-const maxRequest = 4 << 20
+const MaxRequest = 4 << 20
 
 // maxMessage bounds a message a client receives or sends: a status of
 // thousands of nodes, a long list of jobs. A server refuses more than
-// maxRequest before reading it.
+// MaxRequest before reading it.
 const maxMessage = 256 << 20
 
 // check refuses a call without the cluster token, then one from another
@@ -217,7 +221,7 @@ func (s Security) tlsConfig(server bool) (*tls.Config, error) {
 			cfg.RootCAs = pool
 		}
 	}
-	if fp := s.pin(); !server && fp != "" && s.TLSCA == "" {
+	if fp := s.PinnedFingerprint(); !server && fp != "" && s.TLSCA == "" {
 		// The pin replaces the system roots and host names, which know
 		// nothing of a cluster's private CA: verifyPinned checks the chain.
 		cfg.InsecureSkipVerify = true
@@ -229,9 +233,9 @@ func (s Security) tlsConfig(server bool) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// callError is a refused call to a head or agent, named by what was
+// CallError is a refused call to a head or agent, named by what was
 // being done.
-func callError(what string, err error) error {
+func CallError(what string, err error) error {
 	if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition && strings.HasPrefix(st.Message(), ErrNotIsolated.Error()) {
 		return fmt.Errorf("%w%s", ErrNotIsolated, strings.TrimPrefix(st.Message(), ErrNotIsolated.Error()))
 	}

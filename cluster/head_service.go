@@ -156,7 +156,7 @@ func (h *HeadService) Register(_ context.Context, req *clusterpb.RegisterRequest
 	switch {
 	case req.CertSha256 != "":
 		sec.Pin = req.CertSha256
-	case sec.pin() != "" && sec.TLSCA == "":
+	case sec.PinnedFingerprint() != "" && sec.TLSCA == "":
 		// The head would pin its own CA on an agent that serves plain TCP
 		// or another CA's certificate: every call to it would fail later.
 		return nil, status.Error(codes.FailedPrecondition, "this cluster uses the head's own TLS: join with the token `rtrain start --head` printed (rt1-...), not --insecure or a bare secret")
@@ -308,7 +308,7 @@ func (h *HeadService) StatusReply() *clusterpb.StatusReply {
 	rep := &clusterpb.StatusReply{Version: version.Version, HeartbeatTimeoutMs: h.timeout.Milliseconds()}
 	now := time.Now().UnixNano()
 	for _, m := range h.members {
-		ns := &clusterpb.NodeStatus{Node: nodeToProto(m.node), State: "alive", HeartbeatAgeMs: (now - m.last.Load()) / 1e6}
+		ns := &clusterpb.NodeStatus{Node: NodeToProto(m.node), State: "alive", HeartbeatAgeMs: (now - m.last.Load()) / 1e6}
 		if m.gone {
 			ns.State = "dead"
 		}
@@ -345,7 +345,7 @@ func ResourcesFromProto(r *clusterpb.Resources) sched.Resources {
 	return sched.Resources{CPU: r.Cpu, GPU: int(r.Gpu), MemoryBytes: r.MemoryBytes, Custom: custom}
 }
 
-func nodeToProto(n sched.Node) *clusterpb.Node {
+func NodeToProto(n sched.Node) *clusterpb.Node {
 	p := &clusterpb.Node{Id: n.ID, Addr: n.Addr, Total: resourcesToProto(n.Total), AgentAddr: n.AgentAddr, Iface: n.Iface, Hostname: n.Hostname}
 	for _, g := range n.GPUs {
 		pg := &clusterpb.GPU{Index: int32(g.Index), Minor: int32(g.Minor), Uuid: g.UUID, Name: g.Name, MemoryBytes: g.MemoryBytes}

@@ -20,7 +20,7 @@ func TestStatusShowsFreeResourcesAndCurrentGPUStats(t *testing.T) {
 	node := sched.Node{ID: "gpu-node", Addr: "127.0.0.1", AgentAddr: "127.0.0.1:1",
 		Total: sched.Resources{CPU: 8, GPU: 2, MemoryBytes: 1 << 30},
 		GPUs:  []sched.GPU{{Index: 0, Minor: 0}, {Index: 1, Minor: 1}}}
-	_, err := h.Register(t.Context(), &clusterpb.RegisterRequest{Node: nodeToProto(node)})
+	_, err := h.Register(t.Context(), &clusterpb.RegisterRequest{Node: NodeToProto(node)})
 	require.NoError(t, err)
 
 	stats := []*clusterpb.GPUStat{{Index: 0, Utilization: 0.5}, {Index: 1, Utilization: 0.25}}

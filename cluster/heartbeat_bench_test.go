@@ -32,7 +32,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 	for i := range ids {
 		n := sched.Node{ID: fmt.Sprintf("n%05d", i), Total: sched.Resources{CPU: 64, GPU: 8, MemoryBytes: 64 << 30}}
 		n.Addr, n.AgentAddr = "127.0.0.1", "127.0.0.1:1"
-		rep, err := hs.Register(b.Context(), &clusterpb.RegisterRequest{Node: nodeToProto(n)})
+		rep, err := hs.Register(b.Context(), &clusterpb.RegisterRequest{Node: NodeToProto(n)})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -31,6 +31,12 @@ type RemoteAgent struct {
 	log     *slog.Logger
 }
 
+// NewRemoteAgent is the agent of node reached through client; dead closes
+// when the node is declared dead.
+func NewRemoteAgent(node sched.Node, client clusterpb.AgentClient, dead <-chan struct{}, log *slog.Logger) *RemoteAgent {
+	return &RemoteAgent{node: node, client: client, dead: dead, log: log}
+}
+
 // ErrNodeLost is wrapped by the errors of calls to an agent that cannot be
 // reached: its node is declared dead, and its workers are lost.
 var ErrNodeLost = errors.New("cluster: node lost")
@@ -72,14 +78,14 @@ func (r *RemoteAgent) Node() sched.Node { return r.node }
 
 // Rendezvous implements NodeAgent.
 func (r *RemoteAgent) Rendezvous(ctx context.Context, req RendezvousRequest) (Rendezvous, error) {
-	ctx, cancel := untilClosed(ctx, r.dead)
+	ctx, cancel := UntilClosed(ctx, r.dead)
 	defer cancel()
 	rep, err := r.client.Rendezvous(ctx, &clusterpb.RendezvousRequest{JobId: req.JobID, TorchVersion: req.TorchVersion, Python: req.Python})
 	if err != nil {
 		if lost, ok := r.unreachable("rendezvous", err); ok {
 			return Rendezvous{}, lost
 		}
-		return Rendezvous{}, callError("node "+r.node.ID, err)
+		return Rendezvous{}, CallError("node "+r.node.ID, err)
 	}
 	return Rendezvous{Port: int(rep.Port), AgentStore: rep.AgentStore}, nil
 }
@@ -90,14 +96,14 @@ func (r *RemoteAgent) Rendezvous(ctx context.Context, req RendezvousRequest) (Re
 func (r *RemoteAgent) StartGroup(ctx context.Context, spec GroupSpec, ship Shipment) (GroupRunner, error) {
 	who := "node " + r.node.ID
 	if spec.Restore != nil {
-		pctx, cancel := untilClosed(ctx, r.dead)
+		pctx, cancel := UntilClosed(ctx, r.dead)
 		err := r.putRestore(pctx, spec.JobID, spec.Restore.Dir)
 		cancel()
 		if err != nil {
 			if lost, ok := r.unreachable("send the checkpoint to resume from", err); ok {
 				return nil, lost
 			}
-			return nil, callError(who+": send the checkpoint to resume from", err)
+			return nil, CallError(who+": send the checkpoint to resume from", err)
 		}
 	}
 	body, err := json.Marshal(spec)
@@ -130,7 +136,7 @@ func (r *RemoteAgent) StartGroup(ctx context.Context, spec GroupSpec, ship Shipm
 		if lost, ok := r.unreachable("start the workers", err); ok {
 			return nil, lost
 		}
-		return nil, callError(who, err)
+		return nil, CallError(who, err)
 	}
 	first, err := stream.Recv()
 	if err != nil {
@@ -141,7 +147,7 @@ func (r *RemoteAgent) StartGroup(ctx context.Context, spec GroupSpec, ship Shipm
 		if errors.Is(err, io.EOF) {
 			err = errors.New("the agent ended the group before it started")
 		}
-		return nil, callError(who, err)
+		return nil, CallError(who, err)
 	}
 	g := &remoteGroup{
 		r: r, spec: spec, cancel: cancel,
@@ -181,7 +187,7 @@ func (r *RemoteAgent) putRestore(ctx context.Context, jobID, dir string) error {
 	if err := stream.Send(&clusterpb.FileChunk{JobId: jobID}); err != nil {
 		return err
 	}
-	if err := sendTree(stream, dir); err != nil {
+	if err := SendTree(stream, dir); err != nil {
 		return err
 	}
 	_, err = stream.CloseAndRecv()
@@ -335,9 +341,9 @@ func (g *remoteGroup) relay(ctx context.Context, m *clusterpb.GroupEvent) bool {
 
 func (g *remoteGroup) fetch(ctx context.Context, seq int, files []string) (string, error) {
 	if g.spec.Stager == nil {
-		return "", errNoStorage
+		return "", ErrNoStorage
 	}
-	ctx, cancel := untilClosed(ctx, g.stopCh)
+	ctx, cancel := UntilClosed(ctx, g.stopCh)
 	defer cancel()
 	dir, err := g.spec.Stager.Receive(ctx, seq)
 	if err != nil {
@@ -347,7 +353,7 @@ func (g *remoteGroup) fetch(ctx context.Context, seq int, files []string) (strin
 	if err != nil {
 		return "", err
 	}
-	if err := receiveFiles(dir, nil, stream.Recv); err != nil {
+	if err := ReceiveFiles(dir, nil, stream.Recv); err != nil {
 		return "", err
 	}
 	return dir, nil

@@ -18,8 +18,8 @@ import (
 
 // A job's working directory travels from the CLI to the head (SubmitJob)
 // and from the head to each node (StartGroup) as a manifest, then its
-// archive in chunks of chunkSize: no message is larger than a chunk, so
-// heads and agents take small messages only (maxRequest). Each receiver
+// archive in chunks of ChunkSize: no message is larger than a chunk, so
+// heads and agents take small messages only (MaxRequest). Each receiver
 // refuses a manifest over its limits before reading the archive, and holds
 // the archive to its manifest as it reads: the head stores no more than
 // the manifest said, and a node unpacks no more than that (workdir.Limits).
@@ -38,8 +38,8 @@ func ManifestOf(a *workdir.Archive) *clusterpb.WorkdirManifest {
 		UnpackedBytes: a.Size, Entries: int64(a.Entries)}
 }
 
-// unpackLimits are the limits a manifest holds its archive to.
-func unpackLimits(m *clusterpb.WorkdirManifest) workdir.Limits {
+// UnpackLimits are the limits a manifest holds its archive to.
+func UnpackLimits(m *clusterpb.WorkdirManifest) workdir.Limits {
 	return workdir.Limits{Bytes: m.GetUnpackedBytes(), Entries: int(m.GetEntries())}
 }
 
@@ -47,10 +47,10 @@ func unpackLimits(m *clusterpb.WorkdirManifest) workdir.Limits {
 // refused for its size; the metadata's "limit" is the limit, in bytes.
 const reasonWorkdirTooLarge = "WORKDIR_TOO_LARGE"
 
-// checkManifest refuses, as a gRPC status, a manifest that is malformed,
+// CheckManifest refuses, as a gRPC status, a manifest that is malformed,
 // claims an archive larger than what it says it unpacks to can take, or
 // unpacks to more than maxBytes or workdir.MaxEntries.
-func checkManifest(m *clusterpb.WorkdirManifest, maxBytes int64) error {
+func CheckManifest(m *clusterpb.WorkdirManifest, maxBytes int64) error {
 	switch {
 	case m == nil:
 		return status.Error(codes.InvalidArgument, "no working directory manifest")
@@ -66,7 +66,7 @@ func checkManifest(m *clusterpb.WorkdirManifest, maxBytes int64) error {
 			st = d
 		}
 		return st.Err()
-	case m.ArchiveBytes > unpackLimits(m).ArchiveBytes():
+	case m.ArchiveBytes > UnpackLimits(m).ArchiveBytes():
 		return status.Errorf(codes.InvalidArgument, "a working directory of %d bytes in %d entries cannot take %d bytes packed", m.UnpackedBytes, m.Entries, m.ArchiveBytes)
 	}
 	return nil
@@ -93,14 +93,14 @@ func WorkdirLimit(err error) (limit int64, ok bool) {
 // dir, stopping as soon as it is longer than m says. Its errors are gRPC
 // statuses; on one, no file is left.
 func ReceiveWorkdir(dir string, m *clusterpb.WorkdirManifest, maxBytes int64, recv func() ([]byte, error)) (Workdir, error) {
-	if err := checkManifest(m, maxBytes); err != nil {
+	if err := CheckManifest(m, maxBytes); err != nil {
 		return Workdir{}, err
 	}
 	f, err := os.CreateTemp(dir, "workdir-*.tar.gz")
 	if err != nil {
 		return Workdir{}, status.Errorf(codes.Internal, "store the working directory: %v", err)
 	}
-	_, err = io.Copy(f, &chunkReader{recv: recv, left: m.ArchiveBytes})
+	_, err = io.Copy(f, &ChunkReader{recv: recv, left: m.ArchiveBytes})
 	if closeErr := f.Close(); err == nil && closeErr != nil {
 		err = status.Errorf(codes.Internal, "store the working directory: %v", closeErr)
 	}
@@ -122,16 +122,21 @@ func archiveError(err error) error {
 	return status.Errorf(codes.Internal, "working directory: %v", err)
 }
 
-// chunkReader reads the chunks recv delivers as one stream, which must be
-// exactly left bytes long: it fails past that, and at an early io.EOF
-// with io.ErrUnexpectedEOF.
-type chunkReader struct {
+// NewChunkReader reads the chunks recv delivers (io.EOF at the end) as
+// one stream, which must be exactly size bytes long.
+func NewChunkReader(size int64, recv func() ([]byte, error)) *ChunkReader {
+	return &ChunkReader{recv: recv, left: size}
+}
+
+// ChunkReader fails past its size, and at an early io.EOF with
+// io.ErrUnexpectedEOF.
+type ChunkReader struct {
 	recv func() ([]byte, error)
 	left int64
 	buf  []byte
 }
 
-func (c *chunkReader) Read(p []byte) (int, error) {
+func (c *ChunkReader) Read(p []byte) (int, error) {
 	for len(c.buf) == 0 {
 		b, err := c.recv()
 		if errors.Is(err, io.EOF) {
@@ -154,12 +159,12 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// SendArchive sends what r reads in chunks of at most chunkSize, each
+// SendArchive sends what r reads in chunks of at most ChunkSize, each
 // with send. It stops at the first error send returns.
 func SendArchive(r io.Reader, send func(chunk []byte) error) error {
 	for {
 		// A buffer per chunk: gRPC may hold a message after Send returns.
-		buf := make([]byte, chunkSize)
+		buf := make([]byte, ChunkSize)
 		n, err := io.ReadFull(r, buf)
 		if n > 0 {
 			if sendErr := send(buf[:n]); sendErr != nil {

@@ -48,13 +48,13 @@ func NewStager(dir string, maxInFlight int) (*Stager, error) {
 	return &Stager{dir: dir, max: max(maxInFlight, 1), held: map[int]struct{}{}, changed: make(chan struct{})}, nil
 }
 
-// sweepStaged removes the checkpoints staged under an agent's data
+// SweepStaged removes the checkpoints staged under an agent's data
 // directory, dataDir/jobs/*/staging (AgentService.jobDir): what an agent
 // that crashed left there, gigabytes a job, of jobs that may never come
 // back to this node to reuse the directory. It must run as the agent
 // starts, after lockDir and before the agent serves, so that no live
 // agent's staging is swept. It returns the directories it removed.
-func sweepStaged(dataDir string) ([]string, error) {
+func SweepStaged(dataDir string) ([]string, error) {
 	dirs, err := filepath.Glob(filepath.Join(dataDir, "jobs", "*", "staging"))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: sweep staged checkpoints: %w", err)
@@ -227,6 +227,6 @@ func copyFile(src, dst string) (err error) {
 	return nil
 }
 
-// errNoStorage is what a worker gets when it attaches a checkpoint to a
+// ErrNoStorage is what a worker gets when it attaches a checkpoint to a
 // group that was started without a Stager.
-var errNoStorage = errors.New("this job keeps no checkpoints (no staging area); report without checkpoint=")
+var ErrNoStorage = errors.New("this job keeps no checkpoints (no staging area); report without checkpoint=")

@@ -114,7 +114,7 @@ func TestSweepStaged(t *testing.T) {
 		"jobs/b2/staging/report_7/.staging-9": "half a file",
 		"jobs/c3/workdir/train.py":            "kept",
 	})
-	removed, err := sweepStaged(dataDir)
+	removed, err := SweepStaged(dataDir)
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{
 		filepath.Join(dataDir, "jobs", "a1", "staging"),
@@ -127,7 +127,7 @@ func TestSweepStaged(t *testing.T) {
 	assert.FileExists(t, filepath.Join(dataDir, "jobs", "c3", "workdir", "train.py"))
 
 	// A fresh data directory has nothing to sweep.
-	removed, err = sweepStaged(t.TempDir())
+	removed, err = SweepStaged(t.TempDir())
 	require.NoError(t, err)
 	assert.Empty(t, removed)
 }

@@ -75,26 +75,3 @@ func TestHeadsOwnCA(t *testing.T) {
 	assert.Error(t, status(Security{Token: "s3cret"}), "a plain-text client is not served")
 	assert.ErrorIs(t, RemoteError(status(Security{Token: JoinToken("guess", fp)})), ErrUnauthenticated)
 }
-
-// An agent that joins with the join token serves TLS of its own, and the
-// head reaches it by the fingerprint it registered.
-func TestAgentJoinsOverTheHeadsCA(t *testing.T) {
-	addr, join, hs := ownCAHead(t, t.TempDir())
-	ctx, cancel := context.WithCancel(t.Context())
-	ra, err := StartAgent(ctx, AgentConfig{HeadAddr: addr, Security: Security{Token: join},
-		Node: sched.Node{ID: "n1", Addr: "127.0.0.1", Total: sched.Resources{CPU: 1}}, DataDir: t.TempDir()}, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	t.Cleanup(func() { cancel(); <-ra.Done() })
-
-	agent, ok := hs.Agent(ra.NodeID)
-	require.True(t, ok)
-	rctx, rcancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer rcancel()
-	_, err = agent.Rendezvous(rctx, RendezvousRequest{JobID: "j1", TorchVersion: "1.13.0"})
-	require.NoError(t, err, "the head calls the agent over TLS it verified")
-
-	// A node that registers without a certificate (a bare secret and
-	// plain TCP) would never be reachable: refused at once.
-	_, err = hs.Register(t.Context(), &clusterpb.RegisterRequest{Node: &clusterpb.Node{Id: "n2", Addr: "127.0.0.1", AgentAddr: "127.0.0.1:1", Total: &clusterpb.Resources{Cpu: 1}}})
-	assert.Error(t, err)
-}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/agent"
 	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/pyshim"
 )
@@ -36,7 +37,7 @@ type AgentConfig struct {
 
 // StartAgent discovers this node, joins the head and serves jobs until
 // ctx ends.
-func StartAgent(ctx context.Context, cfg AgentConfig, log *slog.Logger) (*cluster.RunningAgent, error) {
+func StartAgent(ctx context.Context, cfg AgentConfig, log *slog.Logger) (*agent.Running, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -72,7 +73,7 @@ func StartAgent(ctx context.Context, cfg AgentConfig, log *slog.Logger) (*cluste
 	if err != nil {
 		return nil, fmt.Errorf("trainer: %w", err)
 	}
-	return cluster.StartAgent(ctx, cluster.AgentConfig{
+	return agent.Start(ctx, agent.Config{
 		HeadAddr: cfg.HeadAddr, Security: cfg.Security, Node: node, Port: cfg.Port,
 		DataDir: dataDir, ShimDir: shim, Resolve: resolvePython,
 	}, log)

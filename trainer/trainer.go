@@ -21,6 +21,7 @@ import (
 
 	"github.com/rtrain/rtrain/checkpoint"
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/agent"
 	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/text"
@@ -338,7 +339,7 @@ func (j *job) end(ctx context.Context, err error) (*Result, error) {
 
 // startCluster starts the embedded cluster on this machine, offering it
 // the GPUs the job claims: those no other rtrain process holds.
-func (j *job) startCluster(ctx context.Context) (*cluster.Local, *discover.GPUClaim, error) {
+func (j *job) startCluster(ctx context.Context) (*agent.Local, *discover.GPUClaim, error) {
 	o := discover.NoOverrides
 	o.NumCPUs = j.cfg.NumCPUs
 	o.Custom = sched.MustCustom(j.cfg.Resources)
@@ -370,7 +371,7 @@ func (j *job) startCluster(ctx context.Context) (*cluster.Local, *discover.GPUCl
 		gpus.Release()
 		return nil, nil, fmt.Errorf("trainer: %w", err)
 	}
-	local, err := cluster.NewLocal(node, shim, j.log)
+	local, err := agent.NewLocal(node, shim, j.log)
 	if err != nil {
 		gpus.Release()
 		return nil, nil, err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rtrain/rtrain/checkpoint"
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/agent"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/trainer"
@@ -258,7 +259,7 @@ func (p *printer) event(e trainer.Event) {
 		if e.Stream == "stderr" {
 			w = p.err
 		}
-		if e.Node != "" && e.Node != cluster.LocalNodeID {
+		if e.Node != "" && e.Node != agent.LocalNodeID {
 			fmt.Fprintf(w, "[rank %d %s] %s\n", e.Rank, e.Node, e.Line)
 		} else {
 			fmt.Fprintf(w, "[rank %d] %s\n", e.Rank, e.Line)

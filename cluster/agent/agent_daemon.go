@@ -1,4 +1,4 @@
-package cluster
+package agent
 
 import (
 	"context"
@@ -13,17 +13,18 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"google.golang.org/grpc"
 
+	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/launcher"
 )
 
-// AgentConfig is a node agent that joins a cluster.
-type AgentConfig struct {
+// Config is a node agent that joins a cluster.
+type Config struct {
 	// HeadAddr is the head's host:port.
 	HeadAddr string
-	Security Security
+	Security cluster.Security
 	// Node is what this node offers; its Addr is where the agent listens
 	// and what other nodes reach it at.
 	Node sched.Node
@@ -37,8 +38,8 @@ type AgentConfig struct {
 	Resolve PythonResolver
 }
 
-// RunningAgent is an agent serving and registered with its head.
-type RunningAgent struct {
+// Running is an agent serving and registered with its head.
+type Running struct {
 	// Addr is where the agent service listens.
 	Addr string
 	// NodeID is the id the head gave the node.
@@ -47,19 +48,19 @@ type RunningAgent struct {
 }
 
 // Done delivers the agent's end: nil when its context ended.
-func (r *RunningAgent) Done() <-chan error { return r.done }
+func (r *Running) Done() <-chan error { return r.done }
 
-// StartAgent serves the agent and registers it with the head. It returns
+// Start serves the agent and registers it with the head. It returns
 // once registered, or with the reason it cannot be: a wrong token or
 // version is final; a head not reachable yet is retried until ctx ends.
 // The agent runs until ctx ends, then stops its groups and returns.
-func StartAgent(ctx context.Context, cfg AgentConfig, log *slog.Logger) (*RunningAgent, error) {
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) {
 	lock, err := lockDir(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
 	// The lock is held: whatever is staged there, a dead agent left.
-	if removed, err := sweepStaged(cfg.DataDir); err != nil {
+	if removed, err := cluster.SweepStaged(cfg.DataDir); err != nil {
 		log.Warn("sweep staged checkpoints left by an earlier agent", "err", err)
 	} else if len(removed) > 0 {
 		log.Info("removed staged checkpoints left by an earlier agent", "jobs", len(removed))
@@ -71,20 +72,20 @@ func StartAgent(ctx context.Context, cfg AgentConfig, log *slog.Logger) (*Runnin
 	return ra, err
 }
 
-// startAgent is StartAgent once the data directory is locked; the agent
+// startAgent is Start once the data directory is locked; the agent
 // lets go of the lock when it ends.
-func startAgent(ctx context.Context, cfg AgentConfig, lock *dirLock, log *slog.Logger) (*RunningAgent, error) {
+func startAgent(ctx context.Context, cfg Config, lock *dirLock, log *slog.Logger) (*Running, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(cfg.Node.Addr, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: agent listen on %s: %w", cfg.Node.Addr, err)
 	}
 	certSHA := ""
-	if sec := cfg.Security; sec.pin() != "" && sec.TLSCert == "" && sec.Certificate == nil {
+	if sec := cfg.Security; sec.PinnedFingerprint() != "" && sec.TLSCert == "" && sec.Certificate == nil {
 		// A cluster on the head's own CA: the agent serves a certificate
 		// of its own and registers its fingerprint over the verified
 		// channel to the head, which then pins it.
-		cert, fp, err := SelfSigned(LocalHosts(cfg.Node.Addr))
+		cert, fp, err := cluster.SelfSigned(cluster.LocalHosts(cfg.Node.Addr))
 		if err != nil {
 			_ = ln.Close()
 			return nil, err
@@ -99,13 +100,13 @@ func startAgent(ctx context.Context, cfg AgentConfig, lock *dirLock, log *slog.L
 	node := cfg.Node
 	node.AgentAddr = ln.Addr().String()
 	SweepCgroups(ctx, log)
-	agent := NewAgent(node, cfg.ShimDir, log)
+	agent := New(node, cfg.ShimDir, log)
 	// Renewed by every heartbeat that gets through: a worker of an agent
 	// that froze or was cut off dies by the time the head gives its rank
 	// to another node.
 	lease := launcher.NewLease(filepath.Join(cfg.DataDir, "lease"))
 	agent.lease = lease.Path()
-	svc := NewAgentService(agent, cfg.DataDir, cfg.Resolve, log)
+	svc := NewService(agent, cfg.DataDir, cfg.Resolve, log)
 	srv := grpc.NewServer(opts...)
 	svc.Register(srv)
 	serveErr := make(chan error, 1)
@@ -129,7 +130,7 @@ func startAgent(ctx context.Context, cfg AgentConfig, lock *dirLock, log *slog.L
 		return nil, err
 	}
 	log.Info("agent registered", "node", id, "head", cfg.HeadAddr, "agent", node.AgentAddr)
-	ra := &RunningAgent{Addr: node.AgentAddr, NodeID: id, done: make(chan error, 1)}
+	ra := &Running{Addr: node.AgentAddr, NodeID: id, done: make(chan error, 1)}
 	node.ID = id
 	go func() {
 		gpus := discover.OpenGPUMonitor(nvml.New())
@@ -140,7 +141,7 @@ func startAgent(ctx context.Context, cfg AgentConfig, lock *dirLock, log *slog.L
 			// elsewhere without counting a failure against their jobs.
 			dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if _, derr := head.Drain(dctx, &clusterpb.DrainRequest{NodeId: id, Reason: "drained: its agent was stopped"}); derr != nil {
-				log.Warn("drain", "err", callError("drain", derr))
+				log.Warn("drain", "err", cluster.CallError("drain", derr))
 			}
 			cancel()
 		}
@@ -172,21 +173,21 @@ func register(ctx context.Context, head clusterpb.HeadClient, node sched.Node, c
 	for {
 		from := launcher.LeaseNow()
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		rep, err := head.Register(cctx, &clusterpb.RegisterRequest{Node: nodeToProto(node), CertSha256: certSHA})
+		rep, err := head.Register(cctx, &clusterpb.RegisterRequest{Node: cluster.NodeToProto(node), CertSha256: certSHA})
 		cancel()
 		if err == nil {
 			b := beats{time.Duration(rep.HeartbeatIntervalMs) * time.Millisecond, time.Duration(rep.HeartbeatTimeoutMs) * time.Millisecond}
 			if b.interval <= 0 {
-				b.interval = DefaultHeartbeatInterval
+				b.interval = cluster.DefaultHeartbeatInterval
 			}
 			if b.timeout <= 0 {
-				b.timeout = DefaultHeartbeatTimeout
+				b.timeout = cluster.DefaultHeartbeatTimeout
 			}
 			renew(lease, from, b.timeout, log)
 			return rep.NodeId, b, nil
 		}
-		err = callError("register with the head", err)
-		if errors.Is(err, ErrUnauthenticated) || errors.Is(err, ErrVersionMismatch) {
+		err = cluster.CallError("register with the head", err)
+		if errors.Is(err, cluster.ErrUnauthenticated) || errors.Is(err, cluster.ErrVersionMismatch) {
 			return "", beats{}, err
 		}
 		if !warned {
@@ -205,7 +206,7 @@ func register(ctx context.Context, head clusterpb.HeadClient, node sched.Node, c
 // asks (it restarted, or declared this node dead). When no heartbeat has
 // got through for the head's timeout, the head has failed this node's
 // workers, so the agent stops them: a partitioned node must not train on.
-func beat(ctx context.Context, head clusterpb.HeadClient, node sched.Node, certSHA string, lease *launcher.Lease, b beats, svc *AgentService, gpus *discover.GPUMonitor, log *slog.Logger) (nodeID string, err error) {
+func beat(ctx context.Context, head clusterpb.HeadClient, node sched.Node, certSHA string, lease *launcher.Lease, b beats, svc *Service, gpus *discover.GPUMonitor, log *slog.Logger) (nodeID string, err error) {
 	t := time.NewTicker(b.interval)
 	defer t.Stop()
 	lastOK := time.Now()
@@ -226,7 +227,7 @@ func beat(ctx context.Context, head clusterpb.HeadClient, node sched.Node, certS
 				return node.ID, nil
 			}
 			if !failing {
-				log.Warn("heartbeat failed", "err", callError("heartbeat", err))
+				log.Warn("heartbeat failed", "err", cluster.CallError("heartbeat", err))
 			}
 			failing = true
 			if !fenced && time.Since(lastOK) > b.timeout {

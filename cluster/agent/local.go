@@ -1,10 +1,11 @@
-package cluster
+package agent
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
 
+	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/sched"
 )
 
@@ -33,14 +34,14 @@ func NewLocal(node sched.Node, shimDir string, log *slog.Logger) (*Local, error)
 	if err := h.AddNode(node); err != nil {
 		return nil, fmt.Errorf("cluster: embedded head: %w", err)
 	}
-	return &Local{head: h, agent: NewAgent(node, shimDir, log)}, nil
+	return &Local{head: h, agent: New(node, shimDir, log)}, nil
 }
 
 // Scheduler is the embedded head's scheduler.
 func (l *Local) Scheduler() *sched.Scheduler { return l.head }
 
 // Agent is the embedded node's agent.
-func (l *Local) Agent(id string) (NodeAgent, bool) {
+func (l *Local) Agent(id string) (cluster.NodeAgent, bool) {
 	if id != l.agent.Node().ID {
 		return nil, false
 	}

@@ -1,4 +1,4 @@
-package cluster
+package agent
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/launcher"
@@ -29,7 +30,7 @@ type isolation struct {
 	devices bool
 	// missing is what was asked and cannot be had, and why; nil when
 	// nothing is missing.
-	missing *IsolationError
+	missing *cluster.IsolationError
 }
 
 // hostSupport is what the node offers, as probed: cgroup support (or why
@@ -59,7 +60,7 @@ func hasNVIDIADevices(node sched.Node) bool {
 
 // planIsolation decides, from what host offers, what each worker of a
 // group with limits l gets. Pure: the tests feed it hosts of every kind.
-func planIsolation(nodeID string, l Limits, host hostSupport) isolation {
+func planIsolation(nodeID string, l cluster.Limits, host hostSupport) isolation {
 	want := cgroup.Spec{MemoryBytes: l.MemoryBytes, CPUs: l.CPUs, Pids: l.Pids}
 	iso := isolation{template: &want, devices: host.gpuNode}
 	s := host.cgroups
@@ -94,7 +95,7 @@ func planIsolation(nodeID string, l Limits, host hostSupport) isolation {
 		if reason == nil {
 			reason = fmt.Errorf("the %s cgroup layout here has no controller for it", s.Mode)
 		}
-		iso.missing = &IsolationError{Node: nodeID, Missing: missing, Reason: reason}
+		iso.missing = &cluster.IsolationError{Node: nodeID, Missing: missing, Reason: reason}
 	}
 	return iso
 }
@@ -104,7 +105,7 @@ func planIsolation(nodeID string, l Limits, host hostSupport) isolation {
 // the job's GPUs on this node, or under IsolateWorker its own. The
 // driver's control nodes (nvidiactl, nvidia-uvm, nvidia-modeset) stay
 // open: CUDA needs them and they give no access to another GPU.
-func (g *Group) workerCgroup(iso isolation, ws WorkerSpec, rank int) *cgroup.Spec {
+func (g *Group) workerCgroup(iso isolation, ws cluster.WorkerSpec, rank int) *cgroup.Spec {
 	if iso.template == nil {
 		return nil
 	}
@@ -133,7 +134,7 @@ func (g *Group) workerCgroup(iso isolation, ws WorkerSpec, rank int) *cgroup.Spe
 
 // cgroupParent is where every worker's group goes.
 func cgroupParent() string {
-	if p := os.Getenv(CgroupParentEnv); p != "" {
+	if p := os.Getenv(cluster.CgroupParentEnv); p != "" {
 		return p
 	}
 	return "rtrain"
@@ -173,11 +174,11 @@ func pathSafe(s string) string {
 
 // visibleGPUs are the GPU indices worker ws sees, sorted: the job's on
 // this node, or under IsolateWorker its own. None for a CPU worker.
-func (g *Group) visibleGPUs(ws WorkerSpec) []int {
+func (g *Group) visibleGPUs(ws cluster.WorkerSpec) []int {
 	if len(ws.GPUs) == 0 {
 		return nil
 	}
-	if g.spec.Limits.GPUIsolation == IsolateWorker {
+	if g.spec.Limits.GPUIsolation == cluster.IsolateWorker {
 		return slices.Sorted(slices.Values(ws.GPUs))
 	}
 	var ids []int
@@ -195,7 +196,7 @@ func (g *Group) visibleGPUs(ws WorkerSpec) []int {
 // that CUDA numbers the GPUs as the driver does. Local rank i of a job
 // with one GPU per worker trains on the i-th of the job's GPUs; under
 // IsolateWorker it sees only its own, index 0.
-func (g *Group) gpuEnv(m map[string]string, ws WorkerSpec) {
+func (g *Group) gpuEnv(m map[string]string, ws cluster.WorkerSpec) {
 	delete(m, "RTRAIN_CUDA_DEVICE")
 	visible := g.visibleGPUs(ws)
 	if len(visible) == 0 {

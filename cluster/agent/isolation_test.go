@@ -1,4 +1,4 @@
-package cluster
+package agent
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/launcher"
@@ -21,9 +22,9 @@ func TestPlanIsolation(t *testing.T) {
 	hybrid := cgroup.Support{Mode: cgroup.Hybrid, Memory: "cgroup v1", CPU: "cgroup v1", Pids: "cgroup v1", Devices: "cgroup v1"}
 	noMemory := cgroup.Support{Mode: cgroup.Unified, CPU: "cgroup v2", Pids: "cgroup v2", Devices: "cgroup v2"}
 	unavailable := errors.New("cgroup: no usable cgroup hierarchy: /sys/fs/cgroup: permission denied")
-	all := Limits{MemoryBytes: 1 << 30, CPUs: 2, Pids: 100}
+	all := cluster.Limits{MemoryBytes: 1 << 30, CPUs: 2, Pids: 100}
 	for name, tt := range map[string]struct {
-		limits   Limits
+		limits   cluster.Limits
 		host     hostSupport
 		template *cgroup.Spec
 		devices  bool
@@ -35,13 +36,13 @@ func TestPlanIsolation(t *testing.T) {
 			&cgroup.Spec{MemoryBytes: 1 << 30, CPUs: 2, Pids: 100}, false, nil},
 		"no memory controller": {all, hostSupport{cgroups: noMemory, reaper: true, gpuNode: true},
 			&cgroup.Spec{CPUs: 2, Pids: 100}, true, []string{"memory limit"}},
-		"memory not asked": {Limits{Pids: 100}, hostSupport{cgroups: noMemory, reaper: true},
+		"memory not asked": {cluster.Limits{Pids: 100}, hostSupport{cgroups: noMemory, reaper: true},
 			&cgroup.Spec{Pids: 100}, false, nil},
 		"not root": {all, hostSupport{cgroupsErr: unavailable, reaper: true, gpuNode: true},
 			nil, false, []string{"memory limit", "CPU limit", "pids limit", "GPU device isolation"}},
-		"no reaper": {Limits{Pids: 100}, hostSupport{cgroups: hybrid},
+		"no reaper": {cluster.Limits{Pids: 100}, hostSupport{cgroups: hybrid},
 			nil, false, []string{"pids limit"}},
-		"nothing asked, nothing to miss": {Limits{}, hostSupport{cgroupsErr: unavailable, reaper: true},
+		"nothing asked, nothing to miss": {cluster.Limits{}, hostSupport{cgroupsErr: unavailable, reaper: true},
 			nil, false, nil},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -56,37 +57,37 @@ func TestPlanIsolation(t *testing.T) {
 			}
 			require.NotNil(t, iso.missing)
 			assert.Equal(t, tt.missing, iso.missing.Missing)
-			assert.ErrorIs(t, iso.missing, ErrNotIsolated)
+			assert.ErrorIs(t, iso.missing, cluster.ErrNotIsolated)
 			assert.Contains(t, iso.missing.Error(), "node n1 cannot enforce ")
 		})
 	}
-	iso := planIsolation("n1", Limits{Pids: 1}, hostSupport{cgroups: hybrid})
+	iso := planIsolation("n1", cluster.Limits{Pids: 1}, hostSupport{cgroups: hybrid})
 	assert.ErrorIs(t, iso.missing, launcher.ErrNoReaper, "the reason is kept")
 }
 
 // testGroup is a group of workers on a node with GPUs 0-3, whose device
 // minors are 10 + index.
-func testGroup(isolation GPUIsolation, workers ...WorkerSpec) *Group {
+func testGroup(isolation cluster.GPUIsolation, workers ...cluster.WorkerSpec) *Group {
 	node := sched.Node{ID: "n1"}
 	for i := range 4 {
 		node.GPUs = append(node.GPUs, sched.GPU{Index: i, Minor: 10 + i})
 	}
 	node.GPUs[2].UUID = "GPU-2222"
-	agent := NewAgent(node, "/shim", slog.New(slog.NewTextHandler(io.Discard, nil)))
-	return &Group{agent: agent, spec: GroupSpec{JobID: "job1", Workers: workers, Limits: Limits{GPUIsolation: isolation}}}
+	agent := New(node, "/shim", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return &Group{agent: agent, spec: cluster.GroupSpec{JobID: "job1", Workers: workers, Limits: cluster.Limits{GPUIsolation: isolation}}}
 }
 
 // A rank's cgroup is its node's and attempt's: a second agent on the same
 // host, or the next attempt of the job, must not collide with it ("file
 // exists" failed a restart).
 func TestCgroupNamesAreUniquePerNodeAndAttempt(t *testing.T) {
-	t.Setenv(CgroupParentEnv, "")
+	t.Setenv(cluster.CgroupParentEnv, "")
 	iso := isolation{template: &cgroup.Spec{}}
 	name := func(node string, attempt int) string {
-		g := testGroup(IsolateJob, WorkerSpec{})
+		g := testGroup(cluster.IsolateJob, cluster.WorkerSpec{})
 		g.agent.node.ID = node
 		g.spec.Layout.RestartCount = attempt
-		return g.workerCgroup(iso, WorkerSpec{}, 0).Name
+		return g.workerCgroup(iso, cluster.WorkerSpec{}, 0).Name
 	}
 	names := map[string]bool{}
 	for _, n := range []string{name("vm", 0), name("vm-2", 0), name("vm", 1), name("a/b", 0)} {
@@ -97,23 +98,23 @@ func TestCgroupNamesAreUniquePerNodeAndAttempt(t *testing.T) {
 }
 
 func TestGPUEnvAndDeviceRules(t *testing.T) {
-	t.Setenv(CgroupParentEnv, "")
-	w0, w1 := WorkerSpec{LocalRank: 0, GPUs: []int{1}}, WorkerSpec{LocalRank: 1, GPUs: []int{2}}
+	t.Setenv(cluster.CgroupParentEnv, "")
+	w0, w1 := cluster.WorkerSpec{LocalRank: 0, GPUs: []int{1}}, cluster.WorkerSpec{LocalRank: 1, GPUs: []int{2}}
 	for name, tt := range map[string]struct {
 		g       *Group
-		ws      WorkerSpec
+		ws      cluster.WorkerSpec
 		env     map[string]string
 		allowed []int64 // minors not denied
 	}{
-		"job, rank 0": {testGroup(IsolateJob, w0, w1), w0,
+		"job, rank 0": {testGroup(cluster.IsolateJob, w0, w1), w0,
 			map[string]string{"CUDA_VISIBLE_DEVICES": "1,2", "NVIDIA_VISIBLE_DEVICES": "1,GPU-2222", "RTRAIN_CUDA_DEVICE": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []int64{11, 12}},
 		"job, rank 1": {testGroup("", w0, w1), w1,
 			map[string]string{"CUDA_VISIBLE_DEVICES": "1,2", "NVIDIA_VISIBLE_DEVICES": "1,GPU-2222", "RTRAIN_CUDA_DEVICE": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []int64{11, 12}},
-		"worker, rank 1": {testGroup(IsolateWorker, w0, w1), w1,
+		"worker, rank 1": {testGroup(cluster.IsolateWorker, w0, w1), w1,
 			map[string]string{"CUDA_VISIBLE_DEVICES": "2", "NVIDIA_VISIBLE_DEVICES": "GPU-2222", "RTRAIN_CUDA_DEVICE": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []int64{12}},
-		"worker, two GPUs": {testGroup(IsolateWorker, WorkerSpec{GPUs: []int{0, 3}}), WorkerSpec{GPUs: []int{0, 3}},
+		"worker, two GPUs": {testGroup(cluster.IsolateWorker, cluster.WorkerSpec{GPUs: []int{0, 3}}), cluster.WorkerSpec{GPUs: []int{0, 3}},
 			map[string]string{"CUDA_VISIBLE_DEVICES": "0,3", "NVIDIA_VISIBLE_DEVICES": "0,3", "RTRAIN_CUDA_DEVICE": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []int64{10, 13}},
-		"CPU job on a GPU node": {testGroup(IsolateJob, WorkerSpec{}), WorkerSpec{},
+		"CPU job on a GPU node": {testGroup(cluster.IsolateJob, cluster.WorkerSpec{}), cluster.WorkerSpec{},
 			map[string]string{"CUDA_VISIBLE_DEVICES": "", "NVIDIA_VISIBLE_DEVICES": "none"}, nil},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -140,7 +141,7 @@ func TestGPUEnvAndDeviceRules(t *testing.T) {
 			assert.Equal(t, append(tt.allowed, 254, 255), allowed)
 		})
 	}
-	g := testGroup(IsolateJob, w0)
+	g := testGroup(cluster.IsolateJob, w0)
 	assert.Nil(t, g.workerCgroup(isolation{}, w0, 0), "no cgroups")
 	s := g.workerCgroup(isolation{template: &cgroup.Spec{}}, w0, 0)
 	assert.Empty(t, s.DenyDevices, "no device rules where the node has no devices controller")

@@ -1,4 +1,4 @@
-package cluster
+package agent
 
 import (
 	"archive/tar"
@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/workdir"
@@ -33,19 +34,19 @@ import (
 // testAgent is an agent service on loopback whose resolver answers with
 // resolve, and a client of it.
 type testAgent struct {
-	svc     *AgentService
+	svc     *Service
 	client  clusterpb.AgentClient
 	dataDir string
 }
 
 func serveAgent(t *testing.T, resolve PythonResolver) *testAgent {
 	t.Helper()
-	sec := Security{Token: "s3cret"}
+	sec := cluster.Security{Token: "s3cret"}
 	opts, err := sec.ServerOptions()
 	require.NoError(t, err)
 	log := slog.New(slog.DiscardHandler)
 	dataDir := t.TempDir()
-	svc := NewAgentService(NewAgent(sched.Node{ID: "n1", Addr: "127.0.0.1"}, t.TempDir(), log), dataDir, resolve, log)
+	svc := NewService(New(sched.Node{ID: "n1", Addr: "127.0.0.1"}, t.TempDir(), log), dataDir, resolve, log)
 	srv := grpc.NewServer(opts...)
 	svc.Register(srv)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -64,14 +65,15 @@ func serveAgent(t *testing.T, resolve PythonResolver) *testAgent {
 }
 
 // Only the calls that ship files may be large, and they ship them in
-// chunks: any one message over maxRequest is refused, on the head and on
+// chunks: any one message over cluster.MaxRequest is refused, on the head and on
 // agents, where 256 MiB used to be taken by every method.
 func TestServersRefuseLargeMessages(t *testing.T) {
-	sec := Security{Token: "s3cret"}
-	conn, err := sec.Dial(serveHead(t, sec))
+	sec := cluster.Security{Token: "s3cret"}
+	addr, _ := serveHead(t, sec, nil)
+	conn, err := sec.Dial(addr)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
-	big := string(make([]byte, maxRequest+1))
+	big := string(make([]byte, cluster.MaxRequest+1))
 
 	_, err = clusterpb.NewHeadClient(conn).Register(t.Context(), &clusterpb.RegisterRequest{Node: &clusterpb.Node{Id: big}})
 	assert.Equal(t, codes.ResourceExhausted, status.Code(err), "head: %v", err)
@@ -83,7 +85,7 @@ func TestServersRefuseLargeMessages(t *testing.T) {
 
 // pack packs files (path → content) and stores the archive as the head
 // would keep it.
-func pack(t *testing.T, files map[string]string) (Workdir, *workdir.Archive) {
+func pack(t *testing.T, files map[string]string) (cluster.Workdir, *workdir.Archive) {
 	t.Helper()
 	root := t.TempDir()
 	for p, data := range files {
@@ -93,35 +95,35 @@ func pack(t *testing.T, files map[string]string) (Workdir, *workdir.Archive) {
 	require.NoError(t, err)
 	path := filepath.Join(t.TempDir(), "workdir.tar.gz")
 	require.NoError(t, os.WriteFile(path, ar.Data, 0o600))
-	return Workdir{Path: path, Manifest: ManifestOf(ar)}, ar
+	return cluster.Workdir{Path: path, Manifest: cluster.ManifestOf(ar)}, ar
 }
 
 // A working directory bigger than one message reaches a remote node's
 // group in chunks, unpacked where its workers start.
 func TestRemoteGroupGetsItsWorkingDirectory(t *testing.T) {
 	// Past one message, random so that it packs as large.
-	payload := make([]byte, maxRequest+chunkSize/2)
+	payload := make([]byte, cluster.MaxRequest+cluster.ChunkSize/2)
 	_, _ = rand.Read(payload)
 	a := serveAgent(t, func(context.Context, string, string) (string, string, error) { return "/bin/sh", "", nil })
 	wd, _ := pack(t, map[string]string{"run.sh": "wc -c < payload\n", "payload": string(payload)})
-	require.Greater(t, wd.Manifest.ArchiveBytes, int64(maxRequest))
-	r := &RemoteAgent{node: sched.Node{ID: "n1"}, client: a.client, dead: make(chan struct{}), log: slog.New(slog.DiscardHandler)}
-	spec := GroupSpec{
+	require.Greater(t, wd.Manifest.ArchiveBytes, int64(cluster.MaxRequest))
+	r := cluster.NewRemoteAgent(sched.Node{ID: "n1"}, a.client, make(chan struct{}), slog.New(slog.DiscardHandler))
+	spec := cluster.GroupSpec{
 		JobID: "ship", RunName: "ship", Script: "run.sh", Grace: time.Second,
 		Layout:  rendezvous.Layout{RunID: "ship", MasterAddr: "127.0.0.1", MasterPort: 1, LocalWorldSizes: []int{1}},
-		Workers: []WorkerSpec{{LocalRank: 0}},
+		Workers: []cluster.WorkerSpec{{LocalRank: 0}},
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	g, err := r.StartGroup(ctx, spec, Shipment{Workdir: wd})
+	g, err := r.StartGroup(ctx, spec, cluster.Shipment{Workdir: wd})
 	require.NoError(t, err)
 	var lines []string
-	var exit Event
+	var exit cluster.Event
 	for e := range g.Events() {
 		switch e.Kind {
-		case WorkerLog:
+		case cluster.WorkerLog:
 			lines = append(lines, strings.TrimSpace(e.Line))
-		case WorkerExited:
+		case cluster.WorkerExited:
 			exit = e
 		}
 	}
@@ -191,7 +193,7 @@ func TestStartGroupHoldsTheArchiveToItsManifest(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, stream.Send(&clusterpb.StartGroupRequest{Group: &clusterpb.StartGroupHeader{SpecJson: spec, Workdir: tt.manifest}}))
 			for _, c := range tt.chunks {
-				if err := SendArchive(bytes.NewReader(c), func(b []byte) error {
+				if err := cluster.SendArchive(bytes.NewReader(c), func(b []byte) error {
 					return stream.Send(&clusterpb.StartGroupRequest{WorkdirChunk: b})
 				}); err != nil {
 					require.ErrorIs(t, err, io.EOF)
@@ -212,10 +214,10 @@ func TestStartGroupHoldsTheArchiveToItsManifest(t *testing.T) {
 // of one it refuses.
 func TestReceiveWorkdir(t *testing.T) {
 	_, ar := pack(t, map[string]string{"train.py": "print()\n"})
-	good := ManifestOf(ar)
-	long := ManifestOf(ar)
+	good := cluster.ManifestOf(ar)
+	long := cluster.ManifestOf(ar)
 	long.ArchiveBytes--
-	short := ManifestOf(ar)
+	short := cluster.ManifestOf(ar)
 	short.ArchiveBytes++
 	tests := []struct {
 		name     string
@@ -242,9 +244,9 @@ func TestReceiveWorkdir(t *testing.T) {
 				sent = true
 				return ar.Data, nil
 			}
-			wd, err := ReceiveWorkdir(dir, tt.manifest, tt.max, recv)
+			wd, err := cluster.ReceiveWorkdir(dir, tt.manifest, tt.max, recv)
 			assert.Equal(t, tt.code, status.Code(err), "%v", err)
-			limit, ok := WorkdirLimit(err)
+			limit, ok := cluster.WorkdirLimit(err)
 			assert.Equal(t, tt.limit != 0, ok, "WorkdirLimit")
 			assert.Equal(t, tt.limit, limit)
 			files, _ := os.ReadDir(dir)

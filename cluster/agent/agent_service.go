@@ -1,16 +1,13 @@
-package cluster
+package agent
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"math"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/internal/workdir"
 	"github.com/rtrain/rtrain/rendezvous"
@@ -30,10 +28,10 @@ import (
 // and torch's version.
 type PythonResolver func(ctx context.Context, asked, script string) (path, torchVersion string, err error)
 
-// AgentService serves an Agent to the head over gRPC: it unpacks the job's
+// Service serves an Agent to the head over gRPC: it unpacks the job's
 // working directory, finds python, stages checkpoints and keeps what each
 // running group needs on this node under DataDir.
-type AgentService struct {
+type Service struct {
 	clusterpb.UnimplementedAgentServer
 
 	agent   *Agent
@@ -49,26 +47,26 @@ type AgentService struct {
 type agentJob struct {
 	// group and stager are set as the group starts; under mu.
 	group  *Group
-	stager *Stager
+	stager *cluster.Stager
 	// done is closed when the group has ended and its files are gone.
 	done chan struct{}
 	// attempt is the job's attempt the group runs.
 	attempt int
 }
 
-// NewAgentService serves agent, keeping job files under dataDir.
-func NewAgentService(agent *Agent, dataDir string, resolve PythonResolver, log *slog.Logger) *AgentService {
-	return &AgentService{agent: agent, dataDir: dataDir, resolve: resolve, log: log, groups: map[string]*agentJob{}}
+// NewService serves agent, keeping job files under dataDir.
+func NewService(agent *Agent, dataDir string, resolve PythonResolver, log *slog.Logger) *Service {
+	return &Service{agent: agent, dataDir: dataDir, resolve: resolve, log: log, groups: map[string]*agentJob{}}
 }
 
 // Register adds the service to a gRPC server.
-func (s *AgentService) Register(srv *grpc.Server) { clusterpb.RegisterAgentServer(srv, s) }
+func (s *Service) Register(srv *grpc.Server) { clusterpb.RegisterAgentServer(srv, s) }
 
-func (s *AgentService) jobDir(jobID string) string { return filepath.Join(s.dataDir, "jobs", jobID) }
+func (s *Service) jobDir(jobID string) string { return filepath.Join(s.dataDir, "jobs", jobID) }
 
 // StartGroup implements clusterpb.AgentServer: the group's spec, then the
 // working directory's archive, unpacked as it arrives.
-func (s *AgentService) StartGroup(stream grpc.BidiStreamingServer[clusterpb.StartGroupRequest, clusterpb.GroupEvent]) error {
+func (s *Service) StartGroup(stream grpc.BidiStreamingServer[clusterpb.StartGroupRequest, clusterpb.GroupEvent]) error {
 	ctx := stream.Context()
 	first, err := stream.Recv()
 	if err != nil {
@@ -80,10 +78,10 @@ func (s *AgentService) StartGroup(stream grpc.BidiStreamingServer[clusterpb.Star
 	}
 	// The head held the working directory to its limit; the node holds the
 	// archive to what its manifest says.
-	if err := checkManifest(req.Workdir, math.MaxInt64); err != nil {
+	if err := cluster.CheckManifest(req.Workdir, math.MaxInt64); err != nil {
 		return err
 	}
-	var spec GroupSpec
+	var spec cluster.GroupSpec
 	if err := json.Unmarshal(req.SpecJson, &spec); err != nil {
 		return status.Errorf(codes.InvalidArgument, "group spec: %v", err)
 	}
@@ -105,11 +103,11 @@ func (s *AgentService) StartGroup(stream grpc.BidiStreamingServer[clusterpb.Star
 	if err := workdir.RemoveTree(dir); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
-	archive := &chunkReader{left: req.Workdir.ArchiveBytes, recv: func() ([]byte, error) {
+	archive := cluster.NewChunkReader(req.Workdir.ArchiveBytes, func() ([]byte, error) {
 		m, err := stream.Recv()
 		return m.GetWorkdirChunk(), err
-	}}
-	if err := workdir.Unpack(ctx, archive, req.Workdir.Digest, dir, unpackLimits(req.Workdir)); err != nil {
+	})
+	if err := workdir.Unpack(ctx, archive, req.Workdir.Digest, dir, cluster.UnpackLimits(req.Workdir)); err != nil {
 		return unpackStatus(err)
 	}
 	if _, err := archive.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
@@ -127,7 +125,7 @@ func (s *AgentService) StartGroup(stream grpc.BidiStreamingServer[clusterpb.Star
 	// job added.
 	spec.Env = append(withoutToken(os.Environ()), spec.Env...)
 	spec.LogDir = filepath.Join(jd, "logs")
-	stager, err := NewStager(filepath.Join(jd, "staging"), spec.StagedInFlight)
+	stager, err := cluster.NewStager(filepath.Join(jd, "staging"), spec.StagedInFlight)
 	if err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
@@ -143,7 +141,7 @@ func (s *AgentService) StartGroup(stream grpc.BidiStreamingServer[clusterpb.Star
 	// would be left to hear how it ends.
 	g, err := s.agent.Start(ctx, spec)
 	if err != nil {
-		if errors.Is(err, ErrNotIsolated) {
+		if errors.Is(err, cluster.ErrNotIsolated) {
 			return status.Error(codes.FailedPrecondition, err.Error())
 		}
 		return status.Errorf(codes.Internal, "%v", err)
@@ -183,7 +181,7 @@ func unpackStatus(err error) error {
 
 // claim makes aj the job's group on this node, once an earlier one has
 // ended (bounded: a group stops within its grace period).
-func (s *AgentService) claim(ctx context.Context, jobID string, attempt int) (*agentJob, error) {
+func (s *Service) claim(ctx context.Context, jobID string, attempt int) (*agentJob, error) {
 	if err := s.waitGone(ctx, jobID); err != nil {
 		return nil, err
 	}
@@ -199,7 +197,7 @@ func (s *AgentService) claim(ctx context.Context, jobID string, attempt int) (*a
 }
 
 // waitGone waits until no group of job runs here.
-func (s *AgentService) waitGone(ctx context.Context, jobID string) error {
+func (s *Service) waitGone(ctx context.Context, jobID string) error {
 	ctx, cancel := context.WithTimeout(ctx, groupGoneTimeout)
 	defer cancel()
 	for {
@@ -223,7 +221,7 @@ const groupGoneTimeout = time.Minute
 // forget removes what a finished group kept on this node: its store,
 // staged checkpoints, restored checkpoint and working directory. Its logs
 // stay.
-func (s *AgentService) forget(jobID string, aj *agentJob) {
+func (s *Service) forget(jobID string, aj *agentJob) {
 	s.agent.closeStore(jobID)
 	if aj.stager != nil {
 		_ = aj.stager.Close()
@@ -244,7 +242,7 @@ func (s *AgentService) forget(jobID string, aj *agentJob) {
 }
 
 // Wait waits until every group has ended and been cleaned up, or ctx ends.
-func (s *AgentService) Wait(ctx context.Context) error {
+func (s *Service) Wait(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
@@ -260,7 +258,7 @@ func (s *AgentService) Wait(ctx context.Context) error {
 func withoutToken(env []string) []string {
 	out := make([]string, 0, len(env))
 	for _, kv := range env {
-		if !strings.HasPrefix(kv, TokenEnv+"=") {
+		if !strings.HasPrefix(kv, cluster.TokenEnv+"=") {
 			out = append(out, kv)
 		}
 	}
@@ -268,7 +266,7 @@ func withoutToken(env []string) []string {
 }
 
 // stager is the running group's staging area.
-func (s *AgentService) stager(jobID string) (*Stager, error) {
+func (s *Service) stager(jobID string) (*cluster.Stager, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	aj := s.groups[jobID]
@@ -280,7 +278,7 @@ func (s *AgentService) stager(jobID string) (*Stager, error) {
 
 // group is the running group of the job's attempt, nil before it started
 // or when another attempt runs.
-func (s *AgentService) group(jobID string, attempt int) *Group {
+func (s *Service) group(jobID string, attempt int) *Group {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if aj := s.groups[jobID]; aj != nil && aj.attempt == attempt {
@@ -290,7 +288,7 @@ func (s *AgentService) group(jobID string, attempt int) *Group {
 }
 
 // StopGroup implements clusterpb.AgentServer.
-func (s *AgentService) StopGroup(_ context.Context, req *clusterpb.StopGroupRequest) (*clusterpb.StopGroupReply, error) {
+func (s *Service) StopGroup(_ context.Context, req *clusterpb.StopGroupRequest) (*clusterpb.StopGroupReply, error) {
 	if g := s.group(req.JobId, int(req.Attempt)); g != nil {
 		g.Stop()
 	}
@@ -298,7 +296,7 @@ func (s *AgentService) StopGroup(_ context.Context, req *clusterpb.StopGroupRequ
 }
 
 // DumpStacks implements clusterpb.AgentServer.
-func (s *AgentService) DumpStacks(_ context.Context, req *clusterpb.StopGroupRequest) (*clusterpb.StopGroupReply, error) {
+func (s *Service) DumpStacks(_ context.Context, req *clusterpb.StopGroupRequest) (*clusterpb.StopGroupReply, error) {
 	if g := s.group(req.JobId, int(req.Attempt)); g != nil {
 		g.DumpStacks()
 	}
@@ -306,7 +304,7 @@ func (s *AgentService) DumpStacks(_ context.Context, req *clusterpb.StopGroupReq
 }
 
 // Rendezvous implements clusterpb.AgentServer.
-func (s *AgentService) Rendezvous(ctx context.Context, req *clusterpb.RendezvousRequest) (*clusterpb.RendezvousReply, error) {
+func (s *Service) Rendezvous(ctx context.Context, req *clusterpb.RendezvousRequest) (*clusterpb.RendezvousReply, error) {
 	if !validJobID(req.JobId) {
 		return nil, status.Errorf(codes.InvalidArgument, "job id %q", req.JobId)
 	}
@@ -330,7 +328,7 @@ func (s *AgentService) Rendezvous(ctx context.Context, req *clusterpb.Rendezvous
 
 // FetchStaged implements clusterpb.AgentServer: it sends every file staged
 // for the report, or only those named.
-func (s *AgentService) FetchStaged(req *clusterpb.FetchStagedRequest, stream grpc.ServerStreamingServer[clusterpb.FileChunk]) error {
+func (s *Service) FetchStaged(req *clusterpb.FetchStagedRequest, stream grpc.ServerStreamingServer[clusterpb.FileChunk]) error {
 	st, err := s.stager(req.JobId)
 	if err != nil {
 		return err
@@ -339,14 +337,14 @@ func (s *AgentService) FetchStaged(req *clusterpb.FetchStagedRequest, stream grp
 	var files []string
 	if len(req.Files) > 0 {
 		files = req.Files
-	} else if files, err = listFiles(dir); err != nil {
+	} else if files, err = cluster.ListFiles(dir); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
 	for _, f := range files {
-		if !localPath(f) {
+		if !cluster.LocalPath(f) {
 			return status.Errorf(codes.InvalidArgument, "file %q is outside the report", f)
 		}
-		if err := sendFile(stream, filepath.Join(dir, filepath.FromSlash(f)), f); err != nil {
+		if err := cluster.SendFile(stream, filepath.Join(dir, filepath.FromSlash(f)), f); err != nil {
 			return err
 		}
 	}
@@ -357,7 +355,7 @@ func (s *AgentService) FetchStaged(req *clusterpb.FetchStagedRequest, stream grp
 }
 
 // ReleaseStaged implements clusterpb.AgentServer.
-func (s *AgentService) ReleaseStaged(_ context.Context, req *clusterpb.FetchStagedRequest) (*clusterpb.ReleaseStagedReply, error) {
+func (s *Service) ReleaseStaged(_ context.Context, req *clusterpb.FetchStagedRequest) (*clusterpb.ReleaseStagedReply, error) {
 	st, err := s.stager(req.JobId)
 	if err != nil {
 		return &clusterpb.ReleaseStagedReply{}, nil // the group ended and took its staging with it
@@ -368,7 +366,7 @@ func (s *AgentService) ReleaseStaged(_ context.Context, req *clusterpb.FetchStag
 
 // PutRestore implements clusterpb.AgentServer: the files of the checkpoint
 // a job resumes from, before its group starts.
-func (s *AgentService) PutRestore(stream grpc.ClientStreamingServer[clusterpb.FileChunk, clusterpb.PutRestoreReply]) error {
+func (s *Service) PutRestore(stream grpc.ClientStreamingServer[clusterpb.FileChunk, clusterpb.PutRestoreReply]) error {
 	first, err := stream.Recv()
 	if err != nil {
 		return err
@@ -387,7 +385,7 @@ func (s *AgentService) PutRestore(stream grpc.ClientStreamingServer[clusterpb.Fi
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
-	if err := receiveFiles(dir, first, stream.Recv); err != nil {
+	if err := cluster.ReceiveFiles(dir, first, stream.Recv); err != nil {
 		return err
 	}
 	return stream.SendAndClose(&clusterpb.PutRestoreReply{})
@@ -397,140 +395,10 @@ func validJobID(id string) bool {
 	return id != "" && !strings.ContainsAny(id, `/\.`) && len(id) <= 64
 }
 
-// localPath reports whether a slash-separated relative path stays inside
-// its directory.
-func localPath(p string) bool { return p != "" && filepath.IsLocal(filepath.FromSlash(p)) }
-
-func listFiles(dir string) ([]string, error) {
-	var files []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.Type().IsRegular() {
-			rel, err := filepath.Rel(dir, p)
-			if err != nil {
-				return err
-			}
-			files = append(files, filepath.ToSlash(rel))
-		}
-		return nil
-	})
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	return files, err
-}
-
-// chunkSize is how much of a file one message carries.
-const chunkSize = 1 << 20
-
-type chunkSender interface {
-	Send(*clusterpb.FileChunk) error
-}
-
-// sendFile sends one file as chunks; the first names it.
-func sendFile(stream chunkSender, local, rel string) error {
-	f, err := os.Open(local)
-	if err != nil {
-		return status.Errorf(codes.NotFound, "%v", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	buf := make([]byte, chunkSize)
-	first := true
-	for {
-		n, rerr := io.ReadFull(f, buf)
-		if n > 0 || first {
-			c := &clusterpb.FileChunk{Data: buf[:n]}
-			if first {
-				c.Path, c.Mode = rel, uint32(fi.Mode().Perm())
-				first = false
-			}
-			if err := stream.Send(c); err != nil {
-				return err
-			}
-		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			return nil
-		}
-		if rerr != nil {
-			return rerr
-		}
-	}
-}
-
-// receiveFiles writes a stream of file chunks under dir, starting with
-// first (which may be nil), until the stream ends.
-func receiveFiles(dir string, first *clusterpb.FileChunk, recv func() (*clusterpb.FileChunk, error)) error {
-	var f *os.File
-	closeFile := func() error {
-		if f == nil {
-			return nil
-		}
-		err := f.Close()
-		f = nil
-		return err
-	}
-	defer closeFile()
-	c := first
-	for {
-		if c == nil {
-			var err error
-			if c, err = recv(); err == io.EOF {
-				return closeFile()
-			} else if err != nil {
-				return err
-			}
-		}
-		if c.Path != "" {
-			if err := closeFile(); err != nil {
-				return err
-			}
-			if !localPath(c.Path) {
-				return status.Errorf(codes.InvalidArgument, "file %q is outside its directory", c.Path)
-			}
-			target := filepath.Join(dir, filepath.FromSlash(c.Path))
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return err
-			}
-			var err error
-			if f, err = os.OpenFile(target, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, fs.FileMode(c.Mode)&0o777|0o600); err != nil {
-				return err
-			}
-		} else if f == nil && len(c.Data) > 0 {
-			return status.Error(codes.InvalidArgument, "file data before any file name")
-		}
-		if f != nil && len(c.Data) > 0 {
-			if _, err := f.Write(c.Data); err != nil {
-				return err
-			}
-		}
-		c = nil
-	}
-}
-
-// sendTree sends every regular file under dir.
-func sendTree(stream chunkSender, dir string) error {
-	files, err := listFiles(dir)
-	if err != nil {
-		return fmt.Errorf("cluster: list %s: %w", dir, err)
-	}
-	for _, f := range files {
-		if err := sendFile(stream, filepath.Join(dir, filepath.FromSlash(f)), path.Clean(f)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // StopAll stops every running group: the head is out of reach, has
 // declared this node dead, and has failed these workers already; left
 // running, they would train on with no one to hear them.
-func (s *AgentService) StopAll(why string) {
+func (s *Service) StopAll(why string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, aj := range s.groups {

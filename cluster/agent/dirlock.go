@@ -1,4 +1,4 @@
-package cluster
+package agent
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrDataDirInUse is wrapped by StartAgent's error when another agent
+// ErrDataDirInUse is wrapped by Start's error when another agent
 // holds its data directory: two agents on one directory would remove each
 // other's working directories and staged checkpoints.
 var ErrDataDirInUse = errors.New("cluster: another agent uses this data directory")

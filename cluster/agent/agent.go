@@ -1,4 +1,4 @@
-package cluster
+package agent
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/pyshim"
@@ -37,9 +38,9 @@ type Agent struct {
 	stores map[string]*store.Server // by job id
 }
 
-// NewAgent returns the agent of node. shimDir is the directory holding the
+// New returns the agent of node. shimDir is the directory holding the
 // Python package rtrain (pyshim.Install); it goes first on PYTHONPATH.
-func NewAgent(node sched.Node, shimDir string, log *slog.Logger) *Agent {
+func New(node sched.Node, shimDir string, log *slog.Logger) *Agent {
 	return &Agent{node: node, shimDir: shimDir, log: log.With("node", node.ID), stores: map[string]*store.Server{}}
 }
 
@@ -57,14 +58,14 @@ func (a *Agent) FreePort(ctx context.Context) (int, error) {
 // torch's one-second retry after a refused connection to a rank 0 that is
 // still importing torch. Otherwise it picks a free port for rank 0's
 // store. The store closes when the job's group on this node ends.
-func (a *Agent) hostRendezvous(ctx context.Context, jobID, torchVersion string) (Rendezvous, error) {
+func (a *Agent) hostRendezvous(ctx context.Context, jobID, torchVersion string) (cluster.Rendezvous, error) {
 	if !rendezvous.AgentStoreSupported(torchVersion) {
 		p, err := a.FreePort(ctx)
-		return Rendezvous{Port: p}, err
+		return cluster.Rendezvous{Port: p}, err
 	}
 	srv, err := store.Listen(ctx, net.JoinHostPort(a.node.Addr, "0"), a.log)
 	if err != nil {
-		return Rendezvous{}, fmt.Errorf("cluster: rendezvous store: %w", err)
+		return cluster.Rendezvous{}, fmt.Errorf("cluster: rendezvous store: %w", err)
 	}
 	a.mu.Lock()
 	if old := a.stores[jobID]; old != nil {
@@ -72,7 +73,7 @@ func (a *Agent) hostRendezvous(ctx context.Context, jobID, torchVersion string) 
 	}
 	a.stores[jobID] = srv
 	a.mu.Unlock()
-	return Rendezvous{Port: srv.Port(), AgentStore: true}, nil
+	return cluster.Rendezvous{Port: srv.Port(), AgentStore: true}, nil
 }
 
 // closeStore closes job's rendezvous store, if this agent hosts one.
@@ -88,9 +89,9 @@ func (a *Agent) closeStore(jobID string) {
 
 // Group is a running worker group.
 type Group struct {
-	spec   GroupSpec
+	spec   cluster.GroupSpec
 	agent  *Agent
-	events chan Event
+	events chan cluster.Event
 
 	// ready is closed once the events of the start (NodeWarning, every
 	// WorkerStarted) are out: the workers' own events wait for it, so they
@@ -121,7 +122,7 @@ type rankState struct {
 // everything that happens to them and is closed when every worker has exited
 // and been cleaned up; the caller must read it to the end. The first worker
 // to fail stops the others. Cancelling ctx stops the group too.
-func (a *Agent) Start(ctx context.Context, spec GroupSpec) (*Group, error) {
+func (a *Agent) Start(ctx context.Context, spec cluster.GroupSpec) (*Group, error) {
 	if len(spec.Workers) == 0 {
 		return nil, errors.New("cluster: a worker group needs at least one worker")
 	}
@@ -141,10 +142,10 @@ func (a *Agent) Start(ctx context.Context, spec GroupSpec) (*Group, error) {
 		a.closeStore(spec.JobID)
 		return nil, fmt.Errorf("cluster: create socket directory: %w", err)
 	}
-	g := &Group{spec: spec, agent: a, events: make(chan Event, 256), ready: make(chan struct{}), stopCh: make(chan struct{}), ranks: map[int]*rankState{}}
-	var early []Event
+	g := &Group{spec: spec, agent: a, events: make(chan cluster.Event, 256), ready: make(chan struct{}), stopCh: make(chan struct{}), ranks: map[int]*rankState{}}
+	var early []cluster.Event
 	if iso.missing != nil {
-		early = append(early, Event{Kind: NodeWarning, Line: iso.missing.Error()})
+		early = append(early, cluster.Event{Kind: cluster.NodeWarning, Line: iso.missing.Error()})
 	}
 	for _, ws := range spec.Workers {
 		g.ranks[spec.Layout.Rank(spec.NodeRank, ws.LocalRank)] = &rankState{}
@@ -181,7 +182,7 @@ func (a *Agent) Start(ctx context.Context, spec GroupSpec) (*Group, error) {
 			return nil, err
 		}
 		workers = append(workers, w)
-		early = append(early, Event{Kind: WorkerStarted, Rank: w.rank, PID: w.proc.Pid()})
+		early = append(early, cluster.Event{Kind: cluster.WorkerStarted, Rank: w.rank, PID: w.proc.Pid()})
 	}
 
 	g.workers = workers
@@ -190,7 +191,7 @@ func (a *Agent) Start(ctx context.Context, spec GroupSpec) (*Group, error) {
 }
 
 // Events is the group's event stream; see Start.
-func (g *Group) Events() <-chan Event { return g.events }
+func (g *Group) Events() <-chan cluster.Event { return g.events }
 
 // Stop begins stopping every worker: SIGTERM, then SIGKILL after the grace
 // period. It does not wait; Events closes when they are gone.
@@ -228,26 +229,26 @@ func (g *Group) Report(ctx context.Context, r pyshim.Report) error {
 	var files []string
 	if r.Checkpoint != "" {
 		if g.spec.Stager == nil {
-			return errNoStorage
+			return cluster.ErrNoStorage
 		}
-		ctx, cancel := untilClosed(ctx, g.stopCh)
+		ctx, cancel := cluster.UntilClosed(ctx, g.stopCh)
 		defer cancel()
 		var err error
 		if staged, files, err = g.spec.Stager.Stage(ctx, r.Seq, r.Checkpoint); err != nil {
 			return err
 		}
 	}
-	g.emit(Event{Kind: WorkerReport, Rank: r.Rank, Time: r.Time, Report: r, Staged: staged, Files: files})
+	g.emit(cluster.Event{Kind: cluster.WorkerReport, Rank: r.Rank, Time: r.Time, Report: r, Staged: staged, Files: files})
 	return nil
 }
 
 // emit sends a worker's event, once the start's events are out.
-func (g *Group) emit(e Event) {
+func (g *Group) emit(e cluster.Event) {
 	<-g.ready
 	g.send(e)
 }
 
-func (g *Group) send(e Event) {
+func (g *Group) send(e cluster.Event) {
 	e.NodeID = g.agent.node.ID
 	if e.Time.IsZero() {
 		e.Time = time.Now()
@@ -286,7 +287,7 @@ func (w *worker) finish() {
 	_ = w.log.Close()
 }
 
-func (g *Group) startWorker(ws WorkerSpec, sockPath string, iso isolation) (*worker, error) {
+func (g *Group) startWorker(ws cluster.WorkerSpec, sockPath string, iso isolation) (*worker, error) {
 	s := g.spec
 	rank := s.Layout.Rank(s.NodeRank, ws.LocalRank)
 	env, err := s.Layout.WorkerEnv(s.Env, s.NodeRank, ws.LocalRank)
@@ -316,7 +317,7 @@ func (g *Group) startWorker(ws WorkerSpec, sockPath string, iso isolation) (*wor
 			if stream == "stderr" {
 				w.tail.Add(line)
 			}
-			g.emit(Event{Kind: WorkerLog, Rank: rank, Stream: stream, Line: line})
+			g.emit(cluster.Event{Kind: cluster.WorkerLog, Rank: rank, Stream: stream, Line: line})
 		}}
 	}
 	w.out, w.err = lineTo("stdout"), lineTo("stderr")
@@ -339,7 +340,7 @@ func (g *Group) startWorker(ws WorkerSpec, sockPath string, iso isolation) (*wor
 }
 
 // agentEnv adds what the shim and GPU placement need to a worker's env.
-func (g *Group) agentEnv(env []string, ws WorkerSpec, sockPath, exitFile string) []string {
+func (g *Group) agentEnv(env []string, ws cluster.WorkerSpec, sockPath, exitFile string) []string {
 	m := rendezvous.ParseEnv(env)
 	m[pyshim.AddrEnv] = sockPath
 	m[pyshim.ExitFileEnv] = exitFile
@@ -377,7 +378,7 @@ func (g *Group) agentEnv(env []string, ws WorkerSpec, sockPath, exitFile string)
 
 // run watches the workers until all have exited, stops the rest when one
 // fails or ctx ends, then cleans up and closes the event stream.
-func (g *Group) run(ctx context.Context, workers []*worker, early []Event, cleanup func()) {
+func (g *Group) run(ctx context.Context, workers []*worker, early []cluster.Event, cleanup func()) {
 	defer close(g.events)
 	for _, e := range early {
 		g.send(e)
@@ -389,7 +390,7 @@ func (g *Group) run(ctx context.Context, workers []*worker, early []Event, clean
 			w.finish()
 			exit := w.proc.Exit()
 			note := w.note()
-			e := Event{Kind: WorkerExited, Rank: w.rank, Time: exit.Time, Exit: exit, Tail: w.tail.Lines(), RaisedAt: note.Raised}
+			e := cluster.Event{Kind: cluster.WorkerExited, Rank: w.rank, Time: exit.Time, Exit: exit, Tail: w.tail.Lines(), RaisedAt: note.Raised}
 			if note.FinishedCleanly() {
 				e.FinishedAt, e.AfterFinish = note.Finished, w.tail.Since(note.Finished)
 			}
@@ -436,28 +437,14 @@ func (g *Group) run(ctx context.Context, workers []*worker, early []Event, clean
 	cleanup()
 }
 
-// untilClosed is ctx, also cancelled when done closes: a wait on a worker's
-// behalf ends with the group's stop.
-func untilClosed(ctx context.Context, done <-chan struct{}) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(ctx)
-	go func() {
-		select {
-		case <-done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, cancel
-}
-
 // Rendezvous implements NodeAgent for the embedded agent.
-func (a *Agent) Rendezvous(ctx context.Context, req RendezvousRequest) (Rendezvous, error) {
+func (a *Agent) Rendezvous(ctx context.Context, req cluster.RendezvousRequest) (cluster.Rendezvous, error) {
 	return a.hostRendezvous(ctx, req.JobID, req.TorchVersion)
 }
 
 // StartGroup implements NodeAgent for the embedded agent, whose files are
 // this process's: the shipment is not needed.
-func (a *Agent) StartGroup(ctx context.Context, spec GroupSpec, _ Shipment) (GroupRunner, error) {
+func (a *Agent) StartGroup(ctx context.Context, spec cluster.GroupSpec, _ cluster.Shipment) (cluster.GroupRunner, error) {
 	g, err := a.Start(ctx, spec)
 	if err != nil {
 		return nil, err // not a nil *Group in a non-nil interface
@@ -466,6 +453,6 @@ func (a *Agent) StartGroup(ctx context.Context, spec GroupSpec, _ Shipment) (Gro
 }
 
 var (
-	_ NodeAgent = (*Agent)(nil)
-	_ NodeAgent = (*RemoteAgent)(nil)
+	_ cluster.NodeAgent = (*Agent)(nil)
+	_ cluster.NodeAgent = (*cluster.RemoteAgent)(nil)
 )

@@ -1,4 +1,4 @@
-package cluster
+package agent
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/rendezvous"
 )
@@ -19,16 +20,16 @@ import (
 // Each rank's start still comes before its own events.
 func TestStartDoesNotWaitForTheReader(t *testing.T) {
 	const n = 400
-	spec := GroupSpec{
+	spec := cluster.GroupSpec{
 		JobID: "many", RunName: "many", Python: "/bin/sh", Script: "-c",
 		Args:   []string{"echo one; echo two >&2"},
 		Layout: rendezvous.Layout{RunID: "many", MasterAddr: "127.0.0.1", MasterPort: 1, LocalWorldSizes: []int{n}},
 		LogDir: t.TempDir(), Grace: time.Second,
 	}
 	for i := range n {
-		spec.Workers = append(spec.Workers, WorkerSpec{LocalRank: i})
+		spec.Workers = append(spec.Workers, cluster.WorkerSpec{LocalRank: i})
 	}
-	agent := NewAgent(sched.Node{ID: "n1", Addr: "127.0.0.1"}, t.TempDir(), slog.New(slog.DiscardHandler))
+	agent := New(sched.Node{ID: "n1", Addr: "127.0.0.1"}, t.TempDir(), slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	started := make(chan *Group, 1)
@@ -48,11 +49,11 @@ func TestStartDoesNotWaitForTheReader(t *testing.T) {
 	exited := 0
 	for e := range g.Events() {
 		switch e.Kind {
-		case WorkerStarted:
+		case cluster.WorkerStarted:
 			seen[e.Rank] = true
-		case WorkerLog, WorkerExited:
+		case cluster.WorkerLog, cluster.WorkerExited:
 			assert.True(t, seen[e.Rank], "rank %d: %v before its start", e.Rank, e.Kind)
-			if e.Kind == WorkerExited {
+			if e.Kind == cluster.WorkerExited {
 				exited++
 				assert.True(t, e.Exit.Success(), "rank %d: %s", e.Rank, e.Exit)
 			}
