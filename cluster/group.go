@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rtrain/rtrain/checkpoint/stage"
 	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/pyshim"
 	"github.com/rtrain/rtrain/rendezvous"
@@ -48,7 +49,7 @@ type GroupSpec struct {
 	// Stager receives the checkpoints workers attach to report(); nil
 	// refuses them. A remote agent makes its own, holding at most
 	// StagedInFlight reports (0: 1) until the head has fetched them.
-	Stager         *Stager `json:"-"`
+	Stager         *stage.Area `json:"-"`
 	StagedInFlight int
 	// Restore, when set, is the checkpoint the workers resume from: they
 	// find it through rtrain.get_checkpoint().

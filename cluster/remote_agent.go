@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/rtrain/rtrain/checkpoint/stage"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/launcher"
@@ -341,7 +342,7 @@ func (g *remoteGroup) relay(ctx context.Context, m *clusterpb.GroupEvent) bool {
 
 func (g *remoteGroup) fetch(ctx context.Context, seq int, files []string) (string, error) {
 	if g.spec.Stager == nil {
-		return "", ErrNoStorage
+		return "", stage.ErrNoStorage
 	}
 	ctx, cancel := UntilClosed(ctx, g.stopCh)
 	defer cancel()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rtrain/rtrain/checkpoint"
+	"github.com/rtrain/rtrain/checkpoint/stage"
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/pyshim"
 )
@@ -276,7 +277,7 @@ func parseCheckpointDir(name string) (int, bool) {
 // time and in report order, and prunes after each.
 type committer struct {
 	j        *job
-	stager   *cluster.Stager
+	stager   *stage.Area
 	world    int
 	inFlight int
 
@@ -306,7 +307,7 @@ func (j *job) newCommitter(ctx context.Context, world int) (*committer, error) {
 	if inFlight == 0 {
 		inFlight = 2
 	}
-	stager, err := cluster.NewStager(filepath.Join(j.resultsDir, ".rtrain-staging", j.id), inFlight)
+	stager, err := stage.New(filepath.Join(j.resultsDir, ".rtrain-staging", j.id), inFlight)
 	if err != nil {
 		return nil, fmt.Errorf("trainer: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rtrain/rtrain/checkpoint/stage"
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/launcher"
@@ -229,7 +230,7 @@ func (g *Group) Report(ctx context.Context, r pyshim.Report) error {
 	var files []string
 	if r.Checkpoint != "" {
 		if g.spec.Stager == nil {
-			return cluster.ErrNoStorage
+			return stage.ErrNoStorage
 		}
 		ctx, cancel := cluster.UntilClosed(ctx, g.stopCh)
 		defer cancel()

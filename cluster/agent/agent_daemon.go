@@ -60,7 +60,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 		return nil, err
 	}
 	// The lock is held: whatever is staged there, a dead agent left.
-	if removed, err := cluster.SweepStaged(cfg.DataDir); err != nil {
+	if removed, err := sweepStaged(cfg.DataDir); err != nil {
 		log.Warn("sweep staged checkpoints left by an earlier agent", "err", err)
 	} else if len(removed) > 0 {
 		log.Info("removed staged checkpoints left by an earlier agent", "jobs", len(removed))

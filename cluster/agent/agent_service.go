@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/rtrain/rtrain/checkpoint/stage"
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/internal/workdir"
@@ -47,7 +48,7 @@ type Service struct {
 type agentJob struct {
 	// group and stager are set as the group starts; under mu.
 	group  *Group
-	stager *cluster.Stager
+	stager *stage.Area
 	// done is closed when the group has ended and its files are gone.
 	done chan struct{}
 	// attempt is the job's attempt the group runs.
@@ -125,7 +126,7 @@ func (s *Service) StartGroup(stream grpc.BidiStreamingServer[clusterpb.StartGrou
 	// job added.
 	spec.Env = append(withoutToken(os.Environ()), spec.Env...)
 	spec.LogDir = filepath.Join(jd, "logs")
-	stager, err := cluster.NewStager(filepath.Join(jd, "staging"), spec.StagedInFlight)
+	stager, err := stage.New(filepath.Join(jd, "staging"), spec.StagedInFlight)
 	if err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
@@ -266,7 +267,7 @@ func withoutToken(env []string) []string {
 }
 
 // stager is the running group's staging area.
-func (s *Service) stager(jobID string) (*cluster.Stager, error) {
+func (s *Service) stager(jobID string) (*stage.Area, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	aj := s.groups[jobID]

@@ -1,4 +1,4 @@
-package cluster
+package stage
 
 import (
 	"context"
@@ -23,7 +23,7 @@ func writeFiles(t *testing.T, files map[string]string) string {
 }
 
 func TestStagerMergesRanksAndBoundsInFlight(t *testing.T) {
-	s, err := NewStager(filepath.Join(t.TempDir(), "staging"), 1)
+	s, err := New(filepath.Join(t.TempDir(), "staging"), 1)
 	require.NoError(t, err)
 	ctx := t.Context()
 
@@ -71,7 +71,7 @@ func TestStagerMergesRanksAndBoundsInFlight(t *testing.T) {
 }
 
 func TestStagerRefusesWhatIsNotADirectory(t *testing.T) {
-	s, err := NewStager(t.TempDir(), 2)
+	s, err := New(t.TempDir(), 2)
 	require.NoError(t, err)
 	f := filepath.Join(t.TempDir(), "file")
 	require.NoError(t, os.WriteFile(f, nil, 0o644))
@@ -81,7 +81,7 @@ func TestStagerRefusesWhatIsNotADirectory(t *testing.T) {
 	assert.Error(t, err)
 }
 
-// A Stager owns its directory: what a crashed process staged there
+// A Area owns its directory: what a crashed process staged there
 // (whole reports, half-copied files) is gone once a new one starts, and
 // nothing outside it is touched.
 func TestNewStagerSweepsLeftovers(t *testing.T) {
@@ -91,43 +91,16 @@ func TestNewStagerSweepsLeftovers(t *testing.T) {
 		"staging/report_4/shard_1.pt":       "more",
 		"logs/rank_0.log":                   "kept",
 	})
-	s, err := NewStager(filepath.Join(jobDir, "staging"), 2)
+	s, err := New(filepath.Join(jobDir, "staging"), 2)
 	require.NoError(t, err)
 	left, err := os.ReadDir(filepath.Join(jobDir, "staging"))
 	require.NoError(t, err, "the staging directory itself is there")
 	assert.Empty(t, left, "a previous process's staged files are swept")
 	assert.FileExists(t, filepath.Join(jobDir, "logs", "rank_0.log"))
 
-	// The new Stager works as usual.
+	// The new Area works as usual.
 	dir, _, err := s.Stage(t.Context(), 1, writeFiles(t, map[string]string{"a.pt": "a"}))
 	require.NoError(t, err)
 	assert.FileExists(t, filepath.Join(dir, "a.pt"))
 	require.NoError(t, s.Close())
-}
-
-// An agent starting on a data directory that a crashed agent left sweeps
-// every job's staged checkpoints, and only those: logs stay.
-func TestSweepStaged(t *testing.T) {
-	dataDir := writeFiles(t, map[string]string{
-		"jobs/a1/staging/report_2/model.pt":   "gigabytes",
-		"jobs/a1/logs/rank_0.log":             "kept",
-		"jobs/b2/staging/report_7/.staging-9": "half a file",
-		"jobs/c3/workdir/train.py":            "kept",
-	})
-	removed, err := SweepStaged(dataDir)
-	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{
-		filepath.Join(dataDir, "jobs", "a1", "staging"),
-		filepath.Join(dataDir, "jobs", "b2", "staging"),
-	}, removed)
-	for _, gone := range removed {
-		assert.NoDirExists(t, gone)
-	}
-	assert.FileExists(t, filepath.Join(dataDir, "jobs", "a1", "logs", "rank_0.log"))
-	assert.FileExists(t, filepath.Join(dataDir, "jobs", "c3", "workdir", "train.py"))
-
-	// A fresh data directory has nothing to sweep.
-	removed, err = SweepStaged(t.TempDir())
-	require.NoError(t, err)
-	assert.Empty(t, removed)
 }

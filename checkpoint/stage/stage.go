@@ -1,4 +1,4 @@
-package cluster
+package stage
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// Stager copies the checkpoint directories that workers attach to report()
+// Area copies the checkpoint directories that workers attach to report()
 // into a local staging area, one directory per report (by its Seq), so the
 // worker can go on training, and delete its own copy, while the staged one
 // uploads. It bounds how many reports are staged and not yet released, so
@@ -23,7 +23,7 @@ import (
 // The files of all ranks of one report land in the same directory; two
 // ranks that write the same relative path leave the one staged last, as in
 // Ray Train.
-type Stager struct {
+type Area struct {
 	dir string
 	max int
 
@@ -32,51 +32,30 @@ type Stager struct {
 	changed chan struct{} // closed and replaced when held shrinks
 }
 
-// NewStager stages under dir (created if missing) with at most maxInFlight
-// reports staged at once (at least 1). A Stager owns dir: whatever is in it
+// New stages under dir (created if missing) with at most maxInFlight
+// reports staged at once (at least 1). A Area owns dir: whatever is in it
 // already was left by a process that ended without Close (a crash, a
 // kill), is a checkpoint's worth of disk or more per report, and is
-// removed. So each Stager needs a directory of its own, which its callers
+// removed. So each Area needs a directory of its own, which its callers
 // give it: one per job, the job's next attempt after Close.
-func NewStager(dir string, maxInFlight int) (*Stager, error) {
+func New(dir string, maxInFlight int) (*Area, error) {
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, fmt.Errorf("cluster: remove checkpoints left staged in %s: %w", dir, err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cluster: checkpoint staging directory: %w", err)
 	}
-	return &Stager{dir: dir, max: max(maxInFlight, 1), held: map[int]struct{}{}, changed: make(chan struct{})}, nil
-}
-
-// SweepStaged removes the checkpoints staged under an agent's data
-// directory, dataDir/jobs/*/staging (AgentService.jobDir): what an agent
-// that crashed left there, gigabytes a job, of jobs that may never come
-// back to this node to reuse the directory. It must run as the agent
-// starts, after lockDir and before the agent serves, so that no live
-// agent's staging is swept. It returns the directories it removed.
-func SweepStaged(dataDir string) ([]string, error) {
-	dirs, err := filepath.Glob(filepath.Join(dataDir, "jobs", "*", "staging"))
-	if err != nil {
-		return nil, fmt.Errorf("cluster: sweep staged checkpoints: %w", err)
-	}
-	var removed []string
-	for _, d := range dirs {
-		if err := os.RemoveAll(d); err != nil {
-			return removed, fmt.Errorf("cluster: sweep staged checkpoints: %w", err)
-		}
-		removed = append(removed, d)
-	}
-	return removed, nil
+	return &Area{dir: dir, max: max(maxInFlight, 1), held: map[int]struct{}{}, changed: make(chan struct{})}, nil
 }
 
 // Dir is the staging directory of report seq.
-func (s *Stager) Dir(seq int) string { return filepath.Join(s.dir, "report_"+strconv.Itoa(seq)) }
+func (s *Area) Dir(seq int) string { return filepath.Join(s.dir, "report_"+strconv.Itoa(seq)) }
 
 // Stage copies every file under src into report seq's directory and
 // returns that directory and the files' paths relative to it. It waits
 // while maxInFlight other reports are staged, until one is released or ctx
 // ends.
-func (s *Stager) Stage(ctx context.Context, seq int, src string) (string, []string, error) {
+func (s *Area) Stage(ctx context.Context, seq int, src string) (string, []string, error) {
 	if err := s.acquire(ctx, seq); err != nil {
 		return "", nil, fmt.Errorf("cluster: stage checkpoint of report %d: %w", seq, err)
 	}
@@ -90,7 +69,7 @@ func (s *Stager) Stage(ctx context.Context, seq int, src string) (string, []stri
 
 // Receive takes a place for report seq, as Stage does, for files that
 // arrive from another node, and returns the directory to write them to.
-func (s *Stager) Receive(ctx context.Context, seq int) (string, error) {
+func (s *Area) Receive(ctx context.Context, seq int) (string, error) {
 	if err := s.acquire(ctx, seq); err != nil {
 		return "", fmt.Errorf("cluster: receive checkpoint of report %d: %w", seq, err)
 	}
@@ -101,7 +80,7 @@ func (s *Stager) Receive(ctx context.Context, seq int) (string, error) {
 	return dst, nil
 }
 
-func (s *Stager) acquire(ctx context.Context, seq int) error {
+func (s *Area) acquire(ctx context.Context, seq int) error {
 	for {
 		s.mu.Lock()
 		_, ok := s.held[seq]
@@ -121,7 +100,7 @@ func (s *Stager) acquire(ctx context.Context, seq int) error {
 }
 
 // Release deletes report seq's staged files and frees its place.
-func (s *Stager) Release(seq int) error {
+func (s *Area) Release(seq int) error {
 	err := os.RemoveAll(s.Dir(seq))
 	s.mu.Lock()
 	if _, ok := s.held[seq]; ok {
@@ -134,7 +113,7 @@ func (s *Stager) Release(seq int) error {
 }
 
 // Close deletes everything staged.
-func (s *Stager) Close() error {
+func (s *Area) Close() error {
 	s.mu.Lock()
 	s.held = map[int]struct{}{}
 	close(s.changed)
@@ -228,5 +207,5 @@ func copyFile(src, dst string) (err error) {
 }
 
 // ErrNoStorage is what a worker gets when it attaches a checkpoint to a
-// group that was started without a Stager.
+// group that was started without a Area.
 var ErrNoStorage = errors.New("this job keeps no checkpoints (no staging area); report without checkpoint=")

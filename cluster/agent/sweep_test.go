@@ -1,0 +1,48 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// An agent starting on a data directory that a crashed agent left sweeps
+// every job's staged checkpoints, and only those: logs stay.
+func TestsweepStaged(t *testing.T) {
+	dataDir := writeFiles(t, map[string]string{
+		"jobs/a1/staging/report_2/model.pt":   "gigabytes",
+		"jobs/a1/logs/rank_0.log":             "kept",
+		"jobs/b2/staging/report_7/.staging-9": "half a file",
+		"jobs/c3/workdir/train.py":            "kept",
+	})
+	removed, err := sweepStaged(dataDir)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{
+		filepath.Join(dataDir, "jobs", "a1", "staging"),
+		filepath.Join(dataDir, "jobs", "b2", "staging"),
+	}, removed)
+	for _, gone := range removed {
+		assert.NoDirExists(t, gone)
+	}
+	assert.FileExists(t, filepath.Join(dataDir, "jobs", "a1", "logs", "rank_0.log"))
+	assert.FileExists(t, filepath.Join(dataDir, "jobs", "c3", "workdir", "train.py"))
+
+	// A fresh data directory has nothing to sweep.
+	removed, err = sweepStaged(t.TempDir())
+	require.NoError(t, err)
+	assert.Empty(t, removed)
+}
+
+func writeFiles(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
+	}
+	return dir
+}
