@@ -11,7 +11,7 @@ import (
 
 // An agent starting on a data directory that a crashed agent left sweeps
 // every job's staged checkpoints, and only those: logs stay.
-func TestsweepStaged(t *testing.T) {
+func TestSweepStaged(t *testing.T) {
 	dataDir := writeFiles(t, map[string]string{
 		"jobs/a1/staging/report_2/model.pt":   "gigabytes",
 		"jobs/a1/logs/rank_0.log":             "kept",
