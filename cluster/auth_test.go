@@ -1,13 +1,13 @@
 package cluster
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -23,28 +23,36 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/rtrain/rtrain/cluster/clusterpb"
-	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/version"
 )
 
-// serveHead serves a HeadService on loopback with sec and returns its
-// address.
+// serveHead serves a head that answers Status on loopback with sec and
+// returns its address: what these tests check happens before a handler.
 func serveHead(t *testing.T, sec Security) string {
 	t.Helper()
 	opts, err := sec.ServerOptions()
 	require.NoError(t, err)
-	return serveWith(t, NewHeadService(sched.New(), sec, HeadOptions{}, slog.New(slog.DiscardHandler)), opts)
+	return serveWith(t, opts)
 }
 
-// serveWith serves hs on loopback with opts until the test ends.
-func serveWith(t *testing.T, hs *HeadService, opts []grpc.ServerOption) string {
+type statusOnly struct {
+	clusterpb.UnimplementedHeadServer
+}
+
+func (statusOnly) Status(context.Context, *clusterpb.StatusRequest) (*clusterpb.StatusReply, error) {
+	return &clusterpb.StatusReply{}, nil
+}
+
+// serveWith serves a statusOnly head on loopback with opts until the test
+// ends.
+func serveWith(t *testing.T, opts []grpc.ServerOption) string {
 	t.Helper()
 	srv := grpc.NewServer(opts...)
-	clusterpb.RegisterHeadServer(srv, hs)
+	clusterpb.RegisterHeadServer(srv, statusOnly{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Stop(); hs.Close() })
+	t.Cleanup(srv.Stop)
 	return ln.Addr().String()
 }
 
@@ -152,28 +160,4 @@ func selfSigned(t *testing.T, dir string) (certPath, keyPath string) {
 	require.NoError(t, os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
 	require.NoError(t, os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600))
 	return certPath, keyPath
-}
-
-// A heartbeat keeps alive only the agent registered under its node id: a
-// stale agent of the same name that comes back is told to register again.
-func TestHeartbeatFromAnotherAgentReregisters(t *testing.T) {
-	hs := NewHeadService(sched.New(), Security{Token: "t"}, HeadOptions{}, slog.New(slog.DiscardHandler))
-	t.Cleanup(hs.Close)
-	node := &clusterpb.Node{Id: "gpu", Addr: "10.0.0.1", AgentAddr: "10.0.0.1:7000", Total: &clusterpb.Resources{Cpu: 1}}
-	rep, err := hs.Register(t.Context(), &clusterpb.RegisterRequest{Node: node})
-	require.NoError(t, err)
-	require.Equal(t, "gpu", rep.NodeId)
-
-	hb, err := hs.Heartbeat(t.Context(), &clusterpb.HeartbeatRequest{NodeId: "gpu", AgentAddr: "10.0.0.1:7000"})
-	require.NoError(t, err)
-	assert.False(t, hb.Reregister)
-	hb, err = hs.Heartbeat(t.Context(), &clusterpb.HeartbeatRequest{NodeId: "gpu", AgentAddr: "10.0.0.9:7000"})
-	require.NoError(t, err)
-	assert.True(t, hb.Reregister, "another agent under the same id")
-
-	// A clone registering under a taken name gets a name of its own.
-	clone := &clusterpb.Node{Id: "gpu", Addr: "10.0.0.9", AgentAddr: "10.0.0.9:7000", Total: &clusterpb.Resources{Cpu: 1}}
-	rep, err = hs.Register(t.Context(), &clusterpb.RegisterRequest{Node: clone})
-	require.NoError(t, err)
-	assert.Equal(t, "gpu-2", rep.NodeId)
 }

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rtrain/rtrain/cluster/clusterpb"
-	"github.com/rtrain/rtrain/cluster/sched"
 )
 
 func TestSplitToken(t *testing.T) {
@@ -38,7 +36,7 @@ func TestSplitToken(t *testing.T) {
 
 // ownCAHead serves a head with a CA made in dir, as `rtrain start --head`
 // does without TLS files, and returns its address and join token.
-func ownCAHead(t *testing.T, dir string) (addr, join string, hs *HeadService) {
+func ownCAHead(t *testing.T, dir string) (addr, join string) {
 	t.Helper()
 	ca, err := LoadOrCreateCA(dir)
 	require.NoError(t, err)
@@ -47,13 +45,12 @@ func ownCAHead(t *testing.T, dir string) (addr, join string, hs *HeadService) {
 	sec := Security{Token: JoinToken("s3cret", ca.Fingerprint()), Certificate: &cert}
 	opts, err := sec.ServerOptions()
 	require.NoError(t, err)
-	hs = NewHeadService(sched.New(), sec, HeadOptions{}, slog.New(slog.DiscardHandler))
-	return serveWith(t, hs, opts), sec.Token, hs
+	return serveWith(t, opts), sec.Token
 }
 
 func TestHeadsOwnCA(t *testing.T) {
 	dir := t.TempDir()
-	addr, join, _ := ownCAHead(t, dir)
+	addr, join := ownCAHead(t, dir)
 	again, err := LoadOrCreateCA(dir)
 	require.NoError(t, err)
 	_, fp := SplitToken(join)

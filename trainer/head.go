@@ -22,6 +22,7 @@ import (
 
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/cluster/head"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/text"
 )
@@ -65,7 +66,7 @@ type HeadConfig struct {
 type Head struct {
 	cfg   HeadConfig
 	log   *slog.Logger
-	nodes *cluster.HeadService
+	nodes *head.Registry
 	srv   *grpc.Server
 	ln    net.Listener
 
@@ -145,7 +146,7 @@ func StartHead(ctx context.Context, cfg HeadConfig, log *slog.Logger) (*Head, er
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h := &Head{
 		cfg: cfg, log: log, ln: ln, ctx: hctx, cancel: cancel, uploads: uploads,
-		nodes: cluster.NewHeadService(sched.New(), cfg.Security, cluster.HeadOptions{
+		nodes: head.NewRegistry(sched.New(), cfg.Security, head.Options{
 			HeartbeatInterval: cfg.HeartbeatInterval, HeartbeatTimeout: cfg.HeartbeatTimeout,
 		}, log),
 		jobs: map[string]*headJob{}, store: store,
@@ -160,7 +161,7 @@ func StartHead(ctx context.Context, cfg HeadConfig, log *slog.Logger) (*Head, er
 	}
 	h.forgetEnded()
 	h.srv = grpc.NewServer(opts...)
-	clusterpb.RegisterHeadServer(h.srv, &headServer{HeadService: h.nodes, h: h})
+	clusterpb.RegisterHeadServer(h.srv, &headServer{Registry: h.nodes, h: h})
 	h.wg.Go(func() { _ = h.srv.Serve(ln) })
 	return h, nil
 }
@@ -169,7 +170,7 @@ func StartHead(ctx context.Context, cfg HeadConfig, log *slog.Logger) (*Head, er
 func (h *Head) Addr() net.Addr { return h.ln.Addr() }
 
 // Nodes is the node registry, for embedding programs and tests.
-func (h *Head) Nodes() *cluster.HeadService { return h.nodes }
+func (h *Head) Nodes() *head.Registry { return h.nodes }
 
 // Close cancels every running job, waits for them to end, and stops
 // serving.
@@ -204,7 +205,7 @@ func (h *Head) persist(hj *headJob) {
 }
 
 // headBackend is the head's cluster as a job sees it.
-type headBackend struct{ nodes *cluster.HeadService }
+type headBackend struct{ nodes *head.Registry }
 
 func (b headBackend) Scheduler() *sched.Scheduler { return b.nodes.Scheduler() }
 func (b headBackend) Joined() <-chan struct{}     { return b.nodes.Joined() }
@@ -578,7 +579,7 @@ var errShuttingDown = errors.New("the head is shutting down; submit the job agai
 // headServer is the head's gRPC service: nodes from the cluster package,
 // jobs from here.
 type headServer struct {
-	*cluster.HeadService
+	*head.Registry
 	h *Head
 }
 

@@ -453,7 +453,4 @@ func (a *Agent) StartGroup(ctx context.Context, spec cluster.GroupSpec, _ cluste
 	return g, nil
 }
 
-var (
-	_ cluster.NodeAgent = (*Agent)(nil)
-	_ cluster.NodeAgent = (*cluster.RemoteAgent)(nil)
-)
+var _ cluster.NodeAgent = (*Agent)(nil)

@@ -14,17 +14,18 @@ import (
 
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/cluster/head"
 	"github.com/rtrain/rtrain/cluster/sched"
 )
 
 // serveHead serves a head's membership service with sec (and cert, when
 // not nil) on loopback until the test ends.
-func serveHead(t *testing.T, sec cluster.Security, cert *tls.Certificate) (string, *cluster.HeadService) {
+func serveHead(t *testing.T, sec cluster.Security, cert *tls.Certificate) (string, *head.Registry) {
 	t.Helper()
 	sec.Certificate = cert
 	opts, err := sec.ServerOptions()
 	require.NoError(t, err)
-	hs := cluster.NewHeadService(sched.New(), sec, cluster.HeadOptions{}, slog.New(slog.DiscardHandler))
+	hs := head.NewRegistry(sched.New(), sec, head.Options{}, slog.New(slog.DiscardHandler))
 	srv := grpc.NewServer(opts...)
 	clusterpb.RegisterHeadServer(srv, hs)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -36,7 +37,7 @@ func serveHead(t *testing.T, sec cluster.Security, cert *tls.Certificate) (strin
 
 // ownCAHead serves a head with a CA made in dir, as `rtrain start --head`
 // does without TLS files, and returns its address and join token.
-func ownCAHead(t *testing.T, dir string) (addr, join string, hs *cluster.HeadService) {
+func ownCAHead(t *testing.T, dir string) (addr, join string, hs *head.Registry) {
 	t.Helper()
 	ca, err := cluster.LoadOrCreateCA(dir)
 	require.NoError(t, err)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/cluster/head"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/workdir"
 	"github.com/rtrain/rtrain/rendezvous"
@@ -107,7 +108,7 @@ func TestRemoteGroupGetsItsWorkingDirectory(t *testing.T) {
 	a := serveAgent(t, func(context.Context, string, string) (string, string, error) { return "/bin/sh", "", nil })
 	wd, _ := pack(t, map[string]string{"run.sh": "wc -c < payload\n", "payload": string(payload)})
 	require.Greater(t, wd.Manifest.ArchiveBytes, int64(cluster.MaxRequest))
-	r := cluster.NewRemoteAgent(sched.Node{ID: "n1"}, a.client, make(chan struct{}), slog.New(slog.DiscardHandler))
+	r := head.NewRemoteAgent(sched.Node{ID: "n1"}, a.client, make(chan struct{}), slog.New(slog.DiscardHandler))
 	spec := cluster.GroupSpec{
 		JobID: "ship", RunName: "ship", Script: "run.sh", Grace: time.Second,
 		Layout:  rendezvous.Layout{RunID: "ship", MasterAddr: "127.0.0.1", MasterPort: 1, LocalWorldSizes: []int{1}},

@@ -24,6 +24,7 @@ import (
 
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/cluster/head"
 	"github.com/rtrain/rtrain/cluster/sched"
 )
 
@@ -103,7 +104,7 @@ func serveHeartbeatHead(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	hs := cluster.NewHeadService(sched.New(), sec, cluster.HeadOptions{}, slog.New(slog.DiscardHandler))
+	hs := head.NewRegistry(sched.New(), sec, head.Options{}, slog.New(slog.DiscardHandler))
 	defer hs.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

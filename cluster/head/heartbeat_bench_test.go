@@ -1,4 +1,4 @@
-package cluster
+package head
 
 import (
 	"fmt"
@@ -11,13 +11,14 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/sched"
 )
 
 // BenchmarkHeartbeat is what one heartbeat costs the head with 10,000
 // nodes registered, the requirement being 10,000 agents at 1 Hz on 2
-// cores. "method" calls HeadService.Heartbeat directly: the head's own
+// cores. "method" calls Registry.Heartbeat directly: the head's own
 // work. "grpc" goes over loopback through the token check, 100 client
 // connections shared by the callers, as rtrain-bench's heartbeat section
 // does; its CPU is both sides', client and server, since both run here.
@@ -25,14 +26,14 @@ import (
 // 10,000 heartbeats a second would keep busy at that cost.
 func BenchmarkHeartbeat(b *testing.B) {
 	const nodes = 10_000
-	sec := Security{Token: "bench"}
-	hs := NewHeadService(sched.New(), sec, HeadOptions{}, slog.New(slog.DiscardHandler))
+	sec := cluster.Security{Token: "bench"}
+	hs := NewRegistry(sched.New(), sec, Options{}, slog.New(slog.DiscardHandler))
 	b.Cleanup(hs.Close)
 	ids := make([]string, nodes)
 	for i := range ids {
 		n := sched.Node{ID: fmt.Sprintf("n%05d", i), Total: sched.Resources{CPU: 64, GPU: 8, MemoryBytes: 64 << 30}}
 		n.Addr, n.AgentAddr = "127.0.0.1", "127.0.0.1:1"
-		rep, err := hs.Register(b.Context(), &clusterpb.RegisterRequest{Node: NodeToProto(n)})
+		rep, err := hs.Register(b.Context(), &clusterpb.RegisterRequest{Node: cluster.NodeToProto(n)})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package cluster
+package head
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rtrain/rtrain/checkpoint/stage"
+	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/launcher"
@@ -38,10 +39,6 @@ func NewRemoteAgent(node sched.Node, client clusterpb.AgentClient, dead <-chan s
 	return &RemoteAgent{node: node, client: client, dead: dead, log: log}
 }
 
-// ErrNodeLost is wrapped by the errors of calls to an agent that cannot be
-// reached: its node is declared dead, and its workers are lost.
-var ErrNodeLost = errors.New("cluster: node lost")
-
 // unreachable reports whether err says the agent is gone (it cannot be
 // reached, or the head declared its node dead meanwhile), and if so
 // declares its node dead and returns the error as ErrNodeLost.
@@ -52,7 +49,7 @@ func (r *RemoteAgent) unreachable(what string, err error) (error, bool) {
 		if r.deadWhy != nil {
 			why, _ = r.deadWhy()
 		}
-		return &nodeLostError{why: why + " while trying to " + what}, true
+		return cluster.NodeLost(why + " while trying to " + what), true
 	default:
 	}
 	if status.Code(err) != codes.Unavailable {
@@ -65,46 +62,40 @@ func (r *RemoteAgent) unreachable(what string, err error) (error, bool) {
 		// before, or their ranks would start elsewhere beside them.
 		<-r.dead
 	}
-	return &nodeLostError{why: why + " while trying to " + what}, true
+	return cluster.NodeLost(why + " while trying to " + what), true
 }
-
-// nodeLostError prints as the reason alone and matches ErrNodeLost.
-type nodeLostError struct{ why string }
-
-func (e *nodeLostError) Error() string        { return e.why }
-func (e *nodeLostError) Is(target error) bool { return target == ErrNodeLost }
 
 // Node implements NodeAgent.
 func (r *RemoteAgent) Node() sched.Node { return r.node }
 
 // Rendezvous implements NodeAgent.
-func (r *RemoteAgent) Rendezvous(ctx context.Context, req RendezvousRequest) (Rendezvous, error) {
-	ctx, cancel := UntilClosed(ctx, r.dead)
+func (r *RemoteAgent) Rendezvous(ctx context.Context, req cluster.RendezvousRequest) (cluster.Rendezvous, error) {
+	ctx, cancel := cluster.UntilClosed(ctx, r.dead)
 	defer cancel()
 	rep, err := r.client.Rendezvous(ctx, &clusterpb.RendezvousRequest{JobId: req.JobID, TorchVersion: req.TorchVersion, Python: req.Python})
 	if err != nil {
 		if lost, ok := r.unreachable("rendezvous", err); ok {
-			return Rendezvous{}, lost
+			return cluster.Rendezvous{}, lost
 		}
-		return Rendezvous{}, CallError("node "+r.node.ID, err)
+		return cluster.Rendezvous{}, cluster.CallError("node "+r.node.ID, err)
 	}
-	return Rendezvous{Port: int(rep.Port), AgentStore: rep.AgentStore}, nil
+	return cluster.Rendezvous{Port: int(rep.Port), AgentStore: rep.AgentStore}, nil
 }
 
 // StartGroup implements NodeAgent: it sends the checkpoint to resume from,
 // starts the group and relays its events, fetching each reported
 // checkpoint's files into spec.Stager before passing the report on.
-func (r *RemoteAgent) StartGroup(ctx context.Context, spec GroupSpec, ship Shipment) (GroupRunner, error) {
+func (r *RemoteAgent) StartGroup(ctx context.Context, spec cluster.GroupSpec, ship cluster.Shipment) (cluster.GroupRunner, error) {
 	who := "node " + r.node.ID
 	if spec.Restore != nil {
-		pctx, cancel := UntilClosed(ctx, r.dead)
+		pctx, cancel := cluster.UntilClosed(ctx, r.dead)
 		err := r.putRestore(pctx, spec.JobID, spec.Restore.Dir)
 		cancel()
 		if err != nil {
 			if lost, ok := r.unreachable("send the checkpoint to resume from", err); ok {
 				return nil, lost
 			}
-			return nil, CallError(who+": send the checkpoint to resume from", err)
+			return nil, cluster.CallError(who+": send the checkpoint to resume from", err)
 		}
 	}
 	body, err := json.Marshal(spec)
@@ -137,7 +128,7 @@ func (r *RemoteAgent) StartGroup(ctx context.Context, spec GroupSpec, ship Shipm
 		if lost, ok := r.unreachable("start the workers", err); ok {
 			return nil, lost
 		}
-		return nil, CallError(who, err)
+		return nil, cluster.CallError(who, err)
 	}
 	first, err := stream.Recv()
 	if err != nil {
@@ -148,11 +139,11 @@ func (r *RemoteAgent) StartGroup(ctx context.Context, spec GroupSpec, ship Shipm
 		if errors.Is(err, io.EOF) {
 			err = errors.New("the agent ended the group before it started")
 		}
-		return nil, CallError(who, err)
+		return nil, cluster.CallError(who, err)
 	}
 	g := &remoteGroup{
 		r: r, spec: spec, cancel: cancel,
-		events: make(chan Event, 256), stopCh: make(chan struct{}),
+		events: make(chan cluster.Event, 256), stopCh: make(chan struct{}),
 		exited: map[int]bool{}, reported: map[int]int{},
 	}
 	go g.pump(ctx, stream, first)
@@ -161,7 +152,7 @@ func (r *RemoteAgent) StartGroup(ctx context.Context, spec GroupSpec, ship Shipm
 
 // sendGroup sends the group's spec, then the working directory's archive,
 // and closes the sending side.
-func sendGroup(stream clusterpb.Agent_StartGroupClient, spec []byte, ship Shipment) error {
+func sendGroup(stream clusterpb.Agent_StartGroupClient, spec []byte, ship cluster.Shipment) error {
 	hdr := &clusterpb.StartGroupHeader{SpecJson: spec, Python: ship.Python, Workdir: ship.Workdir.Manifest}
 	if err := stream.Send(&clusterpb.StartGroupRequest{Group: hdr}); err != nil {
 		return err
@@ -171,7 +162,7 @@ func sendGroup(stream clusterpb.Agent_StartGroupClient, spec []byte, ship Shipme
 		return fmt.Errorf("cluster: the working directory's archive: %w", err)
 	}
 	defer f.Close()
-	err = SendArchive(f, func(chunk []byte) error {
+	err = cluster.SendArchive(f, func(chunk []byte) error {
 		return stream.Send(&clusterpb.StartGroupRequest{WorkdirChunk: chunk})
 	})
 	if err != nil {
@@ -188,7 +179,7 @@ func (r *RemoteAgent) putRestore(ctx context.Context, jobID, dir string) error {
 	if err := stream.Send(&clusterpb.FileChunk{JobId: jobID}); err != nil {
 		return err
 	}
-	if err := SendTree(stream, dir); err != nil {
+	if err := cluster.SendTree(stream, dir); err != nil {
 		return err
 	}
 	_, err = stream.CloseAndRecv()
@@ -197,9 +188,9 @@ func (r *RemoteAgent) putRestore(ctx context.Context, jobID, dir string) error {
 
 type remoteGroup struct {
 	r      *RemoteAgent
-	spec   GroupSpec
+	spec   cluster.GroupSpec
 	cancel context.CancelFunc
-	events chan Event
+	events chan cluster.Event
 
 	stopOnce sync.Once
 	stopCh   chan struct{}
@@ -209,7 +200,7 @@ type remoteGroup struct {
 	reported map[int]int // reports per Seq from this node's ranks
 }
 
-func (g *remoteGroup) Events() <-chan Event { return g.events }
+func (g *remoteGroup) Events() <-chan cluster.Event { return g.events }
 
 // Stop asks the agent to stop the group; the exits arrive as events.
 func (g *remoteGroup) Stop() {
@@ -304,15 +295,15 @@ func (g *remoteGroup) pump(ctx context.Context, stream groupStream, first *clust
 // relay decodes one event, fetches a reported checkpoint's files, and
 // passes the event on.
 func (g *remoteGroup) relay(ctx context.Context, m *clusterpb.GroupEvent) bool {
-	var e Event
+	var e cluster.Event
 	if err := json.Unmarshal(m.EventJson, &e); err != nil {
 		g.r.log.Error("undecodable group event", "node", g.r.node.ID, "err", err)
 		return false
 	}
 	switch e.Kind {
-	case WorkerExited:
+	case cluster.WorkerExited:
 		g.exited[e.Rank] = true
-	case WorkerReport:
+	case cluster.WorkerReport:
 		if e.Staged != "" {
 			dir, err := g.fetch(ctx, e.Report.Seq, e.Files)
 			if err != nil {
@@ -322,7 +313,7 @@ func (g *remoteGroup) relay(ctx context.Context, m *clusterpb.GroupEvent) bool {
 				case <-g.stopCh:
 					g.r.log.Debug("fetch checkpoint files cut short by the stop", "node", g.r.node.ID, "err", err)
 				default:
-					g.events <- Event{Kind: CheckpointLost, NodeID: g.r.node.ID, Rank: e.Rank, Time: time.Now(), Report: e.Report,
+					g.events <- cluster.Event{Kind: cluster.CheckpointLost, NodeID: g.r.node.ID, Rank: e.Rank, Time: time.Now(), Report: e.Report,
 						Line: fmt.Sprintf("rank %d's checkpoint files of report %d could not be fetched from node %s: %v", e.Rank, e.Report.Seq, g.r.node.ID, err)}
 				}
 				g.Stop()
@@ -344,7 +335,7 @@ func (g *remoteGroup) fetch(ctx context.Context, seq int, files []string) (strin
 	if g.spec.Stager == nil {
 		return "", stage.ErrNoStorage
 	}
-	ctx, cancel := UntilClosed(ctx, g.stopCh)
+	ctx, cancel := cluster.UntilClosed(ctx, g.stopCh)
 	defer cancel()
 	dir, err := g.spec.Stager.Receive(ctx, seq)
 	if err != nil {
@@ -354,7 +345,7 @@ func (g *remoteGroup) fetch(ctx context.Context, seq int, files []string) (strin
 	if err != nil {
 		return "", err
 	}
-	if err := ReceiveFiles(dir, nil, stream.Recv); err != nil {
+	if err := cluster.ReceiveFiles(dir, nil, stream.Recv); err != nil {
 		return "", err
 	}
 	return dir, nil
@@ -383,7 +374,9 @@ func (g *remoteGroup) loseAs(why string, preempted bool) {
 			continue
 		}
 		g.exited[rank] = true
-		g.events <- Event{Kind: WorkerExited, NodeID: g.r.node.ID, Rank: rank, Time: now,
+		g.events <- cluster.Event{Kind: cluster.WorkerExited, NodeID: g.r.node.ID, Rank: rank, Time: now,
 			Exit: launcher.Exit{Code: -1, Time: now, Lost: why, Preempted: preempted}, Tail: []string{why}}
 	}
 }
+
+var _ cluster.NodeAgent = (*RemoteAgent)(nil)

@@ -1,4 +1,4 @@
-package cluster
+package head
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/text"
@@ -22,22 +23,15 @@ import (
 	"github.com/rtrain/rtrain/launcher"
 )
 
-// Heartbeat defaults: agents beat every second; a node silent for five is
-// declared dead.
-const (
-	DefaultHeartbeatInterval = time.Second
-	DefaultHeartbeatTimeout  = 5 * time.Second
-)
-
-// HeadService is the head's side of the cluster: it registers node agents,
+// Registry is the head's side of the cluster: it registers node agents,
 // follows their heartbeats, declares silent ones dead, and hands the job
 // coordinator the scheduler and the agents. Its gRPC methods are the node
 // half of clusterpb.HeadServer; the job half comes from whoever embeds it.
-type HeadService struct {
+type Registry struct {
 	clusterpb.UnimplementedHeadServer
 
 	sched    *sched.Scheduler
-	sec      Security
+	sec      cluster.Security
 	log      *slog.Logger
 	interval time.Duration
 	timeout  time.Duration
@@ -76,21 +70,21 @@ func (m *member) fenced() time.Time {
 	return time.Unix(0, m.last.Load()).Add(m.timeout + launcher.LeaseSlack)
 }
 
-// HeadOptions tune a HeadService; zero values take the defaults.
-type HeadOptions struct {
+// Options tune a Registry; zero values take the defaults.
+type Options struct {
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
 }
 
-// NewHeadService starts following heartbeats; Close stops it.
-func NewHeadService(s *sched.Scheduler, sec Security, o HeadOptions, log *slog.Logger) *HeadService {
+// NewRegistry starts following heartbeats; Close stops it.
+func NewRegistry(s *sched.Scheduler, sec cluster.Security, o Options, log *slog.Logger) *Registry {
 	if o.HeartbeatInterval <= 0 {
-		o.HeartbeatInterval = DefaultHeartbeatInterval
+		o.HeartbeatInterval = cluster.DefaultHeartbeatInterval
 	}
 	if o.HeartbeatTimeout <= 0 {
-		o.HeartbeatTimeout = DefaultHeartbeatTimeout
+		o.HeartbeatTimeout = cluster.DefaultHeartbeatTimeout
 	}
-	h := &HeadService{
+	h := &Registry{
 		sched: s, sec: sec, log: log,
 		interval: o.HeartbeatInterval, timeout: o.HeartbeatTimeout,
 		members: map[string]*member{}, joined: make(chan struct{}), stop: make(chan struct{}),
@@ -100,10 +94,10 @@ func NewHeadService(s *sched.Scheduler, sec Security, o HeadOptions, log *slog.L
 }
 
 // Scheduler is the head's placement-group scheduler.
-func (h *HeadService) Scheduler() *sched.Scheduler { return h.sched }
+func (h *Registry) Scheduler() *sched.Scheduler { return h.sched }
 
 // Close stops following heartbeats and closes the connections to agents.
-func (h *HeadService) Close() {
+func (h *Registry) Close() {
 	select {
 	case <-h.stop:
 		return
@@ -121,7 +115,7 @@ func (h *HeadService) Close() {
 }
 
 // Agent is the agent of a live node.
-func (h *HeadService) Agent(id string) (NodeAgent, bool) {
+func (h *Registry) Agent(id string) (cluster.NodeAgent, bool) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	m := h.members[id]
@@ -132,15 +126,15 @@ func (h *HeadService) Agent(id string) (NodeAgent, bool) {
 }
 
 // Joined is closed when the next node registers.
-func (h *HeadService) Joined() <-chan struct{} {
+func (h *Registry) Joined() <-chan struct{} {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.joined
 }
 
 // Register implements clusterpb.HeadServer.
-func (h *HeadService) Register(_ context.Context, req *clusterpb.RegisterRequest) (*clusterpb.RegisterReply, error) {
-	n := nodeFromProto(req.Node)
+func (h *Registry) Register(_ context.Context, req *clusterpb.RegisterRequest) (*clusterpb.RegisterReply, error) {
+	n := cluster.NodeFromProto(req.Node)
 	if n.ID == "" || n.Addr == "" || n.AgentAddr == "" {
 		return nil, status.Error(codes.InvalidArgument, "a node registers with its id, address and agent address")
 	}
@@ -202,7 +196,7 @@ func (h *HeadService) Register(_ context.Context, req *clusterpb.RegisterRequest
 }
 
 // Heartbeat implements clusterpb.HeadServer.
-func (h *HeadService) Heartbeat(_ context.Context, req *clusterpb.HeartbeatRequest) (*clusterpb.HeartbeatReply, error) {
+func (h *Registry) Heartbeat(_ context.Context, req *clusterpb.HeartbeatRequest) (*clusterpb.HeartbeatReply, error) {
 	h.mu.RLock()
 	m := h.members[req.NodeId]
 	gone := m == nil || m.gone || (req.AgentAddr != "" && req.AgentAddr != m.node.AgentAddr)
@@ -219,7 +213,7 @@ func (h *HeadService) Heartbeat(_ context.Context, req *clusterpb.HeartbeatReque
 }
 
 // watch declares dead every node silent past the timeout.
-func (h *HeadService) watch() {
+func (h *Registry) watch() {
 	period := max(h.timeout/10, 10*time.Millisecond)
 	t := time.NewTicker(period)
 	defer t.Stop()
@@ -241,7 +235,7 @@ func (h *HeadService) watch() {
 }
 
 // Drain implements clusterpb.HeadServer.
-func (h *HeadService) Drain(_ context.Context, req *clusterpb.DrainRequest) (*clusterpb.DrainReply, error) {
+func (h *Registry) Drain(_ context.Context, req *clusterpb.DrainRequest) (*clusterpb.DrainReply, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	m := h.members[req.NodeId]
@@ -262,7 +256,7 @@ func (h *HeadService) Drain(_ context.Context, req *clusterpb.DrainRequest) (*cl
 // nodeLost declares m dead at once: its agent's connection broke, which a
 // heartbeat would only confirm later. A node that is in fact alive learns
 // it at its next heartbeat, stops its workers and registers again.
-func (h *HeadService) nodeLost(m *member, why string) {
+func (h *Registry) nodeLost(m *member, why string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.declareDead(m, why)
@@ -270,7 +264,7 @@ func (h *HeadService) nodeLost(m *member, why string) {
 
 // declareDead takes the node out of scheduling and fails its workers.
 // h.mu must be held.
-func (h *HeadService) declareDead(m *member, why string) {
+func (h *Registry) declareDead(m *member, why string) {
 	if m.gone {
 		return
 	}
@@ -293,12 +287,12 @@ func (h *HeadService) declareDead(m *member, why string) {
 
 // Status implements clusterpb.HeadServer's node half; the job half fills
 // the jobs.
-func (h *HeadService) Status(context.Context, *clusterpb.StatusRequest) (*clusterpb.StatusReply, error) {
+func (h *Registry) Status(context.Context, *clusterpb.StatusRequest) (*clusterpb.StatusReply, error) {
 	return h.StatusReply(), nil
 }
 
 // StatusReply is the cluster's nodes as Status reports them.
-func (h *HeadService) StatusReply() *clusterpb.StatusReply {
+func (h *Registry) StatusReply() *clusterpb.StatusReply {
 	free := map[string]sched.NodeState{}
 	for _, n := range h.sched.Nodes() {
 		free[n.ID] = n
@@ -308,7 +302,7 @@ func (h *HeadService) StatusReply() *clusterpb.StatusReply {
 	rep := &clusterpb.StatusReply{Version: version.Version, HeartbeatTimeoutMs: h.timeout.Milliseconds()}
 	now := time.Now().UnixNano()
 	for _, m := range h.members {
-		ns := &clusterpb.NodeStatus{Node: NodeToProto(m.node), State: "alive", HeartbeatAgeMs: (now - m.last.Load()) / 1e6}
+		ns := &clusterpb.NodeStatus{Node: cluster.NodeToProto(m.node), State: "alive", HeartbeatAgeMs: (now - m.last.Load()) / 1e6}
 		if m.gone {
 			ns.State = "dead"
 		}
@@ -319,7 +313,7 @@ func (h *HeadService) StatusReply() *clusterpb.StatusReply {
 			ns.GpuStats = *g
 		}
 		if f, ok := free[m.node.ID]; ok {
-			ns.Free = resourcesToProto(f.Free)
+			ns.Free = cluster.ResourcesToProto(f.Free)
 			for _, g := range f.FreeGPUs {
 				ns.FreeGpus = append(ns.FreeGpus, int32(g))
 			}
@@ -328,46 +322,4 @@ func (h *HeadService) StatusReply() *clusterpb.StatusReply {
 	}
 	sort.Slice(rep.Nodes, func(a, b int) bool { return rep.Nodes[a].Node.Id < rep.Nodes[b].Node.Id })
 	return rep
-}
-
-func resourcesToProto(r sched.Resources) *clusterpb.Resources {
-	return &clusterpb.Resources{Cpu: r.CPU, Gpu: int32(r.GPU), MemoryBytes: r.MemoryBytes, Custom: r.Custom.Map()}
-}
-
-// ResourcesFromProto converts the wire form of an amount of resources.
-func ResourcesFromProto(r *clusterpb.Resources) sched.Resources {
-	if r == nil {
-		return sched.Resources{}
-	}
-	// Register refuses invalid custom resources; anywhere else they cannot
-	// come from rtrain, and are left out.
-	custom, _ := sched.CustomOf(r.Custom)
-	return sched.Resources{CPU: r.Cpu, GPU: int(r.Gpu), MemoryBytes: r.MemoryBytes, Custom: custom}
-}
-
-func NodeToProto(n sched.Node) *clusterpb.Node {
-	p := &clusterpb.Node{Id: n.ID, Addr: n.Addr, Total: resourcesToProto(n.Total), AgentAddr: n.AgentAddr, Iface: n.Iface, Hostname: n.Hostname}
-	for _, g := range n.GPUs {
-		pg := &clusterpb.GPU{Index: int32(g.Index), Minor: int32(g.Minor), Uuid: g.UUID, Name: g.Name, MemoryBytes: g.MemoryBytes}
-		for _, peer := range g.NVLinkPeers {
-			pg.NvlinkPeers = append(pg.NvlinkPeers, int32(peer))
-		}
-		p.Gpus = append(p.Gpus, pg)
-	}
-	return p
-}
-
-func nodeFromProto(p *clusterpb.Node) sched.Node {
-	if p == nil {
-		return sched.Node{}
-	}
-	n := sched.Node{ID: p.Id, Addr: p.Addr, Total: ResourcesFromProto(p.Total), AgentAddr: p.AgentAddr, Iface: p.Iface, Hostname: p.Hostname}
-	for _, g := range p.Gpus {
-		gpu := sched.GPU{Index: int(g.Index), Minor: int(g.Minor), UUID: g.Uuid, Name: g.Name, MemoryBytes: g.MemoryBytes}
-		for _, peer := range g.NvlinkPeers {
-			gpu.NVLinkPeers = append(gpu.NVLinkPeers, int(peer))
-		}
-		n.GPUs = append(n.GPUs, gpu)
-	}
-	return n
 }
