@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/cluster/head"
 	"github.com/rtrain/rtrain/trainer"
 )
 
@@ -34,7 +35,7 @@ type Source interface {
 	JobEvents(job string, from, limit int) (events []trainer.Event, next int, res *trainer.Result, changed <-chan struct{}, ok bool)
 }
 
-var _ Source = (*trainer.Head)(nil)
+var _ Source = (*head.Daemon)(nil)
 
 // Limits of the events API: events per answer, and the longest wait for
 // the next event.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/discover"
+	"github.com/rtrain/rtrain/cluster/head"
 	"github.com/rtrain/rtrain/dashboard"
 	"github.com/rtrain/rtrain/internal/testutil"
 	"github.com/rtrain/rtrain/trainer"
@@ -66,7 +67,7 @@ func TestEndToEnd(t *testing.T) {
 	defer cancel()
 
 	sec := cluster.Security{Token: "t"}
-	h, err := trainer.StartHead(ctx, trainer.HeadConfig{Addr: "127.0.0.1", Port: 0, Security: sec, ResultsDir: t.TempDir()}, nil)
+	h, err := head.Start(ctx, head.Config{Addr: "127.0.0.1", Port: 0, Security: sec, ResultsDir: t.TempDir()}, nil)
 	require.NoError(t, err)
 	t.Cleanup(h.Close)
 	actx, stopAgent := context.WithCancel(context.Background())

@@ -13,16 +13,17 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/head"
 	"github.com/rtrain/rtrain/internal/workdir"
 	"github.com/rtrain/rtrain/trainer"
 )
 
 // remoteHead is a head on loopback with no nodes, and a client of it.
-func remoteHead(t *testing.T, cfg trainer.HeadConfig) (*trainer.Head, *trainer.Client) {
+func remoteHead(t *testing.T, cfg head.Config) (*head.Daemon, *trainer.Client) {
 	t.Helper()
 	cfg.Addr, cfg.Security = "127.0.0.1", cluster.Security{Token: "t"}
 	cfg.ResultsDir = t.TempDir()
-	h, err := trainer.StartHead(t.Context(), cfg, nil)
+	h, err := head.Start(t.Context(), cfg, nil)
 	require.NoError(t, err)
 	t.Cleanup(h.Close)
 	c, err := trainer.Dial(h.Addr().String(), cfg.Security)
@@ -50,7 +51,7 @@ func projectDir(t *testing.T, size int64) string {
 // larger than max (283202995 vs. 268435456)".
 func TestSubmitOverTheHeadsLimitSaysWhatToDo(t *testing.T) {
 	state := t.TempDir()
-	_, c := remoteHead(t, trainer.HeadConfig{MaxWorkingDir: 1 << 20, StateDir: state})
+	_, c := remoteHead(t, head.Config{MaxWorkingDir: 1 << 20, StateDir: state})
 	dir := projectDir(t, 2<<20)
 	_, err := c.Submit(t.Context(), trainer.Config{Script: filepath.Join(dir, "train.py"), WorkingDir: dir, Workers: 1, WorkingDirLimit: 10 << 20})
 	require.Error(t, err)
@@ -66,7 +67,7 @@ func TestSubmitOverTheHeadsLimitSaysWhatToDo(t *testing.T) {
 // chunks; the head keeps it while its job lives, and no longer.
 func TestSubmitShipsAWorkingDirectoryInChunks(t *testing.T) {
 	state := t.TempDir()
-	_, c := remoteHead(t, trainer.HeadConfig{StateDir: state})
+	_, c := remoteHead(t, head.Config{StateDir: state})
 	dir := projectDir(t, 6<<20)
 	sub, err := c.Submit(t.Context(), trainer.Config{Script: filepath.Join(dir, "train.py"), WorkingDir: dir, Workers: 1})
 	require.NoError(t, err)

@@ -1,4 +1,4 @@
-package agent
+package agent_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/agent"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/head"
 	"github.com/rtrain/rtrain/cluster/sched"
@@ -53,7 +54,7 @@ func ownCAHead(t *testing.T, dir string) (addr, join string, hs *head.Registry) 
 func TestAgentJoinsOverTheHeadsCA(t *testing.T) {
 	addr, join, hs := ownCAHead(t, t.TempDir())
 	ctx, cancel := context.WithCancel(t.Context())
-	ra, err := Start(ctx, Config{HeadAddr: addr, Security: cluster.Security{Token: join},
+	ra, err := agent.Start(ctx, agent.Config{HeadAddr: addr, Security: cluster.Security{Token: join},
 		Node: sched.Node{ID: "n1", Addr: "127.0.0.1", Total: sched.Resources{CPU: 1}}, DataDir: t.TempDir()}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	t.Cleanup(func() { cancel(); <-ra.Done() })

@@ -1,4 +1,4 @@
-package agent
+package agent_test
 
 import (
 	"archive/tar"
@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/agent"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/head"
 	"github.com/rtrain/rtrain/cluster/sched"
@@ -35,19 +36,19 @@ import (
 // testAgent is an agent service on loopback whose resolver answers with
 // resolve, and a client of it.
 type testAgent struct {
-	svc     *Service
+	svc     *agent.Service
 	client  clusterpb.AgentClient
 	dataDir string
 }
 
-func serveAgent(t *testing.T, resolve PythonResolver) *testAgent {
+func serveAgent(t *testing.T, resolve agent.PythonResolver) *testAgent {
 	t.Helper()
 	sec := cluster.Security{Token: "s3cret"}
 	opts, err := sec.ServerOptions()
 	require.NoError(t, err)
 	log := slog.New(slog.DiscardHandler)
 	dataDir := t.TempDir()
-	svc := NewService(New(sched.Node{ID: "n1", Addr: "127.0.0.1"}, t.TempDir(), log), dataDir, resolve, log)
+	svc := agent.NewService(agent.New(sched.Node{ID: "n1", Addr: "127.0.0.1"}, t.TempDir(), log), dataDir, resolve, log)
 	srv := grpc.NewServer(opts...)
 	svc.Register(srv)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -21,6 +21,7 @@ import (
 
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/discover"
+	"github.com/rtrain/rtrain/cluster/head"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/dashboard"
 	"github.com/rtrain/rtrain/trainer"
@@ -355,7 +356,7 @@ func (o *startOptions) serveHead(ctx context.Context, cmd *cobra.Command, dir st
 	if o.maxWorkingDir != "" {
 		maxWorkdir, _ = parseBytes(o.maxWorkingDir) // checked in run
 	}
-	h, err := trainer.StartHead(ctx, trainer.HeadConfig{
+	h, err := head.Start(ctx, head.Config{
 		Addr: o.host, Port: o.port, Security: sec, ResultsDir: o.resultsDir, StateDir: dir,
 		HeartbeatInterval: o.hbInterval, HeartbeatTimeout: o.hbTimeout,
 		AllowedStorageRoots: o.allowStorage, MaxWorkingDir: maxWorkdir,
@@ -458,7 +459,7 @@ func lastLogLine(path string) string {
 
 // serveDashboard serves the head's dashboard and /metrics until stop,
 // over TLS with the head's certificate when it has one.
-func serveDashboard(ctx context.Context, h *trainer.Head, sec cluster.Security, host string, port int, log *slog.Logger) (stop func(), url string, err error) {
+func serveDashboard(ctx context.Context, h *head.Daemon, sec cluster.Security, host string, port int, log *slog.Logger) (stop func(), url string, err error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {

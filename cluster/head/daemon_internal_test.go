@@ -1,4 +1,4 @@
-package trainer
+package head
 
 import (
 	"encoding/json"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/trainer"
 )
 
 // A job that logs without end keeps its head's memory bounded: the oldest
@@ -20,27 +21,27 @@ import (
 // and readers resume by index.
 func TestHeadJobDropsOldestLogLines(t *testing.T) {
 	hj := &headJob{changed: make(chan struct{}), logDir: "/results/run/logs"}
-	add := func(e Event) {
+	add := func(e trainer.Event) {
 		b, err := json.Marshal(e)
 		require.NoError(t, err)
 		hj.add(&clusterpb.JobEvent{EventJson: b}, "", "")
 	}
-	add(Event{Type: EventState, State: StateRunning})
+	add(trainer.Event{Type: trainer.EventState, State: trainer.StateRunning})
 	lines, added := 0, 0
 	for added < maxJobLogBytes*3/2 {
-		add(Event{Type: EventLog, Line: strings.Repeat("line ", 50), Rank: lines % 4})
+		add(trainer.Event{Type: trainer.EventLog, Line: strings.Repeat("line ", 50), Rank: lines % 4})
 		lines, added = lines+1, added+250
 	}
-	add(Event{Type: EventReport, Rank: 0})
+	add(trainer.Event{Type: trainer.EventReport, Rank: 0})
 
 	all := hj.eventsFrom(0)
 	assert.Less(t, len(all), lines, "old lines were dropped")
 	assert.LessOrEqual(t, hj.logBytes, maxJobLogBytes)
 	assert.Equal(t, int64(lines+2), hj.next)
 	assert.Contains(t, string(all[0].EventJson), `"Type":"state"`, "non-log events are kept")
-	var note Event
+	var note trainer.Event
 	require.NoError(t, json.Unmarshal(all[1].EventJson, &note))
-	assert.Equal(t, EventWarning, note.Type, "a notice stands where the lines went")
+	assert.Equal(t, trainer.EventWarning, note.Type, "a notice stands where the lines went")
 	assert.Regexp(t, `^\d+ log lines of this job's output are no longer in the head's memory; every line is in /results/run/logs/rank_\*\.log on the head$`, note.Message)
 	assert.Contains(t, string(all[len(all)-1].EventJson), `"Type":"report"`)
 	for i := 1; i < len(all); i++ {
@@ -58,13 +59,13 @@ func TestHeadJobDropsOldestLogLines(t *testing.T) {
 
 // startTestHead is a head on loopback with no nodes, its results in a
 // temporary directory.
-func startTestHead(t *testing.T, cfg HeadConfig) *Head {
+func startTestHead(t *testing.T, cfg Config) *Daemon {
 	t.Helper()
 	cfg.Addr, cfg.Security = "127.0.0.1", cluster.Security{Token: "t"}
 	if cfg.ResultsDir == "" {
 		cfg.ResultsDir = t.TempDir()
 	}
-	h, err := StartHead(t.Context(), cfg, nil)
+	h, err := Start(t.Context(), cfg, nil)
 	require.NoError(t, err)
 	t.Cleanup(h.Close)
 	return h
@@ -72,7 +73,7 @@ func startTestHead(t *testing.T, cfg HeadConfig) *Head {
 
 // submitRequest is what a client sends for cfg, with an empty working
 // directory.
-func submitRequest(t *testing.T, cfg Config) *clusterpb.SubmitJobHeader {
+func submitRequest(t *testing.T, cfg trainer.Config) *clusterpb.SubmitJobHeader {
 	t.Helper()
 	body, err := json.Marshal(cfg)
 	require.NoError(t, err)
@@ -84,8 +85,8 @@ func submitRequest(t *testing.T, cfg Config) *clusterpb.SubmitJobHeader {
 func TestSubmitRefusesStorageOutsideTheResultsDir(t *testing.T) {
 	results := t.TempDir()
 	outside := t.TempDir()
-	h := startTestHead(t, HeadConfig{ResultsDir: results})
-	for name, cfg := range map[string]Config{
+	h := startTestHead(t, Config{ResultsDir: results})
+	for name, cfg := range map[string]trainer.Config{
 		"absolute":        {Storage: outside},
 		"escape":          {Storage: "../" + filepath.Base(outside)},
 		"escape inside":   {Storage: "ckpts/../../x"},
@@ -96,7 +97,7 @@ func TestSubmitRefusesStorageOutsideTheResultsDir(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cfg.Script, cfg.Workers = "train.py", 1
 			_, err := h.submit(submitRequest(t, cfg), cluster.Workdir{})
-			require.ErrorIs(t, err, ErrInvalidConfig)
+			require.ErrorIs(t, err, trainer.ErrInvalidConfig)
 			assert.Contains(t, err.Error(), "the head's results directory "+results)
 			assert.NotContains(t, err.Error(), "\n")
 		})
@@ -138,13 +139,13 @@ func TestConfineLocal(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := confineLocal("--storage", tt.loc, results, []string{extra})
+			got, err := trainer.ConfineLocal("--storage", tt.loc, results, []string{extra})
 			if tt.want != "" {
 				require.NoError(t, err)
 				assert.Equal(t, tt.want, got)
 				return
 			}
-			require.ErrorIs(t, err, ErrInvalidConfig)
+			require.ErrorIs(t, err, trainer.ErrInvalidConfig)
 			assert.Equal(t, fmt.Sprintf("--storage %s is outside the head's results directory %s: give a path inside it (a relative one is taken from there) or an s3:// URL, or start the head with --allow-storage DIR to allow another", tt.loc, results), err.Error())
 		})
 	}

@@ -1,4 +1,4 @@
-package trainer
+package head
 
 import (
 	"encoding/json"
@@ -13,10 +13,11 @@ import (
 
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/trainer"
 )
 
 // addEvent hands e to hj as the head's OnEvent does.
-func addEvent(t testing.TB, hj *headJob, e Event) {
+func addEvent(t testing.TB, hj *headJob, e trainer.Event) {
 	t.Helper()
 	b, err := json.Marshal(e)
 	require.NoError(t, err)
@@ -40,16 +41,16 @@ func heldLogBytes(hj *headJob) (n int) {
 func TestHeadJobBoundsLogBytes(t *testing.T) {
 	const bound = 8 << 20
 	hj := &headJob{changed: make(chan struct{})}
-	addEvent(t, hj, Event{Type: EventState, State: StateRunning})
+	addEvent(t, hj, trainer.Event{Type: trainer.EventState, State: trainer.StateRunning})
 	line := strings.Repeat("x", 64<<10)
 	for i := range 400 { // 25 MiB of lines, with a report every ten
-		addEvent(t, hj, Event{Type: EventLog, Rank: i % 2, Line: line})
+		addEvent(t, hj, trainer.Event{Type: trainer.EventLog, Rank: i % 2, Line: line})
 		require.LessOrEqual(t, heldLogBytes(hj), bound+(65<<10), "after %d lines", i+1)
 		if i%10 == 9 {
-			addEvent(t, hj, Event{Type: EventReport, Rank: 0})
+			addEvent(t, hj, trainer.Event{Type: trainer.EventReport, Rank: 0})
 		}
 	}
-	addEvent(t, hj, Event{Type: EventLog, Rank: 0, Line: "the last"})
+	addEvent(t, hj, trainer.Event{Type: trainer.EventLog, Rank: 0, Line: "the last"})
 	all := hj.eventsFrom(0)
 	assert.Contains(t, string(all[0].EventJson), `"Type":"state"`, "non-log events are kept")
 	reports, notices := 0, 0
@@ -67,7 +68,7 @@ func TestHeadJobBoundsLogBytes(t *testing.T) {
 func TestHeadJobTrimLeavesWatchersBatchAlone(t *testing.T) {
 	hj := &headJob{changed: make(chan struct{})}
 	for range 100_000 {
-		addEvent(t, hj, Event{Type: EventLog, Line: "small"})
+		addEvent(t, hj, trainer.Event{Type: trainer.EventLog, Line: "small"})
 	}
 	hj.mu.Lock()
 	batch := hj.eventsFrom(hj.next - 10)
@@ -77,7 +78,7 @@ func TestHeadJobTrimLeavesWatchersBatchAlone(t *testing.T) {
 
 	big := strings.Repeat("z", 64<<10)
 	for range 200 { // past any bound, by count and by bytes
-		addEvent(t, hj, Event{Type: EventLog, Line: big})
+		addEvent(t, hj, trainer.Event{Type: trainer.EventLog, Line: big})
 	}
 	require.Less(t, len(hj.eventsFrom(0)), 100_200, "old lines were dropped")
 	for i := range want {
@@ -86,7 +87,7 @@ func TestHeadJobTrimLeavesWatchersBatchAlone(t *testing.T) {
 }
 
 // addJob registers a job on h as submit does, without running anything.
-func addJob(h *Head, id string, state State) *headJob {
+func addJob(h *Daemon, id string, state trainer.State) *headJob {
 	hj := &headJob{id: id, name: "run-" + id, workers: 1, submitted: time.Now(), logDir: filepath.Join(h.results, "run-"+id, "logs"),
 		cancel: func() {}, done: make(chan struct{}), changed: make(chan struct{}), state: state}
 	close(hj.done)
@@ -98,11 +99,11 @@ func addJob(h *Head, id string, state State) *headJob {
 }
 
 // end adds hj's last event, with its result, as the job's goroutine does.
-func end(t testing.TB, hj *headJob, state State) {
+func end(t testing.TB, hj *headJob, state trainer.State) {
 	t.Helper()
-	b, err := json.Marshal(Event{Type: EventState, State: state})
+	b, err := json.Marshal(trainer.Event{Type: trainer.EventState, State: state})
 	require.NoError(t, err)
-	rb, err := json.Marshal(Result{Name: hj.name, JobID: hj.id, State: state})
+	rb, err := json.Marshal(trainer.Result{Name: hj.name, JobID: hj.id, State: state})
 	require.NoError(t, err)
 	hj.add(&clusterpb.JobEvent{EventJson: b, ResultJson: rb}, state, "")
 }
@@ -111,17 +112,17 @@ func end(t testing.TB, hj *headJob, state State) {
 // lines; `rtrain logs` (WatchJob) and the dashboard (JobEvents) still show
 // its story, those lines, and where every line is.
 func TestEndedJobReleasesItsOutput(t *testing.T) {
-	h := startTestHead(t, HeadConfig{})
+	h := startTestHead(t, Config{})
 	h.endedGrace = time.Millisecond
-	hj := addJob(h, "0123456789ab", StateRunning)
-	addEvent(t, hj, Event{Type: EventState, State: StateRunning})
+	hj := addJob(h, "0123456789ab", trainer.StateRunning)
+	addEvent(t, hj, trainer.Event{Type: trainer.EventState, State: trainer.StateRunning})
 	line := strings.Repeat("progress ", 100)
 	const lines = 5000 // 4.5 MB: under the running job's bound
 	for i := range lines {
-		addEvent(t, hj, Event{Type: EventLog, Rank: i % 2, Line: fmt.Sprintf("%d %s", i, line)})
+		addEvent(t, hj, trainer.Event{Type: trainer.EventLog, Rank: i % 2, Line: fmt.Sprintf("%d %s", i, line)})
 	}
-	addEvent(t, hj, Event{Type: EventWorkerExited, Rank: 1, Exit: &WorkerExit{Rank: 1}})
-	end(t, hj, StateSucceeded)
+	addEvent(t, hj, trainer.Event{Type: trainer.EventWorkerExited, Rank: 1, Exit: &trainer.WorkerExit{Rank: 1}})
+	end(t, hj, trainer.StateSucceeded)
 	require.Greater(t, heldLogBytes(hj), 4<<20, "a running job keeps its lines")
 
 	h.jobEnded(hj)
@@ -131,34 +132,34 @@ func TestEndedJobReleasesItsOutput(t *testing.T) {
 
 	wantNote := fmt.Sprintf("log lines of this job's output are no longer in the head's memory; every line is in %s on the head",
 		filepath.Join(h.results, "run-0123456789ab", "logs", "rank_*.log"))
-	check := func(t *testing.T, events []Event, res *Result) {
+	check := func(t *testing.T, events []trainer.Event, res *trainer.Result) {
 		t.Helper()
 		require.NotNil(t, res, "the result comes with the last event")
-		assert.Equal(t, StateSucceeded, res.State)
+		assert.Equal(t, trainer.StateSucceeded, res.State)
 		require.NotEmpty(t, events)
-		assert.Equal(t, EventState, events[0].Type, "the job's story is kept")
+		assert.Equal(t, trainer.EventState, events[0].Type, "the job's story is kept")
 		var notes []string
-		var last Event
+		var last trainer.Event
 		for _, e := range events {
 			switch e.Type {
-			case EventWarning:
+			case trainer.EventWarning:
 				notes = append(notes, e.Message)
-			case EventLog:
+			case trainer.EventLog:
 				last = e
 			}
 		}
 		require.Len(t, notes, 1, "one notice stands for the lines that went")
 		assert.Contains(t, notes[0], wantNote)
 		assert.True(t, strings.HasPrefix(last.Line, fmt.Sprintf("%d ", lines-1)), "the last line is kept: %.20q", last.Line)
-		assert.Equal(t, EventWorkerExited, events[len(events)-2].Type)
+		assert.Equal(t, trainer.EventWorkerExited, events[len(events)-2].Type)
 	}
 	t.Run("rtrain logs", func(t *testing.T) {
-		c, err := Dial(h.Addr().String(), cluster.Security{Token: "t"})
+		c, err := trainer.Dial(h.Addr().String(), cluster.Security{Token: "t"})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = c.Close() })
 		for _, follow := range []bool{false, true} {
-			var events []Event
-			res, err := c.Attach(t.Context(), hj.id, follow, func(e Event) { events = append(events, e) })
+			var events []trainer.Event
+			res, err := c.Attach(t.Context(), hj.id, follow, func(e trainer.Event) { events = append(events, e) })
 			require.NoError(t, err)
 			check(t, events, res)
 		}
@@ -174,11 +175,11 @@ func TestEndedJobReleasesItsOutput(t *testing.T) {
 // The head remembers the newest maxEndedJobs ended jobs, and every job
 // that has not ended.
 func TestHeadForgetsTheOldestEndedJobs(t *testing.T) {
-	h := startTestHead(t, HeadConfig{})
-	running := addJob(h, "running", StateRunning)
+	h := startTestHead(t, Config{})
+	running := addJob(h, "running", trainer.StateRunning)
 	for i := range maxEndedJobs + 5 {
-		hj := addJob(h, fmt.Sprintf("ended%05d", i), StateRunning)
-		end(t, hj, StateFailed)
+		hj := addJob(h, fmt.Sprintf("ended%05d", i), trainer.StateRunning)
+		end(t, hj, trainer.StateFailed)
 	}
 	h.forgetEnded()
 

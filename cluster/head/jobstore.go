@@ -1,4 +1,4 @@
-package trainer
+package head
 
 import (
 	"encoding/json"
@@ -11,13 +11,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/trainer"
 )
-
-// StateLost is the state of a job whose head restarted while it ran: its
-// workers were stopped (their agents stop them when the head forgets their
-// node) and it did not end by itself. A lost job is shown as such, never
-// forgotten.
-const StateLost State = "LOST"
 
 // jobStore keeps the head's job table on disk, so a head that restarts
 // still knows every job it ran.
@@ -31,7 +26,7 @@ var jobsBucket = []byte("jobs")
 type jobRecord struct {
 	ID        string          `json:"id"`
 	Name      string          `json:"name"`
-	State     State           `json:"state"`
+	State     trainer.State   `json:"state"`
 	Message   string          `json:"message,omitempty"`
 	Workers   int             `json:"workers"`
 	Submitted time.Time       `json:"submitted"`
@@ -80,9 +75,9 @@ func (s *jobStore) recover(now time.Time) ([]jobRecord, error) {
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("job %s: %w", k, err)
 			}
-			if !r.State.Done() && r.State != StateLost {
+			if !r.State.Done() && r.State != trainer.StateLost {
 				r.Message = fmt.Sprintf("the head restarted while the job was %s; its workers were stopped; continue it with --resume --name %s", r.State, r.Name)
-				r.State, r.Ended = StateLost, now
+				r.State, r.Ended = trainer.StateLost, now
 				b, err := json.Marshal(r)
 				if err != nil {
 					return err
@@ -124,17 +119,17 @@ func restored(r jobRecord) *headJob {
 	hj := &headJob{id: r.ID, name: r.Name, workers: r.Workers, submitted: r.Submitted, ended: r.Ended,
 		state: r.State, message: r.Message, done: make(chan struct{}), changed: make(chan struct{}), cancel: func() {}}
 	close(hj.done)
-	final, _ := json.Marshal(Event{Type: EventState, Time: r.Ended, State: r.State, Message: r.Message})
+	final, _ := json.Marshal(trainer.Event{Type: trainer.EventState, Time: r.Ended, State: r.State, Message: r.Message})
 	ev := &clusterpb.JobEvent{EventJson: final, ResultJson: r.Result}
 	if ev.ResultJson == nil {
-		ev.ResultJson, _ = json.Marshal(Result{Name: r.Name, JobID: r.ID, State: r.State})
+		ev.ResultJson, _ = json.Marshal(trainer.Result{Name: r.Name, JobID: r.ID, State: r.State})
 	}
 	if r.Error != nil {
 		var we clusterpb.JobError
 		if json.Unmarshal(r.Error, &we) == nil {
 			ev.Error = &we
 		}
-	} else if r.State == StateLost {
+	} else if r.State == trainer.StateLost {
 		ev.Error = &clusterpb.JobError{Kind: "other", Message: r.Message}
 	}
 	hj.events = []*clusterpb.JobEvent{ev}

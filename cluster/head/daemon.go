@@ -1,4 +1,4 @@
-package trainer
+package head
 
 import (
 	"bytes"
@@ -22,13 +22,13 @@ import (
 
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
-	"github.com/rtrain/rtrain/cluster/head"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/text"
+	"github.com/rtrain/rtrain/trainer"
 )
 
-// HeadConfig is a cluster head: `rtrain start --head`.
-type HeadConfig struct {
+// Config is a cluster head: `rtrain start --head`.
+type Config struct {
 	// Addr is the address to listen on ("" listens on every interface);
 	// Port its port (0 picks one).
 	Addr string
@@ -61,12 +61,12 @@ type HeadConfig struct {
 	HeartbeatTimeout  time.Duration
 }
 
-// Head is a running cluster head: the node registry, the scheduler and the
+// Daemon is a running cluster head: the node registry, the scheduler and the
 // jobs submitted to it, served over gRPC.
-type Head struct {
-	cfg   HeadConfig
+type Daemon struct {
+	cfg   Config
 	log   *slog.Logger
-	nodes *head.Registry
+	nodes *Registry
 	srv   *grpc.Server
 	ln    net.Listener
 
@@ -74,12 +74,12 @@ type Head struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	store *jobStore // nil without HeadConfig.StateDir
+	store *jobStore // nil without Config.StateDir
 	// uploads holds the working directories of the jobs that run, each
 	// removed when its job ends.
 	uploads string
 
-	// results and roots are HeadConfig.ResultsDir and
+	// results and roots are Config.ResultsDir and
 	// AllowedStorageRoots, absolute.
 	results string
 	roots   []string
@@ -92,8 +92,8 @@ type Head struct {
 	order []string
 }
 
-// StartHead starts serving; Close stops it and every job it runs.
-func StartHead(ctx context.Context, cfg HeadConfig, log *slog.Logger) (*Head, error) {
+// Start starts serving; Close stops it and every job it runs.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -102,9 +102,9 @@ func StartHead(ctx context.Context, cfg HeadConfig, log *slog.Logger) (*Head, er
 		return nil, err
 	}
 	if cfg.MaxWorkingDir < 0 {
-		return nil, invalid("the head's working directory limit must be 0 (the default, %d) or more, got %d", DefaultMaxWorkingDir, cfg.MaxWorkingDir)
+		return nil, trainer.Invalid("the head's working directory limit must be 0 (the default, %d) or more, got %d", DefaultMaxWorkingDir, cfg.MaxWorkingDir)
 	}
-	results, err := resultsDir(cfg.ResultsDir)
+	results, err := trainer.ResultsDir(cfg.ResultsDir)
 	if err != nil {
 		return nil, err
 	}
@@ -144,9 +144,9 @@ func StartHead(ctx context.Context, cfg HeadConfig, log *slog.Logger) (*Head, er
 		return nil, err
 	}
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	h := &Head{
+	h := &Daemon{
 		cfg: cfg, log: log, ln: ln, ctx: hctx, cancel: cancel, uploads: uploads,
-		nodes: head.NewRegistry(sched.New(), cfg.Security, head.Options{
+		nodes: NewRegistry(sched.New(), cfg.Security, Options{
 			HeartbeatInterval: cfg.HeartbeatInterval, HeartbeatTimeout: cfg.HeartbeatTimeout,
 		}, log),
 		jobs: map[string]*headJob{}, store: store,
@@ -155,7 +155,7 @@ func StartHead(ctx context.Context, cfg HeadConfig, log *slog.Logger) (*Head, er
 	for _, r := range recovered {
 		h.jobs[r.ID] = restored(r)
 		h.order = append(h.order, r.ID)
-		if r.State == StateLost {
+		if r.State == trainer.StateLost {
 			log.Warn("job lost with the head's restart", "job", r.ID, "name", r.Name)
 		}
 	}
@@ -167,14 +167,14 @@ func StartHead(ctx context.Context, cfg HeadConfig, log *slog.Logger) (*Head, er
 }
 
 // Addr is where the head listens.
-func (h *Head) Addr() net.Addr { return h.ln.Addr() }
+func (h *Daemon) Addr() net.Addr { return h.ln.Addr() }
 
 // Nodes is the node registry, for embedding programs and tests.
-func (h *Head) Nodes() *head.Registry { return h.nodes }
+func (h *Daemon) Nodes() *Registry { return h.nodes }
 
 // Close cancels every running job, waits for them to end, and stops
 // serving.
-func (h *Head) Close() {
+func (h *Daemon) Close() {
 	h.cancel()
 	h.mu.Lock()
 	jobs := make([]*headJob, 0, len(h.jobs))
@@ -195,7 +195,7 @@ func (h *Head) Close() {
 }
 
 // persist writes hj's record to the job table, if the head keeps one.
-func (h *Head) persist(hj *headJob) {
+func (h *Daemon) persist(hj *headJob) {
 	if h.store == nil {
 		return
 	}
@@ -205,20 +205,12 @@ func (h *Head) persist(hj *headJob) {
 }
 
 // headBackend is the head's cluster as a job sees it.
-type headBackend struct{ nodes *head.Registry }
+type headBackend struct{ nodes *Registry }
 
 func (b headBackend) Scheduler() *sched.Scheduler { return b.nodes.Scheduler() }
 func (b headBackend) Joined() <-chan struct{}     { return b.nodes.Joined() }
 func (b headBackend) Agent(id string) (cluster.NodeAgent, bool) {
 	return b.nodes.Agent(id)
-}
-
-// remoteInput is what a job submitted to a head brings: its working
-// directory and the script's path inside it.
-type remoteInput struct {
-	backend backend
-	workdir cluster.Workdir
-	script  string
 }
 
 // headJob is a job the head runs: its events, kept for whoever watches.
@@ -234,7 +226,7 @@ type headJob struct {
 	mu       sync.Mutex
 	events   []*clusterpb.JobEvent
 	changed  chan struct{} // closed and replaced on each event
-	state    State
+	state    trainer.State
 	message  string
 	ended    time.Time
 	restarts int
@@ -265,7 +257,7 @@ const (
 	endedLogGrace = time.Minute
 	// maxEndedJobs bounds the ended jobs the head remembers: the newest
 	// stay, for `rtrain jobs`, `rtrain logs` and the dashboard. The job
-	// table (HeadConfig.StateDir) and the log files keep the others.
+	// table (Config.StateDir) and the log files keep the others.
 	maxEndedJobs = 1000
 	// eventOverhead is about what an event costs the head beyond its
 	// JSON: the message, its slot and the pointer to it.
@@ -286,7 +278,7 @@ func (hj *headJob) eventsFrom(from int64) []*clusterpb.JobEvent {
 	return hj.events[i:]
 }
 
-func (hj *headJob) add(ev *clusterpb.JobEvent, state State, msg string) {
+func (hj *headJob) add(ev *clusterpb.JobEvent, state trainer.State, msg string) {
 	hj.mu.Lock()
 	defer hj.mu.Unlock()
 	ev.Index = hj.next
@@ -358,7 +350,7 @@ func (hj *headJob) trimLogs(keep int) {
 func (hj *headJob) notice(last *clusterpb.JobEvent, n int) *clusterpb.JobEvent {
 	var at struct{ Time time.Time }
 	_ = json.Unmarshal(last.EventJson, &at)
-	b, _ := json.Marshal(Event{Type: EventWarning, Time: at.Time,
+	b, _ := json.Marshal(trainer.Event{Type: trainer.EventWarning, Time: at.Time,
 		Message: fmt.Sprintf("%s of this job's output are no longer in the head's memory; every line is in %s on the head",
 			text.Plural(n, "log line"), filepath.Join(hj.logDir, "rank_*.log"))})
 	return &clusterpb.JobEvent{Index: last.Index, EventJson: b}
@@ -373,7 +365,7 @@ func (hj *headJob) release() {
 
 // jobEnded, once hj's last event is out, releases hj's output after the
 // grace period (or as the head stops), and forgets the oldest ended jobs.
-func (h *Head) jobEnded(hj *headJob) {
+func (h *Daemon) jobEnded(hj *headJob) {
 	h.forgetEnded()
 	h.wg.Go(func() {
 		t := time.NewTimer(h.endedGrace)
@@ -387,7 +379,7 @@ func (h *Head) jobEnded(hj *headJob) {
 }
 
 // forgetEnded forgets all but the newest maxEndedJobs ended jobs.
-func (h *Head) forgetEnded() {
+func (h *Daemon) forgetEnded() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ended := 0
@@ -425,78 +417,67 @@ func (hj *headJob) summary() *clusterpb.JobSummary {
 }
 
 // submit starts a job sent by a client.
-func (h *Head) submit(req *clusterpb.SubmitJobHeader, wd cluster.Workdir) (*headJob, error) {
-	var cfg Config
+func (h *Daemon) submit(req *clusterpb.SubmitJobHeader, wd cluster.Workdir) (*headJob, error) {
+	var cfg trainer.Config
 	if err := json.Unmarshal(req.ConfigJson, &cfg); err != nil {
-		return nil, invalid("job config: %v", err)
-	}
-	if err := cfg.validateFields(); err != nil {
-		return nil, err
-	}
-	if !filepath.IsLocal(req.Script) {
-		return nil, invalid("script %q must be a path inside the working directory", req.Script)
+		return nil, trainer.Invalid("job config: %v", err)
 	}
 	if err := h.confine(&cfg); err != nil {
 		return nil, err
 	}
-	cfg.ResultsDir = h.results
-	cfg.WorkingDir = ""
-	t := &Trainer{cfg: cfg, log: h.log}
-	j, err := t.newJob()
+	rj, err := trainer.NewRemoteJob(cfg, req.Script, wd, h.results, headBackend{h.nodes}, h.log)
 	if err != nil {
 		return nil, err
 	}
-	j.script = req.Script
-	j.remote = &remoteInput{backend: headBackend{h.nodes}, workdir: wd, script: req.Script}
 	h.mu.Lock()
 	if h.ctx.Err() != nil {
 		h.mu.Unlock()
 		return nil, errShuttingDown
 	}
 	for _, other := range h.jobs {
-		if other.name == j.res.Name && !other.summaryState().Done() {
+		if other.name == rj.Name() && !other.summaryState().Done() {
 			h.mu.Unlock()
-			return nil, invalid("run %s is already running on this cluster (job %s)", j.res.Name, other.id)
+			return nil, trainer.Invalid("run %s is already running on this cluster (job %s)", rj.Name(), other.id)
 		}
 	}
 	ctx, cancel := context.WithCancel(h.ctx)
-	hj := &headJob{id: j.id, name: j.res.Name, workers: cfg.Workers, submitted: time.Now(), logDir: j.res.LogDir,
-		cancel: cancel, done: make(chan struct{}), changed: make(chan struct{}), state: StatePending}
+	hj := &headJob{id: rj.ID(), name: rj.Name(), workers: cfg.Workers, submitted: time.Now(), logDir: rj.LogDir(),
+		cancel: cancel, done: make(chan struct{}), changed: make(chan struct{}), state: trainer.StatePending}
 	h.jobs[hj.id] = hj
 	h.order = append(h.order, hj.id)
 	h.mu.Unlock()
 	h.persist(hj)
 
-	logs := newLogFiles(j.res.LogDir)
-	j.cfg.OnEvent = func(e Event) {
+	logs := newLogFiles(rj.LogDir())
+	onEvent := func(e trainer.Event) {
 		logs.write(e)
 		b, _ := json.Marshal(e)
-		var st State
+		var st trainer.State
 		msg := ""
-		if e.Type == EventState {
+		if e.Type == trainer.EventState {
 			st, msg = e.State, e.Message
 		}
-		if e.Type == EventRestart {
+		if e.Type == trainer.EventRestart {
 			hj.mu.Lock()
 			hj.restarts++
 			hj.mu.Unlock()
 		}
-		if e.Type == EventState && e.State.Done() {
+		if e.Type == trainer.EventState && e.State.Done() {
 			return // the last event goes out with the result, below
 		}
 		hj.add(&clusterpb.JobEvent{EventJson: b}, st, msg)
-		if e.Type == EventState {
+		if e.Type == trainer.EventState {
 			h.persist(hj)
 		}
 	}
 	h.wg.Go(func() {
 		defer close(hj.done)
 		defer cancel()
-		res, err := j.run(ctx)
+		res, err := rj.Run(ctx, onEvent)
 		// Before the job is seen to end: its working directory is gone then.
 		_ = os.Remove(wd.Path)
 		logs.close()
-		final := Event{Type: EventState, Time: time.Now(), State: res.State}
+		final := trainer.Event{Type: trainer.EventState, Time: time.Now(), State: res.State}
 		if err != nil {
 			final.Message = err.Error()
 		}
@@ -514,29 +495,29 @@ func (h *Head) submit(req *clusterpb.SubmitJobHeader, wd cluster.Workdir) (*head
 
 // confine puts a job's local storage and checkpoint to resume from, which
 // its client names, on the head's disk where the head allows.
-func (h *Head) confine(cfg *Config) error {
+func (h *Daemon) confine(cfg *trainer.Config) error {
 	var err error
 	if cfg.Storage != "" {
-		if cfg.Storage, err = confineLocal("--storage", cfg.Storage, h.results, h.roots); err != nil {
+		if cfg.Storage, err = trainer.ConfineLocal("--storage", cfg.Storage, h.results, h.roots); err != nil {
 			return err
 		}
 	}
 	if cfg.ResumeFrom != "" {
-		if cfg.ResumeFrom, err = confineLocal("--resume-from", cfg.ResumeFrom, h.results, h.roots); err != nil {
+		if cfg.ResumeFrom, err = trainer.ConfineLocal("--resume-from", cfg.ResumeFrom, h.results, h.roots); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (hj *headJob) summaryState() State {
+func (hj *headJob) summaryState() trainer.State {
 	hj.mu.Lock()
 	defer hj.mu.Unlock()
 	return hj.state
 }
 
 // find is a job by id or run name, the newest of that name.
-func (h *Head) find(key string) *headJob {
+func (h *Daemon) find(key string) *headJob {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if j := h.jobs[key]; j != nil {
@@ -550,7 +531,7 @@ func (h *Head) find(key string) *headJob {
 	return nil
 }
 
-func (h *Head) summaries() []*clusterpb.JobSummary {
+func (h *Daemon) summaries() []*clusterpb.JobSummary {
 	h.mu.Lock()
 	jobs := make([]*headJob, 0, len(h.order))
 	for _, id := range h.order {
@@ -579,8 +560,8 @@ var errShuttingDown = errors.New("the head is shutting down; submit the job agai
 // headServer is the head's gRPC service: nodes from the cluster package,
 // jobs from here.
 type headServer struct {
-	*head.Registry
-	h *Head
+	*Registry
+	h *Daemon
 }
 
 func (s *headServer) Status(context.Context, *clusterpb.StatusRequest) (*clusterpb.StatusReply, error) {
@@ -614,7 +595,7 @@ func (s *headServer) SubmitJob(stream grpc.ClientStreamingServer[clusterpb.Submi
 		_ = os.Remove(wd.Path)
 	}
 	switch {
-	case errors.Is(err, ErrInvalidConfig):
+	case errors.Is(err, trainer.ErrInvalidConfig):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, errShuttingDown):
 		return status.Error(codes.FailedPrecondition, err.Error())
@@ -625,7 +606,7 @@ func (s *headServer) SubmitJob(stream grpc.ClientStreamingServer[clusterpb.Submi
 }
 
 // DefaultMaxWorkingDir is the largest working directory a head takes when
-// HeadConfig.MaxWorkingDir is 0.
+// Config.MaxWorkingDir is 0.
 const DefaultMaxWorkingDir = 1 << 30
 
 // uploadsDir makes the directory a head keeps working directories in: in
@@ -698,8 +679,8 @@ func wireError(err error) *clusterpb.JobError {
 		return nil
 	}
 	we := &clusterpb.JobError{Kind: "other", Message: err.Error()}
-	var jerr *JobError
-	var cerr *CheckpointError
+	var jerr *trainer.JobError
+	var cerr *trainer.CheckpointError
 	switch {
 	case errors.As(err, &jerr):
 		we.Kind = "job"
@@ -707,9 +688,9 @@ func wireError(err error) *clusterpb.JobError {
 	case errors.As(err, &cerr):
 		we.Kind = "checkpoint"
 		we.DetailJson, _ = json.Marshal(map[string]any{"index": cerr.Index, "error": cerr.Err.Error()})
-	case errors.Is(err, ErrCancelled):
+	case errors.Is(err, trainer.ErrCancelled):
 		we.Kind = "cancelled"
-	case errors.Is(err, ErrInvalidConfig):
+	case errors.Is(err, trainer.ErrInvalidConfig):
 		we.Kind = "invalid"
 	}
 	return we
@@ -724,8 +705,8 @@ type logFiles struct {
 
 func newLogFiles(dir string) *logFiles { return &logFiles{dir: dir, files: map[int]*os.File{}} }
 
-func (l *logFiles) write(e Event) {
-	if e.Type != EventLog {
+func (l *logFiles) write(e trainer.Event) {
+	if e.Type != trainer.EventLog {
 		return
 	}
 	f := l.files[e.Rank]
@@ -749,7 +730,7 @@ func (l *logFiles) close() {
 }
 
 // Status is the cluster as `rtrain status` shows it: nodes and jobs.
-func (h *Head) Status() *clusterpb.StatusReply {
+func (h *Daemon) Status() *clusterpb.StatusReply {
 	rep := h.nodes.StatusReply()
 	rep.Jobs = h.summaries()
 	return rep
@@ -762,7 +743,7 @@ func (h *Head) Status() *clusterpb.StatusReply {
 // and less once it has ended: endedLogBytes): the indices skip the lines
 // it dropped, and a warning in their place says where the log files are.
 // res is the job's result, with its last event.
-func (h *Head) JobEvents(job string, from, limit int) (events []Event, next int, res *Result, changed <-chan struct{}, ok bool) {
+func (h *Daemon) JobEvents(job string, from, limit int) (events []trainer.Event, next int, res *trainer.Result, changed <-chan struct{}, ok bool) {
 	hj := h.find(job)
 	if hj == nil {
 		return nil, from, nil, nil, false
@@ -779,12 +760,12 @@ func (h *Head) JobEvents(job string, from, limit int) (events []Event, next int,
 	}
 	hj.mu.Unlock()
 	for _, ev := range batch {
-		var e Event
+		var e trainer.Event
 		if json.Unmarshal(ev.EventJson, &e) == nil {
 			events = append(events, e)
 		}
 		if ev.ResultJson != nil {
-			res = &Result{}
+			res = &trainer.Result{}
 			_ = json.Unmarshal(ev.ResultJson, res)
 		}
 	}
