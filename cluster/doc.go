@@ -1,11 +1,12 @@
-// Package cluster is the head and the node agent.
+// Package cluster is what the head, the node agents and the job runner
+// share: the spec of a job's worker group on one node (GroupSpec), the
+// events a group reports (Event), the limits it runs under, the interfaces
+// a job runs against (NodeAgent, GroupRunner), and the wire: token auth
+// and TLS (Security), and the file streams that carry working directories
+// and checkpoints.
 //
-// The head keeps the nodes and their free resources and reserves placement
-// groups all-or-nothing; the agent runs a job's worker group on its node and
-// reports what happens to it. `rtrain fit` with no address runs one head and
-// one agent in-process (NewLocal): the same code a multi-node cluster runs,
-// without the network between them.
-//
-// Placement itself is a pure function (Place) of a snapshot of the nodes and
-// a request, so it is tested without any server.
+// The parts are packages of their own: sched (the placement-group
+// scheduler, no I/O), discover (this machine as a node), agent (runs the
+// groups; Local is the embedded one-machine cluster), head (the node
+// registry and the daemon) and clusterpb (the generated gRPC code).
 package cluster
