@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/agent"
 	"github.com/rtrain/rtrain/cluster/discover"
@@ -33,6 +35,9 @@ type AgentConfig struct {
 	// DataDir keeps the node's working directories, logs and staged
 	// checkpoints. Empty: ~/rtrain_results/.agent.
 	DataDir string
+	// NVML is the library GPUs are found and sampled through; nil is the
+	// system's (libnvidia-ml.so.1). Tests give go-nvml's mock.
+	NVML nvml.Interface
 }
 
 // StartAgent discovers this node, joins the head and serves jobs until
@@ -41,7 +46,11 @@ func StartAgent(ctx context.Context, cfg AgentConfig, log *slog.Logger) (*agent.
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	node, err := discover.Node(ctx, log, "/dev", cfg.Overrides)
+	lib := cfg.NVML
+	if lib == nil {
+		lib = nvml.New()
+	}
+	node, err := discover.NodeWith(ctx, log, lib, "/dev", cfg.Overrides)
 	if err != nil {
 		return nil, fmt.Errorf("trainer: %w", err)
 	}
@@ -75,7 +84,7 @@ func StartAgent(ctx context.Context, cfg AgentConfig, log *slog.Logger) (*agent.
 	}
 	return agent.Start(ctx, agent.Config{
 		HeadAddr: cfg.HeadAddr, Security: cfg.Security, Node: node, Port: cfg.Port,
-		DataDir: dataDir, ShimDir: shim, Resolve: resolvePython,
+		DataDir: dataDir, ShimDir: shim, Resolve: resolvePython, NVML: lib,
 	}, log)
 }
 

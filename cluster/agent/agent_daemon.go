@@ -36,6 +36,9 @@ type Config struct {
 	ShimDir string
 	// Resolve finds python on this node.
 	Resolve PythonResolver
+	// NVML is the library GPU use is sampled from for heartbeats; nil is
+	// the system's.
+	NVML nvml.Interface
 }
 
 // Running is an agent serving and registered with its head.
@@ -133,7 +136,11 @@ func startAgent(ctx context.Context, cfg Config, lock *dirLock, log *slog.Logger
 	ra := &Running{Addr: node.AgentAddr, NodeID: id, done: make(chan error, 1)}
 	node.ID = id
 	go func() {
-		gpus := discover.OpenGPUMonitor(nvml.New())
+		lib := cfg.NVML
+		if lib == nil {
+			lib = nvml.New()
+		}
+		gpus := discover.OpenGPUMonitor(lib)
 		id, err := beat(ctx, head, node, certSHA, lease, beats, svc, gpus, log)
 		gpus.Close()
 		if ctx.Err() != nil {

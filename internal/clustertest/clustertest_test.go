@@ -1,0 +1,53 @@
+package clustertest_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxa100"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/internal/clustertest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// A GPU node whose agent sends NVML stats with its heartbeats shows its
+// GPUs free, and the stats, to a client: the status once showed 0 free on
+// every node that sent stats.
+func TestGPUNodeShowsFreeGPUsAndStats(t *testing.T) {
+	lib := dgxa100.New()
+	for _, d := range lib.Devices {
+		d := d.(*dgxa100.Device)
+		d.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) {
+			return nvml.Utilization{Gpu: 40}, nvml.SUCCESS
+		}
+		d.GetPciInfoFunc = func() (nvml.PciInfo, nvml.Return) { return nvml.PciInfo{}, nvml.SUCCESS }
+		d.GetNvLinkStateFunc = func(int) (nvml.EnableState, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
+	}
+	c := clustertest.New(t, clustertest.Agent{Name: "gpu", NVML: lib}, clustertest.Agent{Name: "cpu"})
+	head := c.Client(t).Head()
+
+	var nodes map[string]*clusterpb.NodeStatus
+	require.Eventually(t, func() bool {
+		st, err := head.Status(t.Context(), &clusterpb.StatusRequest{})
+		require.NoError(t, err)
+		nodes = map[string]*clusterpb.NodeStatus{}
+		for _, n := range st.Nodes {
+			nodes[n.Node.Id] = n
+		}
+		return len(nodes) == 2 && len(nodes["gpu"].GpuStats) == 8
+	}, 10*time.Second, clustertest.HeartbeatInterval, "both nodes, and the GPU node's stats")
+	gpu := nodes["gpu"]
+	assert.Equal(t, int32(8), gpu.Node.Total.Gpu)
+	assert.Equal(t, int32(8), gpu.Free.Gpu, "free GPUs of a node that sends stats")
+	assert.Equal(t, 2.0, gpu.Free.Cpu)
+	assert.Len(t, gpu.FreeGpus, 8)
+	assert.InDelta(t, 0.4, gpu.GpuStats[0].Utilization, 1e-9)
+	assert.Equal(t, 2.0, nodes["cpu"].Free.Cpu)
+	assert.Zero(t, nodes["cpu"].Node.Total.Gpu)
+}
