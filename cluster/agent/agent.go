@@ -77,6 +77,19 @@ func (a *Agent) hostRendezvous(ctx context.Context, jobID, torchVersion string) 
 	return cluster.Rendezvous{Port: srv.Port(), AgentStore: true}, nil
 }
 
+// Close closes the rendezvous stores of jobs whose groups never started
+// here (the head gave up after the rendezvous): the rest close with their
+// groups.
+func (a *Agent) Close() {
+	a.mu.Lock()
+	stores := a.stores
+	a.stores = map[string]*store.Server{}
+	a.mu.Unlock()
+	for _, srv := range stores {
+		_ = srv.Close()
+	}
+}
+
 // closeStore closes job's rendezvous store, if this agent hosts one.
 func (a *Agent) closeStore(jobID string) {
 	a.mu.Lock()

@@ -162,6 +162,7 @@ func startAgent(ctx context.Context, cfg Config, lock *dirLock, log *slog.Logger
 		}
 		cancel()
 		stopAll()
+		agent.Close()
 		if serr := <-serveErr; err == nil && serr != nil && !errors.Is(serr, grpc.ErrServerStopped) {
 			err = serr
 		}
