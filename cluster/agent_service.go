@@ -144,7 +144,7 @@ func (s *AgentService) StartGroup(stream grpc.BidiStreamingServer[clusterpb.Star
 	g, err := s.agent.Start(ctx, spec)
 	if err != nil {
 		if errors.Is(err, ErrNotIsolated) {
-			return status.Error(codes.FailedPrecondition, err.Error())
+			return err // NOT_ISOLATED, by the server's errgrpc interceptor
 		}
 		return status.Errorf(codes.Internal, "%v", err)
 	}

@@ -613,7 +613,7 @@ func (s *headServer) SubmitJob(stream grpc.ClientStreamingServer[clusterpb.Submi
 	}
 	switch {
 	case errors.Is(err, ErrInvalidConfig):
-		return status.Error(codes.InvalidArgument, err.Error())
+		return err // INVALID_CONFIG, by the server's errgrpc interceptor
 	case errors.Is(err, errShuttingDown):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case err != nil:

@@ -5,9 +5,9 @@
 // sentinel with errors.Is and prints the server's one-line message
 // (FromGRPC). Clients branch on the reason, never on the status message.
 //
-// Each package registers its own sentinels where it declares them
-// (Register), so this package imports none of rtrain's and any of them may
-// use it without an import cycle. cluster.Security installs the
+// Each package registers the sentinels its servers send (Register, in an
+// init function: cluster's errgrpc.go, trainer's), so this package imports
+// none of rtrain's and any of them may use it without an import cycle. cluster.Security installs the
 // interceptors on every server and client connection rtrain makes: a
 // handler returns its domain errors as they are, and a caller gets them
 // back as the sentinels.

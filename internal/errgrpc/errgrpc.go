@@ -31,13 +31,16 @@ var registry struct {
 
 // Register names sentinel on the wire: ToGRPC sends an error that matches
 // it (errors.Is) with code and an ErrorInfo of reason, and FromGRPC's
-// error for that reason matches it. It returns sentinel, so that a package
-// declares and registers its sentinel in one line:
+// error for that reason matches it. A package registers the sentinels its
+// servers send in an init function, one table of its reasons:
 //
-//	var ErrNodeLost = errgrpc.Register(errors.New("cluster: node lost"), codes.Aborted, "NODE_LOST")
+//	func init() {
+//		errgrpc.Register(ErrNodeLost, codes.Aborted, "NODE_LOST")
+//	}
 //
 // A reason is UPPER_SNAKE_CASE and names one sentinel: registering a
 // reason or a sentinel twice panics, as does an empty reason or codes.OK.
+// It returns sentinel.
 func Register(sentinel error, code codes.Code, reason string) error {
 	if sentinel == nil || reason == "" || code == codes.OK {
 		panic(fmt.Sprintf("errgrpc: Register(%v, %v, %q): need a sentinel, a reason and a code other than OK", sentinel, code, reason))
