@@ -34,7 +34,8 @@ type PythonResolver func(ctx context.Context, asked, script string) (path, torch
 // working directory, finds python, stages checkpoints and keeps what each
 // running group needs on this node under DataDir.
 type AgentService struct {
-	clusterpb.UnimplementedAgentServer
+	// A new RPC is a compile error until it is served.
+	clusterpb.UnsafeAgentServer
 
 	agent   *Agent
 	dataDir string
@@ -60,6 +61,8 @@ type agentJob struct {
 func NewAgentService(agent *Agent, dataDir string, resolve PythonResolver, log *slog.Logger) *AgentService {
 	return &AgentService{agent: agent, dataDir: dataDir, resolve: resolve, log: log, groups: map[string]*agentJob{}}
 }
+
+var _ clusterpb.AgentServer = (*AgentService)(nil)
 
 // Register adds the service to a gRPC server.
 func (s *AgentService) Register(srv *grpc.Server) { clusterpb.RegisterAgentServer(srv, s) }

@@ -39,7 +39,7 @@ func serveHead(t *testing.T, sec Security) string {
 func serveWith(t *testing.T, hs *HeadService, opts []grpc.ServerOption) string {
 	t.Helper()
 	srv := grpc.NewServer(opts...)
-	clusterpb.RegisterHeadServer(srv, hs)
+	hs.RegisterWithoutJobs(srv)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	go func() { _ = srv.Serve(ln) }()

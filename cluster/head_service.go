@@ -30,10 +30,9 @@ const (
 // HeadService is the head's side of the cluster: it registers node agents,
 // follows their heartbeats, declares silent ones dead, and hands the job
 // coordinator the scheduler and the agents. Its gRPC methods are the node
-// half of clusterpb.HeadServer; the job half comes from whoever embeds it.
+// half of clusterpb.HeadServer; the job half comes from whoever embeds it
+// (trainer's head), or answers Unimplemented (RegisterWithoutJobs).
 type HeadService struct {
-	clusterpb.UnimplementedHeadServer
-
 	sched    *Head
 	sec      Security
 	log      *slog.Logger

@@ -577,9 +577,13 @@ var errShuttingDown = errors.New("the head is shutting down; submit the job agai
 // headServer is the head's gRPC service: nodes from the cluster package,
 // jobs from here.
 type headServer struct {
+	// A new RPC is a compile error until it is served.
+	clusterpb.UnsafeHeadServer
 	*cluster.HeadService
 	h *Head
 }
+
+var _ clusterpb.HeadServer = (*headServer)(nil)
 
 func (s *headServer) Status(context.Context, *clusterpb.StatusRequest) (*clusterpb.StatusReply, error) {
 	return s.h.Status(), nil

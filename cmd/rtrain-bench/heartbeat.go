@@ -109,7 +109,7 @@ func serveHeartbeatHead(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	srv := grpc.NewServer(opts...)
-	clusterpb.RegisterHeadServer(srv, hs)
+	hs.RegisterWithoutJobs(srv)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	defer func() { srv.Stop(); <-served }()
