@@ -557,13 +557,14 @@ func (h *Head) summaries() []*clusterpb.JobSummary {
 	h.mu.Unlock()
 	pending := map[string]string{}
 	for _, p := range h.nodes.Scheduler().Pending() {
-		pending[p.Job] = "waiting for resources: " + p.Reason
+		pending[p.Job] = p.Reason
 	}
 	out := make([]*clusterpb.JobSummary, 0, len(jobs))
 	for _, j := range jobs {
 		s := j.summary()
 		if why, ok := pending[j.id]; ok {
-			s.Message = why
+			s.Queued, s.Reason = true, why
+			s.Message = "waiting for resources: " + why
 		}
 		out = append(out, s)
 	}

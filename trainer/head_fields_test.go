@@ -1,0 +1,56 @@
+package trainer
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/clusterpb"
+)
+
+// A job the scheduler queues is queued in its summary, with the reason as
+// a field of its own, over gRPC as in the head's Status.
+func TestQueuedJobsSummaryHasQueuedAndReason(t *testing.T) {
+	h := startTestHead(t, HeadConfig{})
+	sched := h.nodes.Scheduler()
+	require.NoError(t, sched.AddNode(cluster.Node{ID: "n1", Addr: "127.0.0.1", Total: cluster.Resources{CPU: 1}}))
+	req := cluster.Request{Count: 1, Bundle: cluster.Resources{CPU: 1}}
+	_, err := sched.Reserve(t.Context(), "running", req)
+	require.NoError(t, err)
+	addJob(h, "running", StateRunning)
+	addJob(h, "waiting", StatePending)
+	ctx, cancel := context.WithCancel(t.Context())
+	queued, done := make(chan string, 1), make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = sched.ReserveOrQueue(ctx, "waiting", req, func(reason string) { queued <- reason })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	var reason string
+	select {
+	case reason = <-queued:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request was not queued")
+	}
+	require.NotEmpty(t, reason)
+
+	c, err := Dial(h.Addr().String(), h.cfg.Security)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	rep, err := c.Head().ListJobs(t.Context(), &clusterpb.ListJobsRequest{})
+	require.NoError(t, err)
+	byID := map[string]*clusterpb.JobSummary{}
+	for _, s := range rep.Jobs {
+		byID[s.Id] = s
+	}
+	require.Contains(t, byID, "waiting")
+	assert.True(t, byID["waiting"].Queued)
+	assert.Equal(t, reason, byID["waiting"].Reason)
+	assert.Equal(t, "waiting for resources: "+reason, byID["waiting"].Message, "and says so to people")
+	assert.False(t, byID["running"].Queued)
+	assert.Empty(t, byID["running"].Reason)
+}
