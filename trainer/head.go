@@ -1,7 +1,6 @@
 package trainer
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -270,11 +269,15 @@ const (
 	eventOverhead = 96
 )
 
-// isLog reports whether ev is a log line. Type is Event's first field, so
-// its JSON starts with it; a line's text can never match.
-func isLog(ev *clusterpb.JobEvent) bool {
-	return bytes.HasPrefix(ev.EventJson, []byte(`{"Type":"log"`))
+// jobEvent is e as the head keeps and sends it: its JSON, and its type as
+// the event's kind.
+func jobEvent(e Event) *clusterpb.JobEvent {
+	b, _ := json.Marshal(e)
+	return &clusterpb.JobEvent{EventJson: b, Kind: string(e.Type)}
 }
+
+// isLog reports whether ev is a log line, by its kind.
+func isLog(ev *clusterpb.JobEvent) bool { return EventType(ev.Kind) == EventLog }
 
 func logCost(ev *clusterpb.JobEvent) int { return len(ev.EventJson) + eventOverhead }
 
@@ -356,10 +359,11 @@ func (hj *headJob) trimLogs(keep int) {
 func (hj *headJob) notice(last *clusterpb.JobEvent, n int) *clusterpb.JobEvent {
 	var at struct{ Time time.Time }
 	_ = json.Unmarshal(last.EventJson, &at)
-	b, _ := json.Marshal(Event{Type: EventWarning, Time: at.Time,
+	note := jobEvent(Event{Type: EventWarning, Time: at.Time,
 		Message: fmt.Sprintf("%s of this job's output are no longer in the head's memory; every line is in %s on the head",
 			text.Plural(n, "log line"), filepath.Join(hj.logDir, "rank_*.log"))})
-	return &clusterpb.JobEvent{Index: last.Index, EventJson: b}
+	note.Index = last.Index
+	return note
 }
 
 // release drops what an ended job holds of its output, but its last lines.
@@ -468,7 +472,6 @@ func (h *Head) submit(req *clusterpb.SubmitJobHeader, wd cluster.Workdir) (*head
 	logs := newLogFiles(j.res.LogDir)
 	j.cfg.OnEvent = func(e Event) {
 		logs.write(e)
-		b, _ := json.Marshal(e)
 		var st State
 		msg := ""
 		if e.Type == EventState {
@@ -482,7 +485,7 @@ func (h *Head) submit(req *clusterpb.SubmitJobHeader, wd cluster.Workdir) (*head
 		if e.Type == EventState && e.State.Done() {
 			return // the last event goes out with the result, below
 		}
-		hj.add(&clusterpb.JobEvent{EventJson: b}, st, msg)
+		hj.add(jobEvent(e), st, msg)
 		if e.Type == EventState {
 			h.persist(hj)
 		}
@@ -498,9 +501,9 @@ func (h *Head) submit(req *clusterpb.SubmitJobHeader, wd cluster.Workdir) (*head
 		if err != nil {
 			final.Message = err.Error()
 		}
-		b, _ := json.Marshal(final)
-		rb, _ := json.Marshal(res)
-		ev := &clusterpb.JobEvent{EventJson: b, ResultJson: rb, Error: wireError(err)}
+		ev := jobEvent(final)
+		ev.ResultJson, _ = json.Marshal(res)
+		ev.Error = wireError(err)
 		hj.add(ev, res.State, final.Message)
 		h.persist(hj)
 		h.log.Info("job ended", "job", hj.id, "name", hj.name, "state", res.State, "err", err)

@@ -54,3 +54,27 @@ func TestQueuedJobsSummaryHasQueuedAndReason(t *testing.T) {
 	assert.False(t, byID["running"].Queued)
 	assert.Empty(t, byID["running"].Reason)
 }
+
+// The head keeps each event's kind as a field, the notices it writes and
+// the end of a job it restores included; a log line is told by its kind.
+func TestStoredEventsKeepTheirKind(t *testing.T) {
+	hj := &headJob{changed: make(chan struct{}), logDir: "/results/run/logs"}
+	types := []EventType{EventState, EventWorkerStarted, EventLog, EventReport, EventWorkerExited, EventCheckpoint, EventWarning, EventRestart}
+	for _, typ := range types {
+		hj.add(jobEvent(Event{Type: typ, Line: `{"Type":"log"`}), "", "")
+	}
+	for i, ev := range hj.eventsFrom(0) {
+		assert.Equal(t, string(types[i]), ev.Kind)
+		assert.Equal(t, types[i] == EventLog, isLog(ev), "isLog of a %s event", types[i])
+	}
+	hj.mu.Lock()
+	hj.trimLogs(0)
+	hj.mu.Unlock()
+	all := hj.eventsFrom(0)
+	require.Len(t, all, len(types), "the line went, a notice stands for it")
+	assert.Equal(t, string(EventWarning), all[2].Kind, "the notice")
+
+	r := restored(jobRecord{ID: "j", Name: "run", State: StateLost, Ended: time.Now()})
+	require.Len(t, r.events, 1)
+	assert.Equal(t, string(EventState), r.events[0].Kind)
+}

@@ -18,9 +18,7 @@ import (
 // addEvent hands e to hj as the head's OnEvent does.
 func addEvent(t testing.TB, hj *headJob, e Event) {
 	t.Helper()
-	b, err := json.Marshal(e)
-	require.NoError(t, err)
-	hj.add(&clusterpb.JobEvent{EventJson: b}, "", "")
+	hj.add(jobEvent(e), "", "")
 }
 
 // heldLogBytes is what hj holds of its log lines.
@@ -28,7 +26,7 @@ func heldLogBytes(hj *headJob) (n int) {
 	hj.mu.Lock()
 	defer hj.mu.Unlock()
 	for _, ev := range hj.events {
-		if strings.HasPrefix(string(ev.EventJson), `{"Type":"log"`) {
+		if isLog(ev) {
 			n += len(ev.EventJson)
 		}
 	}
@@ -100,11 +98,11 @@ func addJob(h *Head, id string, state State) *headJob {
 // end adds hj's last event, with its result, as the job's goroutine does.
 func end(t testing.TB, hj *headJob, state State) {
 	t.Helper()
-	b, err := json.Marshal(Event{Type: EventState, State: state})
+	ev := jobEvent(Event{Type: EventState, State: state})
+	var err error
+	ev.ResultJson, err = json.Marshal(Result{Name: hj.name, JobID: hj.id, State: state})
 	require.NoError(t, err)
-	rb, err := json.Marshal(Result{Name: hj.name, JobID: hj.id, State: state})
-	require.NoError(t, err)
-	hj.add(&clusterpb.JobEvent{EventJson: b, ResultJson: rb}, state, "")
+	hj.add(ev, state, "")
 }
 
 // An ended job gives back what it held of its output, all but its last
