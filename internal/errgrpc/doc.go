@@ -7,12 +7,11 @@
 //
 // Each package registers the sentinels its servers send (Register, in an
 // init function: cluster's errgrpc.go, trainer's), so this package imports
-// none of rtrain's and any of them may use it without an import cycle. cluster.Security installs the
-// interceptors on every server and client connection rtrain makes: a
-// handler returns its domain errors as they are, and a caller gets them
-// back as the sentinels.
+// none of rtrain's and any of them may use it without an import cycle.
+// cluster.Security installs the interceptors on every server and client
+// connection rtrain makes: a handler returns its domain errors as they
+// are, and a caller gets them back as the sentinels.
 //
-// The reasons are part of the protocol between rtrain versions:
-// UNAUTHENTICATED, VERSION_MISMATCH, NOT_ISOLATED, NODE_LOST, INFEASIBLE,
-// WOULD_WAIT, INVALID_CONFIG, WORKDIR_TOO_LARGE.
+// The reasons are part of the protocol between rtrain versions;
+// cluster.proto lists them.
 package errgrpc
