@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 
+	"github.com/rtrain/rtrain/internal/errgrpc"
 	"github.com/rtrain/rtrain/internal/version"
 )
 
@@ -108,6 +109,10 @@ func (s Security) ServerOptions() ([]grpc.ServerOption, error) {
 		}),
 		grpc.MaxRecvMsgSize(MaxRequest),
 		grpc.MaxSendMsgSize(maxMessage),
+		// A handler returns its domain errors; they leave as statuses
+		// that name their sentinels.
+		grpc.ChainUnaryInterceptor(errgrpc.UnaryServerInterceptor),
+		grpc.ChainStreamInterceptor(errgrpc.StreamServerInterceptor),
 	}
 	if s.TLSCA != "" && (s.TLSCert == "" || s.TLSKey == "") {
 		// Serving plain TCP to clients that trust a CA and send the token
@@ -140,16 +145,21 @@ const maxMessage = 256 << 20
 func (s Security) check(md metadata.MD) error {
 	got, _ := strings.CutPrefix(first(md, authKey), "Bearer ")
 	if got == "" {
-		return status.Errorf(codes.Unauthenticated, "this cluster needs its token: pass --token or set %s (the head printed it when it started)", TokenEnv)
+		return errgrpc.ToGRPC(&refusal{sentinel: ErrUnauthenticated,
+			msg: fmt.Sprintf("this cluster needs its token: pass --token or set %s (the head printed it when it started)", TokenEnv)})
 	}
 	if subtle.ConstantTimeCompare([]byte(got), []byte(s.secret())) != 1 {
-		return status.Errorf(codes.Unauthenticated, "wrong cluster token: pass the head's token with --token or %s", TokenEnv)
+		return errgrpc.ToGRPC(&refusal{sentinel: ErrUnauthenticated,
+			msg: fmt.Sprintf("wrong cluster token: pass the head's token with --token or %s", TokenEnv)})
 	}
 	if v := first(md, versionKey); v != version.Version {
 		if v == "" {
 			v = "unknown"
 		}
-		return status.Errorf(codes.FailedPrecondition, "rtrain version mismatch: this side runs %s, the caller runs %s; install the same rtrain on every node and client", version.Version, v)
+		// The message is what rtrain versions before VERSION_MISMATCH
+		// recognized the refusal by.
+		return errgrpc.ToGRPC(&refusal{sentinel: ErrVersionMismatch,
+			msg: fmt.Sprintf("rtrain version mismatch: this side runs %s, the caller runs %s; install the same rtrain on every node and client", version.Version, v)})
 	}
 	return nil
 }
@@ -176,6 +186,10 @@ func (s Security) Dial(addr string) (*grpc.ClientConn, error) {
 		grpc.WithTransportCredentials(creds),
 		grpc.WithPerRPCCredentials(callCreds{token: s.secret(), tls: s.tlsOn()}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)),
+		// Every call's error matches the sentinels the other side's
+		// status names.
+		grpc.WithChainUnaryInterceptor(errgrpc.UnaryClientInterceptor),
+		grpc.WithChainStreamInterceptor(errgrpc.StreamClientInterceptor),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: connect to %s: %w", addr, err)
@@ -234,36 +248,30 @@ func (s Security) tlsConfig(server bool) (*tls.Config, error) {
 }
 
 // CallError is a refused call to a head or agent, named by what was
-// being done.
+// being done. A node's isolation error names the node and what it cannot
+// enforce already.
 func CallError(what string, err error) error {
-	if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition && strings.HasPrefix(st.Message(), ErrNotIsolated.Error()) {
-		return fmt.Errorf("%w%s", ErrNotIsolated, strings.TrimPrefix(st.Message(), ErrNotIsolated.Error()))
+	err = RemoteError(err)
+	if errors.Is(err, ErrNotIsolated) {
+		return err
 	}
-	return fmt.Errorf("%s: %w", what, RemoteError(err))
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // RemoteError turns the error of a call to a head or agent into one line
-// that says what to do, keeping ErrUnauthenticated and ErrVersionMismatch
-// for errors.Is.
+// that says what to do, matching with errors.Is the sentinels the other
+// side's status names (errgrpc): ErrUnauthenticated, ErrVersionMismatch,
+// ErrNotIsolated and the others.
 func RemoteError(err error) error {
-	st, ok := status.FromError(err)
-	if !ok {
-		return err
+	err = errgrpc.FromGRPC(err)
+	if status.Code(err) == codes.Unavailable && errgrpc.Reason(err) == "" {
+		return fmt.Errorf("cannot reach it (%w); is the head running? `rtrain start --head` starts one", err)
 	}
-	switch st.Code() {
-	case codes.Unauthenticated:
-		return &refusal{sentinel: ErrUnauthenticated, msg: st.Message()}
-	case codes.FailedPrecondition:
-		if strings.HasPrefix(st.Message(), "rtrain version mismatch") {
-			return &refusal{sentinel: ErrVersionMismatch, msg: st.Message()}
-		}
-	case codes.Unavailable:
-		return fmt.Errorf("cannot reach it (%s); is the head running? `rtrain start --head` starts one", st.Message())
-	}
-	return errors.New(st.Message())
+	return err
 }
 
-// refusal prints as the other side's message and matches its sentinel.
+// refusal is a server's refusal of a call: it prints as its message alone
+// and matches its sentinel, which errgrpc names on the wire.
 type refusal struct {
 	sentinel error
 	msg      string

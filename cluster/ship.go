@@ -7,12 +7,12 @@ import (
 	"os"
 	"strconv"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/internal/text"
+	"github.com/rtrain/rtrain/internal/errgrpc"
 	"github.com/rtrain/rtrain/internal/workdir"
 )
 
@@ -43,10 +43,6 @@ func UnpackLimits(m *clusterpb.WorkdirManifest) workdir.Limits {
 	return workdir.Limits{Bytes: m.GetUnpackedBytes(), Entries: int(m.GetEntries())}
 }
 
-// reasonWorkdirTooLarge is the ErrorInfo reason of a working directory
-// refused for its size; the metadata's "limit" is the limit, in bytes.
-const reasonWorkdirTooLarge = "WORKDIR_TOO_LARGE"
-
 // CheckManifest refuses, as a gRPC status, a manifest that is malformed,
 // claims an archive larger than what it says it unpacks to can take, or
 // unpacks to more than maxBytes or workdir.MaxEntries.
@@ -59,13 +55,12 @@ func CheckManifest(m *clusterpb.WorkdirManifest, maxBytes int64) error {
 	case m.Entries > workdir.MaxEntries:
 		return status.Errorf(codes.InvalidArgument, "the working directory holds %d files, directories and links, over the limit of %d", m.Entries, workdir.MaxEntries)
 	case m.UnpackedBytes > maxBytes:
-		st := status.New(codes.ResourceExhausted, fmt.Sprintf("the working directory is %s, over the %s this head accepts; add what the job does not need to %s, or start the head with a larger --max-working-dir",
-			text.Bytes(m.UnpackedBytes), text.Bytes(maxBytes), workdir.DefaultIgnore))
-		if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reasonWorkdirTooLarge, Domain: "rtrain",
-			Metadata: map[string]string{"limit": strconv.FormatInt(maxBytes, 10)}}); err == nil {
-			st = d
-		}
-		return st.Err()
+		// WORKDIR_TOO_LARGE, with the limit for the client to name what
+		// to leave out.
+		return errgrpc.ToGRPC(errgrpc.WithMetadata(&refusal{sentinel: workdir.ErrTooLarge,
+			msg: fmt.Sprintf("the working directory is %s, over the %s this head accepts; add what the job does not need to %s, or start the head with a larger --max-working-dir",
+				text.Bytes(m.UnpackedBytes), text.Bytes(maxBytes), workdir.DefaultIgnore)},
+			map[string]string{"limit": strconv.FormatInt(maxBytes, 10)}))
 	case m.ArchiveBytes > UnpackLimits(m).ArchiveBytes():
 		return status.Errorf(codes.InvalidArgument, "a working directory of %d bytes in %d entries cannot take %d bytes packed", m.UnpackedBytes, m.Entries, m.ArchiveBytes)
 	}
@@ -75,17 +70,12 @@ func CheckManifest(m *clusterpb.WorkdirManifest, maxBytes int64) error {
 // WorkdirLimit reports whether err is a head's refusal of a working
 // directory over its limit, and the limit.
 func WorkdirLimit(err error) (limit int64, ok bool) {
-	st, isStatus := status.FromError(err)
-	if !isStatus || st.Code() != codes.ResourceExhausted {
+	err = errgrpc.FromGRPC(err)
+	if !errors.Is(err, workdir.ErrTooLarge) {
 		return 0, false
 	}
-	for _, d := range st.Details() {
-		if info, isInfo := d.(*errdetails.ErrorInfo); isInfo && info.Reason == reasonWorkdirTooLarge {
-			n, err := strconv.ParseInt(info.Metadata["limit"], 10, 64)
-			return n, err == nil
-		}
-	}
-	return 0, false
+	n, perr := strconv.ParseInt(errgrpc.Metadata(err)["limit"], 10, 64)
+	return n, perr == nil
 }
 
 // ReceiveWorkdir checks the manifest m against maxBytes, then writes the

@@ -128,7 +128,8 @@ func fakeCluster() (fakeSource, map[string]*fakeJob) {
 		},
 		Jobs: []*clusterpb.JobSummary{
 			{Id: "j1", Name: "train", State: "RUNNING", Message: "2 workers on 1 node", Workers: 2, SubmittedUnixMs: t0.UnixMilli()},
-			{Id: "j2", Name: "queued", State: "PENDING", Message: "waiting for resources: needs 8 GPUs, the cluster has 4", Workers: 8, SubmittedUnixMs: t0.UnixMilli() + 1},
+			{Id: "j2", Name: "queued", State: "PENDING", Message: "waiting for resources: needs 8 GPUs, the cluster has 4", Workers: 8, SubmittedUnixMs: t0.UnixMilli() + 1,
+				Queued: true, Reason: "needs 8 GPUs, the cluster has 4"},
 			{Id: "j3", Name: "broken", State: "FAILED", Message: "rank 1 failed (exit code 1): ValueError: boom", Workers: 2,
 				SubmittedUnixMs: t0.UnixMilli() + 2, EndedUnixMs: t0.UnixMilli() + 5000},
 		},

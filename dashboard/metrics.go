@@ -2,7 +2,6 @@ package dashboard
 
 import (
 	"strconv"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -13,10 +12,6 @@ import (
 // even at 0 so that a query over them never finds a gap.
 var jobStates = []trainer.State{trainer.StatePending, trainer.StateStarting, trainer.StateRunning,
 	trainer.StateSucceeded, trainer.StateFailed, trainer.StateCancelled, trainer.StateLost}
-
-// waitingPrefix starts the message of a job the scheduler queues for
-// resources (the head's Status says so, and no more, of its queue).
-const waitingPrefix = "waiting for resources"
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc("rtrain_"+name, help, labels, nil)
@@ -125,7 +120,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	keep := map[string]bool{}
 	for _, s := range st.GetJobs() {
 		byState[s.GetState()]++
-		if trainer.State(s.GetState()) == trainer.StatePending && strings.HasPrefix(s.GetMessage(), waitingPrefix) {
+		if s.GetQueued() {
 			pending++
 		}
 		keep[s.GetId()] = true

@@ -33,7 +33,8 @@ type PythonResolver func(ctx context.Context, asked, script string) (path, torch
 // working directory, finds python, stages checkpoints and keeps what each
 // running group needs on this node under DataDir.
 type Service struct {
-	clusterpb.UnimplementedAgentServer
+	// A new RPC is a compile error until it is served.
+	clusterpb.UnsafeAgentServer
 
 	agent   *Agent
 	dataDir string
@@ -59,6 +60,8 @@ type agentJob struct {
 func NewService(agent *Agent, dataDir string, resolve PythonResolver, log *slog.Logger) *Service {
 	return &Service{agent: agent, dataDir: dataDir, resolve: resolve, log: log, groups: map[string]*agentJob{}}
 }
+
+var _ clusterpb.AgentServer = (*Service)(nil)
 
 // Register adds the service to a gRPC server.
 func (s *Service) Register(srv *grpc.Server) { clusterpb.RegisterAgentServer(srv, s) }
@@ -143,7 +146,7 @@ func (s *Service) StartGroup(stream grpc.BidiStreamingServer[clusterpb.StartGrou
 	g, err := s.agent.Start(ctx, spec)
 	if err != nil {
 		if errors.Is(err, cluster.ErrNotIsolated) {
-			return status.Error(codes.FailedPrecondition, err.Error())
+			return err // NOT_ISOLATED, by the server's errgrpc interceptor
 		}
 		return status.Errorf(codes.Internal, "%v", err)
 	}

@@ -28,7 +28,7 @@ func serveHead(t *testing.T, sec cluster.Security, cert *tls.Certificate) (strin
 	require.NoError(t, err)
 	hs := head.NewRegistry(sched.New(), sec, head.Options{}, slog.New(slog.DiscardHandler))
 	srv := grpc.NewServer(opts...)
-	clusterpb.RegisterHeadServer(srv, hs)
+	hs.RegisterWithoutJobs(srv)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	go func() { _ = srv.Serve(ln) }()

@@ -29,6 +29,7 @@ import (
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/head"
 	"github.com/rtrain/rtrain/cluster/sched"
+	"github.com/rtrain/rtrain/internal/errgrpc"
 	"github.com/rtrain/rtrain/internal/workdir"
 	"github.com/rtrain/rtrain/rendezvous"
 )
@@ -262,4 +263,28 @@ func TestReceiveWorkdir(t *testing.T) {
 			assert.Len(t, files, 1)
 		})
 	}
+}
+
+// A node that cannot isolate a strict group refuses it with NOT_ISOLATED,
+// and the head's error for it is ErrNotIsolated, with the node's message:
+// it used to be matched by a message prefix the node never sent.
+func TestStrictIsolationRefusedOverGRPC(t *testing.T) {
+	a := serveAgent(t, func(context.Context, string, string) (string, string, error) { return "/bin/sh", "", nil })
+	wd, _ := pack(t, map[string]string{"run.sh": "true\n"})
+	r := head.NewRemoteAgent(sched.Node{ID: "n1"}, a.client, make(chan struct{}), slog.New(slog.DiscardHandler))
+	spec := cluster.GroupSpec{
+		JobID: "strict", RunName: "strict", Script: "run.sh", Grace: time.Second,
+		Layout:  rendezvous.Layout{RunID: "strict", MasterAddr: "127.0.0.1", MasterPort: 1, LocalWorldSizes: []int{1}},
+		Workers: []cluster.WorkerSpec{{LocalRank: 0}},
+		// This test binary runs no reaper, so no node of it can limit pids.
+		Limits: cluster.Limits{Pids: 64, Strict: true},
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	_, err := r.StartGroup(ctx, spec, cluster.Shipment{Workdir: wd})
+	require.Error(t, err)
+	assert.ErrorIs(t, err, cluster.ErrNotIsolated)
+	assert.Equal(t, "NOT_ISOLATED", errgrpc.Reason(err))
+	assert.Equal(t, codes.FailedPrecondition, status.Code(err))
+	assert.Regexp(t, `^node n1 cannot enforce pids limit: `, err.Error(), "the node's message, once")
 }

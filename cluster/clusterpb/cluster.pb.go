@@ -12,6 +12,13 @@
 // (the cluster token) and "rtrain-version" (calls from another rtrain
 // version are refused with both versions named).
 //
+// A refusal that a caller may act on names its sentinel error in the
+// status details: a google.rpc.ErrorInfo in domain "rtrain" whose reason is
+// UNAUTHENTICATED, VERSION_MISMATCH, NOT_ISOLATED, NODE_LOST, INFEASIBLE,
+// WOULD_WAIT, INVALID_CONFIG or WORKDIR_TOO_LARGE (metadata "limit": the
+// head's limit in bytes). Callers branch on the reason, never on the
+// message (internal/errgrpc).
+//
 // A head or agent takes no message over 4 MiB: working directories and
 // checkpoints travel in pieces, over streams.
 
@@ -804,7 +811,11 @@ type JobSummary struct {
 	SubmittedUnixMs int64  `protobuf:"varint,6,opt,name=submitted_unix_ms,json=submittedUnixMs,proto3" json:"submitted_unix_ms,omitempty"`
 	EndedUnixMs     int64  `protobuf:"varint,7,opt,name=ended_unix_ms,json=endedUnixMs,proto3" json:"ended_unix_ms,omitempty"`
 	// Attempts the job has made: 1, plus one per restart.
-	Attempts      int32 `protobuf:"varint,8,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	Attempts int32 `protobuf:"varint,8,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// The scheduler has the job queued, waiting for resources; reason says
+	// why, in one line (message says it too, for people).
+	Queued        bool   `protobuf:"varint,9,opt,name=queued,proto3" json:"queued,omitempty"`
+	Reason        string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -893,6 +904,20 @@ func (x *JobSummary) GetAttempts() int32 {
 		return x.Attempts
 	}
 	return 0
+}
+
+func (x *JobSummary) GetQueued() bool {
+	if x != nil {
+		return x.Queued
+	}
+	return false
+}
+
+func (x *JobSummary) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 type StatusReply struct {
@@ -1274,8 +1299,12 @@ type JobEvent struct {
 	// trainer.Event as JSON.
 	EventJson []byte `protobuf:"bytes,2,opt,name=event_json,json=eventJson,proto3" json:"event_json,omitempty"`
 	// Set on the job's last event: trainer.Result as JSON, and the error.
-	ResultJson    []byte    `protobuf:"bytes,3,opt,name=result_json,json=resultJson,proto3" json:"result_json,omitempty"`
-	Error         *JobError `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	ResultJson []byte    `protobuf:"bytes,3,opt,name=result_json,json=resultJson,proto3" json:"result_json,omitempty"`
+	Error      *JobError `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// event_json's Type (trainer.EventType: "log", "state", ...), so that
+	// whoever keeps or sends events tells a log line from the job's story
+	// without decoding the JSON.
+	Kind          string `protobuf:"bytes,5,opt,name=kind,proto3" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1336,6 +1365,13 @@ func (x *JobEvent) GetError() *JobError {
 		return x.Error
 	}
 	return nil
+}
+
+func (x *JobEvent) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
 }
 
 type JobError struct {
@@ -2225,7 +2261,7 @@ const file_cluster_proto_rawDesc = "" +
 	"\tfree_gpus\x18\x03 \x03(\x05R\bfreeGpus\x12\x14\n" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12(\n" +
 	"\x10heartbeat_age_ms\x18\x05 \x01(\x03R\x0eheartbeatAgeMs\x127\n" +
-	"\tgpu_stats\x18\x06 \x03(\v2\x1a.rtrain.cluster.v1.GPUStatR\bgpuStats\"\xe6\x01\n" +
+	"\tgpu_stats\x18\x06 \x03(\v2\x1a.rtrain.cluster.v1.GPUStatR\bgpuStats\"\x96\x02\n" +
 	"\n" +
 	"JobSummary\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -2235,7 +2271,10 @@ const file_cluster_proto_rawDesc = "" +
 	"\aworkers\x18\x05 \x01(\x05R\aworkers\x12*\n" +
 	"\x11submitted_unix_ms\x18\x06 \x01(\x03R\x0fsubmittedUnixMs\x12\"\n" +
 	"\rended_unix_ms\x18\a \x01(\x03R\vendedUnixMs\x12\x1a\n" +
-	"\battempts\x18\b \x01(\x05R\battempts\"\xc1\x01\n" +
+	"\battempts\x18\b \x01(\x05R\battempts\x12\x16\n" +
+	"\x06queued\x18\t \x01(\bR\x06queued\x12\x16\n" +
+	"\x06reason\x18\n" +
+	" \x01(\tR\x06reason\"\xc1\x01\n" +
 	"\vStatusReply\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x123\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x1d.rtrain.cluster.v1.NodeStatusR\x05nodes\x121\n" +
@@ -2260,14 +2299,15 @@ const file_cluster_proto_rawDesc = "" +
 	"\x0fWatchJobRequest\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\tR\x03job\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\x03R\x04from\x12\x16\n" +
-	"\x06follow\x18\x03 \x01(\bR\x06follow\"\x93\x01\n" +
+	"\x06follow\x18\x03 \x01(\bR\x06follow\"\xa7\x01\n" +
 	"\bJobEvent\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x03R\x05index\x12\x1d\n" +
 	"\n" +
 	"event_json\x18\x02 \x01(\fR\teventJson\x12\x1f\n" +
 	"\vresult_json\x18\x03 \x01(\fR\n" +
 	"resultJson\x121\n" +
-	"\x05error\x18\x04 \x01(\v2\x1b.rtrain.cluster.v1.JobErrorR\x05error\"Y\n" +
+	"\x05error\x18\x04 \x01(\v2\x1b.rtrain.cluster.v1.JobErrorR\x05error\x12\x12\n" +
+	"\x04kind\x18\x05 \x01(\tR\x04kind\"Y\n" +
 	"\bJobError\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +

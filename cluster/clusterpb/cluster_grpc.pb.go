@@ -12,6 +12,13 @@
 // (the cluster token) and "rtrain-version" (calls from another rtrain
 // version are refused with both versions named).
 //
+// A refusal that a caller may act on names its sentinel error in the
+// status details: a google.rpc.ErrorInfo in domain "rtrain" whose reason is
+// UNAUTHENTICATED, VERSION_MISMATCH, NOT_ISOLATED, NODE_LOST, INFEASIBLE,
+// WOULD_WAIT, INVALID_CONFIG or WORKDIR_TOO_LARGE (metadata "limit": the
+// head's limit in bytes). Callers branch on the reason, never on the
+// message (internal/errgrpc).
+//
 // A head or agent takes no message over 4 MiB: working directories and
 // checkpoints travel in pieces, over streams.
 

@@ -1,7 +1,6 @@
 package head
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -264,11 +263,15 @@ const (
 	eventOverhead = 96
 )
 
-// isLog reports whether ev is a log line. Type is Event's first field, so
-// its JSON starts with it; a line's text can never match.
-func isLog(ev *clusterpb.JobEvent) bool {
-	return bytes.HasPrefix(ev.EventJson, []byte(`{"Type":"log"`))
+// jobEvent is e as the head keeps and sends it: its JSON, and its type as
+// the event's kind.
+func jobEvent(e trainer.Event) *clusterpb.JobEvent {
+	b, _ := json.Marshal(e)
+	return &clusterpb.JobEvent{EventJson: b, Kind: string(e.Type)}
 }
+
+// isLog reports whether ev is a log line, by its kind.
+func isLog(ev *clusterpb.JobEvent) bool { return trainer.EventType(ev.Kind) == trainer.EventLog }
 
 func logCost(ev *clusterpb.JobEvent) int { return len(ev.EventJson) + eventOverhead }
 
@@ -350,10 +353,11 @@ func (hj *headJob) trimLogs(keep int) {
 func (hj *headJob) notice(last *clusterpb.JobEvent, n int) *clusterpb.JobEvent {
 	var at struct{ Time time.Time }
 	_ = json.Unmarshal(last.EventJson, &at)
-	b, _ := json.Marshal(trainer.Event{Type: trainer.EventWarning, Time: at.Time,
+	note := jobEvent(trainer.Event{Type: trainer.EventWarning, Time: at.Time,
 		Message: fmt.Sprintf("%s of this job's output are no longer in the head's memory; every line is in %s on the head",
 			text.Plural(n, "log line"), filepath.Join(hj.logDir, "rank_*.log"))})
-	return &clusterpb.JobEvent{Index: last.Index, EventJson: b}
+	note.Index = last.Index
+	return note
 }
 
 // release drops what an ended job holds of its output, but its last lines.
@@ -451,7 +455,6 @@ func (h *Daemon) submit(req *clusterpb.SubmitJobHeader, wd cluster.Workdir) (*he
 	logs := newLogFiles(rj.LogDir())
 	onEvent := func(e trainer.Event) {
 		logs.write(e)
-		b, _ := json.Marshal(e)
 		var st trainer.State
 		msg := ""
 		if e.Type == trainer.EventState {
@@ -465,7 +468,7 @@ func (h *Daemon) submit(req *clusterpb.SubmitJobHeader, wd cluster.Workdir) (*he
 		if e.Type == trainer.EventState && e.State.Done() {
 			return // the last event goes out with the result, below
 		}
-		hj.add(&clusterpb.JobEvent{EventJson: b}, st, msg)
+		hj.add(jobEvent(e), st, msg)
 		if e.Type == trainer.EventState {
 			h.persist(hj)
 		}
@@ -481,9 +484,9 @@ func (h *Daemon) submit(req *clusterpb.SubmitJobHeader, wd cluster.Workdir) (*he
 		if err != nil {
 			final.Message = err.Error()
 		}
-		b, _ := json.Marshal(final)
-		rb, _ := json.Marshal(res)
-		ev := &clusterpb.JobEvent{EventJson: b, ResultJson: rb, Error: wireError(err)}
+		ev := jobEvent(final)
+		ev.ResultJson, _ = json.Marshal(res)
+		ev.Error = wireError(err)
 		hj.add(ev, res.State, final.Message)
 		h.persist(hj)
 		h.log.Info("job ended", "job", hj.id, "name", hj.name, "state", res.State, "err", err)
@@ -540,13 +543,14 @@ func (h *Daemon) summaries() []*clusterpb.JobSummary {
 	h.mu.Unlock()
 	pending := map[string]string{}
 	for _, p := range h.nodes.Scheduler().Pending() {
-		pending[p.Job] = "waiting for resources: " + p.Reason
+		pending[p.Job] = p.Reason
 	}
 	out := make([]*clusterpb.JobSummary, 0, len(jobs))
 	for _, j := range jobs {
 		s := j.summary()
 		if why, ok := pending[j.id]; ok {
-			s.Message = why
+			s.Queued, s.Reason = true, why
+			s.Message = "waiting for resources: " + why
 		}
 		out = append(out, s)
 	}
@@ -560,9 +564,13 @@ var errShuttingDown = errors.New("the head is shutting down; submit the job agai
 // headServer is the head's gRPC service: nodes from the cluster package,
 // jobs from here.
 type headServer struct {
+	// A new RPC is a compile error until it is served.
+	clusterpb.UnsafeHeadServer
 	*Registry
 	h *Daemon
 }
+
+var _ clusterpb.HeadServer = (*headServer)(nil)
 
 func (s *headServer) Status(context.Context, *clusterpb.StatusRequest) (*clusterpb.StatusReply, error) {
 	return s.h.Status(), nil
@@ -596,7 +604,7 @@ func (s *headServer) SubmitJob(stream grpc.ClientStreamingServer[clusterpb.Submi
 	}
 	switch {
 	case errors.Is(err, trainer.ErrInvalidConfig):
-		return status.Error(codes.InvalidArgument, err.Error())
+		return err // INVALID_CONFIG, by the server's errgrpc interceptor
 	case errors.Is(err, errShuttingDown):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case err != nil:

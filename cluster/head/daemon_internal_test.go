@@ -21,11 +21,7 @@ import (
 // and readers resume by index.
 func TestHeadJobDropsOldestLogLines(t *testing.T) {
 	hj := &headJob{changed: make(chan struct{}), logDir: "/results/run/logs"}
-	add := func(e trainer.Event) {
-		b, err := json.Marshal(e)
-		require.NoError(t, err)
-		hj.add(&clusterpb.JobEvent{EventJson: b}, "", "")
-	}
+	add := func(e trainer.Event) { hj.add(jobEvent(e), "", "") }
 	add(trainer.Event{Type: trainer.EventState, State: trainer.StateRunning})
 	lines, added := 0, 0
 	for added < maxJobLogBytes*3/2 {
@@ -38,10 +34,11 @@ func TestHeadJobDropsOldestLogLines(t *testing.T) {
 	assert.Less(t, len(all), lines, "old lines were dropped")
 	assert.LessOrEqual(t, hj.logBytes, maxJobLogBytes)
 	assert.Equal(t, int64(lines+2), hj.next)
-	assert.Contains(t, string(all[0].EventJson), `"Type":"state"`, "non-log events are kept")
+	assert.Equal(t, string(trainer.EventState), all[0].Kind, "non-log events are kept")
 	var note trainer.Event
 	require.NoError(t, json.Unmarshal(all[1].EventJson, &note))
 	assert.Equal(t, trainer.EventWarning, note.Type, "a notice stands where the lines went")
+	assert.Equal(t, string(trainer.EventWarning), all[1].Kind, "the notice's kind")
 	assert.Regexp(t, `^\d+ log lines of this job's output are no longer in the head's memory; every line is in /results/run/logs/rank_\*\.log on the head$`, note.Message)
 	assert.Contains(t, string(all[len(all)-1].EventJson), `"Type":"report"`)
 	for i := 1; i < len(all); i++ {

@@ -19,9 +19,7 @@ import (
 // addEvent hands e to hj as the head's OnEvent does.
 func addEvent(t testing.TB, hj *headJob, e trainer.Event) {
 	t.Helper()
-	b, err := json.Marshal(e)
-	require.NoError(t, err)
-	hj.add(&clusterpb.JobEvent{EventJson: b}, "", "")
+	hj.add(jobEvent(e), "", "")
 }
 
 // heldLogBytes is what hj holds of its log lines.
@@ -29,7 +27,7 @@ func heldLogBytes(hj *headJob) (n int) {
 	hj.mu.Lock()
 	defer hj.mu.Unlock()
 	for _, ev := range hj.events {
-		if strings.HasPrefix(string(ev.EventJson), `{"Type":"log"`) {
+		if isLog(ev) {
 			n += len(ev.EventJson)
 		}
 	}
@@ -101,11 +99,11 @@ func addJob(h *Daemon, id string, state trainer.State) *headJob {
 // end adds hj's last event, with its result, as the job's goroutine does.
 func end(t testing.TB, hj *headJob, state trainer.State) {
 	t.Helper()
-	b, err := json.Marshal(trainer.Event{Type: trainer.EventState, State: state})
+	ev := jobEvent(trainer.Event{Type: trainer.EventState, State: state})
+	var err error
+	ev.ResultJson, err = json.Marshal(trainer.Result{Name: hj.name, JobID: hj.id, State: state})
 	require.NoError(t, err)
-	rb, err := json.Marshal(trainer.Result{Name: hj.name, JobID: hj.id, State: state})
-	require.NoError(t, err)
-	hj.add(&clusterpb.JobEvent{EventJson: b, ResultJson: rb}, state, "")
+	hj.add(ev, state, "")
 }
 
 // An ended job gives back what it held of its output, all but its last

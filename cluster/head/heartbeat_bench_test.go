@@ -53,7 +53,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 			b.Fatal(err)
 		}
 		srv := grpc.NewServer(opts...)
-		clusterpb.RegisterHeadServer(srv, hs)
+		hs.RegisterWithoutJobs(srv)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			b.Fatal(err)

@@ -119,8 +119,8 @@ func restored(r jobRecord) *headJob {
 	hj := &headJob{id: r.ID, name: r.Name, workers: r.Workers, submitted: r.Submitted, ended: r.Ended,
 		state: r.State, message: r.Message, done: make(chan struct{}), changed: make(chan struct{}), cancel: func() {}}
 	close(hj.done)
-	final, _ := json.Marshal(trainer.Event{Type: trainer.EventState, Time: r.Ended, State: r.State, Message: r.Message})
-	ev := &clusterpb.JobEvent{EventJson: final, ResultJson: r.Result}
+	ev := jobEvent(trainer.Event{Type: trainer.EventState, Time: r.Ended, State: r.State, Message: r.Message})
+	ev.ResultJson = r.Result
 	if ev.ResultJson == nil {
 		ev.ResultJson, _ = json.Marshal(trainer.Result{Name: r.Name, JobID: r.ID, State: r.State})
 	}

@@ -26,10 +26,9 @@ import (
 // Registry is the head's side of the cluster: it registers node agents,
 // follows their heartbeats, declares silent ones dead, and hands the job
 // coordinator the scheduler and the agents. Its gRPC methods are the node
-// half of clusterpb.HeadServer; the job half comes from whoever embeds it.
+// half of clusterpb.HeadServer; the job half comes from whoever embeds it
+// (the Daemon), or answers Unimplemented (RegisterWithoutJobs).
 type Registry struct {
-	clusterpb.UnimplementedHeadServer
-
 	sched    *sched.Scheduler
 	sec      cluster.Security
 	log      *slog.Logger

@@ -95,7 +95,7 @@ func sampleOf(rep *clusterpb.StatusReply) headSample {
 }
 
 // serveHeartbeatHead is the head process of the heartbeat benchmark
-// (rtrain-bench -heartbeat-head): a HeadService on loopback, as `rtrain
+// (rtrain-bench -heartbeat-head): a head.Registry on loopback, as `rtrain
 // start --head` serves it. It writes "LISTEN ADDR", then a sample of its
 // nodes every second, until ctx ends.
 func serveHeartbeatHead(ctx context.Context, out io.Writer) error {
@@ -111,7 +111,7 @@ func serveHeartbeatHead(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	srv := grpc.NewServer(opts...)
-	clusterpb.RegisterHeadServer(srv, hs)
+	hs.RegisterWithoutJobs(srv)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	defer func() { srv.Stop(); <-served }()
@@ -398,7 +398,7 @@ func renderHeartbeat(o heartbeatOptions, measured string, runs []hbRun) section 
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n\n", measured)
-	fmt.Fprintf(&b, "A head process serves `cluster.HeadService` over gRPC on loopback, with the cluster token checked on every call, as `rtrain start --head` does, and GOMAXPROCS=%d. This process simulates %s node agents over %d shared client connections: each registers (8 GPUs, 64 CPUs), then calls Heartbeat once a second, the agents' phases spread evenly over the second. After all have registered and a %.0f s warm-up, %.0f s are measured. Every second the head samples its nodes as `rtrain status` shows them (`StatusReply`), and the worst heartbeat age of a live node in those samples is how far the head fell behind: an agent beats every second, so the age stays near 1 s when every beat arrives on time, and a node is declared dead at 5 s. The head's CPU includes building those samples, 10,000 nodes a second.\n\n",
+	fmt.Fprintf(&b, "A head process serves `head.Registry` over gRPC on loopback, with the cluster token checked on every call, as `rtrain start --head` does, and GOMAXPROCS=%d. This process simulates %s node agents over %d shared client connections: each registers (8 GPUs, 64 CPUs), then calls Heartbeat once a second, the agents' phases spread evenly over the second. After all have registered and a %.0f s warm-up, %.0f s are measured. Every second the head samples its nodes as `rtrain status` shows them (`StatusReply`), and the worst heartbeat age of a live node in those samples is how far the head fell behind: an agent beats every second, so the age stays near 1 s when every beat arrives on time, and a node is declared dead at 5 s. The head's CPU includes building those samples, 10,000 nodes a second.\n\n",
 		headProcs, groupDigits(o.agents), o.conns, hbWarmUp.Seconds(), o.window.Seconds())
 	fmt.Fprintf(&b, "The anchor is the requirement itself (issue: heartbeats): %s agents at 1 Hz on %d cores without falling behind. This machine has %d cores, which the simulated agents share with the head, so the head has less than its 2 cores here.\n\n", groupDigits(o.agents), headProcs, runtime.NumCPU())
 	fmt.Fprintf(&b, "| measure | result | anchor | ratio | goal |\n|---|---|---|---|---|\n")

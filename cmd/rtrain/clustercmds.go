@@ -159,6 +159,10 @@ type jobJSON struct {
 	Workers  int32  `json:"workers"`
 	Attempts int32  `json:"attempts"`
 	Started  string `json:"submitted"`
+	// Queued: the scheduler holds the job, waiting for resources, for
+	// Reason; a script branches on these, not on the message.
+	Queued bool   `json:"queued,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 func statusJSON(rep *clusterpb.StatusReply) any {
@@ -186,7 +190,7 @@ func jobsJSON(js []*clusterpb.JobSummary) []jobJSON {
 	out := []jobJSON{}
 	for _, j := range js {
 		out = append(out, jobJSON{ID: j.Id, Name: j.Name, State: j.State, Message: j.Message, Workers: j.Workers, Attempts: max(j.Attempts, 1),
-			Started: time.UnixMilli(j.SubmittedUnixMs).UTC().Format(time.RFC3339)})
+			Started: time.UnixMilli(j.SubmittedUnixMs).UTC().Format(time.RFC3339), Queued: j.Queued, Reason: j.Reason})
 	}
 	return out
 }
