@@ -624,29 +624,10 @@ func (j *job) follow(ctx context.Context, groups []cluster.GroupRunner, world in
 			case cluster.NodeWarning:
 				j.emit(Event{Type: EventWarning, Time: e.Time, Node: e.NodeID, Message: e.Line + "; running without (--isolation=strict would refuse)"})
 			case cluster.WorkerExited:
-				w := WorkerExit{Rank: e.Rank, Node: e.NodeID, PID: pids[e.Rank], Exit: e.Exit, Tail: e.Tail, Hung: hung}
-				if e.CrashedInTeardown() {
-					w.Hung, w.TeardownCrash = "", teardownCrash(e)
+				w := exitOf(e, pids[e.Rank], hung, hungAt)
+				if w.TeardownCrash != "" {
 					j.emit(Event{Type: EventWarning, Time: e.Time, Rank: e.Rank, Node: e.NodeID,
 						Message: fmt.Sprintf("rank %d finished, then %s; its work was done, so it counts as a success", e.Rank, w.TeardownCrash)})
-				}
-				switch {
-				case w.Success():
-				case hung != "" && e.RaisedBeforeStop:
-					// It raised and never finished exiting while its peers
-					// waited for it: the hang is its doing.
-					w.Hung, w.FailedAt = "", e.RaisedAt
-				case hung != "":
-					w.FailedAt = hungAt // all at once: rank order names the cause
-				case w.Stopped && !e.RaisedBeforeStop:
-					// rtrain ended it; it had not failed.
-				default:
-					// It may have raised well before it exited, or before
-					// rtrain's stop ended its exit: the raise is when it failed.
-					w.FailedAt = e.Exit.Time
-					if !e.RaisedAt.IsZero() && e.RaisedAt.Before(w.FailedAt) {
-						w.FailedAt = e.RaisedAt
-					}
 				}
 				exits = append(exits, w)
 				if !w.Success() && !w.Stopped {
@@ -659,19 +640,6 @@ func (j *job) follow(ctx context.Context, groups []cluster.GroupRunner, world in
 			}
 		}
 	}
-}
-
-// teardownCrash says how a worker that had finished died as Python shut
-// down: the signal and the last line it wrote to stderr ("terminate called
-// without an active exception").
-func teardownCrash(e cluster.Event) string {
-	msg := "crashed as Python shut down: " + e.Exit.String()
-	for i := len(e.AfterFinish) - 1; i >= 0; i-- {
-		if line := strings.TrimSpace(e.AfterFinish[i]); line != "" {
-			return msg + ": " + line
-		}
-	}
-	return msg
 }
 
 // crowded refuses a plan that puts more workers that reserve no cores on
