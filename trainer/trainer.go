@@ -541,39 +541,23 @@ func (j *job) follow(ctx context.Context, groups []cluster.GroupRunner, world in
 	}
 	var ckptErr error
 	workerFailed := false
-	// The hang watchdog is armed as hangWatch says, once every worker is
-	// up, and reset by every report; when it fires, it asks for the
-	// workers' stacks, then stops them a few seconds later.
-	hw := newHangWatch(j.cfg.HangTimeout)
-	var hangC <-chan time.Time
-	var hangTimer *time.Timer
-	hung, hangFor := "", time.Duration(0)
-	var hungAt time.Time
-	if j.cfg.HangTimeout >= 0 {
-		hangTimer = time.NewTimer(time.Hour)
-		hangTimer.Stop()
-		defer hangTimer.Stop()
-	}
-	watch := func(d time.Duration) {
-		if hangTimer != nil && hung == "" && d > 0 {
-			hangTimer.Reset(d)
-			hangC, hangFor = hangTimer.C, d
-		}
-	}
+	// The hang watchdog is armed once every worker is up, and re-armed by
+	// every report; when it fires, it asks for the workers' stacks, then
+	// stops them a few seconds later.
+	dog := newHangWatchdog(j.cfg.HangTimeout, systemClock{})
+	defer dog.stop()
 	for {
 		select {
-		case <-hangC:
-			if hung != "" {
-				hangC = nil
+		case <-dog.C():
+			switch dog.fire() {
+			case hangDumpStacks:
+				j.log.Debug("hang; asking for python stacks", "timeout", dog.armed)
+				for _, g := range groups {
+					go g.DumpStacks()
+				}
+			case hangStop:
 				stopAll()
-				continue
 			}
-			hung, hungAt = hw.hung(hangFor), time.Now()
-			j.log.Debug("hang; asking for python stacks", "timeout", hangFor)
-			for _, g := range groups {
-				go g.DumpStacks()
-			}
-			hangTimer.Reset(stackGrace)
 		case <-committed:
 			if scaleUp() {
 				committed = nil
@@ -600,16 +584,16 @@ func (j *job) follow(ctx context.Context, groups []cluster.GroupRunner, world in
 			switch e.Kind {
 			case cluster.WorkerStarted:
 				pids[e.Rank] = e.PID
-				hw.started(e.Rank, time.Now())
+				dog.started(e.Rank)
 				j.emit(Event{Type: EventWorkerStarted, Time: e.Time, Rank: e.Rank, Node: e.NodeID, PID: e.PID})
 				if started++; started == world {
 					j.setState(StateRunning, "")
-					watch(hw.allUp())
+					dog.allUp()
 				}
 			case cluster.WorkerLog:
 				j.emit(Event{Type: EventLog, Time: e.Time, Rank: e.Rank, Node: e.NodeID, Stream: e.Stream, Line: e.Line})
 			case cluster.WorkerReport:
-				watch(hw.report(e.Rank, time.Now()))
+				dog.report(e.Rank)
 				if e.Rank == 0 {
 					j.res.Metrics = e.Report.Metrics
 					j.res.Reports++
@@ -624,6 +608,7 @@ func (j *job) follow(ctx context.Context, groups []cluster.GroupRunner, world in
 			case cluster.NodeWarning:
 				j.emit(Event{Type: EventWarning, Time: e.Time, Node: e.NodeID, Message: e.Line + "; running without (--isolation=strict would refuse)"})
 			case cluster.WorkerExited:
+				hung, hungAt := dog.hung()
 				w := exitOf(e, pids[e.Rank], hung, hungAt)
 				if w.TeardownCrash != "" {
 					j.emit(Event{Type: EventWarning, Time: e.Time, Rank: e.Rank, Node: e.NodeID,
@@ -665,10 +650,6 @@ func crowded(nodes []cluster.NodeState, plan cluster.Plan, req cluster.Request) 
 // maxWorkersPerCore bounds the workers of a job on one node that
 // reserve no cores (Config.CPUsPerWorker 0).
 const maxWorkersPerCore = 64
-
-// stackGrace is how long the workers of a hung job have to print their
-// stacks before they are stopped.
-const stackGrace = 3 * time.Second
 
 // limits are what each worker is held to, from the config.
 func (j *job) limits() cluster.Limits {
