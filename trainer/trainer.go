@@ -10,21 +10,16 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/rtrain/rtrain/checkpoint"
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/internal/text"
-	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/pyshim"
-	"github.com/rtrain/rtrain/rendezvous"
 )
 
 // ErrCancelled is returned by Fit when its context ended before the job.
@@ -384,106 +379,35 @@ func shimCacheDir() string {
 }
 
 // attempt runs the workers once, from launch to the last exit: one group
-// per node, ranks contiguous per node in the plan's order, rank 0's node
-// hosting the rendezvous.
+// per node (groupSpecs), started together (startGroups), then followed.
 func (j *job) attempt(ctx context.Context, be backend, plan cluster.Plan, py Interpreter, ckpts *committer, attempt int) ([]WorkerExit, error, error) {
-	nodes := plan.Nodes()
-	agents := make([]cluster.NodeAgent, len(nodes))
-	for i, id := range nodes {
+	ids := plan.Nodes()
+	agents := make([]cluster.NodeAgent, len(ids))
+	nodes := make([]cluster.Node, len(ids))
+	for i, id := range ids {
 		a, ok := be.Agent(id)
 		if !ok {
 			return lostBeforeStart(plan, id, fmt.Sprintf("node %s left the cluster before the workers started", id)), nil, nil
 		}
-		agents[i] = a
+		agents[i], nodes[i] = a, a.Node()
 	}
 	rdzv, err := agents[0].Rendezvous(ctx, cluster.RendezvousRequest{JobID: j.id, TorchVersion: py.TorchVersion, Python: j.cfg.Python})
 	switch {
 	case errors.Is(err, cluster.ErrNodeLost):
-		return lostBeforeStart(plan, nodes[0], err.Error()), nil, nil
+		return lostBeforeStart(plan, ids[0], err.Error()), nil, nil
 	case err != nil && !fatalAtStart(ctx, err):
-		return lostBeforeStart(plan, nodes[0], couldNotStart(nodes[0], err)), nil, nil
+		return lostBeforeStart(plan, ids[0], couldNotStart(ids[0], err)), nil, nil
 	case err != nil:
 		return nil, nil, fmt.Errorf("trainer: %w", err)
 	}
-	local := make([][]cluster.WorkerSpec, len(nodes))
-	for _, a := range plan.Assignments {
-		i := slices.Index(nodes, a.NodeID)
-		local[i] = append(local[i], cluster.WorkerSpec{LocalRank: len(local[i]), GPUs: a.GPUs})
-	}
-	sizes := make([]int, len(nodes))
-	for i := range local {
-		sizes[i] = len(local[i])
-	}
-	grace := j.cfg.Grace
-	if grace == 0 {
-		grace = DefaultGrace
-	}
-	layout := rendezvous.Layout{
-		RunID:           j.id,
-		MasterAddr:      agents[0].Node().Addr,
-		MasterPort:      rdzv.Port,
-		AgentStore:      rdzv.AgentStore,
-		LocalWorldSizes: sizes,
-		RestartCount:    attempt,
-		MaxRestarts:     j.cfg.MaxFailures,
-		LegacyNCCLEnv:   rendezvous.LegacyNCCL(py.TorchVersion),
-	}
-	specs := make([]cluster.GroupSpec, len(nodes))
-	for i, a := range agents {
-		threads := int(j.cfg.CPUsPerWorker)
-		if threads == 0 {
-			threads = int(a.Node().Total.CPU) / len(local[i])
-		}
-		l := layout
-		l.ThreadsPerWorker = max(threads, 1)
-		specs[i] = cluster.GroupSpec{
-			JobID:          j.id,
-			RunName:        j.res.Name,
-			Python:         py.Path,
-			Script:         j.script,
-			Args:           j.cfg.Args,
-			Env:            append(os.Environ(), j.cfg.Env...),
-			Dir:            j.dir,
-			Layout:         l,
-			NodeRank:       i,
-			Workers:        local[i],
-			LogDir:         j.res.LogDir,
-			Grace:          grace,
-			Stager:         ckpts.stager,
-			StagedInFlight: ckpts.inFlight,
-			Restore:        j.restore,
-			Limits:         j.limits(),
-		}
-		if j.remote != nil {
-			// The node adds its own environment and finds its python.
-			specs[i].Env = j.cfg.Env
-			specs[i].Script = j.remote.script
-		}
-	}
+	specs := groupSpecs(j.groupBase(py, ckpts, attempt), plan, nodes, rdzv, j.cfg.CPUsPerWorker)
 	var ship cluster.Shipment
 	if j.remote != nil {
 		ship = cluster.Shipment{Workdir: j.remote.workdir, Python: j.cfg.Python}
 	}
-	// Every node's group starts at once; one that cannot start stops those
-	// that did.
-	groups := make([]cluster.GroupRunner, len(nodes))
-	errs := make([]error, len(nodes))
-	var eg errgroup.Group
-	for i, a := range agents {
-		eg.Go(func() error {
-			groups[i], errs[i] = a.StartGroup(ctx, specs[i], ship)
-			return errs[i]
-		})
-	}
-	if err := eg.Wait(); err != nil {
-		for _, g := range groups {
-			if g != nil {
-				g.Stop()
-				for range g.Events() {
-				}
-			}
-		}
-		exits, fatal := failedAtStart(ctx, nodes, specs, errs)
+	groups, release, errs := startGroups(ctx, agents, specs, ship)
+	if errs != nil {
+		exits, fatal := failedAtStart(ctx, ids, specs, errs)
 		if errors.Is(fatal, cluster.ErrNotIsolated) {
 			return nil, nil, fmt.Errorf("strict isolation: %w", fatal)
 		}
@@ -496,6 +420,7 @@ func (j *job) attempt(ctx context.Context, be backend, plan cluster.Plan, py Int
 		j.launched = true
 		return exits, nil, nil
 	}
+	defer release()
 	j.launched = true
 	exits, ckptErr := j.follow(ctx, groups, len(plan.Assignments), ckpts, j.scaleUp(be.Scheduler(), plan))
 	return exits, ckptErr, nil
@@ -675,67 +600,18 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// lostBeforeStart is an attempt that ended before any worker started
-// because node was lost: its ranks lost, the others stopped, so the job
-// may restart.
-func lostBeforeStart(plan cluster.Plan, node, why string) []WorkerExit {
-	now := time.Now()
-	exits := make([]WorkerExit, len(plan.Assignments))
-	for rank, a := range plan.Assignments {
-		exits[rank] = WorkerExit{Rank: rank, Node: a.NodeID, Exit: launcher.Exit{Time: now, Stopped: true}}
-		if a.NodeID == node {
-			exits[rank].Exit = launcher.Exit{Code: -1, Time: now, Lost: why}
-			exits[rank].FailedAt = now
+// afterFunc calls f in its own goroutine once ctx is done, like
+// context.AfterFunc, but its stop also waits for an f that has begun to
+// return: the caller owns f's goroutine.
+func afterFunc(ctx context.Context, f func()) (stop func()) {
+	done := make(chan struct{})
+	stopF := context.AfterFunc(ctx, func() {
+		defer close(done)
+		f()
+	})
+	return func() {
+		if !stopF() {
+			<-done
 		}
 	}
-	return exits
-}
-
-// failedAtStart turns the start of an attempt that failed on some nodes
-// into worker exits: those nodes' ranks failed (Lost says why), the others
-// stopped, so the job may restart within MaxFailures as if workers had
-// failed: a node lost, a cgroup that could not be made, a spawn that
-// failed, a node out of disk for the working directory are all of one
-// node at one moment, and the next attempt may be placed elsewhere or find
-// the node recovered. fatal is the error that ends the job instead, when
-// one of them will fail the same way every time (fatalAtStart).
-func failedAtStart(ctx context.Context, nodes []string, specs []cluster.GroupSpec, errs []error) (exits []WorkerExit, fatal error) {
-	now := time.Now()
-	for i, spec := range specs {
-		err := errs[i]
-		if err != nil && !errors.Is(err, cluster.ErrNodeLost) && fatalAtStart(ctx, err) {
-			return nil, err
-		}
-		for _, w := range spec.Workers {
-			x := WorkerExit{Rank: spec.Layout.Rank(spec.NodeRank, w.LocalRank), Node: nodes[i], Exit: launcher.Exit{Time: now, Stopped: true}}
-			if err != nil {
-				why := err.Error()
-				if !errors.Is(err, cluster.ErrNodeLost) {
-					why = couldNotStart(nodes[i], err)
-				}
-				x.Exit = launcher.Exit{Code: -1, Time: now, Lost: why}
-				x.FailedAt, x.Tail = now, []string{why}
-			}
-			exits = append(exits, x)
-		}
-	}
-	return exits, nil
-}
-
-// fatalAtStart reports whether err, which stopped workers from starting,
-// must end the job rather than spend a restart: the input is at fault
-// (ErrInvalidConfig), strict isolation that the node cannot give
-// (ErrNotIsolated: placed anew, the job lands on the same kind of node),
-// a program that embeds rtrain without its reaper (launcher.ErrNoReaper),
-// or the job's own end. A remote node's error arrives as its message
-// alone, so a python without torch there costs one failure per attempt
-// and ends the job with MaxFailures, its message the root cause.
-func fatalAtStart(ctx context.Context, err error) bool {
-	return errors.Is(err, ErrInvalidConfig) || errors.Is(err, cluster.ErrNotIsolated) ||
-		errors.Is(err, launcher.ErrNoReaper) || ctx.Err() != nil
-}
-
-// couldNotStart is the failure of node's workers that did not start.
-func couldNotStart(node string, err error) string {
-	return fmt.Sprintf("could not start on node %s: %v", node, err)
 }
