@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -432,124 +431,6 @@ func (j *job) reserve(ctx context.Context, sched *cluster.Head, req cluster.Requ
 	return sched.ReserveOrQueue(ctx, j.id, req, func(reason string) {
 		j.setState(StatePending, "waiting for resources: "+reason)
 	})
-}
-
-// follow turns the groups' events into the job's until every group is done.
-// The first worker to fail, a checkpoint that cannot be stored, or ctx
-// ending stops every group. It returns how each worker ended and the
-// checkpoint error when that came before any worker failed.
-func (j *job) follow(ctx context.Context, groups []cluster.GroupRunner, world int, ckpts *committer, scaleUp func() bool) ([]WorkerExit, error) {
-	events := make(chan cluster.Event)
-	var wg sync.WaitGroup
-	for _, g := range groups {
-		wg.Go(func() {
-			for e := range g.Events() {
-				events <- e
-			}
-		})
-	}
-	go func() { wg.Wait(); close(events) }()
-
-	stopAll := func() {
-		for _, g := range groups {
-			g.Stop()
-		}
-	}
-	pids := map[int]int{}
-	var exits []WorkerExit
-	started := 0
-	done := ctx.Done()
-	failedCkpt := ckpts.failed
-	committed := ckpts.committed
-	if scaleUp == nil {
-		committed = nil
-	}
-	var ckptErr error
-	workerFailed := false
-	// The hang watchdog is armed once every worker is up, and re-armed by
-	// every report; when it fires, it asks for the workers' stacks, then
-	// stops them a few seconds later.
-	dog := newHangWatchdog(j.cfg.HangTimeout, systemClock{})
-	defer dog.stop()
-	for {
-		select {
-		case <-dog.C():
-			switch dog.fire() {
-			case hangDumpStacks:
-				j.log.Debug("hang; asking for python stacks", "timeout", dog.armed)
-				for _, g := range groups {
-					go g.DumpStacks()
-				}
-			case hangStop:
-				stopAll()
-			}
-		case <-committed:
-			if scaleUp() {
-				committed = nil
-				j.rescale = true
-				j.log.Debug("room for more workers; restarting at this checkpoint")
-				stopAll()
-			}
-		case <-done:
-			done = nil
-			j.log.Debug("context done; stopping workers")
-			stopAll()
-		case err := <-failedCkpt:
-			failedCkpt = nil
-			if !workerFailed {
-				ckptErr = err
-				j.log.Debug("checkpoint failed; stopping workers", "err", err)
-				stopAll()
-			}
-		case e, ok := <-events:
-			if !ok {
-				sort.Slice(exits, func(a, b int) bool { return exits[a].Rank < exits[b].Rank })
-				return exits, ckptErr
-			}
-			switch e.Kind {
-			case cluster.WorkerStarted:
-				pids[e.Rank] = e.PID
-				dog.started(e.Rank)
-				j.emit(Event{Type: EventWorkerStarted, Time: e.Time, Rank: e.Rank, Node: e.NodeID, PID: e.PID})
-				if started++; started == world {
-					j.setState(StateRunning, "")
-					dog.allUp()
-				}
-			case cluster.WorkerLog:
-				j.emit(Event{Type: EventLog, Time: e.Time, Rank: e.Rank, Node: e.NodeID, Stream: e.Stream, Line: e.Line})
-			case cluster.WorkerReport:
-				dog.report(e.Rank)
-				if e.Rank == 0 {
-					j.res.Metrics = e.Report.Metrics
-					j.res.Reports++
-				}
-				j.emit(Event{Type: EventReport, Time: e.Time, Rank: e.Rank, Node: e.NodeID, Metrics: e.Report.Metrics})
-				ckpts.report(e)
-			case cluster.CheckpointLost:
-				if ckptErr == nil && !workerFailed {
-					ckptErr = &CheckpointError{Index: ckpts.next, Err: errors.New(e.Line)}
-					stopAll()
-				}
-			case cluster.NodeWarning:
-				j.emit(Event{Type: EventWarning, Time: e.Time, Node: e.NodeID, Message: e.Line + "; running without (--isolation=strict would refuse)"})
-			case cluster.WorkerExited:
-				hung, hungAt := dog.hung()
-				w := exitOf(e, pids[e.Rank], hung, hungAt)
-				if w.TeardownCrash != "" {
-					j.emit(Event{Type: EventWarning, Time: e.Time, Rank: e.Rank, Node: e.NodeID,
-						Message: fmt.Sprintf("rank %d finished, then %s; its work was done, so it counts as a success", e.Rank, w.TeardownCrash)})
-				}
-				exits = append(exits, w)
-				if !w.Success() && !w.Stopped {
-					if ckptErr == nil {
-						workerFailed = true
-					}
-					stopAll()
-				}
-				j.emit(Event{Type: EventWorkerExited, Time: e.Time, Rank: e.Rank, Node: e.NodeID, PID: w.PID, Exit: &w})
-			}
-		}
-	}
 }
 
 // crowded refuses a plan that puts more workers that reserve no cores on
