@@ -11,8 +11,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rtrain/rtrain/cluster/clusterpb"
-	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/internal/errgrpc"
+	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/internal/workdir"
 )
 

@@ -132,6 +132,8 @@ type Process struct {
 
 // Start starts the process in a new process group. It returns once the
 // process exists; Done closes when it has exited and its output is drained.
+// Where the reaper is available (RunReaperIfAsked), the reaper runs the
+// worker; otherwise Start runs it directly.
 func Start(spec Spec) (*Process, error) {
 	if spec.Path == "" {
 		return nil, errors.New("launcher: no program to start")
@@ -144,6 +146,17 @@ func Start(spec Spec) (*Process, error) {
 		}
 		spec.Path = abs
 	}
+	if !ReaperAvailable() {
+		if spec.Cgroup != nil || spec.Lease != "" {
+			return nil, ErrNoReaper
+		}
+		return startDirect(spec)
+	}
+	return startUnderReaper(spec)
+}
+
+// startDirect runs the worker as rtrain's own child.
+func startDirect(spec Spec) (*Process, error) {
 	cmd := exec.Command(spec.Path, spec.Args...)
 	cmd.Env = spec.Env
 	cmd.Dir = spec.Dir
@@ -155,91 +168,83 @@ func Start(spec Spec) (*Process, error) {
 		// rtrain itself dies, SIGKILL included.
 		Pdeathsig: syscall.SIGKILL,
 	}
-	var statusR, statusW *os.File
-	var group *cgroup.Group
-	if (spec.Cgroup != nil || spec.Lease != "") && !ReaperAvailable() {
-		return nil, ErrNoReaper
+	return launch(cmd, spec, nil, nil)
+}
+
+// startUnderReaper runs the worker under its reaper, this binary run
+// again: the reaper puts the worker in its cgroup before it runs, holds
+// it to its lease, and reports its pid and its exit on the status pipe.
+func startUnderReaper(spec Spec) (*Process, error) {
+	// The reaper starts the worker with a plain exec: it needs a path.
+	path, err := exec.LookPath(spec.Path)
+	if err != nil {
+		return nil, fmt.Errorf("launcher: %w", err)
 	}
-	if ReaperAvailable() {
-		// The reaper starts the worker with a plain exec: it needs a path.
-		path, err := exec.LookPath(spec.Path)
-		if err != nil {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("launcher: find own binary for the reaper: %w", err)
+	}
+	cmd := exec.Command(self, append([]string{path}, spec.Args...)...)
+	cmd.Env = append(append([]string(nil), spec.Env...), reaperEnv+"="+strconv.Itoa(os.Getpid()))
+	if spec.Lease != "" {
+		cmd.Env = append(cmd.Env, leaseEnv+"="+spec.Lease)
+	}
+	var group *cgroup.Group
+	if spec.Cgroup != nil {
+		if group, err = cgroup.New(*spec.Cgroup); err != nil {
 			return nil, fmt.Errorf("launcher: %w", err)
 		}
-		self, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("launcher: find own binary for the reaper: %w", err)
-		}
-		cmd = exec.Command(self, append([]string{path}, spec.Args...)...)
-		cmd.Env = append(append([]string(nil), spec.Env...), reaperEnv+"="+strconv.Itoa(os.Getpid()))
-		if spec.Lease != "" {
-			cmd.Env = append(cmd.Env, leaseEnv+"="+spec.Lease)
-		}
-		if spec.Cgroup != nil {
-			if group, err = cgroup.New(*spec.Cgroup); err != nil {
-				return nil, fmt.Errorf("launcher: %w", err)
-			}
-			cmd.Env = append(cmd.Env, reaperCgroupEnv+"="+group.Path())
-		}
-		cmd.Dir = spec.Dir
-		// SIGHUP, which the reaper handles by killing the whole tree; a
-		// SIGKILL would leave the worker's descendants behind.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGHUP}
-		if statusR, statusW, err = os.Pipe(); err != nil {
-			return nil, errors.Join(fmt.Errorf("launcher: pipe: %w", err), deleteGroup(group))
-		}
-		cmd.ExtraFiles = []*os.File{statusW} // fd 3: statusFD
+		cmd.Env = append(cmd.Env, reaperCgroupEnv+"="+group.Path())
 	}
+	cmd.Dir = spec.Dir
+	// SIGHUP, which the reaper handles by killing the whole tree; a
+	// SIGKILL would leave the worker's descendants behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGHUP}
+	status, statusW, err := os.Pipe()
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("launcher: pipe: %w", err), deleteGroup(group))
+	}
+	cmd.ExtraFiles = []*os.File{statusW} // fd 3: statusFD
+	return launch(cmd, spec, group, status)
+}
 
-	var readers []*os.File
-	var copies sync.WaitGroup
-	pipe := func(dst io.Writer) (*os.File, error) {
-		if dst == nil {
-			dst = io.Discard
-		}
-		r, w, err := os.Pipe()
-		if err != nil {
-			return nil, fmt.Errorf("launcher: pipe: %w", err)
-		}
-		readers = append(readers, r)
-		copies.Go(func() { _, _ = io.Copy(dst, r) })
-		return w, nil
-	}
-	closeAll := func(fs []*os.File) {
-		for _, f := range fs {
-			if f != nil {
-				_ = f.Close()
-			}
-		}
-	}
-	wOut, err := pipe(spec.Stdout)
-	if err != nil {
-		closeAll([]*os.File{statusR, statusW})
+// launch starts cmd, its output copied to spec's writers. group is the
+// worker's cgroup and status the reaper's status pipe, nil without a
+// reaper; launch owns them from here, as it does cmd's ExtraFiles: the
+// child's ends are closed once it has them, and everything is closed,
+// the group deleted, when it cannot start.
+func launch(cmd *exec.Cmd, spec Spec, group *cgroup.Group, status *os.File) (*Process, error) {
+	out := &output{}
+	ours := append([]*os.File(nil), cmd.ExtraFiles...) // the child's ends
+	fail := func(err error) (*Process, error) {
+		closeAll(ours)
+		closeAll([]*os.File{status})
+		out.abort()
 		return nil, errors.Join(err, deleteGroup(group))
 	}
-	wErr, err := pipe(spec.Stderr)
+	wOut, err := out.pipe(spec.Stdout)
 	if err != nil {
-		closeAll([]*os.File{wOut, statusR, statusW})
-		closeAll(readers)
-		copies.Wait()
-		return nil, errors.Join(err, deleteGroup(group))
+		return fail(err)
 	}
+	ours = append(ours, wOut)
+	wErr, err := out.pipe(spec.Stderr)
+	if err != nil {
+		return fail(err)
+	}
+	ours = append(ours, wErr)
 	cmd.Stdout, cmd.Stderr = wOut, wErr
-	err = cmd.Start()
-	// The child has its own copies; ours must go or the readers never see EOF.
-	closeAll([]*os.File{wOut, wErr, statusW})
-	if err != nil {
-		closeAll(append(readers, statusR))
-		copies.Wait()
-		return nil, errors.Join(fmt.Errorf("launcher: start %s: %w", spec.Path, err), deleteGroup(group))
+	if err := cmd.Start(); err != nil {
+		return fail(fmt.Errorf("launcher: start %s: %w", spec.Path, err))
 	}
+	// The child has its own copies; ours must go or the readers never see EOF.
+	closeAll(ours)
 
 	p := &Process{cmd: cmd, done: make(chan struct{}), pid: cmd.Process.Pid, group: group}
 	if spec.Cgroup != nil {
 		p.memoryLimit = spec.Cgroup.MemoryBytes
 	}
-	if statusR != nil {
-		p.statusFile, p.status = statusR, bufio.NewReader(statusR)
+	if status != nil {
+		p.statusFile, p.status = status, bufio.NewReader(status)
 		// The reaper writes the pid as soon as the worker exists; nothing
 		// comes when the worker could not be started (its wait says why).
 		if line, err := p.status.ReadString('\n'); err == nil {
@@ -248,8 +253,60 @@ func Start(spec Spec) (*Process, error) {
 			}
 		}
 	}
-	go p.wait(readers, &copies)
+	go p.wait(out)
 	return p, nil
+}
+
+// output copies a worker's stdout and stderr, each from its own pipe, to
+// their writers.
+type output struct {
+	readers []*os.File
+	copies  sync.WaitGroup
+}
+
+// pipe returns the write end of a pipe whose reads are copied to dst
+// (nil discards).
+func (o *output) pipe(dst io.Writer) (*os.File, error) {
+	if dst == nil {
+		dst = io.Discard
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("launcher: pipe: %w", err)
+	}
+	o.readers = append(o.readers, r)
+	o.copies.Go(func() { _, _ = io.Copy(dst, r) })
+	return w, nil
+}
+
+// drain waits for the copies to reach the end of their pipes, at most
+// timeout: a child the worker left behind can hold them open, and what
+// it writes after that is dropped.
+func (o *output) drain(timeout time.Duration) {
+	drained := make(chan struct{})
+	go func() { o.copies.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(timeout):
+		closeAll(o.readers)
+		<-drained
+	}
+	closeAll(o.readers)
+}
+
+// abort ends the copies of a worker that did not start; the write ends
+// must be closed first.
+func (o *output) abort() {
+	closeAll(o.readers)
+	o.copies.Wait()
+}
+
+func closeAll(fs []*os.File) {
+	for _, f := range fs {
+		if f != nil {
+			_ = f.Close()
+		}
+	}
 }
 
 // workerStatus is the worker's wait status as the reaper saw it, and
@@ -277,7 +334,7 @@ func (p *Process) workerStatus() (ws syscall.WaitStatus, fenced, ok bool) {
 	}
 }
 
-func (p *Process) wait(readers []*os.File, copies *sync.WaitGroup) {
+func (p *Process) wait(out *output) {
 	defer close(p.done)
 	err := p.cmd.Wait()
 	exit := Exit{Code: -1, Time: time.Now()}
@@ -311,19 +368,7 @@ func (p *Process) wait(readers []*os.File, copies *sync.WaitGroup) {
 			exit.OOMKills, exit.MemoryLimit = st.OOMKills, p.memoryLimit
 		}
 	}
-	drained := make(chan struct{})
-	go func() { copies.Wait(); close(drained) }()
-	select {
-	case <-drained:
-	case <-time.After(drainTimeout):
-		for _, r := range readers {
-			_ = r.Close()
-		}
-		<-drained
-	}
-	for _, r := range readers {
-		_ = r.Close()
-	}
+	out.drain(drainTimeout)
 	p.mu.Lock()
 	p.exit = exit
 	p.mu.Unlock()

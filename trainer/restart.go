@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/text"
@@ -139,69 +138,4 @@ func (j *job) rescaleMessage(running int) string {
 		from = j.restore.URI
 	}
 	return fmt.Sprintf("room for more than %s: restarting from %s with as many as fit (up to %d)", text.Plural(running, "worker"), from, j.cfg.Workers)
-}
-
-// hangWatch judges when a job that no longer reports is hung
-// (Config.HangTimeout): after each event, how long it may go on without a
-// report. follow keeps the timer; the clock is follow's, so that a rank's
-// waits are measured on one machine.
-type hangWatch struct {
-	timeout time.Duration // Config.HangTimeout
-	up      bool          // every worker has started
-	// since is each rank's start, then its last report; reports counts
-	// them; longest is the longest wait a rank has had for its next.
-	since   map[int]time.Time
-	reports map[int]int
-	longest time.Duration
-	// paced is set once a rank has reported twice: the default watchdog
-	// arms only then, when it has seen a wait between reports to judge by.
-	paced bool
-}
-
-func newHangWatch(timeout time.Duration) *hangWatch {
-	return &hangWatch{timeout: timeout, since: map[int]time.Time{}, reports: map[int]int{}}
-}
-
-// started notes that rank started at t.
-func (w *hangWatch) started(rank int, t time.Time) { w.since[rank] = t }
-
-// allUp notes that every worker has started. It returns the wait to arm
-// the watchdog with, 0 to leave it unarmed.
-func (w *hangWatch) allUp() time.Duration {
-	w.up = true
-	return w.wait()
-}
-
-// report notes rank's report at t and returns the wait to arm the
-// watchdog with from now, 0 to leave it as it is.
-func (w *hangWatch) report(rank int, t time.Time) time.Duration {
-	if since, ok := w.since[rank]; ok {
-		w.longest = max(w.longest, t.Sub(since))
-	}
-	w.since[rank] = t
-	if w.reports[rank]++; w.reports[rank] >= 2 {
-		w.paced = true
-	}
-	return w.wait()
-}
-
-func (w *hangWatch) wait() time.Duration {
-	switch {
-	case !w.up || w.timeout < 0:
-		return 0
-	case w.timeout > 0:
-		return w.timeout
-	case !w.paced:
-		return 0
-	}
-	return max(DefaultHangTimeout, DefaultHangPace*w.longest)
-}
-
-// hung is the cause of workers stopped after d without a report.
-func (w *hangWatch) hung(d time.Duration) string {
-	if w.timeout > 0 {
-		return fmt.Sprintf("hung: no report() from any worker for %s", w.timeout)
-	}
-	return fmt.Sprintf("hung: no report() from any worker for %s (the default hang timeout: %s, or %dx the longest wait between a rank's reports; --hang-timeout sets another, -1s none)",
-		d.Round(time.Second), DefaultHangTimeout, DefaultHangPace)
 }

@@ -3,7 +3,6 @@ package trainer
 import (
 	"fmt"
 	"regexp"
-	"sort"
 	"strings"
 	"time"
 
@@ -72,20 +71,6 @@ func (w WorkerExit) Cause() string {
 // exceptionLine is the last line of a traceback: a (dotted) exception class
 // name, then its message.
 var exceptionLine = regexp.MustCompile(`^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit|Warning)\b`)
-
-// peerLossError matches the errors a rank raises when a peer it talks to
-// is gone: gloo's and the TCPStore's socket errors, NCCL's aborts and
-// watchdog timeouts.
-var peerLossError = regexp.MustCompile(`Connection (closed|reset) by peer|Broken pipe|` +
-	`remote process exited or there was a network error|NCCL communicator was aborted|` +
-	`Watchdog caught collective operation timeout|Timed out waiting .* for (recv|send) operation`)
-
-// echo reports whether the worker's failure may only echo another's: its
-// exception is one of peerLossError's, or it hung, as ranks waiting in a
-// collective for one that failed do.
-func (w WorkerExit) echo() bool {
-	return w.Hung != "" || peerLossError.MatchString(w.Cause())
-}
 
 // Traceback is the last Python traceback in the worker's stderr, or the last
 // lines of it when there is none.
@@ -163,35 +148,4 @@ type Result struct {
 	Workers  []WorkerExit
 	Started  time.Time
 	Duration time.Duration
-}
-
-func newJobError(exits []WorkerExit) *JobError {
-	var failed, stopped []WorkerExit
-	for _, w := range exits {
-		switch {
-		case w.Hung != "":
-			failed = append(failed, w)
-		case w.Stopped && w.FailedAt.IsZero():
-			stopped = append(stopped, w)
-		case !w.Success():
-			failed = append(failed, w)
-		}
-	}
-	if len(failed) == 0 {
-		return nil
-	}
-	// The rank that failed first is the cause, not the first to exit: its
-	// death brings its peers down with "connection closed" errors that can
-	// end their processes before its own has finished exiting. Those errors,
-	// and hangs, may only echo a failure elsewhere, so they come after every
-	// other, however early: a SIGKILLed rank's end is seen a moment after the
-	// kernel has already closed its sockets and its peers have raised, and a
-	// rank that raises while the others hang waiting for it is why they hang.
-	sort.SliceStable(failed, func(i, j int) bool {
-		if a, b := failed[i].echo(), failed[j].echo(); a != b {
-			return b
-		}
-		return failed[i].FailedAt.Before(failed[j].FailedAt)
-	})
-	return &JobError{Cause: failed[0], Failed: failed[1:], Stopped: stopped}
 }

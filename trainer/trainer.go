@@ -10,14 +10,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/rtrain/rtrain/checkpoint"
 	"github.com/rtrain/rtrain/cluster"
@@ -25,9 +21,7 @@ import (
 	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/text"
-	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/pyshim"
-	"github.com/rtrain/rtrain/rendezvous"
 )
 
 // ErrCancelled is returned by Fit when its context ended before the job.
@@ -387,106 +381,35 @@ func shimCacheDir() string {
 }
 
 // attempt runs the workers once, from launch to the last exit: one group
-// per node, ranks contiguous per node in the plan's order, rank 0's node
-// hosting the rendezvous.
+// per node (groupSpecs), started together (startGroups), then followed.
 func (j *job) attempt(ctx context.Context, be backend, plan sched.Plan, py Interpreter, ckpts *committer, attempt int) ([]WorkerExit, error, error) {
-	nodes := plan.Nodes()
-	agents := make([]cluster.NodeAgent, len(nodes))
-	for i, id := range nodes {
+	ids := plan.Nodes()
+	agents := make([]cluster.NodeAgent, len(ids))
+	nodes := make([]sched.Node, len(ids))
+	for i, id := range ids {
 		a, ok := be.Agent(id)
 		if !ok {
 			return lostBeforeStart(plan, id, fmt.Sprintf("node %s left the cluster before the workers started", id)), nil, nil
 		}
-		agents[i] = a
+		agents[i], nodes[i] = a, a.Node()
 	}
 	rdzv, err := agents[0].Rendezvous(ctx, cluster.RendezvousRequest{JobID: j.id, TorchVersion: py.TorchVersion, Python: j.cfg.Python})
 	switch {
 	case errors.Is(err, cluster.ErrNodeLost):
-		return lostBeforeStart(plan, nodes[0], err.Error()), nil, nil
+		return lostBeforeStart(plan, ids[0], err.Error()), nil, nil
 	case err != nil && !fatalAtStart(ctx, err):
-		return lostBeforeStart(plan, nodes[0], couldNotStart(nodes[0], err)), nil, nil
+		return lostBeforeStart(plan, ids[0], couldNotStart(ids[0], err)), nil, nil
 	case err != nil:
 		return nil, nil, fmt.Errorf("trainer: %w", err)
 	}
-	local := make([][]cluster.WorkerSpec, len(nodes))
-	for _, a := range plan.Assignments {
-		i := slices.Index(nodes, a.NodeID)
-		local[i] = append(local[i], cluster.WorkerSpec{LocalRank: len(local[i]), GPUs: a.GPUs})
-	}
-	sizes := make([]int, len(nodes))
-	for i := range local {
-		sizes[i] = len(local[i])
-	}
-	grace := j.cfg.Grace
-	if grace == 0 {
-		grace = DefaultGrace
-	}
-	layout := rendezvous.Layout{
-		RunID:           j.id,
-		MasterAddr:      agents[0].Node().Addr,
-		MasterPort:      rdzv.Port,
-		AgentStore:      rdzv.AgentStore,
-		LocalWorldSizes: sizes,
-		RestartCount:    attempt,
-		MaxRestarts:     j.cfg.MaxFailures,
-		LegacyNCCLEnv:   rendezvous.LegacyNCCL(py.TorchVersion),
-	}
-	specs := make([]cluster.GroupSpec, len(nodes))
-	for i, a := range agents {
-		threads := int(j.cfg.CPUsPerWorker)
-		if threads == 0 {
-			threads = int(a.Node().Total.CPU) / len(local[i])
-		}
-		l := layout
-		l.ThreadsPerWorker = max(threads, 1)
-		specs[i] = cluster.GroupSpec{
-			JobID:          j.id,
-			RunName:        j.res.Name,
-			Python:         py.Path,
-			Script:         j.script,
-			Args:           j.cfg.Args,
-			Env:            append(os.Environ(), j.cfg.Env...),
-			Dir:            j.dir,
-			Layout:         l,
-			NodeRank:       i,
-			Workers:        local[i],
-			LogDir:         j.res.LogDir,
-			Grace:          grace,
-			Stager:         ckpts.stager,
-			StagedInFlight: ckpts.inFlight,
-			Restore:        j.restore,
-			Limits:         j.limits(),
-		}
-		if j.remote != nil {
-			// The node adds its own environment and finds its python.
-			specs[i].Env = j.cfg.Env
-			specs[i].Script = j.remote.script
-		}
-	}
+	specs := groupSpecs(j.groupBase(py, ckpts, attempt), plan, nodes, rdzv, j.cfg.CPUsPerWorker)
 	var ship cluster.Shipment
 	if j.remote != nil {
 		ship = cluster.Shipment{Workdir: j.remote.workdir, Python: j.cfg.Python}
 	}
-	// Every node's group starts at once; one that cannot start stops those
-	// that did.
-	groups := make([]cluster.GroupRunner, len(nodes))
-	errs := make([]error, len(nodes))
-	var eg errgroup.Group
-	for i, a := range agents {
-		eg.Go(func() error {
-			groups[i], errs[i] = a.StartGroup(ctx, specs[i], ship)
-			return errs[i]
-		})
-	}
-	if err := eg.Wait(); err != nil {
-		for _, g := range groups {
-			if g != nil {
-				g.Stop()
-				for range g.Events() {
-				}
-			}
-		}
-		exits, fatal := failedAtStart(ctx, nodes, specs, errs)
+	groups, release, errs := startGroups(ctx, agents, specs, ship)
+	if errs != nil {
+		exits, fatal := failedAtStart(ctx, ids, specs, errs)
 		if errors.Is(fatal, cluster.ErrNotIsolated) {
 			return nil, nil, fmt.Errorf("strict isolation: %w", fatal)
 		}
@@ -499,6 +422,7 @@ func (j *job) attempt(ctx context.Context, be backend, plan sched.Plan, py Inter
 		j.launched = true
 		return exits, nil, nil
 	}
+	defer release()
 	j.launched = true
 	exits, ckptErr := j.follow(ctx, groups, len(plan.Assignments), ckpts, j.scaleUp(be.Scheduler(), plan))
 	return exits, ckptErr, nil
@@ -510,171 +434,6 @@ func (j *job) reserve(ctx context.Context, s *sched.Scheduler, req sched.Request
 	return s.ReserveOrQueue(ctx, j.id, req, func(reason string) {
 		j.setState(StatePending, "waiting for resources: "+reason)
 	})
-}
-
-// follow turns the groups' events into the job's until every group is done.
-// The first worker to fail, a checkpoint that cannot be stored, or ctx
-// ending stops every group. It returns how each worker ended and the
-// checkpoint error when that came before any worker failed.
-func (j *job) follow(ctx context.Context, groups []cluster.GroupRunner, world int, ckpts *committer, scaleUp func() bool) ([]WorkerExit, error) {
-	events := make(chan cluster.Event)
-	var wg sync.WaitGroup
-	for _, g := range groups {
-		wg.Go(func() {
-			for e := range g.Events() {
-				events <- e
-			}
-		})
-	}
-	go func() { wg.Wait(); close(events) }()
-
-	stopAll := func() {
-		for _, g := range groups {
-			g.Stop()
-		}
-	}
-	pids := map[int]int{}
-	var exits []WorkerExit
-	started := 0
-	done := ctx.Done()
-	failedCkpt := ckpts.failed
-	committed := ckpts.committed
-	if scaleUp == nil {
-		committed = nil
-	}
-	var ckptErr error
-	workerFailed := false
-	// The hang watchdog is armed as hangWatch says, once every worker is
-	// up, and reset by every report; when it fires, it asks for the
-	// workers' stacks, then stops them a few seconds later.
-	hw := newHangWatch(j.cfg.HangTimeout)
-	var hangC <-chan time.Time
-	var hangTimer *time.Timer
-	hung, hangFor := "", time.Duration(0)
-	var hungAt time.Time
-	if j.cfg.HangTimeout >= 0 {
-		hangTimer = time.NewTimer(time.Hour)
-		hangTimer.Stop()
-		defer hangTimer.Stop()
-	}
-	watch := func(d time.Duration) {
-		if hangTimer != nil && hung == "" && d > 0 {
-			hangTimer.Reset(d)
-			hangC, hangFor = hangTimer.C, d
-		}
-	}
-	for {
-		select {
-		case <-hangC:
-			if hung != "" {
-				hangC = nil
-				stopAll()
-				continue
-			}
-			hung, hungAt = hw.hung(hangFor), time.Now()
-			j.log.Debug("hang; asking for python stacks", "timeout", hangFor)
-			for _, g := range groups {
-				go g.DumpStacks()
-			}
-			hangTimer.Reset(stackGrace)
-		case <-committed:
-			if scaleUp() {
-				committed = nil
-				j.rescale = true
-				j.log.Debug("room for more workers; restarting at this checkpoint")
-				stopAll()
-			}
-		case <-done:
-			done = nil
-			j.log.Debug("context done; stopping workers")
-			stopAll()
-		case err := <-failedCkpt:
-			failedCkpt = nil
-			if !workerFailed {
-				ckptErr = err
-				j.log.Debug("checkpoint failed; stopping workers", "err", err)
-				stopAll()
-			}
-		case e, ok := <-events:
-			if !ok {
-				sort.Slice(exits, func(a, b int) bool { return exits[a].Rank < exits[b].Rank })
-				return exits, ckptErr
-			}
-			switch e.Kind {
-			case cluster.WorkerStarted:
-				pids[e.Rank] = e.PID
-				hw.started(e.Rank, time.Now())
-				j.emit(Event{Type: EventWorkerStarted, Time: e.Time, Rank: e.Rank, Node: e.NodeID, PID: e.PID})
-				if started++; started == world {
-					j.setState(StateRunning, "")
-					watch(hw.allUp())
-				}
-			case cluster.WorkerLog:
-				j.emit(Event{Type: EventLog, Time: e.Time, Rank: e.Rank, Node: e.NodeID, Stream: e.Stream, Line: e.Line})
-			case cluster.WorkerReport:
-				watch(hw.report(e.Rank, time.Now()))
-				if e.Rank == 0 {
-					j.res.Metrics = e.Report.Metrics
-					j.res.Reports++
-				}
-				j.emit(Event{Type: EventReport, Time: e.Time, Rank: e.Rank, Node: e.NodeID, Metrics: e.Report.Metrics})
-				ckpts.report(e)
-			case cluster.CheckpointLost:
-				if ckptErr == nil && !workerFailed {
-					ckptErr = &CheckpointError{Index: ckpts.next, Err: errors.New(e.Line)}
-					stopAll()
-				}
-			case cluster.NodeWarning:
-				j.emit(Event{Type: EventWarning, Time: e.Time, Node: e.NodeID, Message: e.Line + "; running without (--isolation=strict would refuse)"})
-			case cluster.WorkerExited:
-				w := WorkerExit{Rank: e.Rank, Node: e.NodeID, PID: pids[e.Rank], Exit: e.Exit, Tail: e.Tail, Hung: hung}
-				if e.CrashedInTeardown() {
-					w.Hung, w.TeardownCrash = "", teardownCrash(e)
-					j.emit(Event{Type: EventWarning, Time: e.Time, Rank: e.Rank, Node: e.NodeID,
-						Message: fmt.Sprintf("rank %d finished, then %s; its work was done, so it counts as a success", e.Rank, w.TeardownCrash)})
-				}
-				switch {
-				case w.Success():
-				case hung != "" && e.RaisedBeforeStop:
-					// It raised and never finished exiting while its peers
-					// waited for it: the hang is its doing.
-					w.Hung, w.FailedAt = "", e.RaisedAt
-				case hung != "":
-					w.FailedAt = hungAt // all at once: rank order names the cause
-				case w.Stopped && !e.RaisedBeforeStop:
-					// rtrain ended it; it had not failed.
-				default:
-					// It may have raised well before it exited, or before
-					// rtrain's stop ended its exit: the raise is when it failed.
-					w.FailedAt = e.Exit.Time
-					if !e.RaisedAt.IsZero() && e.RaisedAt.Before(w.FailedAt) {
-						w.FailedAt = e.RaisedAt
-					}
-				}
-				exits = append(exits, w)
-				if !w.Success() && !w.Stopped {
-					if ckptErr == nil {
-						workerFailed = true
-					}
-					stopAll()
-				}
-				j.emit(Event{Type: EventWorkerExited, Time: e.Time, Rank: e.Rank, Node: e.NodeID, PID: w.PID, Exit: &w})
-			}
-		}
-	}
-}
-
-// teardownCrash says how a worker that had finished died as Python shut
-// down: the signal and the last line it wrote to stderr ("terminate called
-// without an active exception").
-func teardownCrash(e cluster.Event) string {
-	msg := "crashed as Python shut down: " + e.Exit.String()
-	for i := len(e.AfterFinish) - 1; i >= 0; i-- {
-		if line := strings.TrimSpace(e.AfterFinish[i]); line != "" {
-			return msg + ": " + line
-		}
-	}
-	return msg
 }
 
 // crowded refuses a plan that puts more workers that reserve no cores on
@@ -701,10 +460,6 @@ func crowded(nodes []sched.NodeState, plan sched.Plan, req sched.Request) error 
 // reserve no cores (Config.CPUsPerWorker 0).
 const maxWorkersPerCore = 64
 
-// stackGrace is how long the workers of a hung job have to print their
-// stacks before they are stopped.
-const stackGrace = 3 * time.Second
-
 // limits are what each worker is held to, from the config.
 func (j *job) limits() cluster.Limits {
 	l := cluster.Limits{
@@ -729,67 +484,18 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// lostBeforeStart is an attempt that ended before any worker started
-// because node was lost: its ranks lost, the others stopped, so the job
-// may restart.
-func lostBeforeStart(plan sched.Plan, node, why string) []WorkerExit {
-	now := time.Now()
-	exits := make([]WorkerExit, len(plan.Assignments))
-	for rank, a := range plan.Assignments {
-		exits[rank] = WorkerExit{Rank: rank, Node: a.NodeID, Exit: launcher.Exit{Time: now, Stopped: true}}
-		if a.NodeID == node {
-			exits[rank].Exit = launcher.Exit{Code: -1, Time: now, Lost: why}
-			exits[rank].FailedAt = now
+// afterFunc calls f in its own goroutine once ctx is done, like
+// context.AfterFunc, but its stop also waits for an f that has begun to
+// return: the caller owns f's goroutine.
+func afterFunc(ctx context.Context, f func()) (stop func()) {
+	done := make(chan struct{})
+	stopF := context.AfterFunc(ctx, func() {
+		defer close(done)
+		f()
+	})
+	return func() {
+		if !stopF() {
+			<-done
 		}
 	}
-	return exits
-}
-
-// failedAtStart turns the start of an attempt that failed on some nodes
-// into worker exits: those nodes' ranks failed (Lost says why), the others
-// stopped, so the job may restart within MaxFailures as if workers had
-// failed: a node lost, a cgroup that could not be made, a spawn that
-// failed, a node out of disk for the working directory are all of one
-// node at one moment, and the next attempt may be placed elsewhere or find
-// the node recovered. fatal is the error that ends the job instead, when
-// one of them will fail the same way every time (fatalAtStart).
-func failedAtStart(ctx context.Context, nodes []string, specs []cluster.GroupSpec, errs []error) (exits []WorkerExit, fatal error) {
-	now := time.Now()
-	for i, spec := range specs {
-		err := errs[i]
-		if err != nil && !errors.Is(err, cluster.ErrNodeLost) && fatalAtStart(ctx, err) {
-			return nil, err
-		}
-		for _, w := range spec.Workers {
-			x := WorkerExit{Rank: spec.Layout.Rank(spec.NodeRank, w.LocalRank), Node: nodes[i], Exit: launcher.Exit{Time: now, Stopped: true}}
-			if err != nil {
-				why := err.Error()
-				if !errors.Is(err, cluster.ErrNodeLost) {
-					why = couldNotStart(nodes[i], err)
-				}
-				x.Exit = launcher.Exit{Code: -1, Time: now, Lost: why}
-				x.FailedAt, x.Tail = now, []string{why}
-			}
-			exits = append(exits, x)
-		}
-	}
-	return exits, nil
-}
-
-// fatalAtStart reports whether err, which stopped workers from starting,
-// must end the job rather than spend a restart: the input is at fault
-// (ErrInvalidConfig), strict isolation that the node cannot give
-// (ErrNotIsolated: placed anew, the job lands on the same kind of node),
-// a program that embeds rtrain without its reaper (launcher.ErrNoReaper),
-// or the job's own end. A remote node's error arrives as its message
-// alone, so a python without torch there costs one failure per attempt
-// and ends the job with MaxFailures, its message the root cause.
-func fatalAtStart(ctx context.Context, err error) bool {
-	return errors.Is(err, ErrInvalidConfig) || errors.Is(err, cluster.ErrNotIsolated) ||
-		errors.Is(err, launcher.ErrNoReaper) || ctx.Err() != nil
-}
-
-// couldNotStart is the failure of node's workers that did not start.
-func couldNotStart(node string, err error) string {
-	return fmt.Sprintf("could not start on node %s: %v", node, err)
 }
