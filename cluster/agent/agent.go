@@ -182,10 +182,12 @@ func (a *Agent) Start(ctx context.Context, spec cluster.GroupSpec) (*Group, erro
 		if err != nil {
 			// Their output waits for ready: let it go to nobody.
 			close(g.ready)
-			go func() {
+			var drain sync.WaitGroup
+			defer drain.Wait()
+			drain.Go(func() {
 				for range g.events {
 				}
-			}()
+			})
 			for _, w := range workers {
 				w.proc.Stop(context.Background(), 0)
 				w.finish()

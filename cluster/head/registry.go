@@ -42,6 +42,8 @@ type Registry struct {
 
 	stop chan struct{}
 	wg   sync.WaitGroup
+	// afterMu orders after's start of a goroutine before Close's wait.
+	afterMu sync.Mutex
 }
 
 type member struct {
@@ -97,20 +99,50 @@ func (h *Registry) Scheduler() *sched.Scheduler { return h.sched }
 
 // Close stops following heartbeats and closes the connections to agents.
 func (h *Registry) Close() {
+	h.afterMu.Lock()
 	select {
 	case <-h.stop:
+		h.afterMu.Unlock()
 		return
 	default:
 	}
 	close(h.stop)
+	h.afterMu.Unlock()
 	h.wg.Wait()
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	var agents []*RemoteAgent
 	for _, m := range h.members {
 		if m.conn != nil {
 			_ = m.conn.Close()
 		}
+		agents = append(agents, m.agent)
 	}
+	h.mu.Unlock()
+	for _, a := range agents {
+		a.Close()
+	}
+}
+
+// after calls f once d has passed, or at once when the registry closes, in
+// a goroutine Close waits for.
+func (h *Registry) after(d time.Duration, f func()) {
+	h.afterMu.Lock()
+	defer h.afterMu.Unlock()
+	select {
+	case <-h.stop:
+		f()
+		return
+	default:
+	}
+	h.wg.Go(func() {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-h.stop:
+		}
+		f()
+	})
 }
 
 // Agent is the agent of a live node.
@@ -275,13 +307,13 @@ func (h *Registry) declareDead(m *member, why string) {
 	// agent's workers may still run. A drained node stopped its own.
 	if wait := time.Until(m.fenced()); !m.drained && wait > 0 {
 		h.log.Info("waiting for the node's workers to be fenced before moving them", "node", m.node.ID, "wait", wait.Round(time.Millisecond))
-		time.AfterFunc(wait, func() { close(m.dead) })
+		h.after(wait, func() { close(m.dead) })
 	} else {
 		close(m.dead)
 	}
 	// The connection goes when its streams have noticed.
 	conn := m.conn
-	time.AfterFunc(h.timeout, func() { _ = conn.Close() })
+	h.after(h.timeout, func() { _ = conn.Close() })
 }
 
 // Status implements clusterpb.HeadServer's node half; the job half fills

@@ -31,6 +31,30 @@ type RemoteAgent struct {
 	lost    func(why string)
 	deadWhy func() (why string, drained bool)
 	log     *slog.Logger
+
+	// calls are the calls whose answers nobody waits for (a stop, a
+	// release of staged files): the agent owns them, and Close waits.
+	mu     sync.Mutex
+	closed bool
+	calls  sync.WaitGroup
+}
+
+// async makes call f in a goroutine the agent owns; after Close, none.
+func (r *RemoteAgent) async(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.calls.Go(f)
+}
+
+// Close waits for the calls in flight and refuses new ones.
+func (r *RemoteAgent) Close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.calls.Wait()
 }
 
 // NewRemoteAgent is the agent of node reached through client; dead closes
@@ -107,7 +131,10 @@ func (r *RemoteAgent) StartGroup(ctx context.Context, spec cluster.GroupSpec, sh
 	// the group has started, ctx and the node's death end the wait.
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	started := make(chan struct{})
-	go func() {
+	var wait sync.WaitGroup
+	defer wait.Wait()
+	defer close(started)
+	wait.Go(func() {
 		select {
 		case <-ctx.Done():
 			cancel()
@@ -115,8 +142,7 @@ func (r *RemoteAgent) StartGroup(ctx context.Context, spec cluster.GroupSpec, sh
 			cancel()
 		case <-started:
 		}
-	}()
-	defer close(started)
+	})
 	stream, err := r.client.StartGroup(sctx)
 	if err == nil {
 		if err = sendGroup(stream, body, ship); errors.Is(err, io.EOF) {
@@ -206,13 +232,13 @@ func (g *remoteGroup) Events() <-chan cluster.Event { return g.events }
 func (g *remoteGroup) Stop() {
 	g.stopOnce.Do(func() {
 		close(g.stopCh)
-		go func() {
+		g.r.async(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if _, err := g.r.client.StopGroup(ctx, &clusterpb.StopGroupRequest{JobId: g.spec.JobID, Attempt: int32(g.spec.Layout.RestartCount)}); err != nil {
 				g.r.log.Debug("stop group", "node", g.r.node.ID, "err", err)
 			}
-		}()
+		})
 	})
 }
 
@@ -324,7 +350,8 @@ func (g *remoteGroup) relay(ctx context.Context, m *clusterpb.GroupEvent) bool {
 		g.reported[e.Report.Seq]++
 		if g.reported[e.Report.Seq] == len(g.spec.Workers) {
 			delete(g.reported, e.Report.Seq)
-			go g.releaseStaged(e.Report.Seq)
+			seq := e.Report.Seq
+			g.r.async(func() { g.releaseStaged(seq) })
 		}
 	}
 	g.events <- e
