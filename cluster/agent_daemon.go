@@ -106,12 +106,10 @@ func startAgent(ctx context.Context, cfg AgentConfig, lock *dirLock, log *slog.L
 	svc := NewAgentService(agent, cfg.DataDir, cfg.Resolve, log)
 	srv := grpc.NewServer(opts...)
 	svc.Register(srv)
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
 
 	conn, err := cfg.Security.Dial(cfg.HeadAddr)
 	if err != nil {
-		srv.Stop()
+		_ = ln.Close()
 		return nil, err
 	}
 	head := clusterpb.NewHeadClient(conn)
@@ -123,12 +121,18 @@ func startAgent(ctx context.Context, cfg AgentConfig, lock *dirLock, log *slog.L
 	}
 	id, beats, err := register(ctx, head, node, certSHA, lease, log)
 	if err != nil {
-		stopAll()
+		_ = ln.Close()
+		_ = conn.Close()
 		return nil, err
 	}
 	log.Info("agent registered", "node", id, "head", cfg.HeadAddr, "agent", node.AgentAddr)
 	ra := &RunningAgent{Addr: node.AgentAddr, NodeID: id, done: make(chan error, 1)}
 	node.ID = id
+	// Served once it has its name, so that no group starts under another:
+	// the head's first calls wait in the listener's queue until then.
+	agent.rename(id)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
 	go func() {
 		gpus := OpenGPUMonitor(nvml.New())
 		id, err := beat(ctx, head, node, certSHA, lease, beats, svc, gpus, log)
@@ -246,6 +250,7 @@ func beat(ctx context.Context, head clusterpb.HeadClient, node Node, certSHA str
 				return node.ID, err
 			}
 			node.ID, b = id, nb
+			svc.agent.rename(id)
 			t.Reset(b.interval)
 			lastOK, failing, fenced = time.Now(), false, false
 		default:

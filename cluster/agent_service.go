@@ -119,7 +119,7 @@ func (s *AgentService) StartGroup(stream grpc.BidiStreamingServer[clusterpb.Star
 	spec.Script = filepath.Join(dir, filepath.FromSlash(spec.Script))
 	py, torch, err := s.resolve(ctx, req.Python, spec.Script)
 	if err != nil {
-		return status.Errorf(codes.FailedPrecondition, "node %s: %v", s.agent.node.ID, err)
+		return status.Errorf(codes.FailedPrecondition, "node %s: %v", s.agent.Node().ID, err)
 	}
 	spec.Python = py
 	spec.Layout.LegacyNCCLEnv = rendezvous.LegacyNCCL(torch)
@@ -190,7 +190,7 @@ func (s *AgentService) claim(ctx context.Context, jobID string, attempt int) (*a
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, dup := s.groups[jobID]; dup {
-		return nil, status.Errorf(codes.AlreadyExists, "job %s already starts a group on node %s", jobID, s.agent.node.ID)
+		return nil, status.Errorf(codes.AlreadyExists, "job %s already starts a group on node %s", jobID, s.agent.Node().ID)
 	}
 	aj := &agentJob{done: make(chan struct{}), attempt: attempt}
 	s.groups[jobID] = aj
@@ -212,7 +212,7 @@ func (s *AgentService) waitGone(ctx context.Context, jobID string) error {
 		select {
 		case <-aj.done:
 		case <-ctx.Done():
-			return status.Errorf(codes.FailedPrecondition, "an earlier group of job %s is still stopping on node %s", jobID, s.agent.node.ID)
+			return status.Errorf(codes.FailedPrecondition, "an earlier group of job %s is still stopping on node %s", jobID, s.agent.Node().ID)
 		}
 	}
 }
@@ -273,7 +273,7 @@ func (s *AgentService) stager(jobID string) (*Stager, error) {
 	defer s.mu.Unlock()
 	aj := s.groups[jobID]
 	if aj == nil || aj.stager == nil {
-		return nil, status.Errorf(codes.NotFound, "no group of job %s on node %s", jobID, s.agent.node.ID)
+		return nil, status.Errorf(codes.NotFound, "no group of job %s on node %s", jobID, s.agent.Node().ID)
 	}
 	return aj.stager, nil
 }
@@ -318,7 +318,7 @@ func (s *AgentService) Rendezvous(ctx context.Context, req *clusterpb.Rendezvous
 	if torch == "" {
 		var err error
 		if _, torch, err = s.resolve(ctx, req.Python, ""); err != nil {
-			return nil, status.Errorf(codes.FailedPrecondition, "node %s: %v", s.agent.node.ID, err)
+			return nil, status.Errorf(codes.FailedPrecondition, "node %s: %v", s.agent.Node().ID, err)
 		}
 	}
 	r, err := s.agent.hostRendezvous(ctx, req.JobId, torch)

@@ -168,7 +168,7 @@ func (g *Group) workerCgroup(iso isolation, ws WorkerSpec, rank int) *cgroup.Spe
 	parent := cgroupParent()
 	// Unique per node and attempt: another agent on the same host, or the
 	// next attempt while this one's groups are still going, makes its own.
-	s.Name = fmt.Sprintf("%s/%s/%s-attempt-%d/rank-%d", parent, g.spec.JobID, pathSafe(g.agent.node.ID), g.spec.Layout.RestartCount, rank)
+	s.Name = fmt.Sprintf("%s/%s/%s-attempt-%d/rank-%d", parent, g.spec.JobID, pathSafe(g.name.id), g.spec.Layout.RestartCount, rank)
 	if iso.devices {
 		allowed := map[int64]bool{}
 		for _, idx := range g.visibleGPUs(ws) {

@@ -71,7 +71,7 @@ func testGroup(isolation GPUIsolation, workers ...WorkerSpec) *Group {
 	}
 	node.GPUs[2].UUID = "GPU-2222"
 	agent := NewAgent(node, "/shim", slog.New(slog.NewTextHandler(io.Discard, nil)))
-	return &Group{agent: agent, spec: GroupSpec{JobID: "job1", Workers: workers, Limits: Limits{GPUIsolation: isolation}}}
+	return &Group{agent: agent, name: agent.name.Load(), spec: GroupSpec{JobID: "job1", Workers: workers, Limits: Limits{GPUIsolation: isolation}}}
 }
 
 // A rank's cgroup is its node's and attempt's: a second agent on the same
@@ -82,7 +82,8 @@ func TestCgroupNamesAreUniquePerNodeAndAttempt(t *testing.T) {
 	iso := isolation{template: &cgroup.Spec{}}
 	name := func(node string, attempt int) string {
 		g := testGroup(IsolateJob, WorkerSpec{})
-		g.agent.node.ID = node
+		g.agent.rename(node)
+		g.name = g.agent.name.Load()
 		g.spec.Layout.RestartCount = attempt
 		return g.workerCgroup(iso, WorkerSpec{}, 0).Name
 	}
