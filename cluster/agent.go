@@ -489,15 +489,15 @@ func (g *Group) agentEnv(env []string, ws WorkerSpec, sockPath, exitFile string)
 	m := rendezvous.ParseEnv(env)
 	m[pyshim.AddrEnv] = sockPath
 	m[pyshim.ExitFileEnv] = exitFile
-	m["RTRAIN_RUN_NAME"] = g.spec.RunName
-	m["RTRAIN_JOB_ID"] = g.spec.JobID
-	delete(m, "RTRAIN_CHECKPOINT_DIR")
-	delete(m, "RTRAIN_CHECKPOINT_URI")
-	delete(m, "RTRAIN_CHECKPOINT_INDEX")
+	m[pyshim.RunNameEnv] = g.spec.RunName
+	m[pyshim.JobIDEnv] = g.spec.JobID
+	delete(m, pyshim.CheckpointDirEnv)
+	delete(m, pyshim.CheckpointURIEnv)
+	delete(m, pyshim.CheckpointIndexEnv)
 	if r := g.spec.Restore; r != nil {
-		m["RTRAIN_CHECKPOINT_DIR"] = r.Dir
-		m["RTRAIN_CHECKPOINT_URI"] = r.URI
-		m["RTRAIN_CHECKPOINT_INDEX"] = strconv.Itoa(r.Index)
+		m[pyshim.CheckpointDirEnv] = r.Dir
+		m[pyshim.CheckpointURIEnv] = r.URI
+		m[pyshim.CheckpointIndexEnv] = strconv.Itoa(r.Index)
 	}
 	if p := m["PYTHONPATH"]; p != "" {
 		m["PYTHONPATH"] = g.agent.shimDir + string(os.PathListSeparator) + p

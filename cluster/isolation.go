@@ -13,6 +13,7 @@ import (
 
 	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/launcher/cgroup"
+	"github.com/rtrain/rtrain/pyshim"
 )
 
 // GPUIsolation says which of the node's GPUs a worker may open.
@@ -252,7 +253,7 @@ func (g *Group) visibleGPUs(ws WorkerSpec) []int {
 // with one GPU per worker trains on the i-th of the job's GPUs; under
 // IsolateWorker it sees only its own, index 0.
 func (g *Group) gpuEnv(m map[string]string, ws WorkerSpec) {
-	delete(m, "RTRAIN_CUDA_DEVICE")
+	delete(m, pyshim.CUDADeviceEnv)
 	visible := g.visibleGPUs(ws)
 	if len(visible) == 0 {
 		if len(g.agent.node.GPUs) > 0 {
@@ -273,7 +274,7 @@ func (g *Group) gpuEnv(m map[string]string, ws WorkerSpec) {
 			}
 		}
 		if idx == ws.GPUs[0] {
-			m["RTRAIN_CUDA_DEVICE"] = strconv.Itoa(i)
+			m[pyshim.CUDADeviceEnv] = strconv.Itoa(i)
 		}
 	}
 	m["CUDA_VISIBLE_DEVICES"] = strings.Join(ids, ",")

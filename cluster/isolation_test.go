@@ -13,6 +13,7 @@ import (
 
 	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/launcher/cgroup"
+	"github.com/rtrain/rtrain/pyshim"
 )
 
 func TestPlanIsolation(t *testing.T) {
@@ -105,18 +106,18 @@ func TestGPUEnvAndDeviceRules(t *testing.T) {
 		allowed []int64 // minors not denied
 	}{
 		"job, rank 0": {testGroup(IsolateJob, w0, w1), w0,
-			map[string]string{"CUDA_VISIBLE_DEVICES": "1,2", "NVIDIA_VISIBLE_DEVICES": "1,GPU-2222", "RTRAIN_CUDA_DEVICE": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []int64{11, 12}},
+			map[string]string{"CUDA_VISIBLE_DEVICES": "1,2", "NVIDIA_VISIBLE_DEVICES": "1,GPU-2222", pyshim.CUDADeviceEnv: "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []int64{11, 12}},
 		"job, rank 1": {testGroup("", w0, w1), w1,
-			map[string]string{"CUDA_VISIBLE_DEVICES": "1,2", "NVIDIA_VISIBLE_DEVICES": "1,GPU-2222", "RTRAIN_CUDA_DEVICE": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []int64{11, 12}},
+			map[string]string{"CUDA_VISIBLE_DEVICES": "1,2", "NVIDIA_VISIBLE_DEVICES": "1,GPU-2222", pyshim.CUDADeviceEnv: "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []int64{11, 12}},
 		"worker, rank 1": {testGroup(IsolateWorker, w0, w1), w1,
-			map[string]string{"CUDA_VISIBLE_DEVICES": "2", "NVIDIA_VISIBLE_DEVICES": "GPU-2222", "RTRAIN_CUDA_DEVICE": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []int64{12}},
+			map[string]string{"CUDA_VISIBLE_DEVICES": "2", "NVIDIA_VISIBLE_DEVICES": "GPU-2222", pyshim.CUDADeviceEnv: "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []int64{12}},
 		"worker, two GPUs": {testGroup(IsolateWorker, WorkerSpec{GPUs: []int{0, 3}}), WorkerSpec{GPUs: []int{0, 3}},
-			map[string]string{"CUDA_VISIBLE_DEVICES": "0,3", "NVIDIA_VISIBLE_DEVICES": "0,3", "RTRAIN_CUDA_DEVICE": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []int64{10, 13}},
+			map[string]string{"CUDA_VISIBLE_DEVICES": "0,3", "NVIDIA_VISIBLE_DEVICES": "0,3", pyshim.CUDADeviceEnv: "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []int64{10, 13}},
 		"CPU job on a GPU node": {testGroup(IsolateJob, WorkerSpec{}), WorkerSpec{},
 			map[string]string{"CUDA_VISIBLE_DEVICES": "", "NVIDIA_VISIBLE_DEVICES": "none"}, nil},
 	} {
 		t.Run(name, func(t *testing.T) {
-			env := map[string]string{"RTRAIN_CUDA_DEVICE": "stale"}
+			env := map[string]string{pyshim.CUDADeviceEnv: "stale"}
 			tt.g.gpuEnv(env, tt.ws)
 			assert.Equal(t, tt.env, env)
 
