@@ -97,7 +97,7 @@ func TestAgentsOfOneNameGoByTheNamesTheHeadGave(t *testing.T) {
 		}
 		_, err = agent.StartGroup(ctx, spec, Shipment{Workdir: wd, Python: "missing"})
 		require.Error(t, err)
-		assert.Contains(t, err.Error(), "node "+id+": no python named missing", "the node in its agent's error")
+		assert.Equal(t, "node "+id+": no python named missing", err.Error(), "the node in its agent's error, once")
 
 		_, err = agent.StartGroup(ctx, spec, Shipment{Workdir: wd})
 		require.Error(t, err)

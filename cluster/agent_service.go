@@ -119,7 +119,8 @@ func (s *AgentService) StartGroup(stream grpc.BidiStreamingServer[clusterpb.Star
 	spec.Script = filepath.Join(dir, filepath.FromSlash(spec.Script))
 	py, torch, err := s.resolve(ctx, req.Python, spec.Script)
 	if err != nil {
-		return status.Errorf(codes.FailedPrecondition, "node %s: %v", s.agent.Node().ID, err)
+		// The head names the node in what it makes of the error.
+		return status.Errorf(codes.FailedPrecondition, "%v", err)
 	}
 	spec.Python = py
 	spec.Layout.LegacyNCCLEnv = rendezvous.LegacyNCCL(torch)
@@ -318,7 +319,7 @@ func (s *AgentService) Rendezvous(ctx context.Context, req *clusterpb.Rendezvous
 	if torch == "" {
 		var err error
 		if _, torch, err = s.resolve(ctx, req.Python, ""); err != nil {
-			return nil, status.Errorf(codes.FailedPrecondition, "node %s: %v", s.agent.Node().ID, err)
+			return nil, status.Errorf(codes.FailedPrecondition, "%v", err)
 		}
 	}
 	r, err := s.agent.hostRendezvous(ctx, req.JobId, torch)
