@@ -158,12 +158,15 @@ func TestClaimGPUs(t *testing.T) {
 
 	_, err = ClaimGPUs(gpus, 1)
 	require.ErrorIs(t, err, ErrWouldWait)
-	assert.Regexp(t, `^asked 1 GPUs, 0 of this machine's 3 are free: GPU 0 \(pid \d+\), GPU 1 \(pid \d+\), GPU 2 \(pid \d+\) held by other rtrain jobs`, err.Error())
+	assert.Regexp(t, `^asked 1 GPU, 0 of this machine's 3 are free: GPU 0 \(pid \d+\), GPU 1 \(pid \d+\), GPU 2 \(pid \d+\) held by other rtrain jobs`, err.Error())
 
 	a.Release()
 	c, err := ClaimGPUs(gpus, 2)
 	require.NoError(t, err, "released GPUs are free again")
 	assert.Equal(t, gpus[:2], c.GPUs)
-	c.Release()
 	b.Release()
+	_, err = ClaimGPUs(gpus, 2)
+	require.ErrorIs(t, err, ErrWouldWait)
+	assert.Regexp(t, `^asked 2 GPUs, 1 of this machine's 3 is free: GPU 0 \(pid \d+\), GPU 1 \(pid \d+\) held by other rtrain jobs`, err.Error())
+	c.Release()
 }
