@@ -19,6 +19,7 @@ import (
 
 	"github.com/rtrain/rtrain/checkpoint"
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/launcher/cgroup"
 	"github.com/rtrain/rtrain/trainer"
 )
@@ -270,7 +271,7 @@ func (o *doctorOptions) python3(ctx context.Context) check {
 	if ti.CUDA != nil {
 		cuda = "CUDA " + *ti.CUDA
 		if ti.CUDAOK {
-			cuda += fmt.Sprintf(", %d GPUs visible", ti.Devices)
+			cuda += ", " + text.Plural(ti.Devices, "GPU") + " visible"
 		} else {
 			cuda += ", no GPU usable"
 		}

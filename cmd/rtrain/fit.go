@@ -13,6 +13,7 @@ import (
 
 	"github.com/rtrain/rtrain/checkpoint"
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/trainer"
 )
 
@@ -293,8 +294,8 @@ func (o *fitOptions) submit(cmd *cobra.Command, cfg trainer.Config) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "rtrain: submitted job %s (run %s, %d files, %s shipped)\n  follow: rtrain logs -f %s\n  stop:   rtrain stop %s\n",
-		sub.JobID, sub.Name, sub.Files, cluster.FormatBytes(sub.Bytes), sub.JobID, sub.JobID)
+	fmt.Fprintf(cmd.OutOrStdout(), "rtrain: submitted job %s (run %s, %s, %s shipped)\n  follow: rtrain logs -f %s\n  stop:   rtrain stop %s\n",
+		sub.JobID, sub.Name, text.Plural(sub.Files, "file"), cluster.FormatBytes(sub.Bytes), sub.JobID, sub.JobID)
 	return nil
 }
 

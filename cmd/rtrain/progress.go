@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/trainer"
 )
 
@@ -98,7 +99,7 @@ func (s *statusLine) draw() {
 		parts = append(parts, fmt.Sprintf("report %d: %s", s.reports, s.metrics))
 	}
 	if s.checkpoints > 0 {
-		c := fmt.Sprintf("%d checkpoints", s.checkpoints)
+		c := text.Plural(s.checkpoints, "checkpoint")
 		if s.rate != "" {
 			c += " at " + s.rate
 		}

@@ -72,7 +72,7 @@ def _plain(value, key):
         return [_plain(v, key) for v in value]
     if isinstance(value, dict):
         return {str(k): _plain(v, key) for k, v in value.items()}
-    raise TypeError(f"rtrain.report: metric {key!r} is a {type(value).__name__}; use numbers, strings, lists or dicts")
+    raise TypeError(f"rtrain.report: metric {key!r} is of type {type(value).__name__}; use numbers, strings, lists or dicts")
 
 
 _seq = 0
