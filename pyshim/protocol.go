@@ -15,14 +15,6 @@ import (
 	"time"
 )
 
-// AddrEnv names the environment variable that carries the agent's socket path
-// to the workers.
-const AddrEnv = "RTRAIN_AGENT_ADDR"
-
-// ExitFileEnv names the file where rtrain's sitecustomize notes how the
-// worker's program ended (ReadExitNote).
-const ExitFileEnv = "RTRAIN_EXIT_FILE"
-
 // maxMessage bounds one request line.
 const maxMessage = 4 << 20
 

@@ -168,7 +168,7 @@ except TypeError as e:
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, want := range []string{"rtrain.report: {'loss': 0.5, 'epoch': 1}", "typeerror rtrain.report: metric 'bad' is a object"} {
+	for _, want := range []string{"rtrain.report: {'loss': 0.5, 'epoch': 1}", "typeerror rtrain.report: metric 'bad' is of type object"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -20,13 +20,27 @@ except (AttributeError, RuntimeError, ValueError):
     pass
 
 
-def _note_exit():
+def _env():
+    # The names of rtrain/_env.py, loaded from its file: importing the
+    # package would import it into every worker, those that never use it
+    # included.
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rtrain", "_env.py")
+    spec = importlib.util.spec_from_file_location("_rtrain_env", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _note_exit(env):
     import atexit
     import os
     import sys
 
     # Popped, so that processes the worker starts do not write it too.
-    path = os.environ.pop("RTRAIN_EXIT_FILE", None)
+    path = os.environ.pop(env.EXIT_FILE, None)
     if not path:
         return
     # A forked child keeps the hooks, not the worker's pid.
@@ -102,8 +116,8 @@ def _note_exit():
     atexit.register(finished)
 
 
-_note_exit()
-del _note_exit
+_note_exit(_env())
+del _note_exit, _env
 
 
 def _chain():

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rtrain/rtrain/internal/testutil"
+	"github.com/rtrain/rtrain/pyshim"
 	"github.com/rtrain/rtrain/rendezvous"
 	"github.com/rtrain/rtrain/trainer"
 )
@@ -285,7 +286,7 @@ func TestWorkersGetTheContract(t *testing.T) {
 		assert.Equal(t, "0", e["GROUP_RANK"])
 		assert.Equal(t, "1", e["GROUP_WORLD_SIZE"])
 		assert.Equal(t, "127.0.0.1", e["MASTER_ADDR"])
-		assert.Equal(t, "contract-run", e["RTRAIN_RUN_NAME"])
+		assert.Equal(t, "contract-run", e[pyshim.RunNameEnv])
 		assert.Equal(t, "hello", e["USER_VAR"], "--env reaches the workers")
 		assert.NotEmpty(t, e["PATH"], "workers inherit rtrain's environment")
 		assert.Equal(t, "1", e["NCCL_ASYNC_ERROR_HANDLING"], "torch 1.13 reads the pre-2.2 name")

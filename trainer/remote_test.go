@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -13,7 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/head"
+	"github.com/rtrain/rtrain/internal/testutil"
 	"github.com/rtrain/rtrain/internal/workdir"
 	"github.com/rtrain/rtrain/trainer"
 )
@@ -92,4 +95,56 @@ func TestSubmitShipsAWorkingDirectoryInChunks(t *testing.T) {
 	files, err = os.ReadDir(uploads)
 	require.NoError(t, err)
 	assert.Empty(t, files, "nothing kept after the job")
+}
+
+// Two agents that ask for one name (hosts cloned from one image) are two
+// nodes to a job: the head names them vm and vm-2, and each rank's start,
+// lines and exit name the node it ran on. Both used to say vm, so `rtrain
+// fit` prefixed both nodes' lines with [rank N vm].
+func TestAgentsOfOneNameAreTwoNodesToTheJob(t *testing.T) {
+	py := testutil.Python(t)
+	h, c := remoteHead(t, head.Config{})
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	ov := discover.NoOverrides
+	ov.NumCPUs, ov.NumGPUs = 1, 0
+	var ids []string
+	for range 2 {
+		actx, stop := context.WithCancel(context.Background())
+		ra, err := trainer.StartAgent(actx, trainer.AgentConfig{HeadAddr: h.Addr().String(), Security: cluster.Security{Token: "t"},
+			NodeName: "vm", NodeIP: "127.0.0.1", DataDir: t.TempDir(), Overrides: ov}, nil)
+		if err != nil {
+			stop()
+			require.NoError(t, err)
+		}
+		t.Cleanup(func() { stop(); <-ra.Done() })
+		ids = append(ids, ra.NodeID)
+	}
+	require.Equal(t, []string{"vm", "vm-2"}, ids)
+
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "train.py"), []byte("import os\nprint('rank', os.environ['RANK'])\n"), 0o644))
+	marker := testutil.Marker(t)
+	sub, err := c.Submit(ctx, trainer.Config{Script: filepath.Join(dir, "train.py"), WorkingDir: dir, Workers: 2, CPUsPerWorker: 1,
+		Python: py, Env: []string{marker}})
+	require.NoError(t, err)
+	t.Cleanup(func() { testutil.NoProcesses(t, marker, 10*time.Second) })
+	started, logged := map[int]string{}, map[int]string{}
+	res, err := c.Attach(ctx, sub.JobID, true, func(e trainer.Event) {
+		switch e.Type {
+		case trainer.EventWorkerStarted:
+			started[e.Rank] = e.Node
+		case trainer.EventLog:
+			assert.Equal(t, "rank "+strconv.Itoa(e.Rank), e.Line)
+			logged[e.Rank] = e.Node
+		}
+	})
+	require.NoError(t, err)
+	require.Equal(t, trainer.StateSucceeded, res.State)
+	assert.ElementsMatch(t, ids, []string{started[0], started[1]}, "each node started one rank")
+	assert.Equal(t, started, logged, "each rank's lines name its node")
+	require.Len(t, res.Workers, 2)
+	for _, w := range res.Workers {
+		assert.Equal(t, started[w.Rank], w.Node, "rank %d's exit", w.Rank)
+	}
 }

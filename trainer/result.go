@@ -59,7 +59,11 @@ func (w WorkerExit) Cause() string {
 		for i := len(w.Tail) - 1; i > tb; i-- {
 			if line := strings.TrimSpace(w.Tail[i]); exceptionLine.MatchString(line) {
 				if w.OOMKills > 0 {
-					line += fmt.Sprintf(" (after %d of its processes were killed: out of memory)", w.OOMKills)
+					were := "were"
+					if w.OOMKills == 1 {
+						were = "was"
+					}
+					line += fmt.Sprintf(" (after %d of its processes %s killed: out of memory)", w.OOMKills, were)
 				}
 				return line
 			}

@@ -24,6 +24,9 @@ func TestCauseLine(t *testing.T) {
 		{"log after the traceback", append(tb("RuntimeError: x"), "[W socket.cpp] warning"), launcher.Exit{Code: 1}, "RuntimeError: x"},
 		{"no traceback", []string{"Error: config missing", "Segmentation fault"}, launcher.Exit{Code: -1, Signal: syscall.SIGSEGV}, launcher.Exit{Code: -1, Signal: syscall.SIGSEGV}.String()},
 		{"log line that looks like one", []string{"MyError: not from a traceback"}, launcher.Exit{Code: 3}, launcher.Exit{Code: 3}.String()},
+		{"after a child's OOM kill", tb("RuntimeError: DataLoader worker (pid 7) is killed by signal: Killed."), launcher.Exit{Code: 1, OOMKills: 1},
+			"RuntimeError: DataLoader worker (pid 7) is killed by signal: Killed. (after 1 of its processes was killed: out of memory)"},
+		{"after children's OOM kills", tb("RuntimeError: x"), launcher.Exit{Code: 1, OOMKills: 2}, "RuntimeError: x (after 2 of its processes were killed: out of memory)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -28,9 +28,15 @@ const tailLines = 40
 
 // Agent runs worker groups on one node.
 type Agent struct {
+	// node is the node as the agent was made; its id is the one asked
+	// for, and name the one to go by.
 	node    sched.Node
 	shimDir string
 	log     *slog.Logger
+	// name is the node's id and the logger that says it. The head may
+	// give the node another id than it asked for (hosts cloned from one
+	// image ask for one name), and another when it registers again.
+	name atomic.Pointer[agentName]
 	// lease, when set, fences every worker: its reaper kills it once the
 	// agent stops renewing (launcher.Spec.Lease).
 	lease string
@@ -39,14 +45,33 @@ type Agent struct {
 	stores map[string]*store.Server // by job id
 }
 
+// agentName is what an agent goes by.
+type agentName struct {
+	id  string
+	log *slog.Logger
+}
+
 // New returns the agent of node. shimDir is the directory holding the
 // Python package rtrain (pyshim.Install); it goes first on PYTHONPATH.
 func New(node sched.Node, shimDir string, log *slog.Logger) *Agent {
-	return &Agent{node: node, shimDir: shimDir, log: log.With("node", node.ID), stores: map[string]*store.Server{}}
+	a := &Agent{node: node, shimDir: shimDir, log: log, stores: map[string]*store.Server{}}
+	a.rename(node.ID)
+	return a
 }
 
-// Node is the node this agent runs on.
-func (a *Agent) Node() sched.Node { return a.node }
+// rename makes id the node's id in the agent's events, messages and log:
+// the one the head gave it when it registered. Groups already running
+// keep the id they started under.
+func (a *Agent) rename(id string) {
+	a.name.Store(&agentName{id: id, log: a.log.With("node", id)})
+}
+
+// Node is the node this agent runs on, under the id it goes by.
+func (a *Agent) Node() sched.Node {
+	n := a.node
+	n.ID = a.name.Load().id
+	return n
+}
 
 // FreePort picks a free port on this node.
 func (a *Agent) FreePort(ctx context.Context) (int, error) {
@@ -64,7 +89,7 @@ func (a *Agent) hostRendezvous(ctx context.Context, jobID, torchVersion string) 
 		p, err := a.FreePort(ctx)
 		return cluster.Rendezvous{Port: p}, err
 	}
-	srv, err := store.Listen(ctx, net.JoinHostPort(a.node.Addr, "0"), a.log)
+	srv, err := store.Listen(ctx, net.JoinHostPort(a.node.Addr, "0"), a.name.Load().log)
 	if err != nil {
 		return cluster.Rendezvous{}, fmt.Errorf("cluster: rendezvous store: %w", err)
 	}
@@ -105,6 +130,7 @@ func (a *Agent) closeStore(jobID string) {
 type Group struct {
 	spec   cluster.GroupSpec
 	agent  *Agent
+	name   *agentName // the agent's as the group started
 	events chan cluster.Event
 
 	// ready is closed once the events of the start (NodeWarning, every
@@ -140,7 +166,8 @@ func (a *Agent) Start(ctx context.Context, spec cluster.GroupSpec) (*Group, erro
 	if len(spec.Workers) == 0 {
 		return nil, errors.New("cluster: a worker group needs at least one worker")
 	}
-	iso := planIsolation(a.node.ID, spec.Limits, probeHost(a.node))
+	name := a.name.Load()
+	iso := planIsolation(name.id, spec.Limits, probeHost(a.node))
 	if iso.missing != nil && spec.Limits.Strict {
 		a.closeStore(spec.JobID)
 		return nil, iso.missing
@@ -156,7 +183,7 @@ func (a *Agent) Start(ctx context.Context, spec cluster.GroupSpec) (*Group, erro
 		a.closeStore(spec.JobID)
 		return nil, fmt.Errorf("cluster: create socket directory: %w", err)
 	}
-	g := &Group{spec: spec, agent: a, events: make(chan cluster.Event, 256), ready: make(chan struct{}), stopCh: make(chan struct{}), ranks: map[int]*rankState{}}
+	g := &Group{spec: spec, agent: a, name: name, events: make(chan cluster.Event, 256), ready: make(chan struct{}), stopCh: make(chan struct{}), ranks: map[int]*rankState{}}
 	var early []cluster.Event
 	if iso.missing != nil {
 		early = append(early, cluster.Event{Kind: cluster.NodeWarning, Line: iso.missing.Error()})
@@ -164,7 +191,7 @@ func (a *Agent) Start(ctx context.Context, spec cluster.GroupSpec) (*Group, erro
 	for _, ws := range spec.Workers {
 		g.ranks[spec.Layout.Rank(spec.NodeRank, ws.LocalRank)] = &rankState{}
 	}
-	srv, err := pyshim.Listen(filepath.Join(sockDir, "agent.sock"), g, a.log)
+	srv, err := pyshim.Listen(filepath.Join(sockDir, "agent.sock"), g, name.log)
 	if err != nil {
 		_ = os.RemoveAll(sockDir)
 		a.closeStore(spec.JobID)
@@ -224,7 +251,7 @@ func (g *Group) Stop() {
 func (g *Group) DumpStacks() {
 	for _, w := range g.workers {
 		if err := syscall.Kill(w.proc.Pid(), syscall.SIGUSR1); err != nil && !errors.Is(err, syscall.ESRCH) {
-			g.agent.log.Warn("ask for python stacks", "rank", w.rank, "err", err)
+			g.name.log.Warn("ask for python stacks", "rank", w.rank, "err", err)
 		}
 	}
 }
@@ -265,7 +292,7 @@ func (g *Group) emit(e cluster.Event) {
 }
 
 func (g *Group) send(e cluster.Event) {
-	e.NodeID = g.agent.node.ID
+	e.NodeID = g.name.id
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
@@ -323,7 +350,7 @@ func (g *Group) startWorker(ws cluster.WorkerSpec, sockPath string, iso isolatio
 	if err != nil {
 		return nil, fmt.Errorf("cluster: rank %d log: %w", rank, err)
 	}
-	w := &worker{rank: rank, log: logFile, tail: launcher.NewTail(tailLines), exitFile: exitFile, logger: g.agent.log}
+	w := &worker{rank: rank, log: logFile, tail: launcher.NewTail(tailLines), exitFile: exitFile, logger: g.name.log}
 	var logMu sync.Mutex
 	lineTo := func(stream string) *launcher.LineWriter {
 		return &launcher.LineWriter{Emit: func(line string) {
@@ -360,15 +387,15 @@ func (g *Group) agentEnv(env []string, ws cluster.WorkerSpec, sockPath, exitFile
 	m := rendezvous.ParseEnv(env)
 	m[pyshim.AddrEnv] = sockPath
 	m[pyshim.ExitFileEnv] = exitFile
-	m["RTRAIN_RUN_NAME"] = g.spec.RunName
-	m["RTRAIN_JOB_ID"] = g.spec.JobID
-	delete(m, "RTRAIN_CHECKPOINT_DIR")
-	delete(m, "RTRAIN_CHECKPOINT_URI")
-	delete(m, "RTRAIN_CHECKPOINT_INDEX")
+	m[pyshim.RunNameEnv] = g.spec.RunName
+	m[pyshim.JobIDEnv] = g.spec.JobID
+	delete(m, pyshim.CheckpointDirEnv)
+	delete(m, pyshim.CheckpointURIEnv)
+	delete(m, pyshim.CheckpointIndexEnv)
 	if r := g.spec.Restore; r != nil {
-		m["RTRAIN_CHECKPOINT_DIR"] = r.Dir
-		m["RTRAIN_CHECKPOINT_URI"] = r.URI
-		m["RTRAIN_CHECKPOINT_INDEX"] = strconv.Itoa(r.Index)
+		m[pyshim.CheckpointDirEnv] = r.Dir
+		m[pyshim.CheckpointURIEnv] = r.URI
+		m[pyshim.CheckpointIndexEnv] = strconv.Itoa(r.Index)
 	}
 	if p := m["PYTHONPATH"]; p != "" {
 		m["PYTHONPATH"] = g.agent.shimDir + string(os.PathListSeparator) + p
@@ -447,7 +474,7 @@ func (g *Group) run(ctx context.Context, workers []*worker, early []cluster.Even
 	}
 	for _, w := range workers {
 		if err := w.proc.Reap(); err != nil {
-			g.agent.log.Warn("worker cleanup", "rank", w.rank, "err", err)
+			g.name.log.Warn("worker cleanup", "rank", w.rank, "err", err)
 		}
 	}
 	cleanup()

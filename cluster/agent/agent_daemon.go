@@ -112,12 +112,10 @@ func startAgent(ctx context.Context, cfg Config, lock *dirLock, log *slog.Logger
 	svc := NewService(agent, cfg.DataDir, cfg.Resolve, log)
 	srv := grpc.NewServer(opts...)
 	svc.Register(srv)
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
 
 	conn, err := cfg.Security.Dial(cfg.HeadAddr)
 	if err != nil {
-		srv.Stop()
+		_ = ln.Close()
 		return nil, err
 	}
 	head := clusterpb.NewHeadClient(conn)
@@ -129,12 +127,18 @@ func startAgent(ctx context.Context, cfg Config, lock *dirLock, log *slog.Logger
 	}
 	id, beats, err := register(ctx, head, node, certSHA, lease, log)
 	if err != nil {
-		stopAll()
+		_ = ln.Close()
+		_ = conn.Close()
 		return nil, err
 	}
 	log.Info("agent registered", "node", id, "head", cfg.HeadAddr, "agent", node.AgentAddr)
 	ra := &Running{Addr: node.AgentAddr, NodeID: id, done: make(chan error, 1)}
 	node.ID = id
+	// Served once it has its name, so that no group starts under another:
+	// the head's first calls wait in the listener's queue until then.
+	agent.rename(id)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
 	go func() {
 		lib := cfg.NVML
 		if lib == nil {
@@ -257,6 +261,7 @@ func beat(ctx context.Context, head clusterpb.HeadClient, node sched.Node, certS
 				return node.ID, err
 			}
 			node.ID, b = id, nb
+			svc.agent.rename(id)
 			t.Reset(b.interval)
 			lastOK, failing, fenced = time.Now(), false, false
 		default:

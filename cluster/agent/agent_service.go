@@ -121,7 +121,8 @@ func (s *Service) StartGroup(stream grpc.BidiStreamingServer[clusterpb.StartGrou
 	spec.Script = filepath.Join(dir, filepath.FromSlash(spec.Script))
 	py, torch, err := s.resolve(ctx, req.Python, spec.Script)
 	if err != nil {
-		return status.Errorf(codes.FailedPrecondition, "node %s: %v", s.agent.node.ID, err)
+		// The head names the node in what it makes of the error.
+		return status.Errorf(codes.FailedPrecondition, "%v", err)
 	}
 	spec.Python = py
 	spec.Layout.LegacyNCCLEnv = rendezvous.LegacyNCCL(torch)
@@ -192,7 +193,7 @@ func (s *Service) claim(ctx context.Context, jobID string, attempt int) (*agentJ
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, dup := s.groups[jobID]; dup {
-		return nil, status.Errorf(codes.AlreadyExists, "job %s already starts a group on node %s", jobID, s.agent.node.ID)
+		return nil, status.Errorf(codes.AlreadyExists, "job %s already starts a group on node %s", jobID, s.agent.Node().ID)
 	}
 	aj := &agentJob{done: make(chan struct{}), attempt: attempt}
 	s.groups[jobID] = aj
@@ -214,7 +215,7 @@ func (s *Service) waitGone(ctx context.Context, jobID string) error {
 		select {
 		case <-aj.done:
 		case <-ctx.Done():
-			return status.Errorf(codes.FailedPrecondition, "an earlier group of job %s is still stopping on node %s", jobID, s.agent.node.ID)
+			return status.Errorf(codes.FailedPrecondition, "an earlier group of job %s is still stopping on node %s", jobID, s.agent.Node().ID)
 		}
 	}
 }
@@ -275,7 +276,7 @@ func (s *Service) stager(jobID string) (*stage.Area, error) {
 	defer s.mu.Unlock()
 	aj := s.groups[jobID]
 	if aj == nil || aj.stager == nil {
-		return nil, status.Errorf(codes.NotFound, "no group of job %s on node %s", jobID, s.agent.node.ID)
+		return nil, status.Errorf(codes.NotFound, "no group of job %s on node %s", jobID, s.agent.Node().ID)
 	}
 	return aj.stager, nil
 }
@@ -320,7 +321,7 @@ func (s *Service) Rendezvous(ctx context.Context, req *clusterpb.RendezvousReque
 	if torch == "" {
 		var err error
 		if _, torch, err = s.resolve(ctx, req.Python, ""); err != nil {
-			return nil, status.Errorf(codes.FailedPrecondition, "node %s: %v", s.agent.node.ID, err)
+			return nil, status.Errorf(codes.FailedPrecondition, "%v", err)
 		}
 	}
 	r, err := s.agent.hostRendezvous(ctx, req.JobId, torch)

@@ -15,6 +15,7 @@ import (
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/launcher/cgroup"
+	"github.com/rtrain/rtrain/pyshim"
 )
 
 // nvidiaGPUMinors are the minor numbers NVIDIA GPU nodes can have:
@@ -113,7 +114,7 @@ func (g *Group) workerCgroup(iso isolation, ws cluster.WorkerSpec, rank int) *cg
 	parent := cgroupParent()
 	// Unique per node and attempt: another agent on the same host, or the
 	// next attempt while this one's groups are still going, makes its own.
-	s.Name = fmt.Sprintf("%s/%s/%s-attempt-%d/rank-%d", parent, g.spec.JobID, pathSafe(g.agent.node.ID), g.spec.Layout.RestartCount, rank)
+	s.Name = fmt.Sprintf("%s/%s/%s-attempt-%d/rank-%d", parent, g.spec.JobID, pathSafe(g.name.id), g.spec.Layout.RestartCount, rank)
 	if iso.devices {
 		allowed := map[int64]bool{}
 		for _, idx := range g.visibleGPUs(ws) {
@@ -197,7 +198,7 @@ func (g *Group) visibleGPUs(ws cluster.WorkerSpec) []int {
 // with one GPU per worker trains on the i-th of the job's GPUs; under
 // IsolateWorker it sees only its own, index 0.
 func (g *Group) gpuEnv(m map[string]string, ws cluster.WorkerSpec) {
-	delete(m, "RTRAIN_CUDA_DEVICE")
+	delete(m, pyshim.CUDADeviceEnv)
 	visible := g.visibleGPUs(ws)
 	if len(visible) == 0 {
 		if len(g.agent.node.GPUs) > 0 {
@@ -218,7 +219,7 @@ func (g *Group) gpuEnv(m map[string]string, ws cluster.WorkerSpec) {
 			}
 		}
 		if idx == ws.GPUs[0] {
-			m["RTRAIN_CUDA_DEVICE"] = strconv.Itoa(i)
+			m[pyshim.CUDADeviceEnv] = strconv.Itoa(i)
 		}
 	}
 	m["CUDA_VISIBLE_DEVICES"] = strings.Join(ids, ",")

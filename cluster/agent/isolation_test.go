@@ -16,6 +16,7 @@ import (
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/launcher/cgroup"
+	"github.com/rtrain/rtrain/pyshim"
 )
 
 func TestPlanIsolation(t *testing.T) {
@@ -74,7 +75,7 @@ func testGroup(isolation cluster.GPUIsolation, workers ...cluster.WorkerSpec) *G
 	}
 	node.GPUs[2].UUID = "GPU-2222"
 	agent := New(node, "/shim", slog.New(slog.NewTextHandler(io.Discard, nil)))
-	return &Group{agent: agent, spec: cluster.GroupSpec{JobID: "job1", Workers: workers, Limits: cluster.Limits{GPUIsolation: isolation}}}
+	return &Group{agent: agent, name: agent.name.Load(), spec: cluster.GroupSpec{JobID: "job1", Workers: workers, Limits: cluster.Limits{GPUIsolation: isolation}}}
 }
 
 // A rank's cgroup is its node's and attempt's: a second agent on the same
@@ -85,7 +86,8 @@ func TestCgroupNamesAreUniquePerNodeAndAttempt(t *testing.T) {
 	iso := isolation{template: &cgroup.Spec{}}
 	name := func(node string, attempt int) string {
 		g := testGroup(cluster.IsolateJob, cluster.WorkerSpec{})
-		g.agent.node.ID = node
+		g.agent.rename(node)
+		g.name = g.agent.name.Load()
 		g.spec.Layout.RestartCount = attempt
 		return g.workerCgroup(iso, cluster.WorkerSpec{}, 0).Name
 	}
@@ -107,18 +109,18 @@ func TestGPUEnvAndDeviceRules(t *testing.T) {
 		allowed []int64 // minors not denied
 	}{
 		"job, rank 0": {testGroup(cluster.IsolateJob, w0, w1), w0,
-			map[string]string{"CUDA_VISIBLE_DEVICES": "1,2", "NVIDIA_VISIBLE_DEVICES": "1,GPU-2222", "RTRAIN_CUDA_DEVICE": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []int64{11, 12}},
+			map[string]string{"CUDA_VISIBLE_DEVICES": "1,2", "NVIDIA_VISIBLE_DEVICES": "1,GPU-2222", pyshim.CUDADeviceEnv: "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []int64{11, 12}},
 		"job, rank 1": {testGroup("", w0, w1), w1,
-			map[string]string{"CUDA_VISIBLE_DEVICES": "1,2", "NVIDIA_VISIBLE_DEVICES": "1,GPU-2222", "RTRAIN_CUDA_DEVICE": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []int64{11, 12}},
+			map[string]string{"CUDA_VISIBLE_DEVICES": "1,2", "NVIDIA_VISIBLE_DEVICES": "1,GPU-2222", pyshim.CUDADeviceEnv: "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []int64{11, 12}},
 		"worker, rank 1": {testGroup(cluster.IsolateWorker, w0, w1), w1,
-			map[string]string{"CUDA_VISIBLE_DEVICES": "2", "NVIDIA_VISIBLE_DEVICES": "GPU-2222", "RTRAIN_CUDA_DEVICE": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []int64{12}},
+			map[string]string{"CUDA_VISIBLE_DEVICES": "2", "NVIDIA_VISIBLE_DEVICES": "GPU-2222", pyshim.CUDADeviceEnv: "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []int64{12}},
 		"worker, two GPUs": {testGroup(cluster.IsolateWorker, cluster.WorkerSpec{GPUs: []int{0, 3}}), cluster.WorkerSpec{GPUs: []int{0, 3}},
-			map[string]string{"CUDA_VISIBLE_DEVICES": "0,3", "NVIDIA_VISIBLE_DEVICES": "0,3", "RTRAIN_CUDA_DEVICE": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []int64{10, 13}},
+			map[string]string{"CUDA_VISIBLE_DEVICES": "0,3", "NVIDIA_VISIBLE_DEVICES": "0,3", pyshim.CUDADeviceEnv: "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []int64{10, 13}},
 		"CPU job on a GPU node": {testGroup(cluster.IsolateJob, cluster.WorkerSpec{}), cluster.WorkerSpec{},
 			map[string]string{"CUDA_VISIBLE_DEVICES": "", "NVIDIA_VISIBLE_DEVICES": "none"}, nil},
 	} {
 		t.Run(name, func(t *testing.T) {
-			env := map[string]string{"RTRAIN_CUDA_DEVICE": "stale"}
+			env := map[string]string{pyshim.CUDADeviceEnv: "stale"}
 			tt.g.gpuEnv(env, tt.ws)
 			assert.Equal(t, tt.env, env)
 
@@ -159,12 +161,15 @@ func TestClaimGPUs(t *testing.T) {
 
 	_, err = discover.ClaimGPUs(gpus, 1)
 	require.ErrorIs(t, err, sched.ErrWouldWait)
-	assert.Regexp(t, `^asked 1 GPUs, 0 of this machine's 3 are free: GPU 0 \(pid \d+\), GPU 1 \(pid \d+\), GPU 2 \(pid \d+\) held by other rtrain jobs`, err.Error())
+	assert.Regexp(t, `^asked 1 GPU, 0 of this machine's 3 are free: GPU 0 \(pid \d+\), GPU 1 \(pid \d+\), GPU 2 \(pid \d+\) held by other rtrain jobs`, err.Error())
 
 	a.Release()
 	c, err := discover.ClaimGPUs(gpus, 2)
 	require.NoError(t, err, "released GPUs are free again")
 	assert.Equal(t, gpus[:2], c.GPUs)
-	c.Release()
 	b.Release()
+	_, err = discover.ClaimGPUs(gpus, 2)
+	require.ErrorIs(t, err, sched.ErrWouldWait)
+	assert.Regexp(t, `^asked 2 GPUs, 1 of this machine's 3 is free: GPU 0 \(pid \d+\), GPU 1 \(pid \d+\) held by other rtrain jobs`, err.Error())
+	c.Release()
 }

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rtrain/rtrain/cluster/sched"
+	"github.com/rtrain/rtrain/internal/text"
 )
 
 // RuntimeDirEnv names the directory where the rtrain processes of a machine
@@ -56,8 +57,12 @@ func ClaimGPUs(gpus []sched.GPU, n int) (*GPUClaim, error) {
 	}
 	if len(c.GPUs) < n {
 		c.Release()
-		return nil, sched.WouldWait("asked %d GPUs, %d of this machine's %d are free: %s held by other rtrain jobs; retry when they end",
-			n, len(gpus)-len(held), len(gpus), strings.Join(held, ", "))
+		free, are := len(gpus)-len(held), "are"
+		if free == 1 {
+			are = "is"
+		}
+		return nil, sched.WouldWait("asked %s, %d of this machine's %d %s free: %s held by other rtrain jobs; retry when they end",
+			text.Plural(n, "GPU"), free, len(gpus), are, strings.Join(held, ", "))
 	}
 	return c, nil
 }

@@ -147,3 +147,14 @@ func TestConfineLocal(t *testing.T) {
 		})
 	}
 }
+
+// A notice of one dropped line says so in the singular: it said "1 log
+// line of this job's output are no longer".
+func TestHeadJobNoticeOfOneLine(t *testing.T) {
+	hj := &headJob{logDir: "/results/run/logs"}
+	b, err := json.Marshal(trainer.Event{Type: trainer.EventLog, Line: "dropped"})
+	require.NoError(t, err)
+	var note trainer.Event
+	require.NoError(t, json.Unmarshal(hj.notice(&clusterpb.JobEvent{EventJson: b}, 1).EventJson, &note))
+	assert.Equal(t, "1 log line of this job's output is no longer in the head's memory; every line is in /results/run/logs/rank_*.log on the head", note.Message)
+}

@@ -159,9 +159,13 @@ func (hj *headJob) trimLogs(keep int) {
 func (hj *headJob) notice(last *clusterpb.JobEvent, n int) *clusterpb.JobEvent {
 	var at struct{ Time time.Time }
 	_ = json.Unmarshal(last.EventJson, &at)
+	are := "are"
+	if n == 1 {
+		are = "is"
+	}
 	note := jobEvent(trainer.Event{Type: trainer.EventWarning, Time: at.Time,
-		Message: fmt.Sprintf("%s of this job's output are no longer in the head's memory; every line is in %s on the head",
-			text.Plural(n, "log line"), filepath.Join(hj.logDir, "rank_*.log"))})
+		Message: fmt.Sprintf("%s of this job's output %s no longer in the head's memory; every line is in %s on the head",
+			text.Plural(n, "log line"), are, filepath.Join(hj.logDir, "rank_*.log"))})
 	note.Index = last.Index
 	return note
 }

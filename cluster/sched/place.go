@@ -211,3 +211,23 @@ func clusterNoun(nodes int) string {
 	}
 	return fmt.Sprintf("the %d nodes have", nodes)
 }
+
+// cpuNoun is "1 CPU" or "0.5 CPUs".
+func cpuNoun(n float64) string {
+	if n == 1 {
+		return "1 CPU"
+	}
+	return fmt.Sprintf("%g CPUs", n)
+}
+
+// nodesThatHoldOne says how few of the cluster's nodes can hold a bundle
+// of a STRICT_SPREAD request, which needs one node for each.
+func nodesThatHoldOne(n, nodes int) string {
+	switch {
+	case nodes == 1 && n == 1:
+		return "this node is the only one"
+	case nodes == 1:
+		return "this node cannot hold one"
+	}
+	return fmt.Sprintf("only %d of the %d nodes can hold one", n, nodes)
+}

@@ -72,6 +72,18 @@ func TestPlace(t *testing.T) {
 			wantErr: ErrInfeasible,
 			wantMsg: "asked 4 GPUs, this node has 0 (4 × {CPU: 0, GPU: 1} with PACK)",
 		},
+		"one gpu on a node without any": {
+			nodes:   []NodeState{node("a", 2, 0)},
+			req:     Request{Count: 1, Bundle: Resources{GPU: 1}},
+			wantErr: ErrInfeasible,
+			wantMsg: "asked 1 GPU, this node has 0",
+		},
+		"one cpu more than the node has": {
+			nodes:   []NodeState{node("a", 0, 0)},
+			req:     Request{Count: 1, Bundle: Resources{CPU: 1}},
+			wantErr: ErrInfeasible,
+			wantMsg: "asked 1 CPU, this node has 0",
+		},
 		"more cpus than the cluster has": {
 			nodes:   []NodeState{node("a", 2, 0), node("b", 2, 0)},
 			req:     Request{Count: 3, Bundle: Resources{CPU: 2}},
@@ -107,6 +119,12 @@ func TestPlace(t *testing.T) {
 			req:     Request{Count: 1, Bundle: Resources{CPU: 6}},
 			wantErr: ErrInfeasible,
 			wantMsg: "asked 1 × {CPU: 6} with PACK; at most 0 fit on the 2 nodes, the largest node holds 0",
+		},
+		"strict spread over the only node": {
+			nodes:   []NodeState{node("a", 8, 0)},
+			req:     Request{Count: 1, Bundle: Resources{CPU: 16}, Strategy: StrictSpread},
+			wantErr: ErrInfeasible,
+			wantMsg: "asked 1 × {CPU: 16} with STRICT_SPREAD; this node cannot hold one",
 		},
 		"no nodes": {
 			req:     Request{Count: 1},

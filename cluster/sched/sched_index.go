@@ -319,14 +319,14 @@ func (x *index) feasible(req Request) error {
 		}
 	case StrictSpread:
 		if f.nodes < req.Count {
-			return placeErr(ErrInfeasible, "asked %s; only %d of the %d nodes can hold one", req, f.nodes, x.nodes)
+			return placeErr(ErrInfeasible, "asked %s; %s", req, nodesThatHoldOne(f.nodes, x.nodes))
 		}
 	default:
 		switch {
 		case want.GPU > total.GPU:
-			return placeErr(ErrInfeasible, "asked %d GPUs, %s %d (%s)", want.GPU, clusterNoun(x.nodes), total.GPU, req)
+			return placeErr(ErrInfeasible, "asked %s, %s %d (%s)", text.Plural(want.GPU, "GPU"), clusterNoun(x.nodes), total.GPU, req)
 		case want.CPU > total.CPU+1e-9:
-			return placeErr(ErrInfeasible, "asked %g CPUs, %s %g (%s)", want.CPU, clusterNoun(x.nodes), total.CPU, req)
+			return placeErr(ErrInfeasible, "asked %s, %s %g (%s)", cpuNoun(want.CPU), clusterNoun(x.nodes), total.CPU, req)
 		case want.MemoryBytes > total.MemoryBytes:
 			return placeErr(ErrInfeasible, "asked %s of memory, %s %s (%s)", text.Bytes(want.MemoryBytes), clusterNoun(x.nodes), text.Bytes(total.MemoryBytes), req)
 		case !want.Custom.fits(total.Custom):

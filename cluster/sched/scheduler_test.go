@@ -294,7 +294,7 @@ func TestHeadRemoveNode(t *testing.T) {
 	require.Nil(t, h.RemoveNode(packed), "removed twice")
 	r := recv(t, spread)
 	require.ErrorIs(t, r.err, ErrInfeasible)
-	require.ErrorContains(t, r.err, "only 1 of the 1 nodes can hold one")
+	require.ErrorContains(t, r.err, "with STRICT_SPREAD; this node is the only one")
 	waitQueued(t, h, "pack")
 	require.Len(t, h.Nodes(), 1)
 

@@ -92,7 +92,7 @@ upload did not finish does not exist.`,
 				return err
 			}
 			d := time.Since(start)
-			fmt.Fprintf(cmd.OutOrStdout(), "downloaded %s (%d files, %s) to %s in %s\n", m.URI, len(m.Files), text.Bytes(m.Size()), args[1], d.Round(time.Millisecond))
+			fmt.Fprintf(cmd.OutOrStdout(), "downloaded %s (%s, %s) to %s in %s\n", m.URI, text.Plural(len(m.Files), "file"), text.Bytes(m.Size()), args[1], d.Round(time.Millisecond))
 			return nil
 		},
 	}

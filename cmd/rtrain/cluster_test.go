@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -541,6 +542,16 @@ func TestStartGivesUpOnAnUnreachableHead(t *testing.T) {
 	pid, ok := livePid(filepath.Join(state, "agent.pid"))
 	assert.False(t, ok, "the agent daemon (pid %d) still runs", pid)
 	assert.DirExists(t, filepath.Join(state, "agent-data"), "the data directory follows the state directory")
+}
+
+// rtrain start refuses to start a second agent on one state directory,
+// in a sentence: it said "a agent already runs here".
+func TestStartRefusesASecondAgent(t *testing.T) {
+	state := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(state, "agent.pid"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600))
+	start := rtrain(t, "start", "--address", "127.0.0.1:1", "--token", "t", "--state-dir", state)
+	assert.Equal(t, exitUsage, start.run(t))
+	assert.Contains(t, start.stderr.String(), fmt.Sprintf("an agent already runs here (pid %d); `rtrain stop` stops it", os.Getpid()))
 }
 
 // A fixed-size job whose node is lost cannot fit on the node left: its

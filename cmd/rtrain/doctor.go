@@ -272,7 +272,7 @@ func (o *doctorOptions) python3(ctx context.Context) check {
 	if ti.CUDA != nil {
 		cuda = "CUDA " + *ti.CUDA
 		if ti.CUDAOK {
-			cuda += fmt.Sprintf(", %d GPUs visible", ti.Devices)
+			cuda += ", " + text.Plural(ti.Devices, "GPU") + " visible"
 		} else {
 			cuda += ", no GPU usable"
 		}

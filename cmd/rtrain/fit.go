@@ -296,8 +296,8 @@ func (o *fitOptions) submit(cmd *cobra.Command, cfg trainer.Config) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "rtrain: submitted job %s (run %s, %d files, %s shipped)\n  follow: rtrain logs -f %s\n  stop:   rtrain stop %s\n",
-		sub.JobID, sub.Name, sub.Files, text.Bytes(sub.Bytes), sub.JobID, sub.JobID)
+	fmt.Fprintf(cmd.OutOrStdout(), "rtrain: submitted job %s (run %s, %s, %s shipped)\n  follow: rtrain logs -f %s\n  stop:   rtrain stop %s\n",
+		sub.JobID, sub.Name, text.Plural(sub.Files, "file"), text.Bytes(sub.Bytes), sub.JobID, sub.JobID)
 	return nil
 }
 

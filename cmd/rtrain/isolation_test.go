@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -92,6 +93,22 @@ func TestWithoutCgroupsOneWarning(t *testing.T) {
 	assert.Equal(t, "rtrain: strict isolation: node local cannot enforce pids limit: cgroup: no usable cgroup hierarchy: "+
 		"/sys/fs/cgroup: no cgroup filesystem mounted (run rtrain as root, or in a container with a delegated cgroup)", lines[len(lines)-1])
 	assert.NotContains(t, c.stdout.String(), "[rank", "no worker started")
+}
+
+// doctor counts the GPUs torch sees in words that agree: on a machine
+// with one it said "1 GPUs visible". The python here is a stand-in that
+// answers rtrain's two probes as a CUDA torch with one GPU would.
+func TestDoctorCountsOneGPU(t *testing.T) {
+	py := filepath.Join(t.TempDir(), "python3")
+	require.NoError(t, os.WriteFile(py, []byte(`#!/bin/sh
+case "$2" in
+*find_spec*) echo '{"torch": "2.3.0", "syntax": null}' ;;
+*) echo '{"version": "2.3.0", "cuda": "12.1", "cuda_ok": true, "devices": 1, "nccl": "2.20.5", "gloo": true}' ;;
+esac
+`), 0o755))
+	c := rtrain(t, "doctor", "--python", py, "--storage", t.TempDir())
+	c.run(t)
+	assert.Contains(t, c.stdout.String(), ": torch 2.3.0, CUDA 12.1, 1 GPU visible, NCCL 2.20.5, gloo yes\n")
 }
 
 func TestDoctor(t *testing.T) {

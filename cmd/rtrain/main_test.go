@@ -17,6 +17,7 @@ import (
 
 	"github.com/rtrain/rtrain/internal/testutil"
 	"github.com/rtrain/rtrain/launcher"
+	"github.com/rtrain/rtrain/trainer"
 )
 
 // The test binary is rtrain itself when RTRAIN_TEST_AS_CLI is set, so these
@@ -216,6 +217,22 @@ func TestCompletion(t *testing.T) {
 	c := rtrain(t, "completion", "bash")
 	require.Equal(t, exitOK, c.run(t))
 	assert.Contains(t, c.stdout.String(), "bash completion")
+}
+
+// The live line counts checkpoints in words that agree: it said "1
+// checkpoints".
+func TestStatusLineCountsCheckpoints(t *testing.T) {
+	var out strings.Builder
+	s, err := newStatusLine("tty", &out)
+	require.NoError(t, err)
+	s.update(trainer.Event{Type: trainer.EventState, State: trainer.StateRunning})
+	s.update(trainer.Event{Type: trainer.EventWorkerStarted})
+	for _, want := range []string{"1 checkpoint", "2 checkpoints"} {
+		s.update(trainer.Event{Type: trainer.EventCheckpoint, Checkpoint: &trainer.Checkpoint{}})
+		out.Reset()
+		s.draw()
+		assert.Equal(t, "rtrain: running, 1 up | "+want, out.String())
+	}
 }
 
 func TestLiveStatusLine(t *testing.T) {

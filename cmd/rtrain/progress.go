@@ -98,7 +98,7 @@ func (s *statusLine) draw() {
 		parts = append(parts, fmt.Sprintf("report %d: %s", s.reports, s.metrics))
 	}
 	if s.checkpoints > 0 {
-		c := fmt.Sprintf("%d checkpoints", s.checkpoints)
+		c := text.Plural(s.checkpoints, "checkpoint")
 		if s.rate != "" {
 			c += " at " + s.rate
 		}

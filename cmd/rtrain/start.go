@@ -143,7 +143,11 @@ func (o *startOptions) run(cmd *cobra.Command) error {
 	}
 	role := o.role()
 	if pid, ok := livePid(filepath.Join(dir, role+".pid")); ok {
-		return usageError{fmt.Errorf("a %s already runs here (pid %d); `rtrain stop` stops it", role, pid)}
+		article := "a"
+		if !o.head {
+			article = "an"
+		}
+		return usageError{fmt.Errorf("%s %s already runs here (pid %d); `rtrain stop` stops it", article, role, pid)}
 	}
 	if !o.block {
 		return o.daemonize(cmd, dir)

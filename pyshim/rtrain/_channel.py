@@ -9,7 +9,7 @@ import os
 import socket
 import threading
 
-ADDR_ENV = "RTRAIN_AGENT_ADDR"
+from rtrain import _env
 
 
 class AgentError(RuntimeError):
@@ -59,7 +59,7 @@ _channel_lock = threading.Lock()
 def channel():
     """The process's channel, or None when not running under rtrain."""
     global _channel
-    path = os.environ.get(ADDR_ENV)
+    path = os.environ.get(_env.AGENT_ADDR)
     if not path:
         return None
     with _channel_lock:

@@ -2,6 +2,8 @@
 
 import os
 
+from rtrain import _env
+
 
 def _int(name, default=0):
     value = os.environ.get(name)
@@ -29,7 +31,7 @@ class TrainContext:
         return _int("LOCAL_WORLD_SIZE", 1)
 
     def get_trial_name(self):
-        return os.environ.get("RTRAIN_RUN_NAME", "")
+        return os.environ.get(_env.RUN_NAME, "")
 
     def get_experiment_name(self):
         return self.get_trial_name()

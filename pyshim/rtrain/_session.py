@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import threading
 
-from rtrain import _channel
+from rtrain import _channel, _env
 from rtrain._context import get_context
 
 
@@ -72,7 +72,7 @@ def _plain(value, key):
         return [_plain(v, key) for v in value]
     if isinstance(value, dict):
         return {str(k): _plain(v, key) for k, v in value.items()}
-    raise TypeError(f"rtrain.report: metric {key!r} is a {type(value).__name__}; use numbers, strings, lists or dicts")
+    raise TypeError(f"rtrain.report: metric {key!r} is of type {type(value).__name__}; use numbers, strings, lists or dicts")
 
 
 _seq = 0
@@ -128,8 +128,8 @@ def get_checkpoint():
     Under `rtrain fit --resume` (or after a restart) every rank gets the same
     checkpoint: the latest committed one, or the one --resume-from named.
     """
-    path = os.environ.get("RTRAIN_CHECKPOINT_DIR", "")
+    path = os.environ.get(_env.CHECKPOINT_DIR, "")
     if not path:
         return None
-    index = os.environ.get("RTRAIN_CHECKPOINT_INDEX", "")
-    return Checkpoint(path, uri=os.environ.get("RTRAIN_CHECKPOINT_URI") or None, index=int(index) if index else None)
+    index = os.environ.get(_env.CHECKPOINT_INDEX, "")
+    return Checkpoint(path, uri=os.environ.get(_env.CHECKPOINT_URI) or None, index=int(index) if index else None)

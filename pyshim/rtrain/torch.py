@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
+from rtrain import _env
 from rtrain._context import get_context
 
 __all__ = ["get_device", "prepare_data_loader", "prepare_model"]
@@ -21,7 +22,7 @@ def get_device():
     rtrain sets RTRAIN_CUDA_DEVICE to the worker's index among the GPUs it can
     see (CUDA_VISIBLE_DEVICES), whatever the isolation level.
     """
-    index = os.environ.get("RTRAIN_CUDA_DEVICE", "")
+    index = os.environ.get(_env.CUDA_DEVICE, "")
     if index != "" and torch.cuda.is_available():
         return torch.device("cuda", int(index))
     return torch.device("cpu")
