@@ -114,6 +114,10 @@ type Event struct {
 	// is what ended its exit.
 	RaisedAt         time.Time
 	RaisedBeforeStop bool `json:",omitempty"`
+	// Exception is the last line of that exception ("ValueError: boom"),
+	// from the same note: what it raised even when a stop ended the worker
+	// before its traceback reached stderr.
+	Exception string `json:",omitempty"`
 	// WorkerExited: when the worker's program finished cleanly (ran to its
 	// end or called sys.exit(0), and its atexit handlers ran), zero if it
 	// did not. What the process does after that is Python's teardown.

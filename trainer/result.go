@@ -30,6 +30,9 @@ type WorkerExit struct {
 	// cleanly and was then killed by a signal as Python shut down (how,
 	// and its last line of stderr). Its work was done: it succeeded.
 	TeardownCrash string `json:",omitempty"`
+	// Exception is the last line of the exception the worker raised, as
+	// its exit note gives it, when it raised one.
+	Exception string `json:",omitempty"`
 }
 
 // Success reports whether the worker did its work: it exited 0 by itself,
@@ -68,6 +71,10 @@ func (w WorkerExit) Cause() string {
 				return line
 			}
 		}
+	}
+	if w.Exception != "" {
+		// Stopped before its traceback was written: the note says it.
+		return w.Exception
 	}
 	return w.Exit.String()
 }

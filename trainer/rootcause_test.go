@@ -77,6 +77,10 @@ func TestRootCauseOfAnAttempt(t *testing.T) {
 		return e
 	}
 	beforeStop := func(e cluster.Event) cluster.Event { e.RaisedBeforeStop = true; return e }
+	noted := func(e cluster.Event, raised time.Duration, exception string) cluster.Event {
+		e.RaisedAt, e.Exception = at(raised), exception
+		return e
+	}
 	teardown := signalled(2, syscall.SIGABRT, 40*time.Millisecond)
 	teardown.FinishedAt, teardown.AfterFinish = at(30*time.Millisecond), []string{"terminate called without an active exception", ""}
 	closed := "RuntimeError: [../gloo/transport/tcp/pair.cc:534] Connection closed by peer [10.0.0.2]:4242"
@@ -102,6 +106,12 @@ func TestRootCauseOfAnAttempt(t *testing.T) {
 			raise(stopped(1, 30*time.Millisecond), 25*time.Millisecond, "KeyboardInterrupt")}, 0, at(20 * time.Millisecond), nil, []int{1}},
 		{"a SIGKILL seen after its peer's echo", "", []cluster.Event{
 			raise(exited(0, 1, 2*time.Millisecond), time.Millisecond, closed),
+			signalled(1, syscall.SIGKILL, 5*time.Millisecond)}, 1, at(5 * time.Millisecond), []int{0}, nil},
+		// A loaded machine: the peer raised on the closed connection, was
+		// stopped before its traceback reached stderr, and only its exit
+		// note says what it raised.
+		{"a SIGKILL seen after its peer's echo, known from its note", "", []cluster.Event{
+			noted(beforeStop(stopped(0, 8*time.Millisecond)), time.Millisecond, closed),
 			signalled(1, syscall.SIGKILL, 5*time.Millisecond)}, 1, at(5 * time.Millisecond), []int{0}, nil},
 		{"a crash in Python's teardown is a success", "", []cluster.Event{
 			exited(0, 0, 10*time.Millisecond), exited(1, 0, 20*time.Millisecond), teardown}, -1, time.Time{}, nil, nil},

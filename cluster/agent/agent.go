@@ -433,7 +433,7 @@ func (g *Group) run(ctx context.Context, workers []*worker, early []cluster.Even
 			w.finish()
 			exit := w.proc.Exit()
 			note := w.note()
-			e := cluster.Event{Kind: cluster.WorkerExited, Rank: w.rank, Time: exit.Time, Exit: exit, Tail: w.tail.Lines(), RaisedAt: note.Raised}
+			e := cluster.Event{Kind: cluster.WorkerExited, Rank: w.rank, Time: exit.Time, Exit: exit, Tail: w.tail.Lines(), RaisedAt: note.Raised, Exception: note.Exception}
 			if note.FinishedCleanly() {
 				e.FinishedAt, e.AfterFinish = note.Finished, w.tail.Since(note.Finished)
 			}
