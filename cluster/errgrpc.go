@@ -13,8 +13,6 @@ import (
 // sentinel with errors.Is (errgrpc). The reasons are the protocol's
 // vocabulary, read by other rtrain versions: never rename one.
 func init() {
-	errgrpc.Register(ErrUnauthenticated, codes.Unauthenticated, "UNAUTHENTICATED")
-	errgrpc.Register(ErrVersionMismatch, codes.FailedPrecondition, "VERSION_MISMATCH")
 	errgrpc.Register(ErrNotIsolated, codes.FailedPrecondition, "NOT_ISOLATED")
 	// A lost node's work is aborted; the job, not the call, may retry.
 	errgrpc.Register(ErrNodeLost, codes.Aborted, "NODE_LOST")

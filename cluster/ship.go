@@ -169,3 +169,12 @@ func SendArchive(r io.Reader, send func(chunk []byte) error) error {
 		}
 	}
 }
+
+// refusal prints as its message and matches its sentinel.
+type refusal struct {
+	sentinel error
+	msg      string
+}
+
+func (e *refusal) Error() string        { return e.msg }
+func (e *refusal) Is(target error) bool { return target == e.sentinel }

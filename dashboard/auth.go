@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rtrain/rtrain/cluster"
+	clusterauth "github.com/rtrain/rtrain/cluster/auth"
 )
 
 // cookieName holds a browser's session: not the cluster token itself (which
@@ -43,7 +43,7 @@ type auth struct {
 func newAuth(token string) auth {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	secret, _ := cluster.SplitToken(token)
+	secret, _ := clusterauth.SplitToken(token)
 	return auth{token: secret, key: key, now: time.Now, mu: &sync.Mutex{}, used: map[string]time.Time{}}
 }
 
@@ -51,7 +51,7 @@ func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []by
 
 // tokenOK accepts the cluster's secret or a join token that carries it.
 func (a auth) tokenOK(tok string) bool {
-	secret, _ := cluster.SplitToken(strings.TrimSpace(tok))
+	secret, _ := clusterauth.SplitToken(strings.TrimSpace(tok))
 	return equal(secret, a.token)
 }
 
@@ -82,7 +82,7 @@ func (a auth) verify(key []byte, purpose, v string) bool {
 // a browser in once within ttl, made by whoever holds the cluster token:
 // what scripts and headless browsers open instead of typing the token.
 func LoginLink(base, token string, ttl time.Duration) string {
-	secret, _ := cluster.SplitToken(token)
+	secret, _ := clusterauth.SplitToken(token)
 	u, err := url.Parse(base)
 	if err != nil {
 		return base

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/head"
 	"github.com/rtrain/rtrain/dashboard"
@@ -66,7 +66,7 @@ func TestEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 
-	sec := cluster.Security{Token: "t"}
+	sec := auth.Security{Token: "t"}
 	h, err := head.Start(ctx, head.Config{Addr: "127.0.0.1", Port: 0, Security: sec, ResultsDir: t.TempDir()}, nil)
 	require.NoError(t, err)
 	t.Cleanup(h.Close)

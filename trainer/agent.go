@@ -10,8 +10,8 @@ import (
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
-	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/agent"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/pyshim"
 )
@@ -20,7 +20,7 @@ import (
 type AgentConfig struct {
 	// HeadAddr is the head's host:port.
 	HeadAddr string
-	Security cluster.Security
+	Security auth.Security
 	// NodeName names the node; empty: the host name. The head adds a
 	// suffix when another live node has the name.
 	NodeName string

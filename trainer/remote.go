@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/internal/workdir"
 )
@@ -26,9 +27,9 @@ type Client struct {
 
 // Dial connects to the head at addr; the token comes from sec or
 // $RTRAIN_TOKEN.
-func Dial(addr string, sec cluster.Security) (*Client, error) {
+func Dial(addr string, sec auth.Security) (*Client, error) {
 	if sec.Token == "" {
-		sec.Token = os.Getenv(cluster.TokenEnv)
+		sec.Token = os.Getenv(auth.TokenEnv)
 	}
 	conn, err := sec.Dial(addr)
 	if err != nil {
@@ -44,7 +45,7 @@ func (c *Client) Close() error { return c.close() }
 func (c *Client) Head() clusterpb.HeadClient { return c.head }
 
 func (c *Client) err(what string, err error) error {
-	return fmt.Errorf("%s at %s: %w", what, c.Addr, cluster.RemoteError(err))
+	return fmt.Errorf("%s at %s: %w", what, c.Addr, auth.RemoteError(err))
 }
 
 // Submitted is a job the head accepted.
@@ -183,7 +184,7 @@ func (c *Client) Stop(ctx context.Context, job string) error {
 // fitRemote is Fit on a cluster: submit, follow, and stop the job when ctx
 // ends before it.
 func (t *Trainer) fitRemote(ctx context.Context) (*Result, error) {
-	c, err := Dial(t.cfg.Address, cluster.Security{Token: t.cfg.Token, TLSCA: t.cfg.TLSCA, TLSCert: t.cfg.TLSCert, TLSKey: t.cfg.TLSKey})
+	c, err := Dial(t.cfg.Address, auth.Security{Token: t.cfg.Token, TLSCA: t.cfg.TLSCA, TLSCert: t.cfg.TLSCert, TLSKey: t.cfg.TLSKey})
 	if err != nil {
 		return nil, err
 	}

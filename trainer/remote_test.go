@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/head"
 	"github.com/rtrain/rtrain/internal/testutil"
@@ -24,7 +24,7 @@ import (
 // remoteHead is a head on loopback with no nodes, and a client of it.
 func remoteHead(t *testing.T, cfg head.Config) (*head.Daemon, *trainer.Client) {
 	t.Helper()
-	cfg.Addr, cfg.Security = "127.0.0.1", cluster.Security{Token: "t"}
+	cfg.Addr, cfg.Security = "127.0.0.1", auth.Security{Token: "t"}
 	cfg.ResultsDir = t.TempDir()
 	h, err := head.Start(t.Context(), cfg, nil)
 	require.NoError(t, err)
@@ -111,7 +111,7 @@ func TestAgentsOfOneNameAreTwoNodesToTheJob(t *testing.T) {
 	var ids []string
 	for range 2 {
 		actx, stop := context.WithCancel(context.Background())
-		ra, err := trainer.StartAgent(actx, trainer.AgentConfig{HeadAddr: h.Addr().String(), Security: cluster.Security{Token: "t"},
+		ra, err := trainer.StartAgent(actx, trainer.AgentConfig{HeadAddr: h.Addr().String(), Security: auth.Security{Token: "t"},
 			NodeName: "vm", NodeIP: "127.0.0.1", DataDir: t.TempDir(), Overrides: ov}, nil)
 		if err != nil {
 			stop()

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/sched"
@@ -24,7 +25,7 @@ import (
 type Config struct {
 	// HeadAddr is the head's host:port.
 	HeadAddr string
-	Security cluster.Security
+	Security auth.Security
 	// Node is what this node offers; its Addr is where the agent listens
 	// and what other nodes reach it at.
 	Node sched.Node
@@ -88,7 +89,7 @@ func startAgent(ctx context.Context, cfg Config, lock *dirLock, log *slog.Logger
 		// A cluster on the head's own CA: the agent serves a certificate
 		// of its own and registers its fingerprint over the verified
 		// channel to the head, which then pins it.
-		cert, fp, err := cluster.SelfSigned(cluster.LocalHosts(cfg.Node.Addr))
+		cert, fp, err := auth.SelfSigned(auth.LocalHosts(cfg.Node.Addr))
 		if err != nil {
 			_ = ln.Close()
 			return nil, err
@@ -152,7 +153,7 @@ func startAgent(ctx context.Context, cfg Config, lock *dirLock, log *slog.Logger
 			// elsewhere without counting a failure against their jobs.
 			dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if _, derr := head.Drain(dctx, &clusterpb.DrainRequest{NodeId: id, Reason: "drained: its agent was stopped"}); derr != nil {
-				log.Warn("drain", "err", cluster.CallError("drain", derr))
+				log.Warn("drain", "err", auth.CallError("drain", derr))
 			}
 			cancel()
 		}
@@ -198,8 +199,8 @@ func register(ctx context.Context, head clusterpb.HeadClient, node sched.Node, c
 			renew(lease, from, b.timeout, log)
 			return rep.NodeId, b, nil
 		}
-		err = cluster.CallError("register with the head", err)
-		if errors.Is(err, cluster.ErrUnauthenticated) || errors.Is(err, cluster.ErrVersionMismatch) {
+		err = auth.CallError("register with the head", err)
+		if errors.Is(err, auth.ErrUnauthenticated) || errors.Is(err, auth.ErrVersionMismatch) {
 			return "", beats{}, err
 		}
 		if !warned {
@@ -239,7 +240,7 @@ func beat(ctx context.Context, head clusterpb.HeadClient, node sched.Node, certS
 				return node.ID, nil
 			}
 			if !failing {
-				log.Warn("heartbeat failed", "err", cluster.CallError("heartbeat", err))
+				log.Warn("heartbeat failed", "err", auth.CallError("heartbeat", err))
 			}
 			failing = true
 			if !fenced && time.Since(lastOK) > b.timeout {

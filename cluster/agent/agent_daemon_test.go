@@ -16,6 +16,7 @@ import (
 
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/agent"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/rendezvous"
 )
@@ -68,7 +69,7 @@ func TestAgentsOfOneNameGoByTheNamesTheHeadGave(t *testing.T) {
 		out := &syncBuffer{}
 		log := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		ctx, cancel := context.WithCancel(t.Context())
-		ra, err := agent.Start(ctx, agent.Config{HeadAddr: addr, Security: cluster.Security{Token: join},
+		ra, err := agent.Start(ctx, agent.Config{HeadAddr: addr, Security: auth.Security{Token: join},
 			Node:    sched.Node{ID: "vm", Addr: "127.0.0.1", Total: sched.Resources{CPU: 1}},
 			DataDir: t.TempDir(), ShimDir: t.TempDir(), Resolve: resolve}, log)
 		require.NoError(t, err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/rtrain/rtrain/checkpoint/stage"
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/internal/workdir"
 	"github.com/rtrain/rtrain/rendezvous"
@@ -263,7 +264,7 @@ func (s *Service) Wait(ctx context.Context) error {
 func withoutToken(env []string) []string {
 	out := make([]string, 0, len(env))
 	for _, kv := range env {
-		if !strings.HasPrefix(kv, cluster.TokenEnv+"=") {
+		if !strings.HasPrefix(kv, auth.TokenEnv+"=") {
 			out = append(out, kv)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/agent"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/head"
 	"github.com/rtrain/rtrain/cluster/sched"
@@ -21,7 +22,7 @@ import (
 
 // serveHead serves a head's membership service with sec (and cert, when
 // not nil) on loopback until the test ends.
-func serveHead(t *testing.T, sec cluster.Security, cert *tls.Certificate) (string, *head.Registry) {
+func serveHead(t *testing.T, sec auth.Security, cert *tls.Certificate) (string, *head.Registry) {
 	t.Helper()
 	sec.Certificate = cert
 	opts, err := sec.ServerOptions()
@@ -40,12 +41,12 @@ func serveHead(t *testing.T, sec cluster.Security, cert *tls.Certificate) (strin
 // does without TLS files, and returns its address and join token.
 func ownCAHead(t *testing.T, dir string) (addr, join string, hs *head.Registry) {
 	t.Helper()
-	ca, err := cluster.LoadOrCreateCA(dir)
+	ca, err := auth.LoadOrCreateCA(dir)
 	require.NoError(t, err)
-	cert, err := ca.Issue(cluster.LocalHosts())
+	cert, err := ca.Issue(auth.LocalHosts())
 	require.NoError(t, err)
-	join = cluster.JoinToken("s3cret", ca.Fingerprint())
-	addr, hs = serveHead(t, cluster.Security{Token: join}, &cert)
+	join = auth.JoinToken("s3cret", ca.Fingerprint())
+	addr, hs = serveHead(t, auth.Security{Token: join}, &cert)
 	return addr, join, hs
 }
 
@@ -54,7 +55,7 @@ func ownCAHead(t *testing.T, dir string) (addr, join string, hs *head.Registry) 
 func TestAgentJoinsOverTheHeadsCA(t *testing.T) {
 	addr, join, hs := ownCAHead(t, t.TempDir())
 	ctx, cancel := context.WithCancel(t.Context())
-	ra, err := agent.Start(ctx, agent.Config{HeadAddr: addr, Security: cluster.Security{Token: join},
+	ra, err := agent.Start(ctx, agent.Config{HeadAddr: addr, Security: auth.Security{Token: join},
 		Node: sched.Node{ID: "n1", Addr: "127.0.0.1", Total: sched.Resources{CPU: 1}}, DataDir: t.TempDir()}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	t.Cleanup(func() { cancel(); <-ra.Done() })

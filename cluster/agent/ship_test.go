@@ -26,6 +26,7 @@ import (
 
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/agent"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/head"
 	"github.com/rtrain/rtrain/cluster/sched"
@@ -44,7 +45,7 @@ type testAgent struct {
 
 func serveAgent(t *testing.T, resolve agent.PythonResolver) *testAgent {
 	t.Helper()
-	sec := cluster.Security{Token: "s3cret"}
+	sec := auth.Security{Token: "s3cret"}
 	opts, err := sec.ServerOptions()
 	require.NoError(t, err)
 	log := slog.New(slog.DiscardHandler)
@@ -71,12 +72,12 @@ func serveAgent(t *testing.T, resolve agent.PythonResolver) *testAgent {
 // chunks: any one message over cluster.MaxRequest is refused, on the head and on
 // agents, where 256 MiB used to be taken by every method.
 func TestServersRefuseLargeMessages(t *testing.T) {
-	sec := cluster.Security{Token: "s3cret"}
+	sec := auth.Security{Token: "s3cret"}
 	addr, _ := serveHead(t, sec, nil)
 	conn, err := sec.Dial(addr)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
-	big := string(make([]byte, cluster.MaxRequest+1))
+	big := string(make([]byte, auth.MaxRequest+1))
 
 	_, err = clusterpb.NewHeadClient(conn).Register(t.Context(), &clusterpb.RegisterRequest{Node: &clusterpb.Node{Id: big}})
 	assert.Equal(t, codes.ResourceExhausted, status.Code(err), "head: %v", err)
@@ -105,11 +106,11 @@ func pack(t *testing.T, files map[string]string) (cluster.Workdir, *workdir.Arch
 // group in chunks, unpacked where its workers start.
 func TestRemoteGroupGetsItsWorkingDirectory(t *testing.T) {
 	// Past one message, random so that it packs as large.
-	payload := make([]byte, cluster.MaxRequest+cluster.ChunkSize/2)
+	payload := make([]byte, auth.MaxRequest+cluster.ChunkSize/2)
 	_, _ = rand.Read(payload)
 	a := serveAgent(t, func(context.Context, string, string) (string, string, error) { return "/bin/sh", "", nil })
 	wd, _ := pack(t, map[string]string{"run.sh": "wc -c < payload\n", "payload": string(payload)})
-	require.Greater(t, wd.Manifest.ArchiveBytes, int64(cluster.MaxRequest))
+	require.Greater(t, wd.Manifest.ArchiveBytes, int64(auth.MaxRequest))
 	r := head.NewRemoteAgent(sched.Node{ID: "n1"}, a.client, make(chan struct{}), slog.New(slog.DiscardHandler))
 	spec := cluster.GroupSpec{
 		JobID: "ship", RunName: "ship", Script: "run.sh", Grace: time.Second,

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/trainer"
@@ -28,7 +29,7 @@ type Config struct {
 	Addr string
 	Port int
 	// Security holds the cluster token (required) and TLS files.
-	Security cluster.Security
+	Security auth.Security
 	// ResultsDir is where jobs' logs and, unless a job names other
 	// storage, checkpoints are kept on the head. Empty: ~/rtrain_results.
 	// A job's local --storage or --resume-from must lie inside it (a

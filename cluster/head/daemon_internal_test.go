@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/trainer"
 )
@@ -58,7 +59,7 @@ func TestHeadJobDropsOldestLogLines(t *testing.T) {
 // temporary directory.
 func startTestHead(t *testing.T, cfg Config) *Daemon {
 	t.Helper()
-	cfg.Addr, cfg.Security = "127.0.0.1", cluster.Security{Token: "t"}
+	cfg.Addr, cfg.Security = "127.0.0.1", auth.Security{Token: "t"}
 	if cfg.ResultsDir == "" {
 		cfg.ResultsDir = t.TempDir()
 	}

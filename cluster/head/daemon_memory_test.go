@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/trainer"
 )
@@ -152,7 +152,7 @@ func TestEndedJobReleasesItsOutput(t *testing.T) {
 		assert.Equal(t, trainer.EventWorkerExited, events[len(events)-2].Type)
 	}
 	t.Run("rtrain logs", func(t *testing.T) {
-		c, err := trainer.Dial(h.Addr().String(), cluster.Security{Token: "t"})
+		c, err := trainer.Dial(h.Addr().String(), auth.Security{Token: "t"})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = c.Close() })
 		for _, follow := range []bool{false, true} {

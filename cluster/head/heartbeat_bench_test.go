@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/sched"
 )
@@ -26,7 +27,7 @@ import (
 // 10,000 heartbeats a second would keep busy at that cost.
 func BenchmarkHeartbeat(b *testing.B) {
 	const nodes = 10_000
-	sec := cluster.Security{Token: "bench"}
+	sec := auth.Security{Token: "bench"}
 	hs := NewRegistry(sched.New(), sec, Options{}, slog.New(slog.DiscardHandler))
 	b.Cleanup(hs.Close)
 	ids := make([]string, nodes)

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/text"
@@ -30,7 +31,7 @@ import (
 // (the Daemon), or answers Unimplemented (RegisterWithoutJobs).
 type Registry struct {
 	sched    *sched.Scheduler
-	sec      cluster.Security
+	sec      auth.Security
 	log      *slog.Logger
 	interval time.Duration
 	timeout  time.Duration
@@ -78,7 +79,7 @@ type Options struct {
 }
 
 // NewRegistry starts following heartbeats; Close stops it.
-func NewRegistry(s *sched.Scheduler, sec cluster.Security, o Options, log *slog.Logger) *Registry {
+func NewRegistry(s *sched.Scheduler, sec auth.Security, o Options, log *slog.Logger) *Registry {
 	if o.HeartbeatInterval <= 0 {
 		o.HeartbeatInterval = cluster.DefaultHeartbeatInterval
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/sched"
 )
@@ -16,7 +17,7 @@ import (
 // resources too (they were dropped for every GPU node), and a heartbeat
 // without stats (NVML stopped answering) clears the stale ones.
 func TestStatusShowsFreeResourcesAndCurrentGPUStats(t *testing.T) {
-	h := NewRegistry(sched.New(), cluster.Security{Token: "t"}, Options{}, slog.New(slog.DiscardHandler))
+	h := NewRegistry(sched.New(), auth.Security{Token: "t"}, Options{}, slog.New(slog.DiscardHandler))
 	t.Cleanup(h.Close)
 	node := sched.Node{ID: "gpu-node", Addr: "127.0.0.1", AgentAddr: "127.0.0.1:1",
 		Total: sched.Resources{CPU: 8, GPU: 2, MemoryBytes: 1 << 30},
@@ -55,7 +56,7 @@ func TestResourcesCrossTheWire(t *testing.T) {
 // A heartbeat keeps alive only the agent registered under its node id: a
 // stale agent of the same name that comes back is told to register again.
 func TestHeartbeatFromAnotherAgentReregisters(t *testing.T) {
-	hs := NewRegistry(sched.New(), cluster.Security{Token: "t"}, Options{}, slog.New(slog.DiscardHandler))
+	hs := NewRegistry(sched.New(), auth.Security{Token: "t"}, Options{}, slog.New(slog.DiscardHandler))
 	t.Cleanup(hs.Close)
 	node := &clusterpb.Node{Id: "gpu", Addr: "10.0.0.1", AgentAddr: "10.0.0.1:7000", Total: &clusterpb.Resources{Cpu: 1}}
 	rep, err := hs.Register(t.Context(), &clusterpb.RegisterRequest{Node: node})

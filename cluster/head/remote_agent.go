@@ -16,6 +16,7 @@ import (
 
 	"github.com/rtrain/rtrain/checkpoint/stage"
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/launcher"
@@ -101,7 +102,7 @@ func (r *RemoteAgent) Rendezvous(ctx context.Context, req cluster.RendezvousRequ
 		if lost, ok := r.unreachable("rendezvous", err); ok {
 			return cluster.Rendezvous{}, lost
 		}
-		return cluster.Rendezvous{}, cluster.CallError("node "+r.node.ID, err)
+		return cluster.Rendezvous{}, auth.CallError("node "+r.node.ID, err)
 	}
 	return cluster.Rendezvous{Port: int(rep.Port), AgentStore: rep.AgentStore}, nil
 }
@@ -119,7 +120,7 @@ func (r *RemoteAgent) StartGroup(ctx context.Context, spec cluster.GroupSpec, sh
 			if lost, ok := r.unreachable("send the checkpoint to resume from", err); ok {
 				return nil, lost
 			}
-			return nil, cluster.CallError(who+": send the checkpoint to resume from", err)
+			return nil, auth.CallError(who+": send the checkpoint to resume from", err)
 		}
 	}
 	body, err := json.Marshal(spec)
@@ -154,7 +155,7 @@ func (r *RemoteAgent) StartGroup(ctx context.Context, spec cluster.GroupSpec, sh
 		if lost, ok := r.unreachable("start the workers", err); ok {
 			return nil, lost
 		}
-		return nil, cluster.CallError(who, err)
+		return nil, auth.CallError(who, err)
 	}
 	first, err := stream.Recv()
 	if err != nil {
@@ -165,7 +166,7 @@ func (r *RemoteAgent) StartGroup(ctx context.Context, spec cluster.GroupSpec, sh
 		if errors.Is(err, io.EOF) {
 			err = errors.New("the agent ended the group before it started")
 		}
-		return nil, cluster.CallError(who, err)
+		return nil, auth.CallError(who, err)
 	}
 	g := &remoteGroup{
 		r: r, spec: spec, cancel: cancel,

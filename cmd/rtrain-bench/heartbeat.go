@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/head"
 	"github.com/rtrain/rtrain/cluster/sched"
@@ -99,7 +100,7 @@ func sampleOf(rep *clusterpb.StatusReply) headSample {
 // start --head` serves it. It writes "LISTEN ADDR", then a sample of its
 // nodes every second, until ctx ends.
 func serveHeartbeatHead(ctx context.Context, out io.Writer) error {
-	sec := cluster.Security{Token: os.Getenv(benchToken)}
+	sec := auth.Security{Token: os.Getenv(benchToken)}
 	opts, err := sec.ServerOptions()
 	if err != nil {
 		return err
@@ -168,7 +169,7 @@ func heartbeatOnce(ctx context.Context, o heartbeatOptions) (hbRun, error) {
 	if err != nil {
 		return hbRun{}, err
 	}
-	token := cluster.NewToken()
+	token := auth.NewToken()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	head := exec.CommandContext(ctx, self, "-heartbeat-head")
@@ -219,7 +220,7 @@ func heartbeatOnce(ctx context.Context, o heartbeatOptions) (hbRun, error) {
 		readErr <- lines.Err()
 	}()
 
-	sec := cluster.Security{Token: token}
+	sec := auth.Security{Token: token}
 	conns := make([]clusterpb.HeadClient, o.conns)
 	for i := range conns {
 		c, err := sec.Dial(addr)
@@ -370,7 +371,7 @@ func register(ctx context.Context, head clusterpb.HeadClient, i int, slots chan 
 	rep, err := head.Register(ctx, &clusterpb.RegisterRequest{Node: node})
 	<-slots
 	if err != nil {
-		return "", 0, fmt.Errorf("register %s: %w", node.Id, cluster.RemoteError(err))
+		return "", 0, fmt.Errorf("register %s: %w", node.Id, auth.RemoteError(err))
 	}
 	return rep.NodeId, time.Duration(rep.HeartbeatIntervalMs) * time.Millisecond, nil
 }

@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/internal/netns"
 	"github.com/rtrain/rtrain/internal/testutil"
 )
@@ -45,7 +45,7 @@ func newTestCluster(t *testing.T, agents int, agentArgs ...[]string) *testCluste
 	t.Helper()
 	testutil.Python(t)
 	n := netns.New(t, agents+1)
-	c := &testCluster{t: t, net: n, token: cluster.NewToken(), marker: testutil.Marker(t),
+	c := &testCluster{t: t, net: n, token: auth.NewToken(), marker: testutil.Marker(t),
 		head: n.Hosts()[0], port: "6379", daemons: map[string]*exec.Cmd{}, dirs: map[string]string{}}
 	t.Cleanup(func() {
 		for _, d := range c.daemons {
@@ -98,7 +98,7 @@ func (c *testCluster) addr() string { return c.head.Addr() + ":" + c.port }
 // env is what every rtrain process of the cluster runs with.
 func (c *testCluster) env(dir string) []string {
 	env := append(os.Environ(), "RTRAIN_TEST_AS_CLI=1", c.marker, "HOME="+dir, "RTRAIN_STATE_DIR="+dir,
-		cluster.TokenEnv+"="+c.token, "RTRAIN_PYTHON=/usr/bin/python3", AddressEnv+"="+c.addr())
+		auth.TokenEnv+"="+c.token, "RTRAIN_PYTHON=/usr/bin/python3", AddressEnv+"="+c.addr())
 	return env
 }
 
@@ -180,19 +180,19 @@ func TestClusterRunsDDPAcrossNodes(t *testing.T) {
 	assert.Contains(t, out, "SUCCEEDED")
 
 	// A wrong token is refused, in one line that says what to do.
-	_, fp := cluster.SplitToken(c.token)
-	_, errs, code = c.run(hosts[2], "status", "--address", c.addr(), "--token", cluster.JoinToken("not-the-token", fp))
+	_, fp := auth.SplitToken(c.token)
+	_, errs, code = c.run(hosts[2], "status", "--address", c.addr(), "--token", auth.JoinToken("not-the-token", fp))
 	assert.Equal(t, exitFailed, code)
 	assert.Contains(t, errs, "wrong cluster token")
 	assert.Equal(t, 1, strings.Count(strings.TrimSpace(errs), "\n")+1, errs)
 	// The bare secret, with nothing to verify the head by, is not sent
 	// over the network at all.
-	secret, _ := cluster.SplitToken(c.token)
+	secret, _ := auth.SplitToken(c.token)
 	_, errs, code = c.run(hosts[2], "status", "--address", c.addr(), "--token", secret)
 	assert.Equal(t, exitUsage, code, errs)
 	assert.Contains(t, errs, "pass the join token")
 	// A client with another head's pin does not get in, nor learn the token.
-	_, errs, code = c.run(hosts[2], "status", "--address", c.addr(), "--token", cluster.JoinToken(secret, strings.Repeat("0", 64)))
+	_, errs, code = c.run(hosts[2], "status", "--address", c.addr(), "--token", auth.JoinToken(secret, strings.Repeat("0", 64)))
 	assert.Equal(t, exitFailed, code, errs)
 	// --insecure to a TLS head fails too.
 	_, _, code = c.run(hosts[2], "status", "--address", c.addr(), "--token", secret, "--insecure")
@@ -493,7 +493,7 @@ func exampleDir(t *testing.T) string {
 func TestStartInTheBackgroundAndStop(t *testing.T) {
 	state := t.TempDir()
 	start := rtrain(t, "start", "--head", "--host", "127.0.0.1", "--port", "0", "--dashboard-port", "-1", "--state-dir", state)
-	start.cmd.Env = append(start.cmd.Env, cluster.TokenEnv+"=")
+	start.cmd.Env = append(start.cmd.Env, auth.TokenEnv+"=")
 	require.Equal(t, exitOK, start.run(t), start.stderr.String())
 	out := start.stdout.String()
 	assert.Regexp(t, `rtrain: head started \(pid \d+\)`, out)
@@ -620,7 +620,7 @@ func exited(pid int) bool {
 func TestInsecureHeadWarns(t *testing.T) {
 	state := t.TempDir()
 	start := rtrain(t, "start", "--head", "--insecure", "--port", "0", "--dashboard-port", "-1", "--state-dir", state)
-	start.cmd.Env = append(start.cmd.Env, cluster.TokenEnv+"=")
+	start.cmd.Env = append(start.cmd.Env, auth.TokenEnv+"=")
 	require.Equal(t, exitOK, start.run(t), start.stderr.String())
 	t.Cleanup(func() { _ = rtrain(t, "stop", "--state-dir", state).run(t) })
 	out := start.stdout.String()

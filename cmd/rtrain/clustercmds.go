@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/text"
@@ -121,7 +122,7 @@ func newStatusCmd() *cobra.Command {
 			defer c.Close()
 			rep, err := c.Head().Status(cmd.Context(), &clusterpb.StatusRequest{})
 			if err != nil {
-				return fmt.Errorf("status of %s: %w", c.Addr, cluster.RemoteError(err))
+				return fmt.Errorf("status of %s: %w", c.Addr, auth.RemoteError(err))
 			}
 			if out.format == "json" {
 				return writeJSON(cmd.OutOrStdout(), statusJSON(rep))
@@ -277,7 +278,7 @@ func newJobsCmd() *cobra.Command {
 			defer c.Close()
 			rep, err := c.Head().ListJobs(cmd.Context(), &clusterpb.ListJobsRequest{})
 			if err != nil {
-				return fmt.Errorf("jobs of %s: %w", c.Addr, cluster.RemoteError(err))
+				return fmt.Errorf("jobs of %s: %w", c.Addr, auth.RemoteError(err))
 			}
 			sort.SliceStable(rep.Jobs, func(a, b int) bool { return rep.Jobs[a].SubmittedUnixMs < rep.Jobs[b].SubmittedUnixMs })
 			if out.format == "json" {
@@ -353,7 +354,7 @@ out until its agent is started again.`,
 			}
 			defer c.Close()
 			if _, err := c.Head().Drain(cmd.Context(), &clusterpb.DrainRequest{NodeId: args[0], Reason: "drained by rtrain drain"}); err != nil {
-				return fmt.Errorf("drain %s: %w", args[0], cluster.RemoteError(err))
+				return fmt.Errorf("drain %s: %w", args[0], auth.RemoteError(err))
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "rtrain: node %s drained\n", args[0])
 			return nil

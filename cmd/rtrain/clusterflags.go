@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/trainer"
 )
 
@@ -34,7 +34,7 @@ type clusterFlags struct {
 
 func addClusterFlags(f *pflag.FlagSet, o *clusterFlags, addressHelp string) {
 	f.StringVar(&o.address, "address", "", addressHelp)
-	f.StringVar(&o.token, "token", "", "the cluster token (default $"+cluster.TokenEnv+", else the one a head started here saved)")
+	f.StringVar(&o.token, "token", "", "the cluster token (default $"+auth.TokenEnv+", else the one a head started here saved)")
 	f.StringVar(&o.tlsCA, "tls-ca", "", "CA certificate that verifies the other side (turns TLS on)")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "this side's TLS certificate")
 	f.StringVar(&o.tlsKey, "tls-key", "", "this side's TLS key")
@@ -73,10 +73,10 @@ func (o *clusterFlags) resolvedAddress() string {
 	return ""
 }
 
-func (o *clusterFlags) security() cluster.Security {
-	s := cluster.Security{Token: o.token, TLSCA: o.tlsCA, TLSCert: o.tlsCert, TLSKey: o.tlsKey}
+func (o *clusterFlags) security() auth.Security {
+	s := auth.Security{Token: o.token, TLSCA: o.tlsCA, TLSCert: o.tlsCert, TLSKey: o.tlsKey}
 	if s.Token == "" {
-		s.Token = os.Getenv(cluster.TokenEnv)
+		s.Token = os.Getenv(auth.TokenEnv)
 	}
 	if s.Token == "" {
 		if d, err := o.dir(); err == nil {
@@ -104,7 +104,7 @@ func (o *clusterFlags) client() (*trainer.Client, error) {
 // checkTransport refuses to send the token in clear over a network: TLS
 // (the join token's pin, or --tls-ca) unless --insecure is given or the
 // head is on this machine's loopback.
-func (o *clusterFlags) checkTransport(sec cluster.Security, addr string) error {
+func (o *clusterFlags) checkTransport(sec auth.Security, addr string) error {
 	if sec.TLS() {
 		if o.insecure {
 			return usageError{errors.New("--insecure turns TLS off, but --tls-ca/--tls-cert or a join token (rt1-...) turn it on: give one or the other")}

@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rtrain/rtrain/checkpoint"
-	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/agent"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/trainer"
@@ -287,7 +287,7 @@ func (o *fitOptions) submit(cmd *cobra.Command, cfg trainer.Config) error {
 	if cfg.Address == "" {
 		return usageError{errors.New("--no-wait needs a cluster: pass --address HEAD:PORT or set " + AddressEnv)}
 	}
-	c, err := trainer.Dial(cfg.Address, cluster.Security{Token: cfg.Token, TLSCA: cfg.TLSCA, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey})
+	c, err := trainer.Dial(cfg.Address, auth.Security{Token: cfg.Token, TLSCA: cfg.TLSCA, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey})
 	if err != nil {
 		return err
 	}

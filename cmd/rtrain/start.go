@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/head"
 	"github.com/rtrain/rtrain/cluster/sched"
@@ -183,12 +184,12 @@ func (o *startOptions) daemonize(cmd *cobra.Command, dir string) error {
 	c.Stdout, c.Stderr = logFile, logFile
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	token := o.security().Token
-	if o.head && o.token == "" && os.Getenv(cluster.TokenEnv) == "" {
+	if o.head && o.token == "" && os.Getenv(auth.TokenEnv) == "" {
 		// The token is made here so that it can be printed once, below.
-		token = cluster.NewToken()
+		token = auth.NewToken()
 		o.token = token
 	}
-	c.Env = append(os.Environ(), cluster.TokenEnv+"="+token, readyFDEnv+"=3")
+	c.Env = append(os.Environ(), auth.TokenEnv+"="+token, readyFDEnv+"=3")
 	// The daemon says it is up on a pipe (its fd 3): the message arrives
 	// as it is written, and EOF without one means it died first.
 	pr, pw, err := os.Pipe()
@@ -287,7 +288,7 @@ func (o *startOptions) serve(cmd *cobra.Command, dir string) error {
 		return o.serveHead(ctx, cmd, dir, sec, readyPath, log)
 	}
 	if sec.Token == "" {
-		return usageError{fmt.Errorf("an agent needs the cluster token: pass --token or set %s", cluster.TokenEnv)}
+		return usageError{fmt.Errorf("an agent needs the cluster token: pass --token or set %s", auth.TokenEnv)}
 	}
 	if err := o.checkTransport(sec, o.address); err != nil {
 		return err
@@ -329,13 +330,13 @@ func (o *startOptions) serve(cmd *cobra.Command, dir string) error {
 	return <-ra.Done()
 }
 
-func (o *startOptions) serveHead(ctx context.Context, cmd *cobra.Command, dir string, sec cluster.Security, readyPath string, log *slog.Logger) error {
+func (o *startOptions) serveHead(ctx context.Context, cmd *cobra.Command, dir string, sec auth.Security, readyPath string, log *slog.Logger) error {
 	printToken := false
 	if sec.Token == "" {
-		sec.Token = cluster.NewToken()
+		sec.Token = auth.NewToken()
 		printToken = true
 	}
-	secret, _ := cluster.SplitToken(sec.Token)
+	secret, _ := auth.SplitToken(sec.Token)
 	sec.Token = secret
 	warning := ""
 	switch {
@@ -345,16 +346,16 @@ func (o *startOptions) serveHead(ctx context.Context, cmd *cobra.Command, dir st
 			log.Warn("serving without TLS on a non-loopback address", "host", listenName(o.host))
 		}
 	case sec.TLSCert == "" && sec.TLSKey == "" && sec.TLSCA == "":
-		ca, err := cluster.LoadOrCreateCA(filepath.Join(dir, "tls"))
+		ca, err := auth.LoadOrCreateCA(filepath.Join(dir, "tls"))
 		if err != nil {
 			return err
 		}
-		cert, err := ca.Issue(cluster.LocalHosts(o.host))
+		cert, err := ca.Issue(auth.LocalHosts(o.host))
 		if err != nil {
 			return err
 		}
 		sec.Certificate = &cert
-		sec.Token = cluster.JoinToken(secret, ca.Fingerprint())
+		sec.Token = auth.JoinToken(secret, ca.Fingerprint())
 	}
 	var maxWorkdir int64
 	if o.maxWorkingDir != "" {
@@ -397,7 +398,7 @@ func (o *startOptions) serveHead(ctx context.Context, cmd *cobra.Command, dir st
 	}
 	msg += warning
 	withToken := msg
-	if printToken || o.token != "" || os.Getenv(cluster.TokenEnv) != "" {
+	if printToken || o.token != "" || os.Getenv(auth.TokenEnv) != "" {
 		withToken += "  cluster token: " + sec.Token + "\n"
 	}
 	// A daemon's stderr is head.log, which is no place for the token: it
@@ -463,7 +464,7 @@ func lastLogLine(path string) string {
 
 // serveDashboard serves the head's dashboard and /metrics until stop,
 // over TLS with the head's certificate when it has one.
-func serveDashboard(ctx context.Context, h *head.Daemon, sec cluster.Security, host string, port int, log *slog.Logger) (stop func(), url string, err error) {
+func serveDashboard(ctx context.Context, h *head.Daemon, sec auth.Security, host string, port int, log *slog.Logger) (stop func(), url string, err error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
@@ -472,7 +473,7 @@ func serveDashboard(ctx context.Context, h *head.Daemon, sec cluster.Security, h
 	// Cancelling the base context ends the event requests that wait for
 	// news, so Shutdown does not wait for them.
 	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	secret, _ := cluster.SplitToken(sec.Token)
+	secret, _ := auth.SplitToken(sec.Token)
 	srv := &http.Server{Handler: dashboard.New(h, secret, log), ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return dctx }}
 	scheme := "http://"

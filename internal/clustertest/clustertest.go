@@ -15,8 +15,8 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/agent"
+	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/head"
 	"github.com/rtrain/rtrain/trainer"
@@ -37,7 +37,7 @@ type Agent struct {
 type Cluster struct {
 	Head     *head.Daemon
 	Agents   []*agent.Running
-	Security cluster.Security
+	Security auth.Security
 }
 
 // HeartbeatInterval is how often the agents of a Cluster beat.
@@ -49,7 +49,7 @@ func New(t testing.TB, agents ...Agent) *Cluster {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.DiscardHandler)
-	sec := cluster.Security{Token: cluster.NewToken()}
+	sec := auth.Security{Token: auth.NewToken()}
 	h, err := head.Start(ctx, head.Config{
 		Addr: "127.0.0.1", Security: sec, ResultsDir: t.TempDir(), StateDir: t.TempDir(),
 		HeartbeatInterval: HeartbeatInterval, HeartbeatTimeout: 20 * HeartbeatInterval,

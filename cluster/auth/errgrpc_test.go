@@ -1,4 +1,4 @@
-package cluster
+package auth
 
 import (
 	"errors"
@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/errgrpc"
@@ -31,8 +32,8 @@ func TestClusterSentinelsCrossWithTheirReasons(t *testing.T) {
 	}{
 		{ErrUnauthenticated, codes.Unauthenticated, "UNAUTHENTICATED"},
 		{ErrVersionMismatch, codes.FailedPrecondition, "VERSION_MISMATCH"},
-		{ErrNotIsolated, codes.FailedPrecondition, "NOT_ISOLATED"},
-		{ErrNodeLost, codes.Aborted, "NODE_LOST"},
+		{cluster.ErrNotIsolated, codes.FailedPrecondition, "NOT_ISOLATED"},
+		{cluster.ErrNodeLost, codes.Aborted, "NODE_LOST"},
 		{sched.ErrInfeasible, codes.FailedPrecondition, "INFEASIBLE"},
 		{sched.ErrWouldWait, codes.ResourceExhausted, "WOULD_WAIT"},
 		{workdir.ErrTooLarge, codes.ResourceExhausted, "WORKDIR_TOO_LARGE"},

@@ -1,4 +1,4 @@
-package cluster
+package auth
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 
+	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/internal/errgrpc"
 	"github.com/rtrain/rtrain/internal/version"
 )
@@ -252,7 +253,7 @@ func (s Security) tlsConfig(server bool) (*tls.Config, error) {
 // enforce already.
 func CallError(what string, err error) error {
 	err = RemoteError(err)
-	if errors.Is(err, ErrNotIsolated) {
+	if errors.Is(err, cluster.ErrNotIsolated) {
 		return err
 	}
 	return fmt.Errorf("%s: %w", what, err)
