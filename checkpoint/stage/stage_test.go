@@ -9,26 +9,17 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-)
 
-func writeFiles(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
-	}
-	return dir
-}
+	"github.com/rtrain/rtrain/internal/testutil"
+)
 
 func TestStagerMergesRanksAndBoundsInFlight(t *testing.T) {
 	s, err := New(filepath.Join(t.TempDir(), "staging"), 1)
 	require.NoError(t, err)
 	ctx := t.Context()
 
-	rank0 := writeFiles(t, map[string]string{"model.pt": "weights", "opt/state.pt": "momentum"})
-	rank1 := writeFiles(t, map[string]string{"shard_1.pt": "shard"})
+	rank0 := testutil.WriteFiles(t, map[string]string{"model.pt": "weights", "opt/state.pt": "momentum"})
+	rank1 := testutil.WriteFiles(t, map[string]string{"shard_1.pt": "shard"})
 	dir, files0, err := s.Stage(ctx, 1, rank0)
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{"model.pt", "opt/state.pt"}, files0, "the files staged, relative to the report's directory")
@@ -85,7 +76,7 @@ func TestStagerRefusesWhatIsNotADirectory(t *testing.T) {
 // (whole reports, half-copied files) is gone once a new one starts, and
 // nothing outside it is touched.
 func TestNewStagerSweepsLeftovers(t *testing.T) {
-	jobDir := writeFiles(t, map[string]string{
+	jobDir := testutil.WriteFiles(t, map[string]string{
 		"staging/report_3/model.pt":         "gigabytes",
 		"staging/report_3/opt/.staging-123": "half a file",
 		"staging/report_4/shard_1.pt":       "more",
@@ -99,7 +90,7 @@ func TestNewStagerSweepsLeftovers(t *testing.T) {
 	assert.FileExists(t, filepath.Join(jobDir, "logs", "rank_0.log"))
 
 	// The new Area works as usual.
-	dir, _, err := s.Stage(t.Context(), 1, writeFiles(t, map[string]string{"a.pt": "a"}))
+	dir, _, err := s.Stage(t.Context(), 1, testutil.WriteFiles(t, map[string]string{"a.pt": "a"}))
 	require.NoError(t, err)
 	assert.FileExists(t, filepath.Join(dir, "a.pt"))
 	require.NoError(t, s.Close())

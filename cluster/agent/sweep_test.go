@@ -1,18 +1,19 @@
 package agent
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rtrain/rtrain/internal/testutil"
 )
 
 // An agent starting on a data directory that a crashed agent left sweeps
 // every job's staged checkpoints, and only those: logs stay.
 func TestSweepStaged(t *testing.T) {
-	dataDir := writeFiles(t, map[string]string{
+	dataDir := testutil.WriteFiles(t, map[string]string{
 		"jobs/a1/staging/report_2/model.pt":   "gigabytes",
 		"jobs/a1/logs/rank_0.log":             "kept",
 		"jobs/b2/staging/report_7/.staging-9": "half a file",
@@ -34,15 +35,4 @@ func TestSweepStaged(t *testing.T) {
 	removed, err = sweepStaged(t.TempDir())
 	require.NoError(t, err)
 	assert.Empty(t, removed)
-}
-
-func writeFiles(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
-	}
-	return dir
 }

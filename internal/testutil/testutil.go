@@ -117,3 +117,20 @@ func NoProcesses(t testing.TB, marker string, wait time.Duration) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// WriteFiles writes files (slash path → content) under a new temporary
+// directory and returns it.
+func WriteFiles(t testing.TB, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
