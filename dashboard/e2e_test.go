@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rtrain/rtrain/cluster/agent"
 	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/head"
@@ -71,13 +72,13 @@ func TestEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(h.Close)
 	actx, stopAgent := context.WithCancel(context.Background())
-	agent, err := trainer.StartAgent(actx, trainer.AgentConfig{HeadAddr: h.Addr().String(), Security: sec,
+	ra, err := agent.StartNode(actx, agent.NodeConfig{Resolve: trainer.ResolvePython, HeadAddr: h.Addr().String(), Security: sec,
 		NodeIP: "127.0.0.1", DataDir: t.TempDir(), Overrides: discover.NoOverrides}, nil)
 	if err != nil {
 		stopAgent()
 		require.NoError(t, err)
 	}
-	t.Cleanup(func() { stopAgent(); <-agent.Done() })
+	t.Cleanup(func() { stopAgent(); <-ra.Done() })
 
 	c, err := trainer.Dial(h.Addr().String(), sec)
 	require.NoError(t, err)
@@ -130,7 +131,7 @@ func TestEndToEnd(t *testing.T) {
 		assert.Positive(t, got["rtrain_checkpoint_upload_seconds_total"])
 		assert.Positive(t, got["rtrain_cpus"])
 		assert.Equal(t, got["rtrain_cpus"], got["rtrain_cpus_free"], "nothing holds the node after the job")
-		assert.Contains(t, got, "rtrain_node_heartbeat_age_seconds{node="+agent.NodeID+"}")
+		assert.Contains(t, got, "rtrain_node_heartbeat_age_seconds{node="+ra.NodeID+"}")
 	})
 }
 

@@ -61,3 +61,12 @@ func Install(cacheDir string) (string, error) {
 	}
 	return dir, nil
 }
+
+// CacheDir is where Install puts the package by default: the user's cache
+// directory, else the system's temporary one.
+func CacheDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "rtrain")
+	}
+	return filepath.Join(os.TempDir(), "rtrain-cache")
+}

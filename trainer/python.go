@@ -172,3 +172,13 @@ func (e *ScriptError) Error() string { return fmt.Sprintf("%s: %s", e.Script, e.
 
 // Unwrap makes a ScriptError an ErrInvalidConfig.
 func (e *ScriptError) Unwrap() error { return ErrInvalidConfig }
+
+// ResolvePython finds python on an agent's node for a job: the
+// agent.PythonResolver of rtrain's agents.
+func ResolvePython(ctx context.Context, asked, script string) (string, string, error) {
+	py, err := FindPython(ctx, asked, script)
+	if err != nil {
+		return "", "", err
+	}
+	return py.Path, py.TorchVersion, nil
+}

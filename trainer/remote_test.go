@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rtrain/rtrain/cluster/agent"
 	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/head"
@@ -111,7 +112,7 @@ func TestAgentsOfOneNameAreTwoNodesToTheJob(t *testing.T) {
 	var ids []string
 	for range 2 {
 		actx, stop := context.WithCancel(context.Background())
-		ra, err := trainer.StartAgent(actx, trainer.AgentConfig{HeadAddr: h.Addr().String(), Security: auth.Security{Token: "t"},
+		ra, err := agent.StartNode(actx, agent.NodeConfig{Resolve: trainer.ResolvePython, HeadAddr: h.Addr().String(), Security: auth.Security{Token: "t"},
 			NodeName: "vm", NodeIP: "127.0.0.1", DataDir: t.TempDir(), Overrides: ov}, nil)
 		if err != nil {
 			stop()

@@ -360,7 +360,7 @@ func (j *job) startCluster(ctx context.Context) (*agent.Local, *discover.GPUClai
 		}
 		node.GPUs, node.Total.GPU = gpus.GPUs, len(gpus.GPUs)
 	}
-	shim, err := pyshim.Install(shimCacheDir())
+	shim, err := pyshim.Install(pyshim.CacheDir())
 	if err != nil {
 		gpus.Release()
 		return nil, nil, fmt.Errorf("trainer: %w", err)
@@ -371,13 +371,6 @@ func (j *job) startCluster(ctx context.Context) (*agent.Local, *discover.GPUClai
 		return nil, nil, err
 	}
 	return local, gpus, nil
-}
-
-func shimCacheDir() string {
-	if d, err := os.UserCacheDir(); err == nil {
-		return filepath.Join(d, "rtrain")
-	}
-	return filepath.Join(os.TempDir(), "rtrain-cache")
 }
 
 // attempt runs the workers once, from launch to the last exit: one group

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/rtrain/rtrain/cluster/agent"
 	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/trainer"
 )
@@ -44,7 +45,7 @@ func exitCode(err error) int {
 	case errors.Is(err, trainer.ErrCancelled):
 		fmt.Fprintln(os.Stderr, "rtrain: cancelled; every worker was stopped")
 		return exitCancelled
-	case errors.As(err, &usage), errors.Is(err, trainer.ErrInvalidConfig):
+	case errors.As(err, &usage), errors.Is(err, trainer.ErrInvalidConfig), errors.Is(err, agent.ErrInvalidNode):
 		fmt.Fprintln(os.Stderr, "rtrain: "+err.Error())
 		return exitUsage
 	default:

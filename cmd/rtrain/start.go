@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/cluster/agent"
 	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/head"
@@ -313,7 +314,7 @@ func (o *startOptions) serve(cmd *cobra.Command, dir string) error {
 		// directories never share one.
 		dataDir = filepath.Join(dir, "agent-data")
 	}
-	ra, err := trainer.StartAgent(ctx, trainer.AgentConfig{
+	ra, err := agent.StartNode(ctx, agent.NodeConfig{Resolve: trainer.ResolvePython,
 		HeadAddr: o.address, Security: sec, NodeName: o.nodeName, NodeIP: o.nodeIP,
 		Port: o.agentPort, Overrides: ov, DataDir: dataDir,
 	}, log)

@@ -76,7 +76,7 @@ func New(t testing.TB, agents ...Agent) *Cluster {
 		if lib == nil {
 			o.NumGPUs = 0
 		}
-		ra, err := trainer.StartAgent(ctx, trainer.AgentConfig{
+		ra, err := agent.StartNode(ctx, agent.NodeConfig{Resolve: trainer.ResolvePython,
 			HeadAddr: h.Addr().String(), Security: sec, NodeName: a.Name, NodeIP: "127.0.0.1",
 			Overrides: o, DataDir: t.TempDir(), NVML: lib,
 		}, log)

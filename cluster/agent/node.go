@@ -1,7 +1,8 @@
-package trainer
+package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,14 +11,22 @@ import (
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
-	"github.com/rtrain/rtrain/cluster/agent"
 	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/pyshim"
 )
 
-// AgentConfig is a node agent joining a cluster: `rtrain start --address`.
-type AgentConfig struct {
+// ErrInvalidNode is wrapped by the errors of a node's configuration that
+// its operator must fix: its address, its data directory.
+var ErrInvalidNode = errors.New("agent: invalid node configuration")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidNode, fmt.Sprintf(format, args...))
+}
+
+// NodeConfig is this machine joining a cluster as a node:
+// `rtrain start --address`.
+type NodeConfig struct {
 	// HeadAddr is the head's host:port.
 	HeadAddr string
 	Security auth.Security
@@ -38,11 +47,19 @@ type AgentConfig struct {
 	// NVML is the library GPUs are found and sampled through; nil is the
 	// system's (libnvidia-ml.so.1). Tests give go-nvml's mock.
 	NVML nvml.Interface
+	// Resolve finds python on this node for a job (trainer.ResolvePython).
+	Resolve PythonResolver
+	// ShimDir is where the Python package rtrain is unpacked; empty: the
+	// user's cache directory.
+	ShimDir string
 }
 
-// StartAgent discovers this node, joins the head and serves jobs until
+// StartNode discovers this machine, joins the head and serves jobs until
 // ctx ends.
-func StartAgent(ctx context.Context, cfg AgentConfig, log *slog.Logger) (*agent.Running, error) {
+func StartNode(ctx context.Context, cfg NodeConfig, log *slog.Logger) (*Running, error) {
+	if cfg.Resolve == nil {
+		return nil, errors.New("agent: NodeConfig.Resolve is required (trainer.ResolvePython)")
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -52,7 +69,7 @@ func StartAgent(ctx context.Context, cfg AgentConfig, log *slog.Logger) (*agent.
 	}
 	node, err := discover.NodeWith(ctx, log, lib, "/dev", cfg.Overrides)
 	if err != nil {
-		return nil, fmt.Errorf("trainer: %w", err)
+		return nil, fmt.Errorf("agent: %w", err)
 	}
 	if node.Hostname, err = os.Hostname(); err != nil {
 		node.Hostname = "node"
@@ -78,23 +95,18 @@ func StartAgent(ctx context.Context, cfg AgentConfig, log *slog.Logger) (*agent.
 		}
 		dataDir = filepath.Join(home, "rtrain_results", ".agent")
 	}
-	shim, err := pyshim.Install(shimCacheDir())
-	if err != nil {
-		return nil, fmt.Errorf("trainer: %w", err)
+	shimDir := cfg.ShimDir
+	if shimDir == "" {
+		shimDir = pyshim.CacheDir()
 	}
-	return agent.Start(ctx, agent.Config{
+	shim, err := pyshim.Install(shimDir)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	return Start(ctx, Config{
 		HeadAddr: cfg.HeadAddr, Security: cfg.Security, Node: node, Port: cfg.Port,
-		DataDir: dataDir, ShimDir: shim, Resolve: resolvePython, NVML: lib,
+		DataDir: dataDir, ShimDir: shim, Resolve: cfg.Resolve, NVML: lib,
 	}, log)
-}
-
-// resolvePython finds python on an agent's node for a job.
-func resolvePython(ctx context.Context, asked, script string) (string, string, error) {
-	py, err := FindPython(ctx, asked, script)
-	if err != nil {
-		return "", "", err
-	}
-	return py.Path, py.TorchVersion, nil
 }
 
 // routeTo is the local address this machine uses to reach addr: the one
@@ -117,7 +129,7 @@ func ifaceOf(ip string) (string, error) {
 	}
 	ifaces, err := net.Interfaces()
 	if err != nil {
-		return "", fmt.Errorf("trainer: list interfaces: %w", err)
+		return "", fmt.Errorf("agent: list interfaces: %w", err)
 	}
 	for _, ifc := range ifaces {
 		addrs, err := ifc.Addrs()
