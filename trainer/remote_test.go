@@ -17,6 +17,7 @@ import (
 	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/discover"
 	"github.com/rtrain/rtrain/cluster/head"
+	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/testutil"
 	"github.com/rtrain/rtrain/internal/workdir"
 	"github.com/rtrain/rtrain/trainer"
@@ -71,9 +72,16 @@ func TestSubmitOverTheHeadsLimitSaysWhatToDo(t *testing.T) {
 // chunks; the head keeps it while its job lives, and no longer.
 func TestSubmitShipsAWorkingDirectoryInChunks(t *testing.T) {
 	state := t.TempDir()
-	_, c := remoteHead(t, head.Config{StateDir: state})
+	h, c := remoteHead(t, head.Config{StateDir: state})
+	// A node another job holds: the job waits for it, however fast the
+	// machine, where with no node at all it could never be placed and
+	// would end at once.
+	sc := h.Nodes().Scheduler()
+	require.NoError(t, sc.AddNode(sched.Node{ID: "n1", Addr: "127.0.0.1", Total: sched.Resources{CPU: 1}}))
+	_, err := sc.Reserve(t.Context(), "holder", sched.Request{Count: 1, Bundle: sched.Resources{CPU: 1}})
+	require.NoError(t, err)
 	dir := projectDir(t, 6<<20)
-	sub, err := c.Submit(t.Context(), trainer.Config{Script: filepath.Join(dir, "train.py"), WorkingDir: dir, Workers: 1})
+	sub, err := c.Submit(t.Context(), trainer.Config{Script: filepath.Join(dir, "train.py"), WorkingDir: dir, Workers: 1, CPUsPerWorker: 1})
 	require.NoError(t, err)
 	assert.Equal(t, int64(6<<20+len("print('hi')\n")), sub.Bytes)
 
@@ -85,8 +93,8 @@ func TestSubmitShipsAWorkingDirectoryInChunks(t *testing.T) {
 	require.NoError(t, err)
 	assert.Greater(t, fi.Size(), int64(6<<20), "the archive of incompressible data")
 
-	// The job waits for a node that never comes; stopped, it ends, and
-	// its working directory goes with it.
+	// The job waits for the node; stopped, it ends, and its working
+	// directory goes with it.
 	require.NoError(t, c.Stop(t.Context(), sub.JobID))
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
