@@ -71,7 +71,7 @@ func custom(t *testing.T, s string) sched.Custom {
 // The client reads the cluster and its jobs as Go values, and a drain of
 // a node the head does not know says so.
 func TestClientStatusJobsAndDrain(t *testing.T) {
-	_, c := remoteHead(t, head.Config{StateDir: t.TempDir()})
+	h, c := remoteHead(t, head.Config{StateDir: t.TempDir()})
 	dir := projectDir(t, 10)
 	sub, err := c.Submit(t.Context(), trainer.Config{Script: filepath.Join(dir, "train.py"), WorkingDir: dir, Workers: 3})
 	require.NoError(t, err)
@@ -87,6 +87,7 @@ func TestClientStatusJobsAndDrain(t *testing.T) {
 	assert.Equal(t, sub.Name, j.Name)
 	assert.Equal(t, 3, j.Workers)
 	assert.WithinDuration(t, time.Now(), j.Submitted, time.Minute)
+	assert.Equal(t, h.Status().Jobs[0].ID, j.ID, "the head's own Status is the same cluster")
 
 	jobs, err := c.Jobs(t.Context())
 	require.NoError(t, err)
