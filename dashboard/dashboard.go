@@ -18,17 +18,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/head"
 	"github.com/rtrain/rtrain/trainer"
 )
 
-// Source is what the dashboard shows: a running head. *trainer.Head is one.
+// Source is what the dashboard shows: a running head. *head.Daemon is one.
 type Source interface {
 	// Status is the cluster: its nodes and jobs.
-	Status() *clusterpb.StatusReply
+	Status() trainer.ClusterStatus
 	// JobEvents returns job's events from index from on, the result once
 	// the job has ended, and a channel closed at its next event; ok is
 	// false for a job it does not know.
@@ -61,7 +59,7 @@ type server struct {
 //
 //	/                          the cluster: nodes and jobs
 //	/jobs/{id}                 a job: ranks, log tail, metric charts, checkpoints
-//	/api/status                the cluster as JSON
+//	/api/status                the cluster as JSON (trainer.ClusterStatus)
 //	/api/jobs/{id}/events      a job's events as JSON, ?from=N&wait=SECONDS
 //	/metrics                   Prometheus metrics (rtrain_*)
 //
@@ -108,21 +106,19 @@ func headers(next http.Handler) http.Handler {
 func parsePages() map[string]*template.Template {
 	funcs := template.FuncMap{
 		"bytes": humanBytes,
-		"age": func(ms int64) string {
-			return (time.Duration(ms) * time.Millisecond).Round(100 * time.Millisecond).String()
-		},
-		"when": func(ms int64) string {
-			if ms == 0 {
+		"age":   func(d time.Duration) string { return d.Round(100 * time.Millisecond).String() },
+		"when": func(t time.Time) string {
+			if t.IsZero() {
 				return ""
 			}
-			return time.UnixMilli(ms).Format("2006-01-02 15:04:05")
+			return t.Local().Format("2006-01-02 15:04:05")
 		},
-		"took": func(submitted, ended int64) string {
+		"took": func(submitted, ended time.Time) string {
 			end := time.Now()
-			if ended != 0 {
-				end = time.UnixMilli(ended)
+			if !ended.IsZero() {
+				end = ended
 			}
-			return end.Sub(time.UnixMilli(submitted)).Round(time.Second).String()
+			return end.Sub(submitted).Round(time.Second).String()
 		},
 		"cpus": func(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) },
 		"score": func(f *float64) string {
@@ -160,9 +156,9 @@ func (s *server) loginForm(w http.ResponseWriter, _ *http.Request, next string, 
 
 // nodeRow is a node as the cluster page shows it.
 type nodeRow struct {
-	*clusterpb.NodeStatus
+	trainer.NodeStatus
 	CPUsUsed   float64
-	GPUsUsed   int32
+	GPUsUsed   int
 	MemoryUsed int64
 	// Custom is "name used / total" for each custom resource.
 	Custom []string
@@ -173,33 +169,34 @@ func (s *server) cluster(w http.ResponseWriter, _ *http.Request) {
 	states := map[string]int{}
 	var nodes []nodeRow
 	custom := false
-	for _, n := range st.GetNodes() {
-		states[n.GetState()]++
-		total, free := n.GetNode().GetTotal(), n.GetFree()
-		row := nodeRow{NodeStatus: n, CPUsUsed: total.GetCpu() - free.GetCpu(),
-			GPUsUsed: total.GetGpu() - free.GetGpu(), MemoryUsed: total.GetMemoryBytes() - free.GetMemoryBytes()}
-		for _, name := range slices.Sorted(maps.Keys(total.GetCustom())) {
-			q := total.GetCustom()[name]
-			used := math.Round((q-free.GetCustom()[name])*1e4) / 1e4 // quantities are in 1/10000s
+	for _, n := range st.Nodes {
+		states[n.State]++
+		total, free := n.Node.Total, n.Free
+		row := nodeRow{NodeStatus: n, CPUsUsed: total.CPU - free.CPU,
+			GPUsUsed: total.GPU - free.GPU, MemoryUsed: total.MemoryBytes - free.MemoryBytes}
+		totalCustom, freeCustom := total.Custom.Map(), free.Custom.Map()
+		for _, name := range slices.Sorted(maps.Keys(totalCustom)) {
+			q := totalCustom[name]
+			used := math.Round((q-freeCustom[name])*1e4) / 1e4 // quantities are in 1/10000s
 			row.Custom = append(row.Custom, fmt.Sprintf("%s %g / %g", name, used, q))
 		}
 		custom = custom || len(row.Custom) > 0
 		nodes = append(nodes, row)
 	}
 	s.render(w, http.StatusOK, "cluster.html", "base",
-		map[string]any{"Status": st, "Nodes": nodes, "Alive": states["alive"], "Dead": states["dead"], "Custom": custom})
+		map[string]any{"Status": st, "Nodes": nodes, "Alive": states[trainer.NodeAlive], "Dead": states[trainer.NodeDead], "Custom": custom})
 }
 
 // find is the job id names: a job id, or a run name (the newest run of
 // that name).
-func find(st *clusterpb.StatusReply, id string) *clusterpb.JobSummary {
-	var named *clusterpb.JobSummary
-	for _, j := range st.GetJobs() {
-		if j.GetId() == id {
-			return j
+func find(st trainer.ClusterStatus, id string) *trainer.JobSummary {
+	var named *trainer.JobSummary
+	for i, j := range st.Jobs {
+		if j.ID == id {
+			return &st.Jobs[i]
 		}
-		if j.GetName() == id && (named == nil || j.GetSubmittedUnixMs() >= named.GetSubmittedUnixMs()) {
-			named = j
+		if j.Name == id && (named == nil || !j.Submitted.Before(named.Submitted)) {
+			named = &st.Jobs[i]
 		}
 	}
 	return named
@@ -207,7 +204,7 @@ func find(st *clusterpb.StatusReply, id string) *clusterpb.JobSummary {
 
 // jobPage is what job.html and panels.html show.
 type jobPage struct {
-	Job *clusterpb.JobSummary
+	Job *trainer.JobSummary
 	jobView
 }
 
@@ -216,7 +213,7 @@ func (s *server) jobPage(w http.ResponseWriter, r *http.Request) (*jobPage, bool
 	sum := find(s.src.Status(), r.PathValue("id"))
 	var p *jobPage
 	if sum != nil {
-		s.t.job(sum.GetId(), func(j *jobState) { p = &jobPage{Job: sum, jobView: j.view()} })
+		s.t.job(sum.ID, func(j *jobState) { p = &jobPage{Job: sum, jobView: j.view()} })
 	}
 	if p == nil {
 		http.Error(w, fmt.Sprintf("no job %q on this cluster", r.PathValue("id")), http.StatusNotFound)
@@ -251,14 +248,7 @@ func (s *server) json(w http.ResponseWriter, v any) {
 }
 
 func (s *server) apiStatus(w http.ResponseWriter, _ *http.Request) {
-	b, err := protojson.Marshal(s.src.Status())
-	if err != nil {
-		s.log.Error("dashboard: encode status", "err", err)
-		http.Error(w, "could not encode the answer", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(b)
+	s.json(w, s.src.Status())
 }
 
 // eventsReply is a batch of a job's events: Next is the index to ask from
@@ -299,22 +289,22 @@ func (s *server) apiEvents(w http.ResponseWriter, r *http.Request) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
-		events, next, res, changed, ok := s.src.JobEvents(sum.GetId(), from, maxEvents)
+		events, next, res, changed, ok := s.src.JobEvents(sum.ID, from, maxEvents)
 		if !ok {
-			http.Error(w, fmt.Sprintf("no job %q on this cluster", sum.GetId()), http.StatusNotFound)
+			http.Error(w, fmt.Sprintf("no job %q on this cluster", sum.ID), http.StatusNotFound)
 			return
 		}
 		if len(events) == 0 && res == nil {
 			// The result comes with the last event: a caller already past
 			// it learns that the job ended from what the tracker saw.
-			s.t.job(sum.GetId(), func(j *jobState) {
+			s.t.job(sum.ID, func(j *jobState) {
 				if j.ended && from >= j.next {
 					res = j.result
 				}
 			})
 		}
 		if len(events) > 0 || res != nil || wait == 0 {
-			rep := eventsReply{Job: sum.GetId(), Events: events, Next: next, Ended: res != nil, Result: res}
+			rep := eventsReply{Job: sum.ID, Events: events, Next: next, Ended: res != nil, Result: res}
 			if rep.Events == nil {
 				rep.Events = []trainer.Event{}
 			}

@@ -12,9 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/dashboard"
 	"github.com/rtrain/rtrain/trainer"
 )
@@ -307,10 +305,18 @@ func TestStatusAPI(t *testing.T) {
 	srv := serve(t, src)
 	resp, body := get(t, srv, "/api/status", token)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	var st clusterpb.StatusReply
-	require.NoError(t, protojson.Unmarshal([]byte(body), &st))
-	assert.Len(t, st.Nodes, 2)
-	assert.Equal(t, "j3", st.Jobs[2].Id)
+	assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	var st trainer.ClusterStatus
+	require.NoError(t, json.Unmarshal([]byte(body), &st))
+	want := src.status()
+	require.Len(t, st.Nodes, 2)
+	assert.Equal(t, want.Nodes[0].Node.Total, st.Nodes[0].Node.Total, "custom resources included")
+	assert.Equal(t, want.Nodes[0].GPUStats, st.Nodes[0].GPUStats)
+	assert.Equal(t, 5*time.Second, st.HeartbeatTimeout)
+	require.Len(t, st.Jobs, 3)
+	assert.Equal(t, "j3", st.Jobs[2].ID)
+	assert.True(t, want.Jobs[2].Ended.Equal(st.Jobs[2].Ended))
+	assert.True(t, st.Jobs[1].Queued)
 }
 
 func TestStatic(t *testing.T) {

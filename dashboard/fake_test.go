@@ -14,7 +14,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/cluster/discover"
+	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/pyshim"
 	"github.com/rtrain/rtrain/trainer"
@@ -22,11 +23,11 @@ import (
 
 // fakeSource is a Source whose methods are its fields.
 type fakeSource struct {
-	status    func() *clusterpb.StatusReply
+	status    func() trainer.ClusterStatus
 	jobEvents func(job string, from, limit int) ([]trainer.Event, int, *trainer.Result, <-chan struct{}, bool)
 }
 
-func (f fakeSource) Status() *clusterpb.StatusReply { return f.status() }
+func (f fakeSource) Status() trainer.ClusterStatus { return f.status() }
 func (f fakeSource) JobEvents(job string, from, limit int) ([]trainer.Event, int, *trainer.Result, <-chan struct{}, bool) {
 	return f.jobEvents(job, from, limit)
 }
@@ -87,6 +88,15 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func score(f float64) *float64 { return &f }
 
+// custom is the custom resources s names ("name=qty,...").
+func custom(s string) sched.Custom {
+	c, err := sched.ParseCustom(s)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
 // fakeCluster is a fake cluster: two nodes (one dead) and three jobs, one
 // running (j1), one queued (j2), one failed (j3).
 func fakeCluster() (fakeSource, map[string]*fakeJob) {
@@ -116,27 +126,28 @@ func fakeCluster() (fakeSource, map[string]*fakeJob) {
 			trainer.Event{Type: trainer.EventState, State: trainer.StateFailed, Message: "rank 1 failed (exit code 1): ValueError: boom"},
 		),
 	}
-	status := &clusterpb.StatusReply{
-		Version: "test", HeartbeatTimeoutMs: 5000,
-		Nodes: []*clusterpb.NodeStatus{
-			{Node: &clusterpb.Node{Id: "n1", Addr: "10.0.0.1", Total: &clusterpb.Resources{Cpu: 8, Gpu: 4, MemoryBytes: 16 << 30, Custom: map[string]float64{"licence": 2}}},
-				Free: &clusterpb.Resources{Cpu: 6, Gpu: 2, MemoryBytes: 8 << 30, Custom: map[string]float64{"licence": 0.5}}, FreeGpus: []int32{2, 3}, State: "alive", HeartbeatAgeMs: 400,
-				GpuStats: []*clusterpb.GPUStat{{Index: 0, Utilization: 0.75, MemoryUsedBytes: 1 << 30, MemoryTotalBytes: 40 << 30},
-					{Index: 1, Utilization: -1, MemoryTotalBytes: 40 << 30}}},
-			{Node: &clusterpb.Node{Id: "n2", Addr: "10.0.0.2", Total: &clusterpb.Resources{Cpu: 4, MemoryBytes: 8 << 30}},
-				Free: &clusterpb.Resources{Cpu: 4, MemoryBytes: 8 << 30}, State: "dead", HeartbeatAgeMs: 12000},
+	status := trainer.ClusterStatus{
+		Version: "test", HeartbeatTimeout: 5 * time.Second,
+		Nodes: []trainer.NodeStatus{
+			{Node: sched.Node{ID: "n1", Addr: "10.0.0.1", Total: sched.Resources{CPU: 8, GPU: 4, MemoryBytes: 16 << 30, Custom: custom("licence=2")}},
+				Free: sched.Resources{CPU: 6, GPU: 2, MemoryBytes: 8 << 30, Custom: custom("licence=0.5")}, FreeGPUs: []int{2, 3},
+				State: trainer.NodeAlive, HeartbeatAge: 400 * time.Millisecond,
+				GPUStats: []discover.GPUStat{{Index: 0, Utilization: 0.75, MemoryUsed: 1 << 30, MemoryTotal: 40 << 30},
+					{Index: 1, Utilization: -1, MemoryTotal: 40 << 30}}},
+			{Node: sched.Node{ID: "n2", Addr: "10.0.0.2", Total: sched.Resources{CPU: 4, MemoryBytes: 8 << 30}},
+				Free: sched.Resources{CPU: 4, MemoryBytes: 8 << 30}, State: trainer.NodeDead, HeartbeatAge: 12 * time.Second},
 		},
-		Jobs: []*clusterpb.JobSummary{
-			{Id: "j1", Name: "train", State: "RUNNING", Message: "2 workers on 1 node", Workers: 2, SubmittedUnixMs: t0.UnixMilli()},
-			{Id: "j2", Name: "queued", State: "PENDING", Message: "waiting for resources: needs 8 GPUs, the cluster has 4", Workers: 8, SubmittedUnixMs: t0.UnixMilli() + 1,
-				Queued: true, Reason: "needs 8 GPUs, the cluster has 4"},
-			{Id: "j3", Name: "broken", State: "FAILED", Message: "rank 1 failed (exit code 1): ValueError: boom", Workers: 2,
-				SubmittedUnixMs: t0.UnixMilli() + 2, EndedUnixMs: t0.UnixMilli() + 5000},
+		Jobs: []trainer.JobSummary{
+			{ID: "j1", Name: "train", State: trainer.StateRunning, Message: "2 workers on 1 node", Workers: 2, Submitted: t0},
+			{ID: "j2", Name: "queued", State: trainer.StatePending, Message: "waiting for resources: needs 8 GPUs, the cluster has 4", Workers: 8,
+				Submitted: t0.Add(time.Millisecond), Queued: true, Reason: "needs 8 GPUs, the cluster has 4"},
+			{ID: "j3", Name: "broken", State: trainer.StateFailed, Message: "rank 1 failed (exit code 1): ValueError: boom", Workers: 2,
+				Submitted: t0.Add(2 * time.Millisecond), Ended: t0.Add(5 * time.Second)},
 		},
 	}
 	jobs["j2"] = newFakeJob(nil, trainer.Event{Type: trainer.EventState, State: trainer.StatePending, Message: "waiting for resources"})
 	return fakeSource{
-		status: func() *clusterpb.StatusReply { return status },
+		status: func() trainer.ClusterStatus { return status },
 		jobEvents: func(job string, from, limit int) ([]trainer.Event, int, *trainer.Result, <-chan struct{}, bool) {
 			j := jobs[job]
 			if j == nil {

@@ -69,33 +69,34 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	var cpus, cpusFree float64
 	var gpus, gpusFree, mem, memFree int64
 	custom, customFree := map[string]float64{}, map[string]float64{}
-	for _, n := range st.GetNodes() {
-		gauge(descHeartbeat, float64(n.GetHeartbeatAgeMs())/1000, n.GetNode().GetId())
-		if n.GetState() != "alive" {
+	for _, n := range st.Nodes {
+		gauge(descHeartbeat, n.HeartbeatAge.Seconds(), n.Node.ID)
+		if n.State != trainer.NodeAlive {
 			dead++
 			continue
 		}
 		alive++
-		for _, g := range n.GetGpuStats() {
-			gpu := strconv.Itoa(int(g.GetIndex()))
-			if g.GetUtilization() >= 0 {
-				gauge(descGPUUtil, g.GetUtilization(), n.GetNode().GetId(), gpu)
+		for _, g := range n.GPUStats {
+			gpu := strconv.Itoa(g.Index)
+			if g.Utilization >= 0 {
+				gauge(descGPUUtil, g.Utilization, n.Node.ID, gpu)
 			}
-			if g.GetMemoryTotalBytes() > 0 {
-				gauge(descGPUMem, float64(g.GetMemoryUsedBytes()), n.GetNode().GetId(), gpu)
-				gauge(descGPUMemTot, float64(g.GetMemoryTotalBytes()), n.GetNode().GetId(), gpu)
+			if g.MemoryTotal > 0 {
+				gauge(descGPUMem, float64(g.MemoryUsed), n.Node.ID, gpu)
+				gauge(descGPUMemTot, float64(g.MemoryTotal), n.Node.ID, gpu)
 			}
 		}
-		total, free := n.GetNode().GetTotal(), n.GetFree()
-		cpus += total.GetCpu()
-		cpusFree += free.GetCpu()
-		gpus += int64(total.GetGpu())
-		gpusFree += int64(free.GetGpu())
-		mem += total.GetMemoryBytes()
-		memFree += free.GetMemoryBytes()
-		for name, q := range total.GetCustom() {
+		total, free := n.Node.Total, n.Free
+		cpus += total.CPU
+		cpusFree += free.CPU
+		gpus += int64(total.GPU)
+		gpusFree += int64(free.GPU)
+		mem += total.MemoryBytes
+		memFree += free.MemoryBytes
+		f := free.Custom.Map()
+		for name, q := range total.Custom.Map() {
 			custom[name] += q
-			customFree[name] += free.GetCustom()[name]
+			customFree[name] += f[name]
 		}
 	}
 	for name, q := range custom {
@@ -111,20 +112,20 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descMem, float64(mem))
 	gauge(descMemFree, float64(memFree))
 
-	byState := map[string]int{}
+	byState := map[trainer.State]int{}
 	pending := 0
 	var reports, ckpts, restarts int
 	var ckptBytes int64
 	var ckptSeconds float64
 	exits := map[string]int{}
 	keep := map[string]bool{}
-	for _, s := range st.GetJobs() {
-		byState[s.GetState()]++
-		if s.GetQueued() {
+	for _, s := range st.Jobs {
+		byState[s.State]++
+		if s.Queued {
 			pending++
 		}
-		keep[s.GetId()] = true
-		c.t.job(s.GetId(), func(j *jobState) {
+		keep[s.ID] = true
+		c.t.job(s.ID, func(j *jobState) {
 			reports += j.reports
 			ckpts += len(j.ckpts)
 			ckptBytes += j.ckptBytes
@@ -137,7 +138,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	c.t.forget(keep)
 	for _, s := range jobStates {
-		gauge(descJobs, float64(byState[string(s)]), string(s))
+		gauge(descJobs, float64(byState[s]), string(s))
 	}
 	gauge(descPending, float64(pending))
 	counter(descReports, float64(reports))

@@ -6,20 +6,19 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
-	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/trainer"
 )
 
 // The scheduler's queue is counted by the summaries' queued field, not by
 // what their messages say.
 func TestPendingJobsAreThoseQueued(t *testing.T) {
-	status := &clusterpb.StatusReply{Jobs: []*clusterpb.JobSummary{
-		{Id: "q", State: "PENDING", Message: "waiting for resources: needs 8 GPUs, the cluster has 4", Queued: true, Reason: "needs 8 GPUs, the cluster has 4"},
-		{Id: "nodes", State: "PENDING", Message: "waiting for nodes to join: asked 8 GPUs, the cluster has 4"},
-		{Id: "lookalike", State: "PENDING", Message: "waiting for resources: says so, but the scheduler does not hold it"},
+	status := trainer.ClusterStatus{Jobs: []trainer.JobSummary{
+		{ID: "q", State: trainer.StatePending, Message: "waiting for resources: needs 8 GPUs, the cluster has 4", Queued: true, Reason: "needs 8 GPUs, the cluster has 4"},
+		{ID: "nodes", State: trainer.StatePending, Message: "waiting for nodes to join: asked 8 GPUs, the cluster has 4"},
+		{ID: "lookalike", State: trainer.StatePending, Message: "waiting for resources: says so, but the scheduler does not hold it"},
 	}}
 	src := fakeSource{
-		status: func() *clusterpb.StatusReply { return status },
+		status: func() trainer.ClusterStatus { return status },
 		jobEvents: func(string, int, int) ([]trainer.Event, int, *trainer.Result, <-chan struct{}, bool) {
 			return nil, 0, nil, nil, false
 		},

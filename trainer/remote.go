@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/rtrain/rtrain/cluster"
@@ -17,7 +18,8 @@ import (
 	"github.com/rtrain/rtrain/internal/workdir"
 )
 
-// Client talks to a cluster's head: it submits jobs and follows them.
+// Client talks to a cluster's head: it submits jobs and follows them, and
+// reads and drains the cluster.
 type Client struct {
 	head clusterpb.HeadClient
 	// Addr is the head's address.
@@ -177,6 +179,37 @@ func (c *Client) Attach(ctx context.Context, job string, follow bool, onEvent fu
 func (c *Client) Stop(ctx context.Context, job string) error {
 	if _, err := c.head.StopJob(ctx, &clusterpb.StopJobRequest{Job: job}); err != nil {
 		return c.err("stop job "+job, err)
+	}
+	return nil
+}
+
+// Status is the cluster's nodes and jobs.
+func (c *Client) Status(ctx context.Context) (ClusterStatus, error) {
+	rep, err := c.head.Status(ctx, &clusterpb.StatusRequest{})
+	if err != nil {
+		return ClusterStatus{}, c.err("cluster status", err)
+	}
+	return StatusFromProto(rep), nil
+}
+
+// Jobs is every job the head keeps, oldest first.
+func (c *Client) Jobs(ctx context.Context) ([]JobSummary, error) {
+	rep, err := c.head.ListJobs(ctx, &clusterpb.ListJobsRequest{})
+	if err != nil {
+		return nil, c.err("list jobs", err)
+	}
+	jobs := jobsFromProto(rep.GetJobs())
+	slices.SortStableFunc(jobs, func(a, b JobSummary) int { return a.Submitted.Compare(b.Submitted) })
+	return jobs, nil
+}
+
+// Drain takes node out of the cluster with notice: its workers move to
+// other nodes, and the move does not count against their jobs'
+// MaxFailures. reason follows "node NODE" in what the jobs are told ("" is
+// "drained").
+func (c *Client) Drain(ctx context.Context, node, reason string) error {
+	if _, err := c.head.Drain(ctx, &clusterpb.DrainRequest{NodeId: node, Reason: reason}); err != nil {
+		return c.err("drain node "+node, err)
 	}
 	return nil
 }

@@ -347,7 +347,12 @@ func (h *Daemon) summaries() []*clusterpb.JobSummary {
 }
 
 // Status is the cluster as `rtrain status` shows it: nodes and jobs.
-func (h *Daemon) Status() *clusterpb.StatusReply {
+func (h *Daemon) Status() trainer.ClusterStatus {
+	return trainer.StatusFromProto(h.statusReply())
+}
+
+// statusReply is Status in the wire form the Head service sends.
+func (h *Daemon) statusReply() *clusterpb.StatusReply {
 	rep := h.nodes.StatusReply()
 	rep.Jobs = h.summaries()
 	return rep

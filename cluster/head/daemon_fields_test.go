@@ -8,7 +8,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/trainer"
 )
@@ -42,18 +41,20 @@ func TestQueuedJobsSummaryHasQueuedAndReason(t *testing.T) {
 	c, err := trainer.Dial(h.Addr().String(), h.cfg.Security)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
-	rep, err := c.Head().ListJobs(t.Context(), &clusterpb.ListJobsRequest{})
+	jobs, err := c.Jobs(t.Context())
 	require.NoError(t, err)
-	byID := map[string]*clusterpb.JobSummary{}
-	for _, s := range rep.Jobs {
-		byID[s.Id] = s
+	for name, jobs := range map[string][]trainer.JobSummary{"over gRPC": jobs, "Status": h.Status().Jobs} {
+		byID := map[string]trainer.JobSummary{}
+		for _, s := range jobs {
+			byID[s.ID] = s
+		}
+		require.Contains(t, byID, "waiting", name)
+		assert.True(t, byID["waiting"].Queued, name)
+		assert.Equal(t, reason, byID["waiting"].Reason, name)
+		assert.Equal(t, "waiting for resources: "+reason, byID["waiting"].Message, "%s: and says so to people", name)
+		assert.False(t, byID["running"].Queued, name)
+		assert.Empty(t, byID["running"].Reason, name)
 	}
-	require.Contains(t, byID, "waiting")
-	assert.True(t, byID["waiting"].Queued)
-	assert.Equal(t, reason, byID["waiting"].Reason)
-	assert.Equal(t, "waiting for resources: "+reason, byID["waiting"].Message, "and says so to people")
-	assert.False(t, byID["running"].Queued)
-	assert.Empty(t, byID["running"].Reason)
 }
 
 // The head keeps each event's kind as a field, the notices it writes and

@@ -34,7 +34,7 @@ type headServer struct {
 var _ clusterpb.HeadServer = (*headServer)(nil)
 
 func (s *headServer) Status(context.Context, *clusterpb.StatusRequest) (*clusterpb.StatusReply, error) {
-	return s.h.Status(), nil
+	return s.h.statusReply(), nil
 }
 
 // SubmitJob takes the job, then its working directory into a file of the
