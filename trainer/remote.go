@@ -43,9 +43,6 @@ func Dial(addr string, sec auth.Security) (*Client, error) {
 // Close closes the connection.
 func (c *Client) Close() error { return c.close() }
 
-// Head is the raw head client, for status and job listings.
-func (c *Client) Head() clusterpb.HeadClient { return c.head }
-
 func (c *Client) err(what string, err error) error {
 	return fmt.Errorf("%s at %s: %w", what, c.Addr, auth.RemoteError(err))
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -17,9 +16,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/rtrain/rtrain/cluster"
-	"github.com/rtrain/rtrain/cluster/auth"
-	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/trainer"
@@ -120,14 +116,14 @@ func newStatusCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			rep, err := c.Head().Status(cmd.Context(), &clusterpb.StatusRequest{})
+			st, err := c.Status(cmd.Context())
 			if err != nil {
-				return fmt.Errorf("status of %s: %w", c.Addr, auth.RemoteError(err))
+				return err
 			}
 			if out.format == "json" {
-				return writeJSON(cmd.OutOrStdout(), statusJSON(rep))
+				return writeJSON(cmd.OutOrStdout(), statusJSON(st))
 			}
-			printStatus(cmd.OutOrStdout(), c.Addr, rep)
+			printStatus(cmd.OutOrStdout(), c.Addr, st)
 			return nil
 		},
 	}
@@ -143,7 +139,7 @@ type nodeJSON struct {
 	CPUs           float64 `json:"cpus"`
 	CPUsFree       float64 `json:"cpus_free"`
 	GPUs           int     `json:"gpus"`
-	GPUsFree       []int32 `json:"gpus_free"`
+	GPUsFree       []int   `json:"gpus_free"`
 	Memory         int64   `json:"memory_bytes"`
 	MemoryFree     int64   `json:"memory_free_bytes"`
 	HeartbeatAgeMS int64   `json:"heartbeat_age_ms"`
@@ -157,8 +153,8 @@ type jobJSON struct {
 	Name     string `json:"name"`
 	State    string `json:"state"`
 	Message  string `json:"message,omitempty"`
-	Workers  int32  `json:"workers"`
-	Attempts int32  `json:"attempts"`
+	Workers  int    `json:"workers"`
+	Attempts int    `json:"attempts"`
 	Started  string `json:"submitted"`
 	// Queued: the scheduler holds the job, waiting for resources, for
 	// Reason; a script branches on these, not on the message.
@@ -166,15 +162,15 @@ type jobJSON struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-func statusJSON(rep *clusterpb.StatusReply) any {
+func statusJSON(st trainer.ClusterStatus) any {
 	nodes := []nodeJSON{}
-	for _, n := range rep.Nodes {
-		total, free := cluster.ResourcesFromProto(n.Node.Total), cluster.ResourcesFromProto(n.Free)
-		nodes = append(nodes, nodeJSON{ID: n.Node.Id, Addr: n.Node.Addr, State: n.State, CPUs: total.CPU, CPUsFree: free.CPU,
-			GPUs: total.GPU, GPUsFree: n.FreeGpus, Memory: total.MemoryBytes, MemoryFree: free.MemoryBytes, HeartbeatAgeMS: n.HeartbeatAgeMs,
+	for _, n := range st.Nodes {
+		total, free := n.Node.Total, n.Free
+		nodes = append(nodes, nodeJSON{ID: n.Node.ID, Addr: n.Node.Addr, State: n.State, CPUs: total.CPU, CPUsFree: free.CPU,
+			GPUs: total.GPU, GPUsFree: n.FreeGPUs, Memory: total.MemoryBytes, MemoryFree: free.MemoryBytes, HeartbeatAgeMS: n.HeartbeatAge.Milliseconds(),
 			Resources: total.Custom.Map(), ResourcesFree: freeCustom(total.Custom, free.Custom)})
 	}
-	return map[string]any{"version": rep.Version, "nodes": nodes, "jobs": jobsJSON(rep.Jobs)}
+	return map[string]any{"version": st.Version, "nodes": nodes, "jobs": jobsJSON(st.Jobs)}
 }
 
 // freeCustom is free by name for every resource of total, those used up
@@ -187,11 +183,11 @@ func freeCustom(total, free sched.Custom) map[string]float64 {
 	return m
 }
 
-func jobsJSON(js []*clusterpb.JobSummary) []jobJSON {
+func jobsJSON(js []trainer.JobSummary) []jobJSON {
 	out := []jobJSON{}
 	for _, j := range js {
-		out = append(out, jobJSON{ID: j.Id, Name: j.Name, State: j.State, Message: j.Message, Workers: j.Workers, Attempts: max(j.Attempts, 1),
-			Started: time.UnixMilli(j.SubmittedUnixMs).UTC().Format(time.RFC3339), Queued: j.Queued, Reason: j.Reason})
+		out = append(out, jobJSON{ID: j.ID, Name: j.Name, State: string(j.State), Message: j.Message, Workers: j.Workers, Attempts: max(j.Attempts, 1),
+			Started: j.Submitted.UTC().Format(time.RFC3339), Queued: j.Queued, Reason: j.Reason})
 	}
 	return out
 }
@@ -202,17 +198,17 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func printStatus(w io.Writer, addr string, rep *clusterpb.StatusReply) {
+func printStatus(w io.Writer, addr string, st trainer.ClusterStatus) {
 	alive := 0
-	for _, n := range rep.Nodes {
-		if n.State == "alive" {
+	for _, n := range st.Nodes {
+		if n.State == trainer.NodeAlive {
 			alive++
 		}
 	}
-	fmt.Fprintf(w, "cluster at %s (rtrain %s): %d of %d nodes alive\n\n", addr, rep.Version, alive, len(rep.Nodes))
+	fmt.Fprintf(w, "cluster at %s (rtrain %s): %d of %d nodes alive\n\n", addr, st.Version, alive, len(st.Nodes))
 	custom := false
-	for _, n := range rep.Nodes {
-		custom = custom || len(n.Node.GetTotal().GetCustom()) > 0
+	for _, n := range st.Nodes {
+		custom = custom || n.Node.Total.Custom != ""
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	header := "NODE\tADDRESS\tSTATE\tCPU (free/total)\tGPU (free/total)\tMEMORY (free/total)\tHEARTBEAT"
@@ -220,11 +216,11 @@ func printStatus(w io.Writer, addr string, rep *clusterpb.StatusReply) {
 		header += "\tRESOURCES (free/total)"
 	}
 	fmt.Fprintln(tw, header)
-	for _, n := range rep.Nodes {
-		total, free := cluster.ResourcesFromProto(n.Node.Total), cluster.ResourcesFromProto(n.Free)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%g/%g\t%d/%d\t%s/%s\t%s ago", n.Node.Id, n.Node.Addr, n.State,
-			free.CPU, total.CPU, len(n.FreeGpus), total.GPU, text.Bytes(free.MemoryBytes), text.Bytes(total.MemoryBytes),
-			(time.Duration(n.HeartbeatAgeMs) * time.Millisecond).Round(100*time.Millisecond))
+	for _, n := range st.Nodes {
+		total, free := n.Node.Total, n.Free
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%g/%g\t%d/%d\t%s/%s\t%s ago", n.Node.ID, n.Node.Addr, n.State,
+			free.CPU, total.CPU, len(n.FreeGPUs), total.GPU, text.Bytes(free.MemoryBytes), text.Bytes(total.MemoryBytes),
+			n.HeartbeatAge.Round(100*time.Millisecond))
 		if custom {
 			var parts []string
 			f := free.Custom.Map()
@@ -238,10 +234,10 @@ func printStatus(w io.Writer, addr string, rep *clusterpb.StatusReply) {
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)
-	printJobs(w, rep.Jobs)
+	printJobs(w, st.Jobs)
 }
 
-func printJobs(w io.Writer, jobs []*clusterpb.JobSummary) {
+func printJobs(w io.Writer, jobs []trainer.JobSummary) {
 	if len(jobs) == 0 {
 		fmt.Fprintln(w, "no jobs")
 		return
@@ -249,8 +245,8 @@ func printJobs(w io.Writer, jobs []*clusterpb.JobSummary) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "JOB\tNAME\tSTATE\tWORKERS\tATTEMPTS\tSUBMITTED\tMESSAGE")
 	for _, j := range jobs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", j.Id, j.Name, j.State, j.Workers, max(j.Attempts, 1),
-			time.UnixMilli(j.SubmittedUnixMs).Format("2006-01-02 15:04:05"), oneLine(j.Message))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", j.ID, j.Name, j.State, j.Workers, max(j.Attempts, 1),
+			j.Submitted.Local().Format("2006-01-02 15:04:05"), oneLine(j.Message))
 	}
 	_ = tw.Flush()
 }
@@ -276,15 +272,14 @@ func newJobsCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			rep, err := c.Head().ListJobs(cmd.Context(), &clusterpb.ListJobsRequest{})
+			jobs, err := c.Jobs(cmd.Context())
 			if err != nil {
-				return fmt.Errorf("jobs of %s: %w", c.Addr, auth.RemoteError(err))
+				return err
 			}
-			sort.SliceStable(rep.Jobs, func(a, b int) bool { return rep.Jobs[a].SubmittedUnixMs < rep.Jobs[b].SubmittedUnixMs })
 			if out.format == "json" {
-				return writeJSON(cmd.OutOrStdout(), jobsJSON(rep.Jobs))
+				return writeJSON(cmd.OutOrStdout(), jobsJSON(jobs))
 			}
-			printJobs(cmd.OutOrStdout(), rep.Jobs)
+			printJobs(cmd.OutOrStdout(), jobs)
 			return nil
 		},
 	}
@@ -353,8 +348,8 @@ out until its agent is started again.`,
 				return err
 			}
 			defer c.Close()
-			if _, err := c.Head().Drain(cmd.Context(), &clusterpb.DrainRequest{NodeId: args[0], Reason: "drained by rtrain drain"}); err != nil {
-				return fmt.Errorf("drain %s: %w", args[0], auth.RemoteError(err))
+			if err := c.Drain(cmd.Context(), args[0], "drained by rtrain drain"); err != nil {
+				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "rtrain: node %s drained\n", args[0])
 			return nil

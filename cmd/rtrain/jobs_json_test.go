@@ -8,16 +8,16 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/trainer"
 )
 
 // `rtrain jobs -o json` says which jobs the scheduler holds, and why, in
 // fields of their own.
 func TestJobsJSONHasQueuedAndReason(t *testing.T) {
 	var buf bytes.Buffer
-	require.NoError(t, writeJSON(&buf, jobsJSON([]*clusterpb.JobSummary{
-		{Id: "a", State: "PENDING", Message: "waiting for resources: asked 8 GPUs", Queued: true, Reason: "asked 8 GPUs"},
-		{Id: "b", State: "RUNNING"},
+	require.NoError(t, writeJSON(&buf, jobsJSON([]trainer.JobSummary{
+		{ID: "a", State: trainer.StatePending, Message: "waiting for resources: asked 8 GPUs", Queued: true, Reason: "asked 8 GPUs"},
+		{ID: "b", State: trainer.StateRunning},
 	})))
 	var got []map[string]any
 	require.NoError(t, json.Unmarshal(buf.Bytes(), &got))

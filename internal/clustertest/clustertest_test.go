@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/internal/clustertest"
+	"github.com/rtrain/rtrain/trainer"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -30,24 +30,24 @@ func TestGPUNodeShowsFreeGPUsAndStats(t *testing.T) {
 		d.GetNvLinkStateFunc = func(int) (nvml.EnableState, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
 	}
 	c := clustertest.New(t, clustertest.Agent{Name: "gpu", NVML: lib}, clustertest.Agent{Name: "cpu"})
-	head := c.Client(t).Head()
+	client := c.Client(t)
 
-	var nodes map[string]*clusterpb.NodeStatus
+	var nodes map[string]trainer.NodeStatus
 	require.Eventually(t, func() bool {
-		st, err := head.Status(t.Context(), &clusterpb.StatusRequest{})
+		st, err := client.Status(t.Context())
 		require.NoError(t, err)
-		nodes = map[string]*clusterpb.NodeStatus{}
+		nodes = map[string]trainer.NodeStatus{}
 		for _, n := range st.Nodes {
-			nodes[n.Node.Id] = n
+			nodes[n.Node.ID] = n
 		}
-		return len(nodes) == 2 && len(nodes["gpu"].GpuStats) == 8
+		return len(nodes) == 2 && len(nodes["gpu"].GPUStats) == 8
 	}, 10*time.Second, clustertest.HeartbeatInterval, "both nodes, and the GPU node's stats")
 	gpu := nodes["gpu"]
-	assert.Equal(t, int32(8), gpu.Node.Total.Gpu)
-	assert.Equal(t, int32(8), gpu.Free.Gpu, "free GPUs of a node that sends stats")
-	assert.Equal(t, 2.0, gpu.Free.Cpu)
-	assert.Len(t, gpu.FreeGpus, 8)
-	assert.InDelta(t, 0.4, gpu.GpuStats[0].Utilization, 1e-9)
-	assert.Equal(t, 2.0, nodes["cpu"].Free.Cpu)
-	assert.Zero(t, nodes["cpu"].Node.Total.Gpu)
+	assert.Equal(t, 8, gpu.Node.Total.GPU)
+	assert.Equal(t, 8, gpu.Free.GPU, "free GPUs of a node that sends stats")
+	assert.Equal(t, 2.0, gpu.Free.CPU)
+	assert.Len(t, gpu.FreeGPUs, 8)
+	assert.InDelta(t, 0.4, gpu.GPUStats[0].Utilization, 1e-9)
+	assert.Equal(t, 2.0, nodes["cpu"].Free.CPU)
+	assert.Zero(t, nodes["cpu"].Node.Total.GPU)
 }
