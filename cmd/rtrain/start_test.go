@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rtrain/rtrain/cluster/auth"
+)
+
+// rtrain start returns once its daemon is up, the local CLI finds the head
+// and its token, and rtrain stop stops it.
+func TestStartInTheBackgroundAndStop(t *testing.T) {
+	state := t.TempDir()
+	start := rtrain(t, "start", "--head", "--host", "127.0.0.1", "--port", "0", "--dashboard-port", "-1", "--state-dir", state)
+	start.cmd.Env = append(start.cmd.Env, auth.TokenEnv+"=")
+	require.Equal(t, exitOK, start.run(t), start.stderr.String())
+	out := start.stdout.String()
+	assert.Regexp(t, `rtrain: head started \(pid \d+\)`, out)
+	assert.Regexp(t, `cluster token: rt1-[0-9a-f]{64}-[0-9a-f]{48}`, out, "a generated join token is printed once")
+	assert.Contains(t, out, "TLS: the head's own CA, "+filepath.Join(state, "tls", "ca.pem"))
+	headLog, err := os.ReadFile(filepath.Join(state, "head.log"))
+	require.NoError(t, err)
+	token := regexp.MustCompile(`cluster token: rt1-[0-9a-f]{64}-([0-9a-f]{48})`).FindStringSubmatch(out)
+	require.Len(t, token, 2)
+	assert.NotContains(t, string(headLog), token[1], "the token is in the daemon's log")
+	key, err := os.Stat(filepath.Join(state, "tls", "ca-key.pem"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), key.Mode().Perm(), "the CA's key")
+	fi, err := os.Stat(filepath.Join(state, "token"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	pid, ok := livePid(filepath.Join(state, "head.pid"))
+	require.True(t, ok, "the daemon runs")
+
+	st := rtrain(t, "status", "--state-dir", state)
+	require.Equal(t, exitOK, st.run(t), st.stderr.String())
+	assert.Contains(t, st.stdout.String(), "0 of 0 nodes alive")
+
+	again := rtrain(t, "start", "--head", "--host", "127.0.0.1", "--port", "0", "--state-dir", state)
+	assert.Equal(t, exitUsage, again.run(t))
+	assert.Contains(t, again.stderr.String(), fmt.Sprintf("a head already runs here (pid %d)", pid))
+
+	stop := rtrain(t, "stop", "--state-dir", state)
+	require.Equal(t, exitOK, stop.run(t), stop.stderr.String())
+	assert.Contains(t, stop.stdout.String(), fmt.Sprintf("stopped the head (pid %d)", pid))
+	_, ok = livePid(filepath.Join(state, "head.pid"))
+	assert.False(t, ok)
+	assert.True(t, exited(pid), "the daemon is gone")
+}
+
+// An agent whose head cannot be reached is stopped when rtrain start gives
+// up on it, not left retrying in the background; two agents with their own
+// state directories get their own data directories.
+func TestStartGivesUpOnAnUnreachableHead(t *testing.T) {
+	state := t.TempDir()
+	start := rtrain(t, "start", "--address", "127.0.0.1:1", "--token", "t", "--ready-timeout", "2s", "--state-dir", state)
+	assert.Equal(t, exitFailed, start.run(t))
+	assert.Contains(t, start.stderr.String(), "the agent was not up after 2s and was stopped")
+	assert.Contains(t, start.stderr.String(), "cannot reach it")
+	assert.NotContains(t, strings.TrimSpace(start.stderr.String()), "\n", "one line")
+	pid, ok := livePid(filepath.Join(state, "agent.pid"))
+	assert.False(t, ok, "the agent daemon (pid %d) still runs", pid)
+	assert.DirExists(t, filepath.Join(state, "agent-data"), "the data directory follows the state directory")
+}
+
+// rtrain start refuses to start a second agent on one state directory,
+// in a sentence: it said "a agent already runs here".
+func TestStartRefusesASecondAgent(t *testing.T) {
+	state := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(state, "agent.pid"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600))
+	start := rtrain(t, "start", "--address", "127.0.0.1:1", "--token", "t", "--state-dir", state)
+	assert.Equal(t, exitUsage, start.run(t))
+	assert.Contains(t, start.stderr.String(), fmt.Sprintf("an agent already runs here (pid %d); `rtrain stop` stops it", os.Getpid()))
+}
+
+// exited reports whether pid has ended: gone, or a zombie its new parent
+// has yet to reap.
+func exited(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// The state follows the command name, which is in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
+}
+
+// Plain TCP is asked for by name, and a head that serves it beyond
+// loopback says what that means.
+func TestInsecureHeadWarns(t *testing.T) {
+	state := t.TempDir()
+	start := rtrain(t, "start", "--head", "--insecure", "--port", "0", "--dashboard-port", "-1", "--state-dir", state)
+	start.cmd.Env = append(start.cmd.Env, auth.TokenEnv+"=")
+	require.Equal(t, exitOK, start.run(t), start.stderr.String())
+	t.Cleanup(func() { _ = rtrain(t, "stop", "--state-dir", state).run(t) })
+	out := start.stdout.String()
+	assert.Contains(t, out, "warning: --insecure: the cluster token and all traffic cross the network in clear on every interface")
+	assert.Regexp(t, `cluster token: [0-9a-f]{48}\n`, out, "no CA, so a bare token")
+	assert.NoDirExists(t, filepath.Join(state, "tls"))
+
+	both := rtrain(t, "start", "--head", "--insecure", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--state-dir", t.TempDir())
+	assert.Equal(t, exitUsage, both.run(t))
+	assert.Contains(t, both.stderr.String(), "give one or the other")
+}
