@@ -108,12 +108,6 @@ type CA struct {
 // Fingerprint is the CA certificate's, for JoinToken.
 func (ca *CA) Fingerprint() string { return Fingerprint(ca.cert.Raw) }
 
-// CertPEM is the CA certificate, for browsers and curl that should trust
-// the dashboard.
-func (ca *CA) CertPEM() []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})
-}
-
 // caValidity is long: the fingerprint is in every join token handed out,
 // and a new CA means new tokens.
 const caValidity = 10 * 365 * 24 * time.Hour
