@@ -317,6 +317,19 @@ func TestStatusAPI(t *testing.T) {
 	assert.Equal(t, "j3", st.Jobs[2].ID)
 	assert.True(t, want.Jobs[2].Ended.Equal(st.Jobs[2].Ended))
 	assert.True(t, st.Jobs[1].Queued)
+
+	// Programs read these names, not Go's field names.
+	var raw struct {
+		Nodes []map[string]json.RawMessage `json:"nodes"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &raw))
+	for _, k := range []string{"node", "free", "gpus_free", "state", "gpu_stats"} {
+		assert.Contains(t, raw.Nodes[0], k)
+	}
+	var free map[string]any
+	require.NoError(t, json.Unmarshal(raw.Nodes[0]["free"], &free))
+	assert.Contains(t, free, "memory_bytes")
+	assert.Contains(t, string(raw.Nodes[0]["gpu_stats"]), `"memory_total_bytes"`)
 }
 
 func TestStatic(t *testing.T) {

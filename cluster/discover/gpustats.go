@@ -7,12 +7,12 @@ import (
 // GPUStat is one GPU's use at a moment, as an agent samples it for the
 // head's metrics.
 type GPUStat struct {
-	Index int
+	Index int `json:"index"`
 	// Utilization is the fraction of the last sample period the GPU was
 	// busy, 0 to 1; -1 when NVML cannot say.
-	Utilization float64
-	MemoryUsed  int64
-	MemoryTotal int64
+	Utilization float64 `json:"utilization"`
+	MemoryUsed  int64   `json:"memory_used_bytes"`
+	MemoryTotal int64   `json:"memory_total_bytes"`
 }
 
 // GPUMonitor samples a node's GPUs through NVML, which it holds

@@ -11,11 +11,11 @@ import (
 // Resources is an amount of a node's resources. CPU is in cores and may be
 // fractional, as in Ray.
 type Resources struct {
-	CPU         float64
-	GPU         int
-	MemoryBytes int64
+	CPU         float64 `json:"cpu"`
+	GPU         int     `json:"gpu"`
+	MemoryBytes int64   `json:"memory_bytes"`
 	// Custom are the node's or bundle's custom resources.
-	Custom Custom
+	Custom Custom `json:"custom,omitempty"`
 }
 
 // Add returns r + o.
@@ -75,37 +75,37 @@ func (r Resources) String() string {
 type GPU struct {
 	// Index is the CUDA/NVML index on its node, the value that goes into
 	// CUDA_VISIBLE_DEVICES.
-	Index int
+	Index int `json:"index"`
 	// Minor is the device node's minor number (/dev/nvidia<Minor>).
-	Minor int
+	Minor int `json:"minor"`
 	// UUID and Name are known when discovered through NVML.
-	UUID string
-	Name string
+	UUID string `json:"uuid,omitempty"`
+	Name string `json:"name,omitempty"`
 	// MemoryBytes is the GPU's total memory, 0 when unknown (no NVML, or
 	// NVML cannot say, as on GPUs that share the host's memory).
-	MemoryBytes int64
+	MemoryBytes int64 `json:"memory_bytes,omitempty"`
 	// PCIBusID is the GPU's PCI address as sysfs writes it
 	// ("0000:07:00.0"), empty without NVML.
-	PCIBusID string
+	PCIBusID string `json:"pci_bus_id,omitempty"`
 	// NVLinkPeers are the indices of this node's GPUs that this one reaches
 	// over an active NVLink, directly or through an NVSwitch, in ascending
 	// order. Empty without NVML or without NVLink.
-	NVLinkPeers []int
+	NVLinkPeers []int `json:"nvlink_peers,omitempty"`
 }
 
 // Node is what a node offers.
 type Node struct {
-	ID string
+	ID string `json:"id"`
 	// Addr is the address other nodes reach this one at; rank 0's node's
 	// address becomes MASTER_ADDR.
-	Addr string
+	Addr string `json:"addr"`
 	// Iface is the network interface that carries Addr; empty for the
 	// embedded node, whose workers talk over loopback.
-	Iface string
+	Iface string `json:"iface,omitempty"`
 	// AgentAddr is host:port of the node's agent service; empty for the
 	// embedded node.
-	AgentAddr string
-	Hostname  string
-	Total     Resources
-	GPUs      []GPU
+	AgentAddr string    `json:"agent_addr,omitempty"`
+	Hostname  string    `json:"hostname"`
+	Total     Resources `json:"total"`
+	GPUs      []GPU     `json:"gpus,omitempty"`
 }
