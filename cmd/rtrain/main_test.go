@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/rtrain/rtrain/internal/testutil"
 	"github.com/rtrain/rtrain/launcher"
@@ -31,8 +32,14 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(testutil.RunIsolated(m, &cgroupParent))
+	goleak.VerifyTestMain(isolated{m})
 }
+
+// isolated runs the tests in their own cgroup parent, which it removes
+// before goleak looks for goroutines the in-process clients left behind.
+type isolated struct{ m *testing.M }
+
+func (i isolated) Run() int { return testutil.RunIsolated(i.m, &cgroupParent) }
 
 // cgroupParent holds every cgroup this package's jobs make.
 var cgroupParent string
