@@ -30,9 +30,11 @@ type WorkerSpec struct {
 type GroupSpec struct {
 	JobID   string
 	RunName string
-	// Python runs Script with Args.
+	// Python runs Script with Args, or, when Module is set, runs the
+	// module (`python -m Module Args...`) and Script is empty.
 	Python string
 	Script string
+	Module string `json:",omitempty"`
 	Args   []string
 	// Env is the environment the workers start from (rtrain's own plus the
 	// user's additions); the rendezvous contract is applied on top.

@@ -134,12 +134,14 @@ func (j *job) openStorage(ctx context.Context) (err error) {
 	var from *checkpoint.Manifest
 	var fromRun *checkpoint.Run
 	switch {
+	case j.cfg.ResumeExisting && latest != nil:
+		fromRun, from = run, latest
 	case j.cfg.ResumeFrom != "":
 		fromRun, from, err = openCheckpointURI(ctx, j.cfg.ResumeFrom, j.cfg.S3, j.log)
 		if err != nil {
 			return invalid("--resume-from %s: %w", j.cfg.ResumeFrom, err)
 		}
-		if latest != nil && fromRun.URI() != run.URI() {
+		if latest != nil && fromRun.URI() != run.URI() && !j.cfg.ResumeExisting {
 			return invalid("run %q already has checkpoints in %s (latest %s); give --name a new run to start from %s", j.res.Name, run.URI(), latest.URI, from.URI)
 		}
 	case j.cfg.Resume:
@@ -509,6 +511,7 @@ type runRecord struct {
 	WorldSize   int                `json:"world_size"`
 	Metrics     pyshim.Metrics     `json:"metrics"`
 	Reports     int                `json:"reports"`
+	History     []pyshim.Metrics   `json:"history,omitempty"`
 	Latest      *recordCheckpoint  `json:"latest_checkpoint,omitempty"`
 	Best        []recordCheckpoint `json:"best_checkpoints,omitempty"`
 	ResumedFrom string             `json:"resumed_from,omitempty"`
@@ -525,7 +528,7 @@ func (j *job) record(jobErr error) runRecord {
 	r := runRecord{
 		Name: j.res.Name, State: j.res.State, Started: j.res.Started,
 		Seconds: time.Since(j.res.Started).Seconds(), WorldSize: len(j.res.Workers),
-		Metrics: j.res.Metrics, Reports: j.res.Reports, ResumedFrom: j.res.ResumedFrom,
+		Metrics: j.res.Metrics, Reports: j.res.Reports, History: j.res.History, ResumedFrom: j.res.ResumedFrom,
 	}
 	// A checkpoint of this run is named by its path in the run; one of
 	// another run keeps its URI, since it lives elsewhere.

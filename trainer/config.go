@@ -62,10 +62,17 @@ const (
 // Config is one training job. The zero value of each field is documented;
 // New validates the whole and fills nothing in behind the caller's back.
 type Config struct {
-	// Script is the Python training script. Required.
+	// Script is the Python training script. Give Script or Function.
 	Script string
 	// Args are passed to the script after its path.
 	Args []string
+	// Function is a file holding a train function and its config, as the
+	// rtrain Python package writes it (rtrain.torch.TorchTrainer.fit):
+	// every worker runs it through `python -m rtrain._worker FILE` (the
+	// FunctionModule), which calls the function with the config. Give
+	// Script or Function, not both; Args are then not allowed. With an
+	// Address the file is shipped beside the working directory.
+	Function string `json:",omitempty"`
 
 	// Workers is the number of worker processes. Required, at least 1.
 	Workers int
@@ -153,6 +160,11 @@ type Config struct {
 	// ResumeFrom starts from the checkpoint at this URI
 	// (".../RUN/checkpoint_000003"), of this run or another.
 	ResumeFrom string
+	// ResumeExisting continues run Name from its latest committed
+	// checkpoint when it has one, and starts it afresh (from ResumeFrom,
+	// when set) when it has none: Ray Train V2's rule, which the Python
+	// driver follows. Name is required.
+	ResumeExisting bool `json:",omitempty"`
 
 	// MaxFailures is how many worker failures the job survives: after
 	// each, every worker is stopped and the group restarts, placed anew,
@@ -230,8 +242,12 @@ func (c *Config) validateFields() error {
 		return invalid(format, args...)
 	}
 	switch {
-	case c.Script == "":
+	case c.Script == "" && c.Function == "":
 		return bad("no script given; usage: rtrain fit [flags] SCRIPT [-- ARGS...]")
+	case c.Script != "" && c.Function != "":
+		return bad("give a script or --function, not both")
+	case c.Function != "" && len(c.Args) > 0:
+		return bad("--function takes no script arguments: the function gets its config")
 	case c.Workers < 1:
 		return bad("--workers must be at least 1, got %d", c.Workers)
 	case c.MinWorkers < 0 || c.MinWorkers > c.Workers:
@@ -260,6 +276,10 @@ func (c *Config) validateFields() error {
 		return bad("--resume needs --name: the run to continue")
 	case c.Resume && c.ResumeFrom != "":
 		return bad("--resume and --resume-from both name a checkpoint; give one")
+	case c.ResumeExisting && c.Name == "":
+		return bad("--resume-existing needs --name: the run to continue")
+	case c.ResumeExisting && c.Resume:
+		return bad("--resume and --resume-existing: give one")
 	case c.Checkpoint.Keep < 0:
 		return bad("--checkpoint-keep must be 0 (keep all) or more, got %d", c.Checkpoint.Keep)
 	case c.Checkpoint.InFlight < 0:
@@ -304,14 +324,18 @@ func (c *Config) validateFiles() error {
 	}
 	// A relative script is found from where rtrain runs, as a shell would;
 	// the working dir only changes where the workers start.
-	fi, err := os.Stat(c.Script)
+	what, file := "script", c.Script
+	if c.Function != "" {
+		what, file = "--function", c.Function
+	}
+	fi, err := os.Stat(file)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return bad("script %s does not exist", c.Script)
+		return bad("%s %s does not exist", what, file)
 	case err != nil:
-		return bad("script %s: %v", c.Script, err)
+		return bad("%s %s: %v", what, file, err)
 	case fi.IsDir():
-		return bad("script %s is a directory; give the .py file to run", c.Script)
+		return bad("%s %s is a directory; give the file to run", what, file)
 	}
 	if c.WorkingDir != "" {
 		fi, err := os.Stat(c.WorkingDir)

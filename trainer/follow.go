@@ -2,12 +2,14 @@ package trainer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"sync"
 
 	"github.com/rtrain/rtrain/cluster"
+	"github.com/rtrain/rtrain/pyshim"
 )
 
 // follow turns the groups' events into the job's until every group is done.
@@ -130,6 +132,7 @@ func (f *follower) handle(e cluster.Event) {
 		if e.Rank == 0 {
 			j.res.Metrics = e.Report.Metrics
 			j.res.Reports++
+			j.keepHistory(e.Report.Metrics)
 		}
 		j.emit(Event{Type: EventReport, Time: e.Time, Rank: e.Rank, Node: e.NodeID, Metrics: e.Report.Metrics})
 		f.ckpts.report(e)
@@ -156,4 +159,18 @@ func (f *follower) handle(e cluster.Event) {
 		}
 		j.emit(Event{Type: EventWorkerExited, Time: e.Time, Rank: e.Rank, Node: e.NodeID, PID: w.PID, Exit: &w})
 	}
+}
+
+// keepHistory adds rank 0's metrics m to the result's history while it is
+// within its bounds.
+func (j *job) keepHistory(m pyshim.Metrics) {
+	if len(j.res.History) >= MaxHistory {
+		return
+	}
+	b, err := json.Marshal(m)
+	if err != nil || j.historyBytes+len(b) > MaxHistoryBytes {
+		return
+	}
+	j.historyBytes += len(b)
+	j.res.History = append(j.res.History, m)
 }

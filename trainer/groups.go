@@ -13,6 +13,7 @@ import (
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/launcher"
+	"github.com/rtrain/rtrain/pyshim"
 	"github.com/rtrain/rtrain/rendezvous"
 )
 
@@ -45,10 +46,18 @@ func (j *job) groupBase(py Interpreter, ckpts *committer, attempt int) cluster.G
 		Restore:        j.restore,
 		Limits:         j.limits(),
 	}
+	if j.function != "" {
+		base.Script, base.Module, base.Args = "", pyshim.FunctionModule, []string{j.function}
+	}
 	if j.remote != nil {
 		// The node adds its own environment and finds its python.
 		base.Env = j.cfg.Env
 		base.Script = j.remote.script
+		if j.function != "" {
+			// Shipped at the top of the working directory, where the
+			// workers start.
+			base.Script, base.Args = "", []string{FunctionFile}
+		}
 	}
 	return base
 }

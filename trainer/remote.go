@@ -55,6 +55,10 @@ type Submitted struct {
 	Bytes int64
 }
 
+// FunctionFile is the name Config.Function's file has in the working
+// directory shipped to a cluster's nodes.
+const FunctionFile = ".rtrain-function.pkl"
+
 // Submit checks cfg, packs its working directory and hands the job to the
 // head. It returns once the head has it; Attach follows it.
 func (c *Client) Submit(ctx context.Context, cfg Config) (*Submitted, error) {
@@ -72,15 +76,22 @@ func (c *Client) Submit(ctx context.Context, cfg Config) (*Submitted, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trainer: %w", err)
 	}
-	script, err := filepath.Abs(cfg.Script)
-	if err != nil {
-		return nil, fmt.Errorf("trainer: %w", err)
+	var rel string
+	opts := workdir.Options{MaxBytes: cfg.WorkingDirLimit}
+	if cfg.Function != "" {
+		opts.Extra = []workdir.ExtraFile{{Name: FunctionFile, Path: cfg.Function}}
+	} else {
+		script, err := filepath.Abs(cfg.Script)
+		if err != nil {
+			return nil, fmt.Errorf("trainer: %w", err)
+		}
+		rel, err = filepath.Rel(dir, script)
+		if err != nil || !filepath.IsLocal(rel) {
+			return nil, invalid("script %s is outside the working directory %s, which is what gets shipped to the nodes; run from the script's project or pass --working-dir", cfg.Script, dir)
+		}
+		rel = filepath.ToSlash(rel)
 	}
-	rel, err := filepath.Rel(dir, script)
-	if err != nil || !filepath.IsLocal(rel) {
-		return nil, invalid("script %s is outside the working directory %s, which is what gets shipped to the nodes; run from the script's project or pass --working-dir", cfg.Script, dir)
-	}
-	ar, err := workdir.Pack(ctx, dir, workdir.Options{MaxBytes: cfg.WorkingDirLimit})
+	ar, err := workdir.Pack(ctx, dir, opts)
 	if errors.Is(err, workdir.ErrTooLarge) {
 		return nil, invalid("%w", err)
 	}
@@ -91,7 +102,7 @@ func (c *Client) Submit(ctx context.Context, cfg Config) (*Submitted, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trainer: %w", err)
 	}
-	rep, err := c.submit(ctx, &clusterpb.SubmitJobHeader{ConfigJson: body, Script: filepath.ToSlash(rel), Workdir: cluster.ManifestOf(ar)}, ar)
+	rep, err := c.submit(ctx, &clusterpb.SubmitJobHeader{ConfigJson: body, Script: rel, Workdir: cluster.ManifestOf(ar)}, ar)
 	if limit, ok := cluster.WorkdirLimit(err); ok {
 		return nil, invalid("%w", tooLargeForHead(ctx, dir, ar, limit, c.Addr))
 	}

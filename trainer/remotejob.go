@@ -31,7 +31,11 @@ func NewRemoteJob(cfg Config, script string, wd cluster.Workdir, results string,
 	if err := cfg.validateFields(); err != nil {
 		return nil, err
 	}
-	if !filepath.IsLocal(script) {
+	if cfg.Function != "" {
+		if script != "" {
+			return nil, invalid("a job runs a script or a function, not both")
+		}
+	} else if !filepath.IsLocal(script) {
 		return nil, invalid("script %q must be a path inside the working directory", script)
 	}
 	cfg.ResultsDir = results

@@ -125,6 +125,14 @@ func (e *JobError) Error() string {
 	return fmt.Sprintf("rank %d failed (%s): %s", e.Cause.Rank, exit, cause)
 }
 
+// MaxHistory and MaxHistoryBytes bound Result.History (its reports, their
+// size as JSON), so that a job that reports every step for days still ends
+// with a result that fits one message from a head.
+const (
+	MaxHistory      = 10_000
+	MaxHistoryBytes = 1 << 20
+)
+
 // Result is what a finished job leaves.
 type Result struct {
 	// Name is the run's name; RunDir its local directory; LogDir holds
@@ -140,6 +148,9 @@ type Result struct {
 	// Metrics are rank 0's last report; Reports counts rank 0's reports.
 	Metrics pyshim.Metrics
 	Reports int
+	// History are rank 0's reports' metrics in order, every attempt's, up
+	// to the first MaxHistory or MaxHistoryBytes.
+	History []pyshim.Metrics `json:",omitempty"`
 	// Storage is the URI of the run's directory in storage; ResultURI the
 	// result.json written there at the end.
 	Storage   string

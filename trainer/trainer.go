@@ -68,11 +68,15 @@ func (t *Trainer) Fit(ctx context.Context) (*Result, error) {
 }
 
 type job struct {
-	cfg        Config
-	log        *slog.Logger
-	id         string
-	res        *Result
-	script     string
+	cfg    Config
+	log    *slog.Logger
+	id     string
+	res    *Result
+	script string
+	// historyBytes is the size of Result.History as JSON.
+	historyBytes int
+	// function is Config.Function's absolute path; "" for a script.
+	function   string
 	dir        string
 	resultsDir string
 
@@ -108,7 +112,11 @@ func (t *Trainer) newJob() (*job, error) {
 	id := randomHex(6)
 	name := cfg.Name
 	if name == "" {
-		stem := strings.TrimSuffix(filepath.Base(cfg.Script), filepath.Ext(cfg.Script))
+		file := cfg.Script
+		if cfg.Function != "" {
+			file = cfg.Function
+		}
+		stem := strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
 		name = fmt.Sprintf("%s-%s-%s", stem, time.Now().Format("20060102-150405"), id[:4])
 	}
 	results := cfg.ResultsDir
@@ -119,9 +127,17 @@ func (t *Trainer) newJob() (*job, error) {
 		}
 		results = filepath.Join(home, "rtrain_results")
 	}
-	script, err := filepath.Abs(cfg.Script)
-	if err != nil {
-		return nil, fmt.Errorf("trainer: %w", err)
+	var script, function string
+	var err error
+	if cfg.Script != "" {
+		if script, err = filepath.Abs(cfg.Script); err != nil {
+			return nil, fmt.Errorf("trainer: %w", err)
+		}
+	}
+	if cfg.Function != "" {
+		if function, err = filepath.Abs(cfg.Function); err != nil {
+			return nil, fmt.Errorf("trainer: %w", err)
+		}
 	}
 	dir := cfg.WorkingDir
 	if dir == "" {
@@ -135,6 +151,7 @@ func (t *Trainer) newJob() (*job, error) {
 		log:        t.log.With("run", name),
 		id:         id,
 		script:     script,
+		function:   function,
 		dir:        dir,
 		resultsDir: results,
 		res:        &Result{Name: name, RunDir: runDir, LogDir: filepath.Join(runDir, "logs"), JobID: id, State: StatePending},
@@ -267,7 +284,11 @@ func (j *job) runAttempt(ctx context.Context, be backend, req sched.Request, py 
 	if err := crowded(be.Scheduler().Nodes(), plan, req); err != nil {
 		return nil, err
 	}
-	j.setState(StateStarting, fmt.Sprintf("%s on %s", text.Plural(req.Count, "worker"), text.Plural(len(plan.Nodes()), "node")))
+	msg := fmt.Sprintf("%s on %s", text.Plural(req.Count, "worker"), text.Plural(len(plan.Nodes()), "node"))
+	if j.restore != nil {
+		msg += ", from " + j.restore.URI
+	}
+	j.setState(StateStarting, msg)
 
 	ckpts, err := j.newCommitter(ctx, req.Count)
 	if err != nil {

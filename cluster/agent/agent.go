@@ -364,9 +364,13 @@ func (g *Group) startWorker(ws cluster.WorkerSpec, sockPath string, iso isolatio
 		}}
 	}
 	w.out, w.err = lineTo("stdout"), lineTo("stderr")
+	argv := append([]string{s.Script}, s.Args...)
+	if s.Module != "" {
+		argv = append([]string{"-m", s.Module}, s.Args...)
+	}
 	proc, err := launcher.Start(launcher.Spec{
 		Path:   s.Python,
-		Args:   append([]string{s.Script}, s.Args...),
+		Args:   argv,
 		Env:    env,
 		Dir:    s.Dir,
 		Stdout: w.out,

@@ -119,7 +119,9 @@ func (s *Service) StartGroup(stream grpc.BidiStreamingServer[clusterpb.StartGrou
 		return status.Errorf(codes.InvalidArgument, "more after the working directory's archive (%v)", err)
 	}
 	spec.Dir = dir
-	spec.Script = filepath.Join(dir, filepath.FromSlash(spec.Script))
+	if spec.Module == "" {
+		spec.Script = filepath.Join(dir, filepath.FromSlash(spec.Script))
+	}
 	py, torch, err := s.resolve(ctx, req.Python, spec.Script)
 	if err != nil {
 		// The head names the node in what it makes of the error.

@@ -65,6 +65,12 @@ func (o *clusterFlags) resolvedAddress() string {
 	if a := os.Getenv(AddressEnv); a != "" {
 		return a
 	}
+	return o.startedHere()
+}
+
+// startedHere is the address of the head `rtrain start --head` started on
+// this machine, "" when there is none.
+func (o *clusterFlags) startedHere() string {
 	if d, err := o.dir(); err == nil {
 		if b, err := os.ReadFile(filepath.Join(d, "head.addr")); err == nil {
 			return strings.TrimSpace(string(b))

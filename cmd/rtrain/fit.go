@@ -41,7 +41,10 @@ type fitOptions struct {
 	ckptScore     string
 	ckptOrder     string
 	resume        bool
+	resumeExist   bool
 	resumeFrom    string
+	function      string
+	resultJSON    string
 	iso           isolationOptions
 	cluster       clusterFlags
 	placement     string
@@ -57,7 +60,7 @@ type fitOptions struct {
 func newFitCmd() *cobra.Command {
 	o := &fitOptions{}
 	cmd := &cobra.Command{
-		Use:   "fit [flags] SCRIPT [-- SCRIPT_ARGS...]",
+		Use:   "fit [flags] (SCRIPT [-- SCRIPT_ARGS...] | --function FILE)",
 		Short: "Run a training script on a group of workers",
 		Long: `fit runs SCRIPT on --workers processes wired for torch.distributed.
 
@@ -67,14 +70,23 @@ also use the rtrain Python package (rtrain.report, rtrain.torch.prepare_model),
 which rtrain puts on the workers' PYTHONPATH. With no cluster address the job
 runs on this machine through an embedded head and agent.
 
-Everything after SCRIPT is passed to the script.`,
+Everything after SCRIPT is passed to the script.
+
+Instead of a script, --function runs a train function that the rtrain Python
+package serialized (TorchTrainer.fit does this): each worker calls it with
+its config. --result-json writes how the job ended, for programs; its format
+is in pyshim/PROTOCOL.md.`,
 		Example: `  rtrain fit --workers 4 examples/train_rtrain.py
   rtrain fit --workers 2 --gpu train.py -- --epochs 10
   rtrain fit --workers 4 --env NCCL_DEBUG=INFO --name resnet-run train.py
   rtrain fit --workers 4 --storage s3://bucket/runs --name resnet-run --resume train.py`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
+			fn := cmd.Flags().Changed("function")
+			switch {
+			case len(args) == 0 && !fn:
 				return usageError{errors.New("no script given; usage: rtrain fit [flags] SCRIPT [-- SCRIPT_ARGS...]")}
+			case len(args) > 0 && fn:
+				return usageError{fmt.Errorf("--function runs a function, not a script: drop %s", args[0])}
 			}
 			return nil
 		},
@@ -110,6 +122,9 @@ Everything after SCRIPT is passed to the script.`,
 	f.StringVar(&o.ckptScore, "checkpoint-score", "", "reported metric that ranks checkpoints for --checkpoint-keep (default: keep the newest)")
 	f.StringVar(&o.ckptOrder, "checkpoint-order", "", "max or min: whether a higher or lower --checkpoint-score is better (default max)")
 	f.BoolVar(&o.resume, "resume", false, "continue run --name from its latest committed checkpoint")
+	f.BoolVar(&o.resumeExist, "resume-existing", false, "continue run --name from its latest committed checkpoint if it has one, else start it (from --resume-from when given)")
+	f.StringVar(&o.function, "function", "", "run the train function in FILE, as the rtrain Python package serializes it, instead of a script")
+	f.StringVar(&o.resultJSON, "result-json", "", "write how the job ended to FILE as JSON (metrics, checkpoints, the root cause of a failure)")
 	f.StringVar(&o.resumeFrom, "resume-from", "", "start from this checkpoint: STORAGE/RUN/checkpoint_NNNNNN")
 	addS3Flags(f, &o.s3)
 	addClusterFlags(f, &o.cluster, "run on the cluster whose head is HOST:PORT (default $"+AddressEnv+"; none: this machine)")
@@ -128,7 +143,11 @@ Everything after SCRIPT is passed to the script.`,
 }
 
 func (o *fitOptions) config(cmd *cobra.Command, args []string) (trainer.Config, error) {
-	script, rest := args[0], args[1:]
+	var script string
+	var rest []string
+	if len(args) > 0 {
+		script, rest = args[0], args[1:]
+	}
 	if len(rest) > 0 && rest[0] == "--" {
 		rest = rest[1:]
 	}
@@ -154,6 +173,7 @@ func (o *fitOptions) config(cmd *cobra.Command, args []string) (trainer.Config, 
 	cfg := trainer.Config{
 		Script:             script,
 		Args:               rest,
+		Function:           o.function,
 		Workers:            maxW,
 		MinWorkers:         minW,
 		GPUsPerWorker:      gpus,
@@ -171,6 +191,7 @@ func (o *fitOptions) config(cmd *cobra.Command, args []string) (trainer.Config, 
 		S3:                 o.s3,
 		Checkpoint:         trainer.CheckpointConfig{Keep: o.ckptKeep, Score: o.ckptScore, Order: o.ckptOrder},
 		Resume:             o.resume,
+		ResumeExisting:     o.resumeExist,
 		ResumeFrom:         o.resumeFrom,
 		Placement:          o.placement,
 		MaxFailures:        o.maxFailures,
@@ -184,6 +205,12 @@ func (o *fitOptions) config(cmd *cobra.Command, args []string) (trainer.Config, 
 	if addr := o.cluster.address; addr != "" || os.Getenv(AddressEnv) != "" {
 		if addr == "" {
 			addr = os.Getenv(AddressEnv)
+		}
+		if addr == "auto" {
+			// Ray's address="auto": the cluster started on this machine.
+			if addr = o.cluster.startedHere(); addr == "" {
+				return trainer.Config{}, usageError{errors.New("--address auto: no head was started on this machine; start one with `rtrain start --head`, or give HOST:PORT")}
+			}
 		}
 		sec := o.cluster.security()
 		if err := o.cluster.checkTransport(sec, addr); err != nil {
@@ -207,21 +234,45 @@ func (o *fitOptions) config(cmd *cobra.Command, args []string) (trainer.Config, 
 }
 
 func (o *fitOptions) run(cmd *cobra.Command, args []string) error {
+	if o.resultJSON == "" {
+		_, err := o.fit(cmd, args, nil)
+		return err
+	}
+	if o.noWait {
+		return usageError{errors.New("--result-json waits for the job's end; it does not go with --no-wait")}
+	}
+	out := &outcome{}
+	res, err := o.fit(cmd, args, out)
+	out.finish(cmd.Context(), res, err)
+	if werr := out.write(o.resultJSON); werr != nil {
+		return errors.Join(err, werr)
+	}
+	return err
+}
+
+// fit runs the job, handing its events to out too when out is not nil.
+func (o *fitOptions) fit(cmd *cobra.Command, args []string, out *outcome) (*trainer.Result, error) {
 	cfg, err := o.config(cmd, args)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p := &printer{out: cmd.OutOrStdout(), err: cmd.ErrOrStderr()}
 	if p.status, err = newStatusLine(o.progress, os.Stderr); err != nil {
-		return err
+		return nil, err
 	}
 	cfg.OnEvent = p.event
+	if out != nil {
+		cfg.OnEvent = func(e trainer.Event) {
+			out.event(e)
+			p.event(e)
+		}
+	}
 	if o.noWait {
-		return o.submit(cmd, cfg)
+		return nil, o.submit(cmd, cfg)
 	}
 	t, err := trainer.New(cfg, newLogger(o.verbose))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	res, err := t.Fit(cmd.Context())
 	// A job that never launched has nothing to summarise: its one-line
@@ -229,7 +280,7 @@ func (o *fitOptions) run(cmd *cobra.Command, args []string) error {
 	if res != nil && len(res.Workers) > 0 {
 		p.summary(res, err)
 	}
-	return err
+	return res, err
 }
 
 // printer shows a job's events on a terminal or in a log.

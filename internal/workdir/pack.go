@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -48,6 +49,18 @@ type Options struct {
 	// root only (not from subdirectories). "" means DefaultIgnore
 	// (.rtrainignore); a missing file means the default patterns only.
 	Ignore string
+	// Extra are files from outside the directory to pack too, each at the
+	// top of the archive under its Name, in place of any entry the
+	// directory has there. They count toward MaxBytes.
+	Extra []ExtraFile
+}
+
+// ExtraFile is a file Options.Extra adds to an archive.
+type ExtraFile struct {
+	// Name is the entry's name in the archive: one path element.
+	Name string
+	// Path is the local file to pack.
+	Path string
 }
 
 // Archive is a packed working directory.
@@ -151,6 +164,7 @@ type item struct {
 	mode fs.FileMode
 	size int64  // regular files only
 	link string // links only: the target
+	src  string // an Options.Extra file: the local file to pack
 }
 
 // Pack archives the directory dir, leaving out what its ignore file and the
@@ -190,6 +204,9 @@ func Pack(ctx context.Context, dir string, opts Options) (*Archive, error) {
 	a := &Archive{}
 	items, err := walk(ctx, root, m, a)
 	if err != nil {
+		return nil, err
+	}
+	if items, err = addExtra(items, opts.Extra); err != nil {
 		return nil, err
 	}
 	for _, it := range items {
@@ -287,6 +304,26 @@ func walk(ctx context.Context, root string, m *matcher, a *Archive) ([]item, err
 	return items, nil
 }
 
+// addExtra puts the extra files into items, each replacing what the
+// directory had under its name.
+func addExtra(items []item, extra []ExtraFile) ([]item, error) {
+	for _, x := range extra {
+		if x.Name == "" || x.Name != path.Base(x.Name) || x.Name == "." || x.Name == ".." {
+			return nil, fmt.Errorf("workdir: extra file name %q is not one path element", x.Name)
+		}
+		fi, err := os.Stat(x.Path)
+		if err != nil {
+			return nil, fmt.Errorf("workdir: %w", err)
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("workdir: extra file %s is not a regular file", x.Path)
+		}
+		items = slices.DeleteFunc(items, func(it item) bool { return it.rel == x.Name || strings.HasPrefix(it.rel, x.Name+"/") })
+		items = append(items, item{rel: x.Name, mode: 0o644, size: fi.Size(), src: x.Path})
+	}
+	return items, nil
+}
+
 // writeItem writes one entry. Everything but the name, type, permission
 // bits, size and link target is fixed, so the stream is deterministic.
 func writeItem(tw *tar.Writer, root string, it item) error {
@@ -306,6 +343,9 @@ func writeItem(tw *tar.Writer, root string, it item) error {
 		return nil
 	}
 	p := filepath.Join(root, filepath.FromSlash(it.rel))
+	if it.src != "" {
+		p = it.src
+	}
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("workdir: %w", err)

@@ -394,3 +394,26 @@ func TestArchiveBytesBoundsPacksArchive(t *testing.T) {
 	require.NoError(t, workdir.Unpack(t.Context(), bytes.NewReader(a.Data), a.Digest, filepath.Join(t.TempDir(), "d"),
 		workdir.Limits{Bytes: a.Size, Entries: a.Entries}))
 }
+
+func TestPackExtra(t *testing.T) {
+	root := build(t,
+		file{path: "train.py", data: "print('hi')\n"},
+		file{path: ".fn.pkl/", mode: 0o755},
+		file{path: ".fn.pkl/old", data: "stale"},
+	)
+	payload := filepath.Join(t.TempDir(), "payload")
+	require.NoError(t, os.WriteFile(payload, []byte("pickled"), 0o600))
+
+	a, err := workdir.Pack(t.Context(), root, workdir.Options{Extra: []workdir.ExtraFile{{Name: ".fn.pkl", Path: payload}}})
+	require.NoError(t, err)
+	dst := filepath.Join(t.TempDir(), "job")
+	require.NoError(t, workdir.Unpack(t.Context(), bytes.NewReader(a.Data), a.Digest, dst, workdir.Limits{}))
+	assert.Equal(t, []string{`.fn.pkl -rw-r--r-- "pickled"`, `train.py -rw-r--r-- "print('hi')\n"`}, describe(t, dst), "the extra file replaces what the directory had under its name")
+
+	_, err = workdir.Pack(t.Context(), root, workdir.Options{MaxBytes: 12, Extra: []workdir.ExtraFile{{Name: "x", Path: payload}}})
+	assert.ErrorIs(t, err, workdir.ErrTooLarge, "extra files count toward the limit")
+	for _, name := range []string{"", "a/b", "..", "."} {
+		_, err = workdir.Pack(t.Context(), root, workdir.Options{Extra: []workdir.ExtraFile{{Name: name, Path: payload}}})
+		assert.Error(t, err, name)
+	}
+}

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import threading
+from typing import Iterator
 
 from rtrain import _channel, _env
 from rtrain._context import get_context
@@ -17,44 +18,91 @@ class Checkpoint:
 
     Make one with Checkpoint.from_directory(path) and pass it to
     rtrain.report(metrics, checkpoint=...). The one get_checkpoint() returns
-    is a local copy of a stored checkpoint: read it with as_directory() or
-    copy it with to_directory().
+    in a worker is a local copy of a stored checkpoint. The ones a Result
+    holds name stored checkpoints, in a directory or in S3
+    (s3://BUCKET/PREFIX/RUN/checkpoint_000003): read one with
+    as_directory() or copy it with to_directory().
     """
 
-    def __init__(self, path, uri=None, index=None):
+    def __init__(self, path: "str | os.PathLike[str]", uri: "str | None" = None, index: "int | None" = None) -> None:
         self.path = os.fspath(path)
         self.uri = uri
         self.index = index
 
     @classmethod
-    def from_directory(cls, path):
-        path = os.path.abspath(os.fspath(path))
+    def from_directory(cls, path: "str | os.PathLike[str]") -> "Checkpoint":
+        """The checkpoint made of the files in the local directory path, or
+        the stored checkpoint at an s3:// URI."""
+        path = os.fspath(path)
+        if _remote(path):
+            return cls(path, uri=path)
+        path = os.path.abspath(path)
         if not os.path.isdir(path):
             raise ValueError(f"rtrain.Checkpoint.from_directory: {path} is not a directory")
         return cls(path)
 
     @contextlib.contextmanager
-    def as_directory(self):
+    def as_directory(self) -> "Iterator[str]":
         """Yields a local directory holding the checkpoint's files.
 
-        The directory is shared by the ranks of this node: read from it, do
-        not write to it.
+        A local checkpoint is read where it is: read from it, do not write to
+        it. One in S3 is downloaded (every checksum checked) into a temporary
+        directory that is removed when the block ends.
         """
-        yield self.path
+        if not _remote(self.path):
+            yield self.path
+            return
+        tmp = tempfile.mkdtemp(prefix="rtrain-checkpoint-")
+        try:
+            self._download(tmp)
+            yield tmp
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
-    def to_directory(self, path=None):
+    def to_directory(self, path: "str | os.PathLike[str] | None" = None) -> str:
         """Copies the checkpoint's files into path (a new temporary
         directory when None) and returns that path."""
         if path is None:
             path = tempfile.mkdtemp(prefix="rtrain-checkpoint-")
         path = os.fspath(path)
-        shutil.copytree(self.path, path, dirs_exist_ok=True)
+        if _remote(self.path):
+            self._download(path)
+        else:
+            shutil.copytree(self.path, path, dirs_exist_ok=True)
         return path
 
-    def __repr__(self):
-        if self.uri:
+    def _download(self, dest: str) -> None:
+        # The binary's checkpoint code reads S3, checking every file's
+        # checksum against the manifest: no second S3 client in Python.
+        import subprocess
+
+        from rtrain import _binary
+
+        _binary.check_version()
+        os.makedirs(dest, exist_ok=True)
+        done = subprocess.run(
+            [_binary.binary_path(), "checkpoints", "download", self.path, dest],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"rtrain.Checkpoint: download {self.path}: {done.stderr.strip()}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Checkpoint) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    def __repr__(self) -> str:
+        if self.uri and self.uri != self.path:
             return f"Checkpoint(uri={self.uri!r}, path={self.path!r})"
         return f"Checkpoint(path={self.path!r})"
+
+
+def _remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
 
 
 def _plain(value, key):

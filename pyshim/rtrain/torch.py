@@ -13,7 +13,94 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from rtrain import _env
 from rtrain._context import get_context
 
-__all__ = ["get_device", "prepare_data_loader", "prepare_model"]
+__all__ = ["TorchConfig", "TorchTrainer", "get_device", "get_devices", "prepare_data_loader", "prepare_model"]
+
+from rtrain._config import TorchConfig  # noqa: E402
+
+
+class TorchTrainer:
+    """Runs a train function on a group of workers wired for torch.distributed
+    (Ray Train's TorchTrainer).
+
+    fit() runs train_loop_per_worker(train_loop_config) on
+    scaling_config.num_workers workers through the same engine as
+    `rtrain fit`: gang-scheduled, isolated, their logs streamed here with
+    rank prefixes, checkpoints stored under run_config.storage_path, and
+    restarted within run_config.failure_config. Each worker's process group
+    is set up before the function runs (torch_config).
+
+    Args:
+        train_loop_per_worker: a function of no arguments or of one, the
+            config. It and the config are serialized with cloudpickle:
+            functions from the driver's script travel by value, imported
+            modules by name (the working directory is the driver's current
+            one, shipped to a cluster's nodes).
+        train_loop_config: passed to the function.
+        torch_config: a TorchConfig.
+        scaling_config: a ScalingConfig.
+        run_config: a RunConfig.
+        resume_from_checkpoint: a Checkpoint the workers start from
+            (get_checkpoint() returns it) when the run has none of its own.
+        metadata, datasets, dataset_config: accepted for Ray's sake;
+            datasets are not supported (load data inside the function).
+    """
+
+    def __init__(
+        self,
+        train_loop_per_worker,
+        *,
+        train_loop_config=None,
+        torch_config=None,
+        scaling_config=None,
+        run_config=None,
+        resume_from_checkpoint=None,
+        metadata=None,
+        datasets=None,
+        dataset_config=None,
+    ):
+        from rtrain._config import RunConfig, ScalingConfig
+
+        if datasets:
+            raise ValueError("TorchTrainer(datasets=...): rtrain has no Ray Data; load the data inside the train function")
+        if scaling_config is not None and not isinstance(scaling_config, ScalingConfig):
+            raise ValueError(f"scaling_config must be an rtrain.ScalingConfig, got {type(scaling_config).__name__}")
+        if run_config is not None and not isinstance(run_config, RunConfig):
+            raise ValueError(f"run_config must be an rtrain.RunConfig, got {type(run_config).__name__}")
+        if torch_config is not None and not isinstance(torch_config, TorchConfig):
+            raise ValueError(f"torch_config must be an rtrain.torch.TorchConfig, got {type(torch_config).__name__}")
+        if torch_config is not None and torch_config.backend not in (None, "nccl", "gloo"):
+            raise ValueError(f"TorchConfig(backend={torch_config.backend!r}): want 'nccl' or 'gloo'")
+        self.train_loop_per_worker = train_loop_per_worker
+        self.train_loop_config = train_loop_config
+        self.torch_config = torch_config or TorchConfig()
+        self.scaling_config = scaling_config or ScalingConfig()
+        self.run_config = run_config or RunConfig()
+        self.resume_from_checkpoint = resume_from_checkpoint
+        self.metadata = metadata
+
+    def fit(self):
+        """Runs the job to its end and returns its rtrain.Result.
+
+        Raises rtrain.TrainingFailedError when it fails: its message starts
+        with the root cause (the first rank that failed, how, the end of its
+        traceback) and worker_failures holds each failed rank's failure.
+        Raises ValueError for bad input, before any worker starts.
+        """
+        from rtrain import _driver
+
+        tc = self.torch_config
+        return _driver.fit(
+            self.train_loop_per_worker,
+            self.train_loop_config,
+            scaling_config=self.scaling_config,
+            run_config=self.run_config,
+            torch_config={"backend": tc.backend, "timeout_s": tc.timeout_s},
+            resume_from_checkpoint=self.resume_from_checkpoint,
+            default_name="TorchTrainer",
+        )
+
+    def __repr__(self):
+        return f"TorchTrainer(scaling_config={self.scaling_config!r}, run_config={self.run_config!r})"
 
 
 def get_device():
@@ -26,6 +113,11 @@ def get_device():
     if index != "" and torch.cuda.is_available():
         return torch.device("cuda", int(index))
     return torch.device("cpu")
+
+
+def get_devices():
+    """The devices of this worker: its GPU, or the CPU (Ray's get_devices)."""
+    return [get_device()]
 
 
 def _init_process_group(device):
