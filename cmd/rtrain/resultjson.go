@@ -38,7 +38,7 @@ type outcome struct {
 	Error       *outcomeError       `json:"error"`
 	Checkpoints []outcomeCheckpoint `json:"checkpoints"`
 	Workers     []outcomeWorker     `json:"workers"`
-	mu sync.Mutex
+	mu          sync.Mutex
 }
 
 type outcomeCheckpoint struct {
