@@ -9,7 +9,7 @@ the other rtrain-*.whl there, so `pip install dist/rtrain-*.whl` names one)
 and prints its path. --tree writes the same package unpacked, as
 DIR/rtrain/, with _bin/rtrain a symlink to the binary, for a python that
 imports it without pip; --pth FILE then writes a .pth file that puts DIR on
-that python's sys.path outside virtual environments.
+that python's sys.path.
 
 The wheel holds every pyshim/rtrain/*.py and py.typed, a generated
 rtrain/_version.py, the binary at rtrain/_bin/rtrain and its dist-info; it
@@ -210,16 +210,10 @@ def write_tree(root: Path, binary: Path, version: str, binary_version: str) -> P
     return root / NAME
 
 
-def pth_line(root: Path) -> str:
-    """A .pth line that puts root on sys.path only outside a virtual
-    environment: a venv made with --system-site-packages also reads the
-    user's site-packages, before its own, and must import the rtrain that
-    pip installed into it, not this one."""
-    return f"import sys; sys.prefix == sys.base_prefix and sys.path.append({str(root.resolve())!r})\n"
-
-
 def write_pth(pth: Path, root: Path) -> None:
-    line = pth_line(root)
+    # A venv's own site-packages comes before the user's, so a wheel
+    # installed there still wins over root.
+    line = f"{root.resolve()}\n"
     if pth.exists() and pth.read_text() == line:
         return
     pth.parent.mkdir(parents=True, exist_ok=True)
