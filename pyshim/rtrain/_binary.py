@@ -5,8 +5,9 @@ A wheel holds the binary at rtrain/_bin/rtrain and, in rtrain/_version.py,
 the version it was built with; a package run from the source tree has
 neither, and skips the check. Importing this module imports only os.
 """
+from __future__ import annotations
+
 import os
-from typing import Optional
 
 _BIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "rtrain")
 
@@ -53,7 +54,7 @@ def check_version() -> None:
     (the source tree, not a build of it).
     """
     try:
-        from rtrain import _version
+        import rtrain._version as _version
     except ModuleNotFoundError as e:
         if e.name != "rtrain._version":
             raise
@@ -83,7 +84,7 @@ def _run_version(path: str) -> str:
     return version
 
 
-def _parse_version(out: str) -> Optional[str]:
+def _parse_version(out: str) -> str | None:
     # `rtrain version` prints "rtrain v1.2.3 (commit ..., go1.26 linux/amd64)".
     words = out.split()
     if len(words) < 2 or words[0] != "rtrain":
