@@ -3,7 +3,8 @@ one the package was built with.
 
 A wheel holds the binary at rtrain/_bin/rtrain and, in rtrain/_version.py,
 the version it was built with; a package run from the source tree has
-neither, and skips the check. Importing this module imports only os.
+neither, and skips the check. The module imports only os, and subprocess
+when check_version first runs the binary.
 """
 from __future__ import annotations
 
