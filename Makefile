@@ -1,14 +1,17 @@
 # rtrain: `make run` sets up, builds and runs the example job on this machine;
 # `make test` sets up and runs every test. Both install what is missing.
+# `make wheel` builds the Python package with the binary in it, for pip.
 
 GO      ?= go
 BIN     := bin/rtrain
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/rtrain/rtrain/internal/version.Version=$(VERSION)
+# The python that `make run` and `make wheel` use (Debian's, which has torch).
+PYTHON  ?= /usr/bin/python3
 # Tests that start real PyTorch jobs take a while on two cores.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all deps build run test test-short vet fmt bench soak clean proto
+.PHONY: all deps build wheel python-path run test test-short vet fmt bench soak clean proto
 
 all: build
 
@@ -18,7 +21,21 @@ deps:
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/rtrain
 
-run: deps build
+# dist/rtrain-<version>-py3-none-linux_<arch>.whl, the package and bin/rtrain:
+# pip install dist/rtrain-*.whl (it needs no network).
+wheel: build
+	$(PYTHON) scripts/build-wheel.py --binary $(BIN) --version $(VERSION) --out dist
+
+# `import rtrain` for $(PYTHON) without pip: the package as a wheel would
+# install it, in build/python (bin/rtrain linked in as rtrain/_bin/rtrain),
+# and rtrain.pth in that python's user site-packages putting build/python on
+# its path (a venv's own site-packages, where pip puts the wheel, comes
+# first). Re-running rewrites both.
+python-path: build
+	@$(PYTHON) scripts/build-wheel.py --binary $(BIN) --version $(VERSION) --tree build/python \
+		--pth "$$($(PYTHON) -m site --user-site)/rtrain.pth" >/dev/null
+
+run: deps build python-path
 	./$(BIN) fit --workers 4 examples/train_rtrain.py
 
 vet:
@@ -52,7 +69,7 @@ soak: deps build
 	$(GO) run ./cmd/rtrain-bench -rtrain $(BIN) -out docs -only teardown -soak-runs $(SOAK_RUNS)
 
 clean:
-	rm -rf bin
+	rm -rf bin dist build
 
 # Regenerates cluster/clusterpb from cluster.proto; the generated code is
 # committed, so only changing the .proto needs this (and protoc, which it

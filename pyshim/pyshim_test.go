@@ -17,9 +17,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
+
+	"github.com/rtrain/rtrain/internal/pyenv"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) { pyenv.Cleanup(); os.Exit(code) }))
+}
 
 func TestInstallIsIdempotentAndConcurrent(t *testing.T) {
 	cache := t.TempDir()

@@ -23,6 +23,15 @@ has_torch() {
 }
 has_torch || need_apt+=(python3-torch)
 
+# The Python driver API (rtrain.TorchTrainer) ships the training function to
+# the workers with cloudpickle: every node that runs workers needs it. The
+# wheel's tests install it into venvs, which need venv (with ensurepip) and
+# pip.
+has_module() { /usr/bin/python3 -c "import $1" >/dev/null 2>&1; }
+has_module cloudpickle || need_apt+=(python3-cloudpickle)
+has_module ensurepip || need_apt+=(python3-venv)
+has_module pip || need_apt+=(python3-pip)
+
 # go-nvml (GPU discovery) and the race detector need cgo.
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 
