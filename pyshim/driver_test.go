@@ -76,7 +76,7 @@ func TestDriverFitsAndResumesByName(t *testing.T) {
 	assert.Equal(t, 2, first.SavedEpoch, "the checkpoint read back through as_directory()")
 	assert.Equal(t, filepath.Join(storage, "drv"), first.Path)
 	assert.Equal(t, 3, first.Best)
-	assert.Contains(t, out, "[rank 0]", "workers' logs stream with rank prefixes")
+	assert.Contains(t, out, "[rank 1] epoch 2 done", "workers' logs stream with rank prefixes")
 	assert.FileExists(t, filepath.Join(storage, "drv", "result.json"))
 
 	// The same name and storage: the run goes on from its latest

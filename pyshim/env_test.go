@@ -31,7 +31,7 @@ func TestWorkerEnvIsNamedOnceOnEachSide(t *testing.T) {
 	// The Python package and its sitecustomize.
 	quoted := regexp.MustCompile(`["']RTRAIN_\w*`)
 	err := fs.WalkDir(files, ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || path == "rtrain/_env.py" {
+		if err != nil || d.IsDir() || path == "rtrain/_env.py" || path == "rtrain/_settings.py" {
 			return err
 		}
 		b, err := files.ReadFile(path)
@@ -45,6 +45,20 @@ func TestWorkerEnvIsNamedOnceOnEachSide(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// rtrain/_settings.py names rtrain's own variables the driver reads.
+	settings, err := files.ReadFile("rtrain/_settings.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	protocol, err := os.ReadFile("PROTOCOL.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`(?m)^[A-Z_]+ = "(RTRAIN_\w+)"$`).FindAllStringSubmatch(string(settings), -1) {
+		if !strings.Contains(string(protocol), "| `"+m[1]+"` |") {
+			t.Errorf("rtrain/_settings.py names %s, which PROTOCOL.md's table of rtrain's own variables lacks", m[1])
+		}
 	}
 	// rtrain's Go code outside its tests.
 	err = filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {

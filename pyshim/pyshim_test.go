@@ -19,10 +19,20 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/rtrain/rtrain/internal/pyenv"
+	"github.com/rtrain/rtrain/internal/testutil"
 )
 
+// The drivers' jobs run in a cgroup parent of the tests' own, removed
+// (and checked empty) before goleak looks.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) { pyenv.Cleanup(); os.Exit(code) }))
+	goleak.VerifyTestMain(isolated{m}, goleak.Cleanup(func(code int) { pyenv.Cleanup(); os.Exit(code) }))
+}
+
+type isolated struct{ m *testing.M }
+
+func (i isolated) Run() int {
+	var parent string
+	return testutil.RunIsolated(i.m, &parent)
 }
 
 func TestInstallIsIdempotentAndConcurrent(t *testing.T) {

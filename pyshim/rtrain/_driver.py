@@ -21,7 +21,7 @@ import tempfile
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from rtrain import _binary, _worker
+from rtrain import _binary, _settings, _worker
 from rtrain._config import RunConfig, ScalingConfig
 from rtrain._errors import TrainingFailedError, WorkerFailure
 from rtrain._result import Result
@@ -102,7 +102,7 @@ def _machine_flags() -> List[str]:
 
 
 def _remote() -> bool:
-    return bool(_init.get("address") or os.environ.get("RTRAIN_ADDRESS"))
+    return bool(_init.get("address") or os.environ.get(_settings.ADDRESS))
 
 
 def check_train_func(fn: Callable[..., Any], name: str = "train_loop_per_worker") -> bool:

@@ -34,6 +34,7 @@ def train_func(config):
             if rtrain.get_context().get_world_rank() == 0:
                 torch.save({"epoch": epoch}, os.path.join(d, "state.pt"))
             rtrain.report({"epoch": epoch, "world": world.item()}, checkpoint=Checkpoint.from_directory(d))
+        print(f"epoch {epoch} done", flush=True)
 
 
 if __name__ == "__main__":
