@@ -120,6 +120,10 @@ type Event struct {
 	// from the same note: what it raised even when a stop ended the worker
 	// before its traceback reached stderr.
 	Exception string `json:",omitempty"`
+	// WorkerExited: what the worker's train function returned, pickled
+	// (rank 0 of a job that runs a driver's function; at most
+	// pyshim.MaxReturnBytes).
+	Return []byte `json:",omitempty"`
 	// WorkerExited: when the worker's program finished cleanly (ran to its
 	// end or called sys.exit(0), and its atexit handlers ran), zero if it
 	// did not. What the process does after that is Python's teardown.

@@ -61,6 +61,7 @@ type trainOut struct {
 	SavedEpoch int            `json:"saved_epoch"`
 	Path       string         `json:"path"`
 	Best       int            `json:"best"`
+	Returned   map[string]int `json:"returned"`
 }
 
 func TestDriverFitsAndResumesByName(t *testing.T) {
@@ -76,6 +77,7 @@ func TestDriverFitsAndResumesByName(t *testing.T) {
 	assert.Equal(t, 2, first.SavedEpoch, "the checkpoint read back through as_directory()")
 	assert.Equal(t, filepath.Join(storage, "drv"), first.Path)
 	assert.Equal(t, 3, first.Best)
+	assert.Equal(t, map[string]int{"rank": 0, "last": 2}, first.Returned, "rank 0's return value")
 	assert.Contains(t, out, "[rank 1] epoch 2 done", "workers' logs stream with rank prefixes")
 	assert.FileExists(t, filepath.Join(storage, "drv", "result.json"))
 

@@ -30,4 +30,8 @@ const (
 	// CUDA_VISIBLE_DEVICES (rtrain.torch.get_device()); unset on CPU
 	// workers.
 	CUDADeviceEnv = "RTRAIN_CUDA_DEVICE"
+	// ReturnFileEnv names the file where a worker running a driver's train
+	// function (FunctionModule) leaves what rank 0's function returned
+	// (ReadReturn).
+	ReturnFileEnv = "RTRAIN_RETURN_FILE"
 )

@@ -33,6 +33,10 @@ type WorkerExit struct {
 	// Exception is the last line of the exception the worker raised, as
 	// its exit note gives it, when it raised one.
 	Exception string `json:",omitempty"`
+	// Return is what the worker's train function returned, pickled by
+	// the rtrain Python package: rank 0's, for a job that runs a driver's
+	// function (Config.Function).
+	Return []byte `json:",omitempty"`
 }
 
 // Success reports whether the worker did its work: it exited 0 by itself,

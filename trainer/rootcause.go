@@ -20,7 +20,7 @@ import (
 // pid is its process id; hung, when set, is the hang watchdog's cause for
 // stopping the job, which it judged hung at hungAt.
 func exitOf(e cluster.Event, pid int, hung string, hungAt time.Time) WorkerExit {
-	w := WorkerExit{Rank: e.Rank, Node: e.NodeID, PID: pid, Exit: e.Exit, Tail: e.Tail, Hung: hung, Exception: e.Exception}
+	w := WorkerExit{Rank: e.Rank, Node: e.NodeID, PID: pid, Exit: e.Exit, Tail: e.Tail, Hung: hung, Exception: e.Exception, Return: e.Return}
 	if e.CrashedInTeardown() {
 		w.Hung, w.TeardownCrash = "", teardownCrash(e)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -306,9 +307,10 @@ type worker struct {
 	out  *launcher.LineWriter
 	err  *launcher.LineWriter
 	tail *launcher.Tail
-	// exitFile is where the worker notes how its program ended.
-	exitFile string
-	logger   *slog.Logger
+	// exitFile is where the worker notes how its program ended;
+	// returnFile where a train function's return value goes.
+	exitFile, returnFile string
+	logger               *slog.Logger
 }
 
 // note is what the worker noted of its end (pyshim.ReadExitNote). The file
@@ -319,6 +321,16 @@ func (w *worker) note() pyshim.ExitNote {
 		w.logger.Warn("read the worker's exit note", "rank", w.rank, "err", err)
 	}
 	return n
+}
+
+// returned is what the worker's train function returned, pickled; nil
+// for a script, a rank other than 0, or a function that returned nothing.
+func (w *worker) returned() []byte {
+	b, err := pyshim.ReadReturn(w.returnFile)
+	if err != nil {
+		w.logger.Warn("read the train function's return value", "rank", w.rank, "err", err)
+	}
+	return b
 }
 
 // finish flushes the partial last lines and closes the log file; the process
@@ -342,15 +354,18 @@ func (g *Group) startWorker(ws cluster.WorkerSpec, sockPath string, iso isolatio
 	if err != nil {
 		return nil, fmt.Errorf("cluster: rank %d: %w", rank, err)
 	}
-	if err := os.Remove(exitFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("cluster: rank %d: an earlier attempt's exit note: %w", rank, err)
+	returnFile := strings.TrimSuffix(exitFile, ".exit.json") + ".return.pkl"
+	for _, f := range []string{exitFile, returnFile} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("cluster: rank %d: an earlier attempt's %s: %w", rank, filepath.Base(f), err)
+		}
 	}
-	env = g.agentEnv(env, ws, sockPath, exitFile)
+	env = g.agentEnv(env, ws, sockPath, exitFile, returnFile)
 	logFile, err := os.OpenFile(filepath.Join(s.LogDir, fmt.Sprintf("rank_%d.log", rank)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: rank %d log: %w", rank, err)
 	}
-	w := &worker{rank: rank, log: logFile, tail: launcher.NewTail(tailLines), exitFile: exitFile, logger: g.name.log}
+	w := &worker{rank: rank, log: logFile, tail: launcher.NewTail(tailLines), exitFile: exitFile, returnFile: returnFile, logger: g.name.log}
 	var logMu sync.Mutex
 	lineTo := func(stream string) *launcher.LineWriter {
 		return &launcher.LineWriter{Emit: func(line string) {
@@ -387,10 +402,11 @@ func (g *Group) startWorker(ws cluster.WorkerSpec, sockPath string, iso isolatio
 }
 
 // agentEnv adds what the shim and GPU placement need to a worker's env.
-func (g *Group) agentEnv(env []string, ws cluster.WorkerSpec, sockPath, exitFile string) []string {
+func (g *Group) agentEnv(env []string, ws cluster.WorkerSpec, sockPath, exitFile, returnFile string) []string {
 	m := rendezvous.ParseEnv(env)
 	m[pyshim.AddrEnv] = sockPath
 	m[pyshim.ExitFileEnv] = exitFile
+	m[pyshim.ReturnFileEnv] = returnFile
 	m[pyshim.RunNameEnv] = g.spec.RunName
 	m[pyshim.JobIDEnv] = g.spec.JobID
 	delete(m, pyshim.CheckpointDirEnv)
@@ -437,7 +453,7 @@ func (g *Group) run(ctx context.Context, workers []*worker, early []cluster.Even
 			w.finish()
 			exit := w.proc.Exit()
 			note := w.note()
-			e := cluster.Event{Kind: cluster.WorkerExited, Rank: w.rank, Time: exit.Time, Exit: exit, Tail: w.tail.Lines(), RaisedAt: note.Raised, Exception: note.Exception}
+			e := cluster.Event{Kind: cluster.WorkerExited, Rank: w.rank, Time: exit.Time, Exit: exit, Tail: w.tail.Lines(), RaisedAt: note.Raised, Exception: note.Exception, Return: w.returned()}
 			if note.FinishedCleanly() {
 				e.FinishedAt, e.AfterFinish = note.Finished, w.tail.Since(note.Finished)
 			}

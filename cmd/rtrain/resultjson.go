@@ -38,7 +38,10 @@ type outcome struct {
 	Error       *outcomeError       `json:"error"`
 	Checkpoints []outcomeCheckpoint `json:"checkpoints"`
 	Workers     []outcomeWorker     `json:"workers"`
-	mu          sync.Mutex
+	// Return is what rank 0's train function returned, pickled (base64
+	// in the JSON).
+	Return []byte `json:"return_value,omitempty"`
+	mu     sync.Mutex
 }
 
 type outcomeCheckpoint struct {
@@ -117,6 +120,9 @@ func (o *outcome) finish(ctx context.Context, res *trainer.Result, err error) {
 		}
 		for _, w := range res.Workers {
 			o.Workers = append(o.Workers, outcomeWorker{Rank: w.Rank, Node: w.Node, Exit: w.Exit.String(), OK: w.Success()})
+			if w.Rank == 0 {
+				o.Return = w.Return
+			}
 		}
 	}
 	if err == nil {

@@ -303,6 +303,13 @@ def _result(o: Dict[str, Any], run: RunConfig) -> Result:
     elif cc is not None and cc.num_to_keep:
         kept = kept[-cc.num_to_keep :]
     err = _error(o.get("error"))
+    returned = None
+    if o.get("return_value"):
+        import base64
+
+        import cloudpickle
+
+        returned = cloudpickle.loads(base64.b64decode(o["return_value"]))
     result = Result(
         metrics=o.get("metrics"),
         checkpoint=ckpt(o.get("latest_checkpoint")),
@@ -312,6 +319,7 @@ def _result(o: Dict[str, Any], run: RunConfig) -> Result:
         history=o.get("history"),
         name=o.get("name", ""),
         job_id=o.get("job_id", ""),
+        return_value=returned,
     )
     if err is not None:
         raise err

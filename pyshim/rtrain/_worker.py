@@ -16,6 +16,9 @@ from typing import Any, Dict, List
 
 FORMAT = 1
 
+# What a return value may take, pickled: pyshim.MaxReturnBytes.
+MAX_RETURN_BYTES = 1 << 20
+
 
 def _load(path: str) -> Dict[str, Any]:
     with open(path, "rb") as f:
@@ -65,6 +68,33 @@ def _init_torch(torch_config: Dict[str, Any]) -> bool:
     return True
 
 
+def _keep_return(value: Any) -> None:
+    """Leaves rank 0's return value for the driver's Result."""
+    from rtrain import _env
+
+    path = os.environ.pop(_env.RETURN_FILE, "")
+    if value is None or not path or os.environ.get("RANK", "0") != "0":
+        return
+    import cloudpickle
+
+    try:
+        blob = cloudpickle.dumps(value)
+    except Exception as err:  # noqa: BLE001: any pickling failure
+        print(f"rtrain: the train function's return value cannot be pickled ({err}); Result.return_value is None", file=sys.stderr)
+        return
+    if len(blob) > MAX_RETURN_BYTES:
+        print(
+            f"rtrain: the train function returned {len(blob) / 2**20:.1f} MiB pickled, over the 1 MiB rtrain carries; "
+            "Result.return_value is None: save large results to a file or a checkpoint",
+            file=sys.stderr,
+        )
+        return
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(blob)
+    os.replace(tmp, path)
+
+
 def main(argv: List[str]) -> None:
     if len(argv) != 2:
         raise SystemExit("usage: python -m rtrain._worker FILE")
@@ -73,9 +103,10 @@ def main(argv: List[str]) -> None:
     torch_config = job.get("torch_config")
     made = torch_config is not None and _init_torch(torch_config)
     if job.get("takes_config"):
-        fn(config if config is not None else {})
+        value = fn(config if config is not None else {})
     else:
-        fn()
+        value = fn()
+    _keep_return(value)
     # Only after a clean return: tearing a group down while a peer has
     # failed can wait on that peer.
     if made:

@@ -35,6 +35,7 @@ def train_func(config):
                 torch.save({"epoch": epoch}, os.path.join(d, "state.pt"))
             rtrain.report({"epoch": epoch, "world": world.item()}, checkpoint=Checkpoint.from_directory(d))
         print(f"epoch {epoch} done", flush=True)
+    return {"rank": rtrain.get_context().get_world_rank(), "last": config["epochs"] - 1}
 
 
 if __name__ == "__main__":
@@ -53,4 +54,5 @@ if __name__ == "__main__":
         "saved_epoch": saved,
         "path": result.path,
         "best": len(result.best_checkpoints),
+        "returned": result.return_value,
     }))
