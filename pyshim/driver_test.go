@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -205,4 +206,52 @@ func TestRayProgramRunsAfterThePortingRule(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "{'epoch': 2, 'loss': ", "result.metrics printed")
 	assert.Contains(t, string(out), "2 workers, 3 reports")
+}
+
+// Ctrl-C in the driver stops every worker and raises KeyboardInterrupt; a
+// second one exits at once, the workers' reapers stopping them.
+func TestDriverCtrlC(t *testing.T) {
+	for _, presses := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d", presses), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+			defer cancel()
+			marker := testutil.Marker(t)
+			cmd := driver(t, ctx, "sleeps.py", marker)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			stdout, err := cmd.StdoutPipe()
+			require.NoError(t, err)
+			require.NoError(t, cmd.Start())
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() && !strings.Contains(sc.Text(), "up=1") {
+			}
+			go func() { _, _ = io.Copy(io.Discard, stdout) }()
+			for range presses {
+				require.NoError(t, cmd.Process.Signal(os.Interrupt))
+				time.Sleep(100 * time.Millisecond)
+			}
+			err = cmd.Wait()
+			require.NoError(t, ctx.Err(), "the driver hung after Ctrl-C:\n%s", stderr.String())
+			var exit *exec.ExitError
+			require.ErrorAs(t, err, &exit)
+			assert.Contains(t, stderr.String(), "KeyboardInterrupt")
+			assert.Contains(t, stderr.String(), "Ctrl-C again to exit at once")
+			testutil.NoProcesses(t, marker, 15*time.Second)
+		})
+	}
+}
+
+// A function that captures a large object runs, with a warning that says
+// how large and what to do instead.
+func TestDriverWarnsOfALargeCapture(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var got struct {
+		Type *string `json:"type"`
+	}
+	out := lastJSON(t, driver(t, ctx, "bad.py", "CASE=large"), &got)
+	assert.Nil(t, got.Type, out)
+	assert.Contains(t, out, "uses_table and its config are 12.0 MiB serialized")
+	assert.Contains(t, out, "global variable 'table' (12.0 MiB)")
+	assert.Contains(t, out, "Load large data inside the train function")
 }

@@ -5,7 +5,7 @@ import os
 from rtrain import _env
 
 
-def _int(name, default=0):
+def _int(name: str, default: int = 0) -> int:
     value = os.environ.get(name)
     if value is None or value == "":
         return default
@@ -15,31 +15,31 @@ def _int(name, default=0):
 class TrainContext:
     """What a worker knows about itself, as Ray Train's TrainContext."""
 
-    def get_world_rank(self):
+    def get_world_rank(self) -> int:
         return _int("RANK")
 
-    def get_local_rank(self):
+    def get_local_rank(self) -> int:
         return _int("LOCAL_RANK")
 
-    def get_node_rank(self):
+    def get_node_rank(self) -> int:
         return _int("GROUP_RANK", _int("NODE_RANK"))
 
-    def get_world_size(self):
+    def get_world_size(self) -> int:
         return _int("WORLD_SIZE", 1)
 
-    def get_local_world_size(self):
+    def get_local_world_size(self) -> int:
         return _int("LOCAL_WORLD_SIZE", 1)
 
-    def get_trial_name(self):
+    def get_trial_name(self) -> str:
         return os.environ.get(_env.RUN_NAME, "")
 
-    def get_experiment_name(self):
+    def get_experiment_name(self) -> str:
         return self.get_trial_name()
 
-    def get_restart_count(self):
+    def get_restart_count(self) -> int:
         return _int("TORCHELASTIC_RESTART_COUNT")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"TrainContext(rank={self.get_world_rank()}, local_rank={self.get_local_rank()}, "
             f"node_rank={self.get_node_rank()}, world_size={self.get_world_size()})"
@@ -49,6 +49,6 @@ class TrainContext:
 _CONTEXT = TrainContext()
 
 
-def get_context():
+def get_context() -> TrainContext:
     """The TrainContext of this worker."""
     return _CONTEXT

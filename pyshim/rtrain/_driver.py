@@ -247,7 +247,9 @@ def fit(
         outcome_path = os.path.join(tmp, "result.json")
         _write_payload(payload, blob, takes_config, torch_config)
         argv = [_binary.binary_path(), "fit", "--function", payload, "--result-json", outcome_path, "--progress", "plain"]
-        code = _run(argv + flags)
+        code, interrupted = _run(argv + flags)
+        if interrupted:
+            raise KeyboardInterrupt("rtrain: stopped by Ctrl-C; every worker was stopped")
         try:
             with open(outcome_path, encoding="utf-8") as f:
                 outcome = json.load(f)
@@ -267,14 +269,15 @@ def _how(code: int) -> str:
     return f"exit status {code}"
 
 
-def _run(argv: List[str]) -> int:
+def _run(argv: List[str]) -> Tuple[int, bool]:
     """Runs rtrain fit with the driver's stdout and stderr, forwarding
-    Ctrl-C: the first stops the workers, the second exits at once."""
+    Ctrl-C: the first stops the workers, the second exits at once. Returns
+    its exit status and whether Ctrl-C stopped it."""
     proc = subprocess.Popen(argv, preexec_fn=_pdeathsig, start_new_session=True)
     interrupts = 0
     while True:
         try:
-            return proc.wait()
+            return proc.wait(), interrupts > 0
         except KeyboardInterrupt:
             interrupts += 1
             if interrupts == 1:

@@ -127,7 +127,7 @@ _seq = 0
 _seq_lock = threading.Lock()
 
 
-def report(metrics, checkpoint=None):
+def report(metrics: "dict", checkpoint: "Checkpoint | str | os.PathLike[str] | None" = None) -> None:
     """Reports this worker's metrics, and optionally a checkpoint, to rtrain.
 
     Every rank calls report at the same point of its loop, as in Ray Train.
@@ -170,7 +170,7 @@ def report(metrics, checkpoint=None):
     ch.call(msg)
 
 
-def get_checkpoint():
+def get_checkpoint() -> "Checkpoint | None":
     """The checkpoint to resume from, or None on a fresh run.
 
     Under `rtrain fit --resume` (or after a restart) every rank gets the same

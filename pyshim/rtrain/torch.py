@@ -4,7 +4,10 @@ Imported on demand (rtrain.torch), so scripts that never use it never pay for
 importing torch through rtrain.
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 import torch
 import torch.distributed as dist
@@ -16,6 +19,11 @@ from rtrain._context import get_context
 __all__ = ["TorchConfig", "TorchTrainer", "get_device", "get_devices", "prepare_data_loader", "prepare_model"]
 
 from rtrain._config import TorchConfig  # noqa: E402
+
+if TYPE_CHECKING:
+    from rtrain._config import RunConfig, ScalingConfig
+    from rtrain._result import Result
+    from rtrain._session import Checkpoint
 
 
 class TorchTrainer:
@@ -47,17 +55,17 @@ class TorchTrainer:
 
     def __init__(
         self,
-        train_loop_per_worker,
+        train_loop_per_worker: Callable[..., Any],
         *,
-        train_loop_config=None,
-        torch_config=None,
-        scaling_config=None,
-        run_config=None,
-        resume_from_checkpoint=None,
-        metadata=None,
-        datasets=None,
-        dataset_config=None,
-    ):
+        train_loop_config: Optional[Dict[str, Any]] = None,
+        torch_config: Optional[TorchConfig] = None,
+        scaling_config: Optional[ScalingConfig] = None,
+        run_config: Optional[RunConfig] = None,
+        resume_from_checkpoint: Optional[Checkpoint] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+        datasets: Optional[Dict[str, Any]] = None,
+        dataset_config: Any = None,
+    ) -> None:
         from rtrain._config import RunConfig, ScalingConfig
 
         if datasets:
@@ -78,7 +86,7 @@ class TorchTrainer:
         self.resume_from_checkpoint = resume_from_checkpoint
         self.metadata = metadata
 
-    def fit(self):
+    def fit(self) -> Result:
         """Runs the job to its end and returns its rtrain.Result.
 
         Raises rtrain.TrainingFailedError when it fails: its message starts
@@ -99,11 +107,11 @@ class TorchTrainer:
             default_name="TorchTrainer",
         )
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"TorchTrainer(scaling_config={self.scaling_config!r}, run_config={self.run_config!r})"
 
 
-def get_device():
+def get_device() -> torch.device:
     """The device this worker trains on: its own GPU, or the CPU.
 
     rtrain sets RTRAIN_CUDA_DEVICE to the worker's index among the GPUs it can
@@ -115,7 +123,7 @@ def get_device():
     return torch.device("cpu")
 
 
-def get_devices():
+def get_devices() -> list:
     """The devices of this worker: its GPU, or the CPU (Ray's get_devices)."""
     return [get_device()]
 
@@ -127,7 +135,12 @@ def _init_process_group(device):
     dist.init_process_group(backend=backend, init_method="env://")
 
 
-def prepare_model(model, move_to_device=True, parallel_strategy="ddp", parallel_strategy_kwargs=None):
+def prepare_model(
+    model: torch.nn.Module,
+    move_to_device: bool = True,
+    parallel_strategy: Optional[str] = "ddp",
+    parallel_strategy_kwargs: Optional[Dict[str, Any]] = None,
+) -> torch.nn.Module:
     """Moves the model to this worker's device and wraps it in DDP.
 
     Initialises the process group (nccl on GPU, gloo on CPU) if the script has
@@ -178,7 +191,7 @@ def _to_device(batch, device):
     return batch
 
 
-def prepare_data_loader(data_loader, add_dist_sampler=True, move_to_device=True):
+def prepare_data_loader(data_loader: DataLoader, add_dist_sampler: bool = True, move_to_device: bool = True) -> DataLoader:
     """Returns the same loader, sharded across workers by a DistributedSampler.
 
     Shuffling is kept when the loader shuffled. The sampler is the loader's

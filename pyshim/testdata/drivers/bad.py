@@ -20,12 +20,20 @@ def two_args(a, b):
     pass
 
 
+table = bytes(12 << 20)
+
+
+def uses_table():
+    return len(table)
+
+
 CASES = {
     "no_workers": lambda: TorchTrainer(lambda: None, scaling_config=ScalingConfig(num_workers=0)),
     "gpu": lambda: TorchTrainer(lambda: None, scaling_config=ScalingConfig(num_workers=2, use_gpu=True)),
     "two_args": lambda: TorchTrainer(two_args),
     "storage": lambda: TorchTrainer(lambda: None, run_config=RunConfig(storage_path="gs://bucket/runs")),
     "unpicklable": lambda: TorchTrainer(uses_lock),
+    "large": lambda: TorchTrainer(uses_table),
     "address": lambda: (rtrain.init(address="127.0.0.1:1"), TorchTrainer(lambda: None))[1],
 }
 
