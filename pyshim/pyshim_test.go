@@ -30,10 +30,10 @@ func TestMain(m *testing.M) {
 
 type isolated struct{ m *testing.M }
 
-func (i isolated) Run() int {
-	var parent string
-	return testutil.RunIsolated(i.m, &parent)
-}
+func (i isolated) Run() int { return testutil.RunIsolated(i.m, &cgroupParent) }
+
+// cgroupParent holds every cgroup this package's jobs make.
+var cgroupParent string
 
 func TestInstallIsIdempotentAndConcurrent(t *testing.T) {
 	cache := t.TempDir()
