@@ -32,6 +32,7 @@ import (
 type startOptions struct {
 	clusterFlags
 	head          bool
+	withAgent     bool
 	port          int
 	host          string
 	block         bool
@@ -71,8 +72,8 @@ directory, under tls/) and serves gRPC and the dashboard over TLS; the token
 it prints (rt1-...) carries the CA's fingerprint, so agents and clients that
 hold it verify the head, and the head verifies agents, with nothing more.
 --insecure serves plain TCP instead.
-The head runs no workers itself; start an agent on its machine too if it
-should.`,
+The head runs no workers itself: start an agent on its machine too if it
+should, or pass --with-agent to run one in the head's process.`,
 		Example: `  rtrain start --head --port 6379
   rtrain start --address 10.0.0.1:6379 --token $RTRAIN_TOKEN
   rtrain start --address 10.0.0.1:6379 --num-gpus 8 --node-ip-address 10.0.0.2
@@ -83,6 +84,7 @@ should.`,
 	f := cmd.Flags()
 	addClusterFlags(f, &o.clusterFlags, "the head to join, HOST:PORT")
 	f.BoolVar(&o.head, "head", false, "start the head")
+	f.BoolVar(&o.withAgent, "with-agent", false, "with --head: also run this machine's agent in the head's process, so one command makes a one-node cluster")
 	f.IntVar(&o.port, "port", 6379, "the head's port")
 	f.StringVar(&o.host, "host", "", "the address the head listens on (default: every interface)")
 	f.BoolVar(&o.block, "block", false, "stay in the foreground")
@@ -294,30 +296,7 @@ func (o *startOptions) serve(cmd *cobra.Command, dir string) error {
 	if err := o.checkTransport(sec, o.address); err != nil {
 		return err
 	}
-	ov := discover.NoOverrides
-	ov.NumCPUs, ov.NumGPUs = o.numCPUs, o.numGPUs
-	custom, err := sched.ParseCustom(o.resources)
-	if err != nil {
-		return usageError{fmt.Errorf("--resources: %w", err)}
-	}
-	ov.Custom = custom
-	if o.memory != "" {
-		n, err := parseBytes(o.memory)
-		if err != nil {
-			return usageError{fmt.Errorf("--memory %q: %w", o.memory, err)}
-		}
-		ov.MemoryBytes = n
-	}
-	dataDir := o.dataDir
-	if dataDir == "" {
-		// Beside the agent's pid file: two agents with their own state
-		// directories never share one.
-		dataDir = filepath.Join(dir, "agent-data")
-	}
-	ra, err := agent.StartNode(ctx, agent.NodeConfig{Resolve: trainer.ResolvePython,
-		HeadAddr: o.address, Security: sec, NodeName: o.nodeName, NodeIP: o.nodeIP,
-		Port: o.agentPort, Overrides: ov, DataDir: dataDir,
-	}, log)
+	ra, err := o.startAgent(ctx, o.address, sec, dir, log)
 	if err != nil {
 		return err
 	}
@@ -329,6 +308,34 @@ func (o *startOptions) serve(cmd *cobra.Command, dir string) error {
 		fmt.Fprint(cmd.ErrOrStderr(), msg)
 	}
 	return <-ra.Done()
+}
+
+// startAgent joins this machine to the head at headAddr as a node.
+func (o *startOptions) startAgent(ctx context.Context, headAddr string, sec auth.Security, dir string, log *slog.Logger) (*agent.Running, error) {
+	ov := discover.NoOverrides
+	ov.NumCPUs, ov.NumGPUs = o.numCPUs, o.numGPUs
+	custom, err := sched.ParseCustom(o.resources)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--resources: %w", err)}
+	}
+	ov.Custom = custom
+	if o.memory != "" {
+		n, err := parseBytes(o.memory)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--memory %q: %w", o.memory, err)}
+		}
+		ov.MemoryBytes = n
+	}
+	dataDir := o.dataDir
+	if dataDir == "" {
+		// Beside the agent's pid file: two agents with their own state
+		// directories never share one.
+		dataDir = filepath.Join(dir, "agent-data")
+	}
+	return agent.StartNode(ctx, agent.NodeConfig{Resolve: trainer.ResolvePython,
+		HeadAddr: headAddr, Security: sec, NodeName: o.nodeName, NodeIP: o.nodeIP,
+		Port: o.agentPort, Overrides: ov, DataDir: dataDir,
+	}, log)
 }
 
 func (o *startOptions) serveHead(ctx context.Context, cmd *cobra.Command, dir string, sec auth.Security, readyPath string, log *slog.Logger) error {
@@ -391,6 +398,16 @@ func (o *startOptions) serveHead(ctx context.Context, cmd *cobra.Command, dir st
 	}
 	defer os.Remove(filepath.Join(dir, "head.addr"))
 	msg := fmt.Sprintf("rtrain: head at %s\n  join with: rtrain start --address %s --token TOKEN\n  token saved in %s\n", addr, addr, filepath.Join(dir, "token"))
+	if o.withAgent {
+		// Joins over the network like any agent, so the head treats this
+		// node as every other.
+		ra, err := o.startAgent(ctx, addr, auth.Security{Token: sec.Token, TLSCA: o.tlsCA, TLSCert: o.tlsCert, TLSKey: o.tlsKey}, dir, log)
+		if err != nil {
+			return err
+		}
+		defer func() { <-ra.Done() }()
+		msg += fmt.Sprintf("  this machine is node %s (--with-agent)\n", ra.NodeID)
+	}
 	if sec.Certificate != nil {
 		msg += "  TLS: the head's own CA, " + filepath.Join(dir, "tls", "ca.pem") + " (the token pins it)\n"
 	}

@@ -111,3 +111,27 @@ func TestInsecureHeadWarns(t *testing.T) {
 	assert.Equal(t, exitUsage, both.run(t))
 	assert.Contains(t, both.stderr.String(), "give one or the other")
 }
+
+// `rtrain start --head --with-agent` is a one-node cluster in one process:
+// its node is there, runs a job, and goes with the head.
+func TestStartHeadWithAgent(t *testing.T) {
+	state := t.TempDir()
+	start := rtrain(t, "start", "--head", "--with-agent", "--host", "127.0.0.1", "--port", "0", "--dashboard-port", "-1", "--num-cpus", "2", "--state-dir", state)
+	require.Equal(t, exitOK, start.run(t), start.stderr.String())
+	assert.Contains(t, start.stdout.String(), "(--with-agent)")
+	pid, ok := livePid(filepath.Join(state, "head.pid"))
+	require.True(t, ok, "the daemon runs")
+
+	st := rtrain(t, "status", "--state-dir", state)
+	require.Equal(t, exitOK, st.run(t), st.stderr.String())
+	assert.Contains(t, st.stdout.String(), "1 of 1 nodes alive")
+
+	fit := rtrain(t, "fit", "--address", "auto", "--state-dir", state, "--workers", "2", "train_rtrain.py")
+	fit.cmd.Dir = repo(t, "examples")
+	require.Equal(t, exitOK, fit.run(t), fit.stderr.String())
+	assert.Contains(t, fit.stderr.String(), "succeeded")
+
+	stop := rtrain(t, "stop", "--state-dir", state)
+	require.Equal(t, exitOK, stop.run(t), stop.stderr.String())
+	assert.True(t, exited(pid), "the daemon is gone, its agent with it")
+}
