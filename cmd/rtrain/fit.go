@@ -45,6 +45,7 @@ type fitOptions struct {
 	resumeFrom    string
 	function      string
 	resultJSON    string
+	events        string
 	iso           isolationOptions
 	cluster       clusterFlags
 	placement     string
@@ -124,6 +125,7 @@ is in pyshim/PROTOCOL.md.`,
 	f.BoolVar(&o.resume, "resume", false, "continue run --name from its latest committed checkpoint")
 	f.BoolVar(&o.resumeExist, "resume-existing", false, "continue run --name from its latest committed checkpoint if it has one, else start it (from --resume-from when given)")
 	f.StringVar(&o.function, "function", "", "run the train function in FILE, as the rtrain Python package serializes it, instead of a script")
+	f.StringVar(&o.events, "events", "", "write the job's states, rank 0's reports and its checkpoints to FILE as JSON lines while it runs (/dev/fd/N works)")
 	f.StringVar(&o.resultJSON, "result-json", "", "write how the job ended to FILE as JSON (metrics, checkpoints, the root cause of a failure)")
 	f.StringVar(&o.resumeFrom, "resume-from", "", "start from this checkpoint: STORAGE/RUN/checkpoint_NNNNNN")
 	addS3Flags(f, &o.s3)
@@ -260,11 +262,21 @@ func (o *fitOptions) fit(cmd *cobra.Command, args []string, out *outcome) (*trai
 	if p.status, err = newStatusLine(o.progress, os.Stderr); err != nil {
 		return nil, err
 	}
-	cfg.OnEvent = p.event
+	handlers := []func(trainer.Event){p.event}
 	if out != nil {
-		cfg.OnEvent = func(e trainer.Event) {
-			out.event(e)
-			p.event(e)
+		handlers = append(handlers, out.event)
+	}
+	if o.events != "" {
+		es, err := openEvents(o.events)
+		if err != nil {
+			return nil, err
+		}
+		defer es.Close()
+		handlers = append(handlers, es.event)
+	}
+	cfg.OnEvent = func(e trainer.Event) {
+		for _, h := range handlers {
+			h(e)
 		}
 	}
 	if o.noWait {
