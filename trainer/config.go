@@ -110,6 +110,10 @@ type Config struct {
 	// Name is the run's name. Empty: the script's name, the date and a
 	// random suffix.
 	Name string
+	// Group names the set of jobs this one belongs to, such as the sweep
+	// whose trial it is: `rtrain jobs` shows it, and `rtrain stop --group`
+	// stops the whole set. Empty: none.
+	Group string `json:",omitempty"`
 	// Env is added to the environment the workers inherit, KEY=VALUE.
 	Env []string
 	// WorkingDir is the workers' working directory. Empty: the current one.
@@ -294,6 +298,8 @@ func (c *Config) validateFields() error {
 		return bad("--max-failures must be -1 (no limit), 0 (the default) or more, got %d", c.MaxFailures)
 	case c.WorkingDirLimit < 0:
 		return bad("--working-dir-limit must be 0 (the default) or more, got %d", c.WorkingDirLimit)
+	case c.Group != "" && !runName.MatchString(c.Group):
+		return bad("--group %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", c.Group)
 	case c.Name != "" && !runName.MatchString(c.Name):
 		return bad("run name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", c.Name)
 	}

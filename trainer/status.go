@@ -71,6 +71,8 @@ type JobSummary struct {
 	// branches on these, not on the message.
 	Queued bool   `json:"queued,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// Group is Config.Group: the sweep the job is a trial of, say.
+	Group string `json:"group,omitempty"`
 }
 
 // StatusFromProto is the cluster status a head sends, as Go values.
@@ -106,7 +108,7 @@ func jobsFromProto(js []*clusterpb.JobSummary) []JobSummary {
 		out = append(out, JobSummary{
 			ID: j.GetId(), Name: j.GetName(), State: State(j.GetState()), Message: j.GetMessage(),
 			Workers: int(j.GetWorkers()), Submitted: unixMilli(j.GetSubmittedUnixMs()), Ended: unixMilli(j.GetEndedUnixMs()),
-			Attempts: int(j.GetAttempts()), Queued: j.GetQueued(), Reason: j.GetReason(),
+			Attempts: int(j.GetAttempts()), Queued: j.GetQueued(), Reason: j.GetReason(), Group: j.GetGroup(),
 		})
 	}
 	return out

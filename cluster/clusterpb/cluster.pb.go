@@ -814,8 +814,10 @@ type JobSummary struct {
 	Attempts int32 `protobuf:"varint,8,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	// The scheduler has the job queued, waiting for resources; reason says
 	// why, in one line (message says it too, for people).
-	Queued        bool   `protobuf:"varint,9,opt,name=queued,proto3" json:"queued,omitempty"`
-	Reason        string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	Queued bool   `protobuf:"varint,9,opt,name=queued,proto3" json:"queued,omitempty"`
+	Reason string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The group the job belongs to (a sweep's name), empty for none.
+	Group         string `protobuf:"bytes,11,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -916,6 +918,13 @@ func (x *JobSummary) GetQueued() bool {
 func (x *JobSummary) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *JobSummary) GetGroup() string {
+	if x != nil {
+		return x.Group
 	}
 	return ""
 }
@@ -2261,7 +2270,7 @@ const file_cluster_proto_rawDesc = "" +
 	"\tfree_gpus\x18\x03 \x03(\x05R\bfreeGpus\x12\x14\n" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12(\n" +
 	"\x10heartbeat_age_ms\x18\x05 \x01(\x03R\x0eheartbeatAgeMs\x127\n" +
-	"\tgpu_stats\x18\x06 \x03(\v2\x1a.rtrain.cluster.v1.GPUStatR\bgpuStats\"\x96\x02\n" +
+	"\tgpu_stats\x18\x06 \x03(\v2\x1a.rtrain.cluster.v1.GPUStatR\bgpuStats\"\xac\x02\n" +
 	"\n" +
 	"JobSummary\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -2274,7 +2283,8 @@ const file_cluster_proto_rawDesc = "" +
 	"\battempts\x18\b \x01(\x05R\battempts\x12\x16\n" +
 	"\x06queued\x18\t \x01(\bR\x06queued\x12\x16\n" +
 	"\x06reason\x18\n" +
-	" \x01(\tR\x06reason\"\xc1\x01\n" +
+	" \x01(\tR\x06reason\x12\x14\n" +
+	"\x05group\x18\v \x01(\tR\x05group\"\xc1\x01\n" +
 	"\vStatusReply\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x123\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x1d.rtrain.cluster.v1.NodeStatusR\x05nodes\x121\n" +

@@ -233,7 +233,7 @@ func (h *Daemon) submit(req *clusterpb.SubmitJobHeader, wd cluster.Workdir) (*he
 		}
 	}
 	ctx, cancel := context.WithCancel(h.ctx)
-	hj := &headJob{id: rj.ID(), name: rj.Name(), workers: cfg.Workers, submitted: time.Now(), logDir: rj.LogDir(),
+	hj := &headJob{id: rj.ID(), name: rj.Name(), group: cfg.Group, workers: cfg.Workers, submitted: time.Now(), logDir: rj.LogDir(),
 		cancel: cancel, done: make(chan struct{}), changed: make(chan struct{}), state: trainer.StatePending}
 	h.jobs[hj.id] = hj
 	h.order = append(h.order, hj.id)

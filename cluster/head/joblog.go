@@ -21,6 +21,7 @@ import (
 // headJob is a job the head runs: its events, kept for whoever watches.
 type headJob struct {
 	id, name  string
+	group     string
 	workers   int
 	submitted time.Time
 	cancel    context.CancelFunc
@@ -222,7 +223,7 @@ func (h *Daemon) forgetEnded() {
 func (hj *headJob) summary() *clusterpb.JobSummary {
 	hj.mu.Lock()
 	defer hj.mu.Unlock()
-	s := &clusterpb.JobSummary{Id: hj.id, Name: hj.name, State: string(hj.state), Message: hj.message,
+	s := &clusterpb.JobSummary{Id: hj.id, Name: hj.name, Group: hj.group, State: string(hj.state), Message: hj.message,
 		Workers: int32(hj.workers), SubmittedUnixMs: hj.submitted.UnixMilli(), Attempts: int32(hj.restarts + 1)}
 	if !hj.ended.IsZero() {
 		s.EndedUnixMs = hj.ended.UnixMilli()

@@ -26,6 +26,7 @@ var jobsBucket = []byte("jobs")
 type jobRecord struct {
 	ID        string          `json:"id"`
 	Name      string          `json:"name"`
+	Group     string          `json:"group,omitempty"`
 	State     trainer.State   `json:"state"`
 	Message   string          `json:"message,omitempty"`
 	Workers   int             `json:"workers"`
@@ -100,7 +101,7 @@ func (s *jobStore) close() error { return s.db.Close() }
 func (hj *headJob) record() jobRecord {
 	hj.mu.Lock()
 	defer hj.mu.Unlock()
-	r := jobRecord{ID: hj.id, Name: hj.name, State: hj.state, Message: hj.message, Workers: hj.workers, Submitted: hj.submitted, Ended: hj.ended}
+	r := jobRecord{ID: hj.id, Name: hj.name, Group: hj.group, State: hj.state, Message: hj.message, Workers: hj.workers, Submitted: hj.submitted, Ended: hj.ended}
 	if n := len(hj.events); n > 0 {
 		last := hj.events[n-1]
 		if last.ResultJson != nil {
@@ -116,7 +117,7 @@ func (hj *headJob) record() jobRecord {
 // restored turns a stored job into an ended headJob whose one event is its
 // end.
 func restored(r jobRecord) *headJob {
-	hj := &headJob{id: r.ID, name: r.Name, workers: r.Workers, submitted: r.Submitted, ended: r.Ended,
+	hj := &headJob{id: r.ID, name: r.Name, group: r.Group, workers: r.Workers, submitted: r.Submitted, ended: r.Ended,
 		state: r.State, message: r.Message, done: make(chan struct{}), changed: make(chan struct{}), cancel: func() {}}
 	close(hj.done)
 	ev := jobEvent(trainer.Event{Type: trainer.EventState, Time: r.Ended, State: r.State, Message: r.Message})

@@ -24,14 +24,22 @@ import (
 func newStopCmd() *cobra.Command {
 	o := &clusterFlags{}
 	var wait time.Duration
+	var group string
 	cmd := &cobra.Command{
-		Use:   "stop [JOB]",
+		Use:   "stop [JOB | --group GROUP]",
 		Short: "Stop the head and agent started on this machine, or stop a job",
 		Long: `With no argument, stop stops the head and the agent that ` + "`rtrain start`" + `
 started on this machine: SIGTERM, and it waits for them to stop their
-workers. With a JOB (an id or a run name), it stops that job on the cluster.`,
+workers. With a JOB (an id or a run name), it stops that job on the cluster;
+with --group, every job of that group that has not ended (a sweep's trials).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if group != "" {
+				if len(args) > 0 {
+					return usageError{errors.New("give a JOB or --group, not both")}
+				}
+				return stopGroup(cmd, o, group)
+			}
 			if len(args) == 1 {
 				c, err := o.client()
 				if err != nil {
@@ -49,7 +57,36 @@ workers. With a JOB (an id or a run name), it stops that job on the cluster.`,
 	}
 	addClusterFlags(cmd.Flags(), o, "the head, HOST:PORT (for stopping a job)")
 	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for each daemon to stop before SIGKILL")
+	cmd.Flags().StringVar(&group, "group", "", "stop every job of this group that has not ended")
 	return cmd
+}
+
+// stopGroup stops the group's jobs that have not ended.
+func stopGroup(cmd *cobra.Command, o *clusterFlags, group string) error {
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	jobs, err := c.Jobs(cmd.Context())
+	if err != nil {
+		return err
+	}
+	stopped := 0
+	for _, j := range jobs {
+		if j.Group != group || j.State.Done() {
+			continue
+		}
+		if err := c.Stop(cmd.Context(), j.ID); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "rtrain: stopping job %s (%s)\n", j.ID, j.Name)
+		stopped++
+	}
+	if stopped == 0 {
+		fmt.Fprintf(cmd.OutOrStdout(), "rtrain: no job of group %s runs\n", group)
+	}
+	return nil
 }
 
 func stopDaemons(cmd *cobra.Command, o *clusterFlags, wait time.Duration) error {
@@ -160,6 +197,7 @@ type jobJSON struct {
 	// Reason; a script branches on these, not on the message.
 	Queued bool   `json:"queued,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	Group  string `json:"group,omitempty"`
 }
 
 func statusJSON(st trainer.ClusterStatus) any {
@@ -187,7 +225,7 @@ func jobsJSON(js []trainer.JobSummary) []jobJSON {
 	out := []jobJSON{}
 	for _, j := range js {
 		out = append(out, jobJSON{ID: j.ID, Name: j.Name, State: string(j.State), Message: j.Message, Workers: j.Workers, Attempts: max(j.Attempts, 1),
-			Started: j.Submitted.UTC().Format(time.RFC3339), Queued: j.Queued, Reason: j.Reason})
+			Started: j.Submitted.UTC().Format(time.RFC3339), Queued: j.Queued, Reason: j.Reason, Group: j.Group})
 	}
 	return out
 }
@@ -243,9 +281,25 @@ func printJobs(w io.Writer, jobs []trainer.JobSummary) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tNAME\tSTATE\tWORKERS\tATTEMPTS\tSUBMITTED\tMESSAGE")
+	// The group column only where some job has one: most clusters run
+	// no sweeps.
+	grouped := slices.ContainsFunc(jobs, func(j trainer.JobSummary) bool { return j.Group != "" })
+	group := func(j trainer.JobSummary) string {
+		switch {
+		case !grouped:
+			return ""
+		case j.Group == "":
+			return "-\t"
+		}
+		return j.Group + "\t"
+	}
+	head := "JOB\tNAME\tSTATE\tWORKERS\tATTEMPTS\tSUBMITTED\tMESSAGE"
+	if grouped {
+		head = "JOB\tGROUP\tNAME\tSTATE\tWORKERS\tATTEMPTS\tSUBMITTED\tMESSAGE"
+	}
+	fmt.Fprintln(tw, head)
 	for _, j := range jobs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", j.ID, j.Name, j.State, j.Workers, max(j.Attempts, 1),
+		fmt.Fprintf(tw, "%s\t%s%s\t%s\t%d\t%d\t%s\t%s\n", j.ID, group(j), j.Name, j.State, j.Workers, max(j.Attempts, 1),
 			j.Submitted.Local().Format("2006-01-02 15:04:05"), oneLine(j.Message))
 	}
 	_ = tw.Flush()
@@ -262,6 +316,7 @@ func oneLine(s string) string {
 func newJobsCmd() *cobra.Command {
 	o := &clusterFlags{}
 	var out outputFlag
+	var group string
 	cmd := &cobra.Command{
 		Use:   "jobs",
 		Short: "List the cluster's jobs, and why pending ones wait",
@@ -276,6 +331,9 @@ func newJobsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if group != "" {
+				jobs = slices.DeleteFunc(jobs, func(j trainer.JobSummary) bool { return j.Group != group })
+			}
 			if out.format == "json" {
 				return writeJSON(cmd.OutOrStdout(), jobsJSON(jobs))
 			}
@@ -284,6 +342,7 @@ func newJobsCmd() *cobra.Command {
 		},
 	}
 	addClusterFlags(cmd.Flags(), o, "the head, HOST:PORT (default $"+AddressEnv+", else the head started here)")
+	cmd.Flags().StringVar(&group, "group", "", "only the jobs of this group (a sweep's trials)")
 	out.add(cmd)
 	return cmd
 }

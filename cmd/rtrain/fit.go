@@ -30,6 +30,7 @@ type fitOptions struct {
 	perWorker     string
 	python        string
 	name          string
+	group         string
 	env           []string
 	workingDir    string
 	resultsDir    string
@@ -112,6 +113,7 @@ is in pyshim/PROTOCOL.md.`,
 	f.StringVar(&o.perWorker, "resources-per-worker", "", `custom resources each worker holds, as JSON or name=qty,...: workers only go to nodes that offer them (rtrain start --resources)`)
 	f.StringVar(&o.python, "python", "", "python interpreter (default $RTRAIN_PYTHON, else the first python3 on PATH with torch)")
 	f.StringVar(&o.name, "name", "", "run name (default: script name, date and a random suffix)")
+	f.StringVar(&o.group, "group", "", "with --address: the group the job belongs to (a sweep's name): rtrain jobs shows it, rtrain stop --group stops them all")
 	f.StringArrayVarP(&o.env, "env", "e", nil, "set KEY=VALUE in the workers' environment (repeatable)")
 	f.StringVar(&o.workingDir, "working-dir", "", "directory the workers start in (default: the current one)")
 	f.StringVar(&o.resultsDir, "results-dir", "", "local directory for runs' logs (default ~/rtrain_results)")
@@ -185,6 +187,7 @@ func (o *fitOptions) config(cmd *cobra.Command, args []string) (trainer.Config, 
 		Resources:          nodeCustom.Map(),
 		Python:             o.python,
 		Name:               o.name,
+		Group:              o.group,
 		Env:                o.env,
 		WorkingDir:         o.workingDir,
 		ResultsDir:         o.resultsDir,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -126,10 +128,36 @@ func TestStartHeadWithAgent(t *testing.T) {
 	require.Equal(t, exitOK, st.run(t), st.stderr.String())
 	assert.Contains(t, st.stdout.String(), "1 of 1 nodes alive")
 
-	fit := rtrain(t, "fit", "--address", "auto", "--state-dir", state, "--workers", "2", "train_rtrain.py")
+	fit := rtrain(t, "fit", "--address", "auto", "--state-dir", state, "--workers", "2", "--group", "sweep-1", "--name", "trial-1", "train_rtrain.py")
 	fit.cmd.Dir = repo(t, "examples")
 	require.Equal(t, exitOK, fit.run(t), fit.stderr.String())
 	assert.Contains(t, fit.stderr.String(), "succeeded")
+
+	// A group's jobs: listed together, stopped together.
+	hold := rtrain(t, "fit", "--address", "auto", "--state-dir", state, "--no-wait", "--group", "sweep-1", "--name", "trial-2", "hold.py")
+	hold.cmd.Dir = repo(t, "cmd", "rtrain", "testdata")
+	require.Equal(t, exitOK, hold.run(t), hold.stderr.String())
+	other := rtrain(t, "fit", "--address", "auto", "--state-dir", state, "--workers", "1", "--name", "alone", "hello.py")
+	other.cmd.Dir = repo(t, "cmd", "rtrain", "testdata")
+	require.Equal(t, exitOK, other.run(t), other.stderr.String())
+	stopGroup := rtrain(t, "stop", "--state-dir", state, "--group", "sweep-1")
+	require.Equal(t, exitOK, stopGroup.run(t), stopGroup.stderr.String())
+	assert.Contains(t, stopGroup.stdout.String(), "(trial-2)")
+	assert.NotContains(t, stopGroup.stdout.String(), "trial-1", "an ended job is left alone")
+	var jobs []jobJSON
+	require.Eventually(t, func() bool {
+		list := rtrain(t, "jobs", "--state-dir", state, "--group", "sweep-1", "-o", "json")
+		if list.run(t) != exitOK || json.Unmarshal(list.stdout.Bytes(), &jobs) != nil || len(jobs) != 2 {
+			return false
+		}
+		return jobs[1].State == "CANCELLED"
+	}, time.Minute, 200*time.Millisecond, "trial-2 is cancelled: %+v", jobs)
+	assert.Equal(t, []string{"trial-1", "trial-2"}, []string{jobs[0].Name, jobs[1].Name}, "only the group's jobs")
+	assert.Equal(t, "sweep-1", jobs[0].Group)
+	table := rtrain(t, "jobs", "--state-dir", state)
+	require.Equal(t, exitOK, table.run(t), table.stderr.String())
+	assert.Regexp(t, `JOB\s+GROUP\s+NAME`, table.stdout.String())
+	assert.Regexp(t, `\s-\s+alone\s`, table.stdout.String(), "a job of no group")
 
 	stop := rtrain(t, "stop", "--state-dir", state)
 	require.Equal(t, exitOK, stop.run(t), stop.stderr.String())
