@@ -213,6 +213,54 @@ def _pdeathsig() -> None:
         pass
 
 
+def prepare(
+    fn: Callable[..., Any],
+    config: Any,
+    directory: str,
+    *,
+    scaling_config: Optional[ScalingConfig],
+    run_config: Optional[RunConfig],
+    torch_config: Optional[Dict[str, Any]],
+    resume_from_checkpoint: Optional[Checkpoint],
+    name: str,
+    where: Optional[List[str]] = None,
+    local: Optional[bool] = None,
+) -> Tuple[List[str], str]:
+    """Checks the job, writes fn and config into directory and returns the
+    `rtrain fit` command that runs them, and the path its --result-json
+    goes to. where are the flags that say which cluster (rtrain.init's when
+    None); local says the workers run on this machine, with this python."""
+    scaling = scaling_config or ScalingConfig()
+    run = run_config or RunConfig()
+    takes_config = check_train_func(fn)
+    flags = scaling._flags() + run._flags() + (_machine_flags() if where is None else where)
+    flags += ["--name", name, "--resume-existing"]
+    if resume_from_checkpoint is not None:
+        if not isinstance(resume_from_checkpoint, Checkpoint):
+            raise ValueError(f"resume_from_checkpoint must be an rtrain.Checkpoint, got {type(resume_from_checkpoint).__name__}")
+        flags += ["--resume-from", resume_from_checkpoint.uri or resume_from_checkpoint.path]
+    if (not _remote()) if local is None else local:
+        # The workers run the driver's own interpreter, its venv included;
+        # a cluster's nodes find their own.
+        flags += ["--python", sys.executable]
+    blob = _serialize(fn, config)
+    _binary.check_version()
+    payload = os.path.join(directory, "function.pkl")
+    outcome = os.path.join(directory, "result.json")
+    _write_payload(payload, blob, takes_config, torch_config)
+    argv = [_binary.binary_path(), "fit", "--function", payload, "--result-json", outcome, "--progress", "plain"]
+    return argv + flags, outcome
+
+
+def read_outcome(path: str, code: int) -> Dict[str, Any]:
+    """The --result-json rtrain fit wrote; code is how it exited."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise RuntimeError(f"rtrain fit ended ({_how(code)}) without saying how the job went; see its output above") from None
+
+
 def fit(
     fn: Callable[..., Any],
     config: Any,
@@ -224,40 +272,24 @@ def fit(
     default_name: str,
 ) -> Result:
     """Runs fn(config) on every worker of a new job and waits for its end."""
-    scaling = scaling_config or ScalingConfig()
     run = run_config or RunConfig()
-    takes_config = check_train_func(fn)
-    flags = scaling._flags() + run._flags() + _machine_flags()
     name = run.name or f"{default_name}_{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}"
-    flags += ["--name", name, "--resume-existing"]
-    if resume_from_checkpoint is not None:
-        if not isinstance(resume_from_checkpoint, Checkpoint):
-            raise ValueError(f"resume_from_checkpoint must be an rtrain.Checkpoint, got {type(resume_from_checkpoint).__name__}")
-        flags += ["--resume-from", resume_from_checkpoint.uri or resume_from_checkpoint.path]
-    if not _remote():
-        # The workers run the driver's own interpreter, its venv included;
-        # a cluster's nodes find their own.
-        flags += ["--python", sys.executable]
-    blob = _serialize(fn, config)
-    _binary.check_version()
-
     tmp = tempfile.mkdtemp(prefix="rtrain-driver-")
     try:
-        payload = os.path.join(tmp, "function.pkl")
-        outcome_path = os.path.join(tmp, "result.json")
-        _write_payload(payload, blob, takes_config, torch_config)
-        argv = [_binary.binary_path(), "fit", "--function", payload, "--result-json", outcome_path, "--progress", "plain"]
-        code, interrupted = _run(argv + flags)
+        argv, outcome_path = prepare(
+            fn, config, tmp, scaling_config=scaling_config, run_config=run, torch_config=torch_config,
+            resume_from_checkpoint=resume_from_checkpoint, name=name,
+        )
+        code, interrupted = _run(argv)
         if interrupted:
             raise KeyboardInterrupt("rtrain: stopped by Ctrl-C; every worker was stopped")
-        try:
-            with open(outcome_path, encoding="utf-8") as f:
-                outcome = json.load(f)
-        except FileNotFoundError:
-            raise RuntimeError(f"rtrain fit ended ({_how(code)}) without saying how the job went; see its output above") from None
+        outcome = read_outcome(outcome_path, code)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return _result(outcome, run)
+    result = result_of(outcome, run)
+    if result.error is not None:
+        raise result.error
+    return result
 
 
 def _how(code: int) -> str:
@@ -290,7 +322,8 @@ def _run(argv: List[str]) -> Tuple[int, bool]:
             raise
 
 
-def _result(o: Dict[str, Any], run: RunConfig) -> Result:
+def result_of(o: Dict[str, Any], run: RunConfig) -> Result:
+    """The Result an --result-json outcome describes; its error is set, not raised."""
     if o.get("version") != _OUTCOME_VERSION:
         raise RuntimeError(f"rtrain fit wrote result format {o.get('version')!r}; this package reads {_OUTCOME_VERSION}")
 
@@ -324,8 +357,6 @@ def _result(o: Dict[str, Any], run: RunConfig) -> Result:
         job_id=o.get("job_id", ""),
         return_value=returned,
     )
-    if err is not None:
-        raise err
     return result
 
 
