@@ -67,6 +67,9 @@ type Event struct {
 
 	State   State
 	Message string
+	// Queued, on a PENDING state: the scheduler holds the job until
+	// resources free up; Message says what it waits for.
+	Queued bool `json:",omitempty"`
 
 	Rank int
 	Node string

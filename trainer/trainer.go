@@ -446,7 +446,8 @@ func (j *job) attempt(ctx context.Context, be backend, plan sched.Plan, py Inter
 // it does.
 func (j *job) reserve(ctx context.Context, s *sched.Scheduler, req sched.Request) (sched.Plan, error) {
 	return s.ReserveOrQueue(ctx, j.id, req, func(reason string) {
-		j.setState(StatePending, "waiting for resources: "+reason)
+		j.res.State = StatePending
+		j.emit(Event{Type: EventState, State: StatePending, Message: "waiting for resources: " + reason, Queued: true})
 	})
 }
 

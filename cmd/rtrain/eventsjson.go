@@ -19,6 +19,7 @@ type eventLine struct {
 	Type       trainer.EventType  `json:"type"`
 	Time       time.Time          `json:"time"`
 	State      trainer.State      `json:"state,omitempty"`
+	Queued     bool               `json:"queued,omitempty"`
 	Message    string             `json:"message,omitempty"`
 	Metrics    *pyshim.Metrics    `json:"metrics,omitempty"`
 	Checkpoint *outcomeCheckpoint `json:"checkpoint,omitempty"`
@@ -44,7 +45,7 @@ func openEvents(path string) (*eventStream, error) {
 }
 
 func (s *eventStream) event(e trainer.Event) {
-	line := eventLine{Type: e.Type, Time: e.Time, State: e.State, Message: e.Message, Attempt: e.Attempt}
+	line := eventLine{Type: e.Type, Time: e.Time, State: e.State, Queued: e.Queued, Message: e.Message, Attempt: e.Attempt}
 	switch e.Type {
 	case trainer.EventState, trainer.EventWarning, trainer.EventRestart:
 	case trainer.EventReport:
