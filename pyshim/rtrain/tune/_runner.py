@@ -1,0 +1,425 @@
+"""The trial runner: runs a sweep's trials as rtrain jobs and feeds their
+results to the searcher and the scheduler.
+
+Each trial is one `rtrain fit --function` process submitted to the sweep's
+cluster (SweepCluster), in the sweep's job group. Its --events pipe brings
+the job's states, reports and checkpoints as they happen; its --result-json
+says how it ended. The cluster's scheduler is the only judge of what fits:
+the runner starts another trial only while none it started is still
+queued there, so a sweep never holds more trials than fit and needs no
+hand-set max_concurrent_trials. Stopping a trial (a scheduler's STOP or
+PAUSE) is a SIGINT to its rtrain fit, which cancels the job.
+
+The contract with searchers and schedulers is in
+rtrain/tune/schedulers/trial_scheduler.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from rtrain import _driver
+from rtrain._config import FailureConfig, RunConfig, ScalingConfig
+from rtrain._result import Result
+from rtrain.tune import _session
+from rtrain.tune.experiment.trial import Trial
+from rtrain.tune.result import DONE, TIME_TOTAL_S, TRAINING_ITERATION
+from rtrain.tune.schedulers.trial_scheduler import TrialScheduler
+
+
+class _Job:
+    """One trial's rtrain fit process and the pipes it speaks on."""
+
+    def __init__(self, trial: Trial, argv: List[str], outcome: str, tmp: str) -> None:
+        self.trial = trial
+        self.outcome = outcome
+        self.tmp = tmp
+        events_r, events_w = os.pipe()
+        self.proc = subprocess.Popen(
+            argv + ["--events", f"/dev/fd/{events_w}"],
+            pass_fds=(events_w,),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_driver._pdeathsig,
+            start_new_session=True,
+        )
+        os.close(events_w)
+        self.events = os.fdopen(events_r, "rb", buffering=0)
+        self.output = self.proc.stdout
+        os.set_blocking(self.events.fileno(), False)
+        os.set_blocking(self.output.fileno(), False)
+        self.partial = {self.events.fileno(): b"", self.output.fileno(): b""}
+        self.open = 2
+        self.queued = False
+        self.said_queued = False
+        self.stopping: Optional[str] = None  # the status the trial takes once stopped
+        self.started = time.monotonic()
+
+    def lines(self, fd: int) -> List[bytes]:
+        """The whole lines fd has now; at its end, the rest."""
+        out: List[bytes] = []
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                rest = self.partial.pop(fd, b"")
+                if rest:
+                    out.append(rest)
+                self.open -= 1
+                return out + [None]  # type: ignore[list-item]
+            buf = self.partial[fd] + chunk
+            *whole, self.partial[fd] = buf.split(b"\n")
+            out.extend(whole)
+        return out
+
+    def stop(self, status: str) -> None:
+        """Cancels the job; the trial becomes status once it has ended."""
+        if self.stopping is None and self.proc.poll() is None:
+            self.stopping = status
+            self.proc.send_signal(signal.SIGINT)
+
+    def close(self) -> None:
+        for f in (self.events, self.output):
+            try:
+                f.close()
+            except OSError:
+                pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class TrialRunner:
+    """Runs a sweep to its end. It owns the Trials; the searcher proposes
+    configs, the scheduler picks which trial runs next and judges results."""
+
+    def __init__(
+        self,
+        trainable: Any,
+        *,
+        searcher: Any,
+        scheduler: TrialScheduler,
+        num_samples: int,
+        experiment_name: str,
+        experiment_path: str,
+        cluster_flags: List[str],
+        local: bool,
+        run_config: RunConfig,
+        max_concurrent: int = 0,
+        time_budget_s: Optional[float] = None,
+        trials: Optional[List[Trial]] = None,
+        on_change: Optional[Callable[["TrialRunner"], None]] = None,
+    ) -> None:
+        self.trainable = trainable
+        self.search_alg = searcher
+        self.scheduler = scheduler
+        self.num_samples = num_samples
+        self.name = experiment_name
+        self.path = experiment_path
+        self.cluster_flags = cluster_flags
+        self.local = local
+        self.run_config = run_config
+        self.max_concurrent = max_concurrent
+        self.deadline = time.monotonic() + time_budget_s if time_budget_s else None
+        self.trials: List[Trial] = list(trials or [])
+        self.results: Dict[str, Result] = {}
+        self.errors: Dict[str, BaseException] = {}
+        self.started_at: Dict[str, float] = {}
+        self.iterations: Dict[str, int] = {}
+        self.elapsed: Dict[str, float] = {}
+        self.jobs: Dict[str, _Job] = {}
+        self.searcher_done = False
+        self.on_change = on_change
+
+    # The view schedulers see (TrialRunnerView).
+    def get_trials(self) -> List[Trial]:
+        return self.trials
+
+    def get_live_trials(self) -> List[Trial]:
+        return [t for t in self.trials if not t.is_finished()]
+
+    def stop_trial(self, trial: Trial) -> None:
+        job = self.jobs.get(trial.trial_id)
+        if job is not None:
+            job.stop(Trial.TERMINATED)
+            return
+        if trial.is_finished():
+            return
+        self.scheduler.on_trial_remove(self, trial)
+        self.search_alg.on_trial_complete(trial.trial_id, trial.last_result or None)
+        trial.status = Trial.TERMINATED
+
+    # Creating and starting trials.
+    def _new_trial(self) -> bool:
+        """Asks the searcher for one more trial; False when it has none now."""
+        if self.searcher_done:
+            return False
+        trial_id = f"{uuid.uuid4().hex[:5]}_{len(self.trials) + 1:05d}"
+        config = self.search_alg.suggest(trial_id)
+        if config == "FINISHED" or (config is None and getattr(self.search_alg, "is_finished", lambda: False)()):
+            self.searcher_done = True
+            return False
+        if config is None:
+            return False
+        trial = Trial(trial_id=trial_id, config=config, experiment_path=self.path)
+        variant = getattr(self.search_alg, "variant", None)
+        if callable(variant):
+            try:
+                v = variant(trial_id)
+                trial.experiment_tag, trial.evaluated_params = v.experiment_tag, v.evaluated_params
+            except KeyError:
+                pass
+        self.trials.append(trial)
+        self.scheduler.on_trial_add(self, trial)
+        return True
+
+    def _room(self) -> bool:
+        if any(j.queued for j in self.jobs.values()):
+            # The cluster holds a trial already: wait for it to be placed.
+            return False
+        if self.max_concurrent and len(self.jobs) >= self.max_concurrent:
+            return False
+        return not self._out_of_time()
+
+    def _out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+    def trial_name(self, trial: Trial) -> str:
+        return f"{_trainable_name(self.trainable)}_{trial.trial_id}"
+
+    def _start(self, trial: Trial) -> None:
+        request = trial.take_restore_from()
+        name = self.trial_name(trial)
+        fn, config, scaling, torch_config = _job_of(self.trainable, trial.config)
+        info = {
+            "trial_id": trial.trial_id,
+            "trial_name": name,
+            "trial_dir": os.path.join(self.path, name),
+            "experiment_name": self.name,
+            "resources": (scaling.resources_per_worker or {}),
+        }
+        run = RunConfig(
+            name=name,
+            # A private cluster keeps its runs in the experiment's
+            # directory; a shared one where its head keeps them, unless
+            # the sweep names a storage.
+            storage_path=self.path if (self.local or self.run_config.storage_path) else None,
+            failure_config=self.run_config.failure_config or FailureConfig(),
+            checkpoint_config=self.run_config.checkpoint_config,
+        )
+        resume = None
+        if request is not None:
+            from rtrain._session import Checkpoint
+
+            resume = Checkpoint(request.checkpoint, uri=request.checkpoint)
+        tmp = tempfile.mkdtemp(prefix="rtrain-trial-")
+        argv, outcome = _driver.prepare(
+            functools.partial(_session._trial_main, fn, info), config, tmp,
+            scaling_config=scaling, run_config=run, torch_config=torch_config,
+            resume_from_checkpoint=resume, name=name, where=self.cluster_flags + ["--group", self.name], local=self.local,
+        )
+        self.jobs[trial.trial_id] = _Job(trial, argv, outcome, tmp)
+        self.started_at[trial.trial_id] = time.monotonic()
+        trial.status = Trial.RUNNING
+
+    # Following trials.
+    def run(self) -> None:
+        sel = selectors.DefaultSelector()
+        try:
+            while True:
+                self._launch(sel)
+                if not self.jobs:
+                    if self._finished():
+                        return
+                    if not self._pending():
+                        # Nothing runs and nothing can start: the searcher
+                        # waits on results it will never get.
+                        return
+                for key, _ in sel.select(timeout=0.5):
+                    job, kind = key.data
+                    for line in job.lines(key.fd):
+                        if line is None:
+                            sel.unregister(key.fd)
+                            continue
+                        if kind == "events":
+                            self._event(job, line)
+                        else:
+                            self._print(job, line)
+                for job in [j for j in self.jobs.values() if j.open == 0]:
+                    self._ended(job)
+                if self._out_of_time():
+                    for job in self.jobs.values():
+                        job.stop(Trial.TERMINATED)
+        except KeyboardInterrupt:
+            for job in self.jobs.values():
+                job.stop(Trial.TERMINATED)
+            for job in list(self.jobs.values()):
+                job.proc.wait()
+                self._ended(job)
+            raise
+        finally:
+            sel.close()
+
+    def _pending(self) -> bool:
+        return any(t.status in (Trial.PENDING, Trial.PAUSED) for t in self.trials)
+
+    def _finished(self) -> bool:
+        return (self.searcher_done or self._out_of_time()) and not self._pending() and not self.jobs
+
+    def _launch(self, sel: selectors.BaseSelector) -> None:
+        while self._room():
+            trial = self.scheduler.choose_trial_to_run(self)
+            if trial is None:
+                if not self._new_trial():
+                    return
+                continue
+            self._start(trial)
+            job = self.jobs[trial.trial_id]
+            sel.register(job.events.fileno(), selectors.EVENT_READ, (job, "events"))
+            sel.register(job.output.fileno(), selectors.EVENT_READ, (job, "output"))
+            self._changed()
+
+    def _print(self, job: _Job, line: bytes) -> None:
+        sys.stdout.write(f"({self.trial_name(job.trial)}) {line.decode(errors='replace')}\n")
+        sys.stdout.flush()
+
+    def _event(self, job: _Job, line: bytes) -> None:
+        try:
+            e = json.loads(line)
+        except ValueError:
+            return
+        trial = job.trial
+        kind = e.get("type")
+        if kind == "state":
+            queued = bool(e.get("queued"))
+            job.queued = queued
+            if queued and not job.said_queued:
+                job.said_queued = True
+                print(f"rtrain.tune: trial {trial.trial_id} waits: {e.get('message')}", file=sys.stderr, flush=True)
+            elif e.get("state") in ("STARTING", "RUNNING"):
+                job.queued = False
+        elif kind == "checkpoint" and e.get("checkpoint"):
+            trial.checkpoint = e["checkpoint"]["uri"]
+        elif kind == "report" and job.stopping is None:
+            self._result(job, e.get("metrics") or {})
+
+    def _result(self, job: _Job, metrics: Dict[str, Any]) -> None:
+        trial = job.trial
+        tid = trial.trial_id
+        self.iterations[tid] = self.iterations.get(tid, 0) + 1
+        now = time.monotonic()
+        result = dict(metrics)
+        result.setdefault(TRAINING_ITERATION, self.iterations[tid])
+        result.setdefault(TIME_TOTAL_S, self.elapsed.get(tid, 0.0) + now - self.started_at[tid])
+        result.setdefault("trial_id", tid)
+        result.setdefault(DONE, False)
+        result.setdefault("config", trial.config)
+        trial.last_result = result
+        if self._should_stop(tid, result):
+            decision = TrialScheduler.STOP
+        else:
+            decision = self.scheduler.on_trial_result(self, trial, result)
+        if decision == TrialScheduler.STOP:
+            job.stop(Trial.TERMINATED)
+            return
+        self.search_alg.on_trial_result(tid, result)
+        if decision == TrialScheduler.PAUSE:
+            job.stop(Trial.PAUSED)
+
+    def _should_stop(self, trial_id: str, result: Dict[str, Any]) -> bool:
+        stop = self.run_config.stop
+        if stop is None:
+            return False
+        if callable(stop):
+            return bool(stop(trial_id, result))
+        if isinstance(stop, dict):
+            return any(k in result and isinstance(result[k], (int, float)) and result[k] >= v for k, v in stop.items())
+        raise ValueError(f"RunConfig(stop={stop!r}): give a dict of metric thresholds or a function (trial_id, result) -> bool")
+
+    def _ended(self, job: _Job) -> None:
+        trial = job.trial
+        tid = trial.trial_id
+        code = job.proc.wait()
+        self.elapsed[tid] = self.elapsed.get(tid, 0.0) + time.monotonic() - self.started_at.pop(tid, time.monotonic())
+        del self.jobs[tid]
+        try:
+            outcome = _driver.read_outcome(job.outcome, code)
+            result = _driver.result_of(outcome, self.run_config)
+        except RuntimeError as err:
+            result = Result(metrics=trial.last_result or None, checkpoint=None, error=err)
+        finally:
+            job.close()
+        if result.checkpoint is not None:
+            trial.checkpoint = result.checkpoint.path
+        self.results[tid] = result
+        if job.stopping == Trial.PAUSED:
+            trial.status = Trial.PAUSED
+        elif job.stopping == Trial.TERMINATED or result.error is None:
+            trial.status = Trial.TERMINATED
+            if result.error is None and job.stopping is None and trial.last_result:
+                trial.last_result = dict(trial.last_result, **{DONE: True})
+            self.scheduler.on_trial_complete(self, trial, trial.last_result)
+            self.search_alg.on_trial_complete(tid, trial.last_result or None)
+            self.errors.pop(tid, None)
+        else:
+            trial.status = Trial.ERROR
+            self.errors[tid] = result.error
+            self.scheduler.on_trial_error(self, trial)
+            self.search_alg.on_trial_complete(tid, error=True)
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self)
+
+
+def _trainable_name(trainable: Any) -> str:
+    from rtrain.torch import TorchTrainer  # noqa: F401  (only named here)
+
+    if type(trainable).__name__ == "TorchTrainer":
+        return "TorchTrainer"
+    name = getattr(trainable, "__name__", None) or type(trainable).__name__
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name).lstrip("._-") or "trainable"
+
+
+def _job_of(trainable: Any, config: Dict[str, Any]) -> Tuple[Callable[..., Any], Any, ScalingConfig, Optional[Dict[str, Any]]]:
+    """A trial's job: the function its workers run, its config, its
+    workers, and how to set up torch.distributed (None: not at all)."""
+    if type(trainable).__name__ == "TorchTrainer":
+        # Ray Train V1's style: Tuner(TorchTrainer(...), param_space=
+        # {"train_loop_config": {...}}), the trial's values merged in.
+        merged = dict(trainable.train_loop_config or {})
+        merged.update(config.get("train_loop_config") or {})
+        scaling = config.get("scaling_config") or trainable.scaling_config
+        tc = trainable.torch_config
+        return trainable.train_loop_per_worker, merged, scaling, {"backend": tc.backend, "timeout_s": tc.timeout_s}
+    resources = getattr(trainable, "_rtrain_resources", None)
+    if callable(resources):
+        resources = resources(config)
+    return trainable, config, _scaling(resources), None
+
+
+def _scaling(resources: Any) -> ScalingConfig:
+    """One worker holding what with_resources asked, 1 CPU by default (Ray's)."""
+    if resources is None:
+        return ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1})
+    if not isinstance(resources, dict):
+        raise ValueError(f"tune.with_resources: give a dict such as {{'cpu': 2, 'gpu': 1}}, got {type(resources).__name__}")
+    per: Dict[str, float] = {}
+    for k, v in resources.items():
+        key = {"cpu": "CPU", "gpu": "GPU"}.get(k.lower(), k) if k.lower() in ("cpu", "gpu") else k
+        per[key] = v
+    per.setdefault("CPU", 1)
+    return ScalingConfig(num_workers=1, use_gpu=bool(per.get("GPU")), resources_per_worker=per)
