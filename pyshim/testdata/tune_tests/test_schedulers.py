@@ -1,6 +1,8 @@
 """The scheduler interface: decisions, FIFO, and metric/mode set-up errors."""
 
 import os
+import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -45,6 +47,12 @@ class InterfaceTest(unittest.TestCase):
         c.status = Trial.TERMINATED
         self.assertIs(sched.choose_trial_to_run(runner), a)
         self.assertEqual(runner.report(b, {"x": 1}), TrialScheduler.CONTINUE)
+
+    def test_only_pbt_holds_checkpoints(self):
+        for name, sched in all_schedulers(metric="m", mode="max").items():
+            with self.subTest(name):
+                self.assertEqual(sched.checkpoints_in_use(), set())
+        self.assertEqual(FIFOScheduler().checkpoints_in_use(), set())
 
     def test_take_restore_from(self):
         t = Trial("a", config={"lr": 1}, checkpoint="mine", experiment_tag="0_lr=1")
@@ -136,6 +144,21 @@ class ConfigureTest(unittest.TestCase):
     def test_lazy_package(self):
         self.assertIs(tune.schedulers.ASHAScheduler, AsyncHyperBandScheduler)
         self.assertIs(tune.Trial, Trial)
+
+    def test_imports_stay_light(self):
+        # import rtrain.tune loads no numpy; searchers and schedulers load
+        # no optuna; `import rtrain` reaches rtrain.tune as Ray's ray.tune.
+        code = (
+            "import sys, rtrain.tune as t\n"
+            "assert 'numpy' not in sys.modules, 'numpy'\n"
+            "t.uniform(0, 1)\n"
+            "import rtrain.tune.search, rtrain.tune.schedulers\n"
+            "assert 'optuna' not in sys.modules, 'optuna'\n"
+            "import rtrain\n"
+            "assert rtrain.tune.choice is t.choice\n"
+        )
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
 
 
 if __name__ == "__main__":

@@ -45,14 +45,16 @@ searcher.on_trial_complete(trial.trial_id, error=True). A retried trial goes
 back to PENDING with no scheduler call. A trial the runner drops while
 PENDING or PAUSED (e.g. at the end of the run): on_trial_remove.
 
-Schedulers call back into the runner only through TrialRunnerView.
+Before deleting a checkpoint (CheckpointConfig.num_to_keep), the runner
+checks scheduler.checkpoints_in_use(). Schedulers call back into the runner
+only through TrialRunnerView.
 """
 
 from __future__ import annotations
 
 import logging
 import pickle
-from typing import Any, Dict, List, Optional, Protocol
+from typing import Any, Dict, List, Optional, Protocol, Set
 
 from rtrain.tune.experiment.trial import Trial
 from rtrain.tune.result import DEFAULT_METRIC
@@ -80,9 +82,9 @@ class TrialRunnerView(Protocol):
         """Ends a trial other than the one whose result is being handled,
         before returning: a PAUSED or PENDING trial gets
         scheduler.on_trial_remove(runner, trial) and
-        searcher.on_trial_complete(trial.trial_id, trial.last_result or
-        None), then status TERMINATED (a RUNNING one is stopped as for a STOP
-        decision); a finished trial is left alone."""
+        searcher.on_trial_complete(trial.trial_id) (no result: to a searcher
+        it was pruned, as in Ray), then status TERMINATED; a RUNNING one is
+        stopped as for a STOP decision; a finished one is left alone."""
         ...
 
 
@@ -145,6 +147,12 @@ class TrialScheduler:
     def debug_string(self) -> str:
         """One line or a few on the scheduler's state, for progress output."""
         raise NotImplementedError
+
+    def checkpoints_in_use(self) -> Set[str]:
+        """Checkpoints (of any trial) that the runner's retention must not
+        delete because a trial may yet start from them; PBT's exploits use
+        other trials' checkpoints, other schedulers none."""
+        return set()
 
     def save(self, checkpoint_path: str) -> None:
         """Writes the scheduler's state to the file checkpoint_path."""

@@ -9,14 +9,18 @@ The trial runner drives a searcher this way (Ray's order)::
     searcher.on_trial_result(trial_id, result)        # each result
     searcher.on_trial_complete(trial_id, result, error)  # once, at the end
 
-The runner picks trial_ids (unique strings) and owns the trials; a searcher
-only sees ids, configs and result dicts. BasicVariantGenerator answers
-FINISHED itself once its variants are used up; for every other searcher the
-runner stops asking after num_samples configs (Ray's SearchGenerator), so
-the number of trials is ``total_trials(searcher, param_space, num_samples)``.
-save(path) writes the searcher's whole state to one file and restore(path)
-reads it back, for Tuner.restore: a restored searcher needs no
-set_search_properties again.
+The runner picks trial_ids (unique strings), makes a Trial of each config
+(BasicVariantGenerator.variant(trial_id) gives its tag and evaluated
+params) and owns the trials; a searcher only sees ids, configs and results.
+Results reach searchers and schedulers flattened, as in Ray: a reported
+{"val": {"loss": x}} arrives as {"val/loss": x} (search.util.flatten_dict).
+
+BasicVariantGenerator answers FINISHED itself once its variants are used
+up; for every other searcher the runner stops asking after num_samples
+configs (Ray's SearchGenerator), so the number of trials is
+``total_trials(searcher, param_space, num_samples)``. save(path) writes the
+searcher's whole state to one file and restore(path) reads it back, for
+Tuner.restore: a restored searcher needs no set_search_properties again.
 """
 
 from __future__ import annotations
