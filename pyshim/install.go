@@ -11,15 +11,24 @@ import (
 	"sort"
 )
 
-//go:embed rtrain/*.py sitecustomize.py
+// The subpackages are named level by level: a pattern naming a directory
+// would also embed the __pycache__ that running the tests leaves there.
+//
+//go:embed rtrain/*.py rtrain/tune/*.py rtrain/tune/*/*.py rtrain/tune/*/*/*.py sitecustomize.py
 var files embed.FS
 
 // version identifies the embedded sources; Install's directory is named by it
-// so a new rtrain never runs an old shim left on disk.
+// so a new rtrain never runs an old shim left on disk. It covers every
+// embedded file, whatever the patterns above name.
 var version = func() string {
 	h := sha256.New()
-	names, _ := fs.Glob(files, "rtrain/*.py")
-	names = append(names, "sitecustomize.py")
+	var names []string
+	_ = fs.WalkDir(files, ".", func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			names = append(names, path)
+		}
+		return err
+	})
 	sort.Strings(names)
 	for _, n := range names {
 		b, _ := files.ReadFile(n)

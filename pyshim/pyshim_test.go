@@ -52,7 +52,8 @@ func TestInstallIsIdempotentAndConcurrent(t *testing.T) {
 			t.Errorf("install %d went to %s, want %s", i, dirs[i], dirs[0])
 		}
 	}
-	for _, f := range []string{"__init__.py", "_context.py", "_channel.py", "_session.py", "torch.py"} {
+	for _, f := range []string{"__init__.py", "_context.py", "_channel.py", "_session.py", "torch.py",
+		"tune/__init__.py", "tune/search/sample.py", "tune/search/optuna/__init__.py", "tune/schedulers/pbt.py"} {
 		if _, err := os.Stat(filepath.Join(dirs[0], "rtrain", f)); err != nil {
 			t.Errorf("installed package lacks %s: %v", f, err)
 		}

@@ -91,7 +91,7 @@ func TestWheelInstallsIntoAVenv(t *testing.T) {
 	if got.BinaryVersion != e.Version {
 		t.Errorf("rtrain._version.binary_version = %q, want %q", got.BinaryVersion, e.Version)
 	}
-	for _, f := range []string{"py.typed", "_binary.py", "_cli.py", "torch.py"} {
+	for _, f := range []string{"py.typed", "_binary.py", "_cli.py", "torch.py", "tune/__init__.py", "tune/search/optuna/__init__.py"} {
 		if _, err := os.Stat(filepath.Join(pkg, f)); err != nil {
 			t.Errorf("the installed package lacks %s: %v", f, err)
 		}

@@ -11,9 +11,9 @@ DIR/rtrain/, with _bin/rtrain a symlink to the binary, for a python that
 imports it without pip; --pth FILE then writes a .pth file that puts DIR on
 that python's sys.path.
 
-The wheel holds every pyshim/rtrain/*.py and py.typed, a generated
-rtrain/_version.py, the binary at rtrain/_bin/rtrain and its dist-info; it
-requires nothing (so pip installs it offline) and is byte-for-byte the same
+The wheel holds every .py under pyshim/rtrain/ (its subpackages' too, never
+__pycache__) and py.typed, a generated rtrain/_version.py, the binary at
+rtrain/_bin/rtrain and its dist-info; it requires nothing (so pip installs it offline) and is byte-for-byte the same
 for the same inputs: fixed timestamps and modes, sorted entries. Only the
 standard library is used, so no setuptools, pip or network is needed.
 """
@@ -114,12 +114,22 @@ def elf_arch(binary: Path) -> Optional[str]:
     return None
 
 
+def package_sources(package_dir: Path) -> List[Path]:
+    """The package's .py files, its subpackages' included, sorted; nothing
+    from __pycache__ and no _version.py at the top (the build writes its own)."""
+    return sorted(
+        p
+        for p in package_dir.rglob("*.py")
+        if "__pycache__" not in p.relative_to(package_dir).parts and p.relative_to(package_dir) != Path("_version.py")
+    )
+
+
 def package_files(package_dir: Path, version: str, binary_version: str) -> Dict[str, bytes]:
     """The package's files, path in the wheel -> content, the binary aside."""
-    sources = sorted(package_dir.glob("*.py"))
-    if not any(p.name == "__init__.py" for p in sources):
+    sources = package_sources(package_dir)
+    if (package_dir / "__init__.py") not in sources:
         raise SystemExit(f"build-wheel: {package_dir} holds no __init__.py")
-    files = {f"{NAME}/{p.name}": p.read_bytes() for p in sources if p.name != "_version.py"}
+    files = {f"{NAME}/{p.relative_to(package_dir).as_posix()}": p.read_bytes() for p in sources}
     files[f"{NAME}/py.typed"] = b""
     files[f"{NAME}/_version.py"] = version_module(version, binary_version)
     return files

@@ -62,13 +62,14 @@ _LAZY = {
 
 
 def __getattr__(name):
-    # `import rtrain` then `rtrain.torch.prepare_model(...)` works as in Ray,
-    # without importing torch for scripts that never touch it; the driver's
+    # `import rtrain` then `rtrain.torch.prepare_model(...)` (or
+    # `rtrain.tune.uniform(...)`) works as in Ray, without importing torch
+    # (or numpy) for scripts that never touch it; the driver's
     # names load on first use, so a worker that only reports never pays.
     import importlib
 
-    if name == "torch":
-        return importlib.import_module("rtrain.torch")
+    if name in ("torch", "tune"):
+        return importlib.import_module("rtrain." + name)
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     if name == "__version__":
