@@ -36,6 +36,7 @@ type fitOptions struct {
 	resultsDir    string
 	grace         time.Duration
 	verbose       bool
+	quiet         bool
 	storage       string
 	s3            checkpoint.S3Options
 	ckptKeep      int
@@ -119,6 +120,7 @@ is in pyshim/PROTOCOL.md.`,
 	f.StringVar(&o.resultsDir, "results-dir", "", "local directory for runs' logs (default ~/rtrain_results)")
 	f.DurationVar(&o.grace, "grace", trainer.DefaultGrace, "time a worker gets between SIGTERM and SIGKILL when the job stops")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log what rtrain does")
+	f.BoolVar(&o.quiet, "quiet", false, "print the workers' output only: no states, reports or summary (a program that reads --events or --result-json says those itself)")
 	f.StringVar(&o.progress, "progress", "auto", "auto (a live status line when stderr is a terminal), tty (always) or plain (lines only)")
 	f.StringVar(&o.storage, "storage", "", "where checkpoints and result.json go: s3://BUCKET/PREFIX or a directory (default: --results-dir)")
 	f.IntVar(&o.ckptKeep, "checkpoint-keep", 0, "checkpoints to keep (0 keeps all; the latest is always kept)")
@@ -261,7 +263,7 @@ func (o *fitOptions) fit(cmd *cobra.Command, args []string, out *outcome) (*trai
 	if err != nil {
 		return nil, err
 	}
-	p := &printer{out: cmd.OutOrStdout(), err: cmd.ErrOrStderr()}
+	p := &printer{out: cmd.OutOrStdout(), err: cmd.ErrOrStderr(), quiet: o.quiet}
 	if p.status, err = newStatusLine(o.progress, os.Stderr); err != nil {
 		return nil, err
 	}
@@ -292,7 +294,7 @@ func (o *fitOptions) fit(cmd *cobra.Command, args []string, out *outcome) (*trai
 	res, err := t.Fit(cmd.Context())
 	// A job that never launched has nothing to summarise: its one-line
 	// error says it all.
-	if res != nil && len(res.Workers) > 0 {
+	if res != nil && len(res.Workers) > 0 && !o.quiet {
 		p.summary(res, err)
 	}
 	return res, err
@@ -304,9 +306,14 @@ type printer struct {
 	name     string
 	// status is the live line on a terminal; nil prints plain lines.
 	status *statusLine
+	// quiet prints the workers' lines only (--quiet).
+	quiet bool
 }
 
 func (p *printer) event(e trainer.Event) {
+	if p.quiet && e.Type != trainer.EventLog {
+		return
+	}
 	p.status.clear()
 	defer func() {
 		p.status.update(e)

@@ -36,8 +36,20 @@ __all__ = [
     # Shared names.
     "Trial",
     "TuneError",
-    # The trial runner's public names (Tuner, TuneConfig, ResultGrid,
-    # report, ...) go here, with their modules in _LAZY below.
+    # The sweep and its trials.
+    "Checkpoint",
+    "CheckpointConfig",
+    "FailureConfig",
+    "ResultGrid",
+    "RunConfig",
+    "TuneConfig",
+    "TuneContext",
+    "Tuner",
+    "get_checkpoint",
+    "get_context",
+    "report",
+    "with_parameters",
+    "with_resources",
 ]
 
 _LAZY = {
@@ -56,7 +68,20 @@ _LAZY = {
     "grid_search": "rtrain.tune.search.variant_generator",
     "Trial": "rtrain.tune.experiment.trial",
     "TuneError": "rtrain.tune.error",
-    # The trial runner's names: "Tuner": "rtrain.tune.tuner", ...
+    "Tuner": "rtrain.tune.tuner",
+    "TuneConfig": "rtrain.tune.tuner",
+    "ResultGrid": "rtrain.tune.result_grid",
+    "TuneContext": "rtrain.tune._session",
+    "get_checkpoint": "rtrain.tune._session",
+    "get_context": "rtrain.tune._session",
+    "report": "rtrain.tune._session",
+    "with_parameters": "rtrain.tune._session",
+    "with_resources": "rtrain.tune._session",
+    # Ray keeps these in ray.tune too.
+    "Checkpoint": "rtrain._session",
+    "CheckpointConfig": "rtrain._config",
+    "FailureConfig": "rtrain._config",
+    "RunConfig": "rtrain._config",
 }
 
 _SUBPACKAGES = ("experiment", "schedulers", "search")

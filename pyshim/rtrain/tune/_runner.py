@@ -47,7 +47,7 @@ class _Job:
         self.tmp = tmp
         events_r, events_w = os.pipe()
         self.proc = subprocess.Popen(
-            argv + ["--events", f"/dev/fd/{events_w}"],
+            argv + ["--events", f"/dev/fd/{events_w}", "--quiet"],
             pass_fds=(events_w,),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -378,7 +378,21 @@ class TrialRunner:
             self.errors[tid] = result.error
             self.scheduler.on_trial_error(self, trial)
             self.search_alg.on_trial_complete(tid, error=True)
+        self._say(trial, result)
         self._changed()
+
+    def _say(self, trial: Trial, result: Result) -> None:
+        """One line a trial that ended or paused."""
+        done = sum(1 for t in self.trials if t.is_finished())
+        how = trial.status
+        if trial.status == Trial.ERROR and result.error is not None:
+            how += ": " + str(result.error).split("\n", 1)[0]
+        else:
+            shown = {k: v for k, v in (trial.last_result or {}).items()
+                     if k not in ("config", "trial_id", DONE, TIME_TOTAL_S) and not isinstance(v, (dict, list))}
+            if shown:
+                how += " " + " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
+        print(f"rtrain.tune: trial {self.trial_name(trial)} {how} ({done} of {len(self.trials)} done)", file=sys.stderr, flush=True)
 
     def _changed(self) -> None:
         if self.on_change is not None:
