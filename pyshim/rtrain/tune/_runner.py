@@ -142,6 +142,10 @@ class TrialRunner:
         self.jobs: Dict[str, _Job] = {}
         self.searcher_done = False
         self.on_change = on_change
+        for t in self.trials:
+            # A restored trial counts on from its last saved result.
+            self.iterations[t.trial_id] = int(t.last_result.get(TRAINING_ITERATION, 0) or 0)
+            self.elapsed[t.trial_id] = float(t.last_result.get(TIME_TOTAL_S, 0.0) or 0.0)
 
     # The view schedulers see (TrialRunnerView).
     def get_trials(self) -> List[Trial]:
@@ -312,6 +316,9 @@ class TrialRunner:
                 job.queued = False
         elif kind == "checkpoint" and e.get("checkpoint"):
             trial.checkpoint = e["checkpoint"]["uri"]
+            # Saved with the result it came with: a restored sweep resumes
+            # the trial from here, its iterations counted on.
+            self._changed()
         elif kind == "report" and job.stopping is None:
             self._result(job, e.get("metrics") or {})
 

@@ -1,0 +1,162 @@
+package pyshim
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rtrain/rtrain/internal/testutil"
+)
+
+// Sweeps run as a user runs them: `python sweep.py`, the wheel in a venv,
+// every trial a job on the sweep's own one-node cluster.
+
+func TestSweepOfAHundredTrials(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	var got struct {
+		Trials      int                `json:"trials"`
+		Errors      int                `json:"errors"`
+		Terminated  int                `json:"terminated"`
+		BestScore   float64            `json:"best_score"`
+		BestConfig  map[string]float64 `json:"best_config"`
+		Iterations  []int              `json:"iterations"`
+		ScoresMatch bool               `json:"scores_match"`
+		Path        string             `json:"path"`
+		LRRange     []float64          `json:"lr_range"`
+	}
+	storage := t.TempDir()
+	marker := testutil.Marker(t)
+	out := lastJSON(t, driver(t, ctx, "sweep.py", "STORAGE="+storage, marker), &got)
+	assert.Equal(t, 100, got.Trials, out)
+	assert.Zero(t, got.Errors)
+	assert.Equal(t, 100, got.Terminated)
+	assert.True(t, got.ScoresMatch, "every trial's score is its own config's")
+	assert.Equal(t, []int{1}, got.Iterations, "training_iteration filled in")
+	assert.Equal(t, filepath.Join(storage, "sweep"), got.Path)
+	assert.GreaterOrEqual(t, got.LRRange[0], 1e-5, "loguniform's bounds")
+	assert.Less(t, got.LRRange[1], 1e-2)
+	assert.Contains(t, out, "(100 of 100 done)")
+	testutil.NoProcesses(t, marker, 10*time.Second)
+}
+
+// ASHA, one trial at a time, over constant curves 1, 4, 2, 3 with
+// max_t=9, grace_period=1, reduction_factor=3: rungs at 1, 3 and 9, and a
+// trial stops at a rung when its value is below the 2/3 quantile of what
+// the trials before it recorded there. 1 and 4 run to the end (1 is
+// first; 4 beats 1); 2 stops at 1 (below 3, the quantile of 1 and 4); 3
+// passes rung 1 (the quantile of 1, 4, 2 is 2.67) and rung 3 (that of 1
+// and 4 is 3, and 3 is not below it), so it runs to 9.
+func TestSweepASHAStopsWhatRaysRuleStops(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	var got struct {
+		Iterations map[string]int `json:"iterations"`
+		Errors     int            `json:"errors"`
+		Best       int            `json:"best"`
+	}
+	out := lastJSON(t, driver(t, ctx, "asha.py", "STORAGE="+t.TempDir()), &got)
+	assert.Equal(t, map[string]int{"1": 9, "4": 9, "2": 1, "3": 9}, got.Iterations, out)
+	assert.Zero(t, got.Errors, "an early stop is not a failure")
+	assert.Equal(t, 4, got.Best)
+}
+
+func TestSweepWithFailingTrials(t *testing.T) {
+	tests := []struct {
+		name, kind string
+		want       string
+	}{
+		{"raises", "TrainingFailedError", "rank 0 failed (exit code 1): ValueError: bad trial "},
+		{"big", "ValueError", "asked 64 CPUs, this node has 2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+			defer cancel()
+			var got struct {
+				Trials int      `json:"trials"`
+				Errors []string `json:"errors"`
+				Types  []string `json:"types"`
+			}
+			out := lastJSON(t, driver(t, ctx, "tune_fails.py", "CASE="+tt.name, "STORAGE="+t.TempDir()), &got)
+			assert.Equal(t, 3, got.Trials, "the grid finishes: %s", out)
+			assert.Equal(t, []string{tt.kind}, got.Types)
+			require.Len(t, got.Errors, 3)
+			for _, e := range got.Errors {
+				assert.Contains(t, e, tt.want)
+			}
+		})
+	}
+}
+
+// TorchTrainer trials of 2 and 4 workers (a CPU each) on a 4-CPU node: no
+// two fit at once, so each starts after the one before it ended, and each
+// has its whole gang.
+func TestSweepOfTorchTrainerGangs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	var got struct {
+		Runs   [][4]float64 `json:"runs"`
+		Errors int          `json:"errors"`
+	}
+	out := lastJSON(t, driver(t, ctx, "tune_gang.py", "STORAGE="+t.TempDir()), &got)
+	require.Len(t, got.Runs, 4, out)
+	assert.Zero(t, got.Errors)
+	var worlds, lrs []float64
+	for i, r := range got.Runs {
+		worlds, lrs = append(worlds, r[0]), append(lrs, r[3])
+		if i > 0 {
+			assert.GreaterOrEqual(t, r[1], got.Runs[i-1][2], "trial %d started before the one before it ended", i)
+		}
+	}
+	sort.Float64s(worlds)
+	sort.Float64s(lrs)
+	assert.Equal(t, []float64{2, 2, 4, 4}, worlds, "the trials' scaling_config")
+	assert.Equal(t, []float64{0.1, 0.1, 0.2, 0.2}, lrs, "param_space's train_loop_config merged in")
+	assert.Equal(t, 1, strings.Count(out, "waits: waiting for resources: asked 4"), "a queued trial says why once:\n%s", out)
+}
+
+// A driver killed mid-sweep; Tuner.restore finishes the sweep, the
+// unfinished trials going on from their checkpoints.
+func TestSweepRestoredAfterItsDriverIsKilled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	storage := t.TempDir()
+	marker := testutil.Marker(t)
+	first := driver(t, ctx, "tune_restore.py", "STORAGE="+storage, marker)
+	stdout, err := first.StdoutPipe()
+	require.NoError(t, err)
+	first.Stderr = first.Stdout
+	require.NoError(t, first.Start())
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() && !strings.Contains(sc.Text(), "n=4") {
+	}
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	require.NoError(t, first.Process.Signal(syscall.SIGKILL))
+	_ = first.Wait()
+	testutil.NoProcesses(t, marker, 15*time.Second)
+	_, err = os.Stat(filepath.Join(storage, "restore", "tuner.pkl"))
+	require.NoError(t, err)
+
+	var got struct {
+		N       []int `json:"n"`
+		Resumed []int `json:"resumed"`
+		Errors  int   `json:"errors"`
+		Trials  int   `json:"trials"`
+	}
+	out := lastJSON(t, driver(t, ctx, "tune_restore.py", "STORAGE="+storage), &got)
+	assert.Equal(t, 4, got.Trials, out)
+	assert.Equal(t, []int{10, 10, 10, 10}, got.N, "every trial counted to the end")
+	assert.Zero(t, got.Errors)
+	assert.NotEqual(t, []int{0, 0, 0, 0}, got.Resumed, "some trial went on from a checkpoint: %v", got.Resumed)
+}
