@@ -31,6 +31,10 @@ has_module() { /usr/bin/python3 -c "import $1" >/dev/null 2>&1; }
 has_module cloudpickle || need_apt+=(python3-cloudpickle)
 has_module ensurepip || need_apt+=(python3-venv)
 has_module pip || need_apt+=(python3-pip)
+# rtrain.tune's tests: numpy for the search spaces and schedulers, optuna for
+# OptunaSearch (a user needs optuna only to use it).
+has_module numpy || need_apt+=(python3-numpy)
+has_module optuna || need_apt+=(python3-optuna)
 
 # go-nvml (GPU discovery) and the race detector need cgo.
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
