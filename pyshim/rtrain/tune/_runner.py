@@ -36,6 +36,7 @@ from rtrain.tune import _session
 from rtrain.tune.experiment.trial import Trial
 from rtrain.tune.result import DONE, TIME_TOTAL_S, TRAINING_ITERATION
 from rtrain.tune.schedulers.trial_scheduler import TrialScheduler
+from rtrain.tune.search.util import flatten_dict
 
 
 class _Job:
@@ -311,7 +312,7 @@ class TrialRunner:
             job.queued = queued
             if queued and not job.said_queued:
                 job.said_queued = True
-                print(f"rtrain.tune: trial {trial.trial_id} waits: {e.get('message')}", file=sys.stderr, flush=True)
+                print(f"rtrain.tune: trial {self.trial_name(trial)} waits: {e.get('message')}", file=sys.stderr, flush=True)
             elif e.get("state") in ("STARTING", "RUNNING"):
                 job.queued = False
         elif kind == "checkpoint" and e.get("checkpoint"):
@@ -327,7 +328,9 @@ class TrialRunner:
         tid = trial.trial_id
         self.iterations[tid] = self.iterations.get(tid, 0) + 1
         now = time.monotonic()
-        result = dict(metrics)
+        # Flattened, as Ray hands results on: {"val": {"loss": x}} is
+        # "val/loss".
+        result = flatten_dict(metrics)
         result.setdefault(TRAINING_ITERATION, self.iterations[tid])
         result.setdefault(TIME_TOTAL_S, self.elapsed.get(tid, 0.0) + now - self.started_at[tid])
         result.setdefault("trial_id", tid)

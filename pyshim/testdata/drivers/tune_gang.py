@@ -1,5 +1,5 @@
-"""TorchTrainer trials of 2 and 4 workers on a node that fits only one of
-them at a time: they run one after the other."""
+"""TorchTrainer trials of 2 and 4 workers, each holding 3 of the node's 4
+CPUs: no two fit at once, so they run one after the other."""
 import json
 import os
 import time
@@ -23,14 +23,14 @@ def train_func(config):
 if __name__ == "__main__":
     rtrain.init(num_cpus=4)
     trainer = TorchTrainer(train_func, train_loop_config={"lr": 0.1},
-                           scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}))
+                           scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1.5}))
     results = tune.Tuner(
         trainer,
         param_space={
             "train_loop_config": {"lr": tune.grid_search([0.1, 0.2])},
             "scaling_config": tune.grid_search([
-                ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
-                ScalingConfig(num_workers=4, resources_per_worker={"CPU": 1}),
+                ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1.5}),
+                ScalingConfig(num_workers=4, resources_per_worker={"CPU": 0.75}),
             ]),
         },
         run_config=rtrain.RunConfig(name="gang", storage_path=os.environ["STORAGE"]),

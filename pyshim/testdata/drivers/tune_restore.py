@@ -21,6 +21,7 @@ def counter(config):
             with open(os.path.join(d, "n"), "w") as f:
                 f.write(str(n))
             tune.report({"n": n, "started_at": start}, checkpoint=rtrain.Checkpoint.from_directory(d))
+        print(f"step {n}", flush=True)
 
 
 if __name__ == "__main__":
