@@ -169,3 +169,31 @@ func TestSweepRestoredAfterItsDriverIsKilled(t *testing.T) {
 	assert.Zero(t, got.Errors)
 	assert.NotEqual(t, []int{0, 0, 0, 0}, got.Resumed, "some trial went on from a checkpoint: %v", got.Resumed)
 }
+
+// PBT on a toy where a higher lr scores more: trials at the bottom go on
+// from the checkpoints of better ones, counting on from their iterations.
+func TestSweepPBTExploitsBetterTrials(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	var got struct {
+		Trials []struct {
+			ID        string  `json:"id"`
+			Origins   string  `json:"origins"`
+			Score     float64 `json:"score"`
+			Iteration int     `json:"iteration"`
+		} `json:"trials"`
+		Errors int `json:"errors"`
+	}
+	out := lastJSON(t, driver(t, ctx, "tune_pbt.py", "STORAGE="+t.TempDir()), &got)
+	require.Len(t, got.Trials, 4, out)
+	assert.Zero(t, got.Errors, "an exploit is not a failure")
+	exploited := 0
+	for _, tr := range got.Trials {
+		if tr.Origins != "" {
+			exploited++
+			assert.NotContains(t, tr.Origins, tr.ID)
+		}
+		assert.Equal(t, 12, tr.Iteration, "an exploited trial counts on from its source's iterations")
+	}
+	assert.Positive(t, exploited, "some trial went on from a better one's checkpoint:\n%s", out)
+}

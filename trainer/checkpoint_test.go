@@ -345,6 +345,27 @@ func TestResumeRules(t *testing.T) {
 	res, err := k.fit(t, t.Context())
 	require.NoError(t, err)
 	assert.Equal(t, 1, res.Latest.Index, "a new run numbers its checkpoints from 1")
+
+	// ResumeExisting: a run with checkpoints goes on from its latest,
+	// ResumeFrom notwithstanding (Ray Train V2's rule); one without starts
+	// from ResumeFrom.
+	k.Name, k.ResumeFrom, k.ResumeExisting = "branch", filepath.Join(store, "taken", "checkpoint_000001"), true
+	res, err = k.fit(t, t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(store, "branch", "checkpoint_000001"), res.ResumedFrom, "its own latest")
+	assert.Equal(t, 2, res.Latest.Index)
+	k.Name = "new-branch"
+	res, err = k.fit(t, t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(store, "taken", "checkpoint_000001"), res.ResumedFrom, "a run of none starts from ResumeFrom")
+
+	// RestartFrom: a run with checkpoints starts from another's, and
+	// numbers on (PBT's exploit).
+	k.Name, k.ResumeFrom, k.ResumeExisting, k.RestartFrom = "branch", "", false, filepath.Join(store, "taken", "checkpoint_000001")
+	res, err = k.fit(t, t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(store, "taken", "checkpoint_000001"), res.ResumedFrom)
+	assert.Equal(t, 3, res.Latest.Index, "the run's own numbering goes on")
 }
 
 // S3 problems are one-line errors before any worker starts.

@@ -134,6 +134,11 @@ func (j *job) openStorage(ctx context.Context) (err error) {
 	var from *checkpoint.Manifest
 	var fromRun *checkpoint.Run
 	switch {
+	case j.cfg.RestartFrom != "":
+		fromRun, from, err = openCheckpointURI(ctx, j.cfg.RestartFrom, j.cfg.S3, j.log)
+		if err != nil {
+			return invalid("--restart-from %s: %w", j.cfg.RestartFrom, err)
+		}
 	case j.cfg.ResumeExisting && latest != nil:
 		fromRun, from = run, latest
 	case j.cfg.ResumeFrom != "":

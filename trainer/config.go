@@ -169,6 +169,12 @@ type Config struct {
 	// when set) when it has none: Ray Train V2's rule, which the Python
 	// driver follows. Name is required.
 	ResumeExisting bool `json:",omitempty"`
+	// RestartFrom starts the run from the checkpoint at this URI even
+	// when the run has checkpoints of its own, which stay; its next ones
+	// go on from its own numbering. Population Based Training's exploit
+	// does this: a trial goes on from a better trial's checkpoint. Name is
+	// required.
+	RestartFrom string `json:",omitempty"`
 
 	// MaxFailures is how many worker failures the job survives: after
 	// each, every worker is stopped and the group restarts, placed anew,
@@ -284,6 +290,10 @@ func (c *Config) validateFields() error {
 		return bad("--resume-existing needs --name: the run to continue")
 	case c.ResumeExisting && c.Resume:
 		return bad("--resume and --resume-existing: give one")
+	case c.RestartFrom != "" && (c.Resume || c.ResumeFrom != "" || c.ResumeExisting):
+		return bad("--restart-from names the checkpoint to start from; it does not go with --resume, --resume-from or --resume-existing")
+	case c.RestartFrom != "" && c.Name == "":
+		return bad("--restart-from needs --name: the run to go on")
 	case c.Checkpoint.Keep < 0:
 		return bad("--checkpoint-keep must be 0 (keep all) or more, got %d", c.Checkpoint.Keep)
 	case c.Checkpoint.InFlight < 0:

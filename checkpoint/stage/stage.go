@@ -112,6 +112,23 @@ func (s *Area) Release(seq int) error {
 	return err
 }
 
+// Drain waits until every staged report has been released, or ctx ends.
+func (s *Area) Drain(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		n, wait := len(s.held), s.changed
+		s.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
 // Close deletes everything staged.
 func (s *Area) Close() error {
 	s.mu.Lock()

@@ -157,8 +157,11 @@ func (s *Service) StartGroup(stream grpc.BidiStreamingServer[clusterpb.StartGrou
 	s.mu.Lock()
 	aj.group = g
 	s.mu.Unlock()
-	sendFailed := false
+	sendFailed, failed := false, false
 	for e := range g.Events() {
+		if e.Kind == cluster.WorkerExited && !e.Exit.Success() && !e.CrashedInTeardown() {
+			failed = true
+		}
 		if sendFailed {
 			continue // drain, so the group can end
 		}
@@ -172,8 +175,23 @@ func (s *Service) StartGroup(stream grpc.BidiStreamingServer[clusterpb.StartGrou
 			g.Stop()
 		}
 	}
+	if !sendFailed && !failed {
+		// The workers are done, but the head may still be fetching what
+		// they reported last: the staged files stay, and the stream stays
+		// open, until it has released them all (bounded, and cut short if
+		// the head goes away).
+		dctx, cancel := context.WithTimeout(ctx, stagedDrainTimeout)
+		if err := stager.Drain(dctx); err != nil {
+			s.log.Warn("staged checkpoints not fetched before the group's end", "job", spec.JobID, "err", err)
+		}
+		cancel()
+	}
 	return nil
 }
+
+// stagedDrainTimeout bounds how long a finished group's staged checkpoints
+// wait for the head to fetch them.
+const stagedDrainTimeout = 2 * time.Minute
 
 // unpackStatus is a failed unpack of a working directory as a gRPC status.
 func unpackStatus(err error) error {

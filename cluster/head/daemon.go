@@ -298,6 +298,11 @@ func (h *Daemon) confine(cfg *trainer.Config) error {
 			return err
 		}
 	}
+	if cfg.RestartFrom != "" {
+		if cfg.RestartFrom, err = trainer.ConfineLocal("--restart-from", cfg.RestartFrom, h.results, h.roots); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -91,6 +91,7 @@ func TestSubmitRefusesStorageOutsideTheResultsDir(t *testing.T) {
 		"file url":        {Storage: "file://" + outside},
 		"resume-from":     {ResumeFrom: filepath.Join(outside, "run", "checkpoint_000001")},
 		"resume-from url": {ResumeFrom: "file://" + filepath.Join(outside, "run", "checkpoint_000001")},
+		"restart-from":    {RestartFrom: filepath.Join(outside, "run", "checkpoint_000001")},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg.Script, cfg.Workers = "train.py", 1

@@ -45,6 +45,7 @@ type fitOptions struct {
 	resume        bool
 	resumeExist   bool
 	resumeFrom    string
+	restartFrom   string
 	function      string
 	resultJSON    string
 	events        string
@@ -131,6 +132,7 @@ is in pyshim/PROTOCOL.md.`,
 	f.StringVar(&o.function, "function", "", "run the train function in FILE, as the rtrain Python package serializes it, instead of a script")
 	f.StringVar(&o.events, "events", "", "write the job's states, rank 0's reports and its checkpoints to FILE as JSON lines while it runs (/dev/fd/N works)")
 	f.StringVar(&o.resultJSON, "result-json", "", "write how the job ended to FILE as JSON (metrics, checkpoints, the root cause of a failure)")
+	f.StringVar(&o.restartFrom, "restart-from", "", "start run --name from this checkpoint even though it has its own (which stay): Population Based Training's exploit")
 	f.StringVar(&o.resumeFrom, "resume-from", "", "start from this checkpoint: STORAGE/RUN/checkpoint_NNNNNN")
 	addS3Flags(f, &o.s3)
 	addClusterFlags(f, &o.cluster, "run on the cluster whose head is HOST:PORT (default $"+AddressEnv+"; none: this machine)")
@@ -199,6 +201,7 @@ func (o *fitOptions) config(cmd *cobra.Command, args []string) (trainer.Config, 
 		Checkpoint:         trainer.CheckpointConfig{Keep: o.ckptKeep, Score: o.ckptScore, Order: o.ckptOrder},
 		Resume:             o.resume,
 		ResumeExisting:     o.resumeExist,
+		RestartFrom:        o.restartFrom,
 		ResumeFrom:         o.resumeFrom,
 		Placement:          o.placement,
 		MaxFailures:        o.maxFailures,

@@ -1,6 +1,7 @@
 package clustertest_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -11,10 +12,26 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/rtrain/rtrain/internal/clustertest"
+	"github.com/rtrain/rtrain/internal/testutil"
+	"github.com/rtrain/rtrain/launcher"
 	"github.com/rtrain/rtrain/trainer"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// The jobs' workers run under the reaper, which is this test binary, in a
+// cgroup parent of the tests' own.
+func TestMain(m *testing.M) {
+	if launcher.RunReaperIfAsked() {
+		return
+	}
+	goleak.VerifyTestMain(isolated{m})
+}
+
+type isolated struct{ m *testing.M }
+
+func (i isolated) Run() int {
+	var parent string
+	return testutil.RunIsolated(i.m, &parent)
+}
 
 // A GPU node whose agent sends NVML stats with its heartbeats shows its
 // GPUs free, and the stats, to a client: the status once showed 0 free on
@@ -50,4 +67,25 @@ func TestGPUNodeShowsFreeGPUsAndStats(t *testing.T) {
 	assert.InDelta(t, 0.4, gpu.GPUStats[0].Utilization, 1e-9)
 	assert.Equal(t, 2.0, nodes["cpu"].Free.CPU)
 	assert.Zero(t, nodes["cpu"].Node.Total.GPU)
+}
+
+// A group whose workers exit right after their last report: the agent kept
+// the staged files until the head had fetched them, so the last checkpoint
+// is committed every time (the agent once removed them with the group and
+// the job failed with "could not be fetched").
+func TestLastCheckpointOfAFinishedGroupIsCommitted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs python jobs")
+	}
+	c := clustertest.New(t, clustertest.Agent{Name: "a"}, clustertest.Agent{Name: "b"})
+	client := c.Client(t)
+	for i := range 4 {
+		cfg := trainer.Config{Script: "testdata/last_checkpoint.py", Workers: 2, Placement: "STRICT_SPREAD", Name: fmt.Sprintf("last-%d", i), WorkingDir: "testdata"}
+		sub, err := client.Submit(t.Context(), cfg)
+		require.NoError(t, err)
+		res, err := client.Attach(t.Context(), sub.JobID, true, nil)
+		require.NoError(t, err, "run %d", i)
+		require.NotNil(t, res.Latest, "run %d", i)
+		assert.Equal(t, 1, res.Latest.Index)
+	}
 }

@@ -225,16 +225,20 @@ def prepare(
     name: str,
     where: Optional[List[str]] = None,
     local: Optional[bool] = None,
+    restart_from: Optional[str] = None,
 ) -> Tuple[List[str], str]:
     """Checks the job, writes fn and config into directory and returns the
     `rtrain fit` command that runs them, and the path its --result-json
     goes to. where are the flags that say which cluster (rtrain.init's when
-    None); local says the workers run on this machine, with this python."""
+    None); local says the workers run on this machine, with this python;
+    restart_from starts the run from that checkpoint even when it has its
+    own (a PBT exploit)."""
     scaling = scaling_config or ScalingConfig()
     run = run_config or RunConfig()
     takes_config = check_train_func(fn)
     flags = scaling._flags() + run._flags() + (_machine_flags() if where is None else where)
-    flags += ["--name", name, "--resume-existing"]
+    flags += ["--name", name]
+    flags += ["--restart-from", restart_from] if restart_from else ["--resume-existing"]
     if resume_from_checkpoint is not None:
         if not isinstance(resume_from_checkpoint, Checkpoint):
             raise ValueError(f"resume_from_checkpoint must be an rtrain.Checkpoint, got {type(resume_from_checkpoint).__name__}")

@@ -16,6 +16,7 @@ rtrain/tune/schedulers/trial_scheduler.py.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -143,6 +144,11 @@ class TrialRunner:
         self.jobs: Dict[str, _Job] = {}
         self.searcher_done = False
         self.on_change = on_change
+        self._said_keep = False
+        # Each trial's last results (iteration, metrics as reported), and
+        # the iteration each checkpoint was made at.
+        self.recent: Dict[str, List[Tuple[int, Dict[str, Any]]]] = {}
+        self.checkpoint_iteration: Dict[str, int] = {}
         for t in self.trials:
             # A restored trial counts on from its last saved result.
             self.iterations[t.trial_id] = int(t.last_result.get(TRAINING_ITERATION, 0) or 0)
@@ -198,6 +204,11 @@ class TrialRunner:
             return False
         return not self._out_of_time()
 
+    def _keeps_sources(self) -> bool:
+        """Whether the scheduler starts trials from other trials'
+        checkpoints (PBT), which retention must then leave alone."""
+        return type(self.scheduler).__name__ in ("PopulationBasedTraining", "PB2")
+
     def _out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
 
@@ -206,6 +217,14 @@ class TrialRunner:
 
     def _start(self, trial: Trial) -> None:
         request = trial.take_restore_from()
+        if request is not None:
+            # It goes on from the source's checkpoint, so from the
+            # iteration that checkpoint was made at, as a function
+            # trainable restored in Ray does.
+            src = request.source_result or {}
+            it = self.checkpoint_iteration.get(request.checkpoint, src.get(TRAINING_ITERATION))
+            if it is not None:
+                self.iterations[trial.trial_id] = int(it)
         name = self.trial_name(trial)
         fn, config, scaling, torch_config = _job_of(self.trainable, trial.config)
         info = {
@@ -215,6 +234,16 @@ class TrialRunner:
             "experiment_name": self.name,
             "resources": (scaling.resources_per_worker or {}),
         }
+        checkpoints = self.run_config.checkpoint_config
+        if checkpoints is not None and checkpoints.num_to_keep and self._keeps_sources():
+            # A trial's retention could delete the checkpoint an exploit is
+            # about to start from (ray#9036): under such a scheduler every
+            # checkpoint stays.
+            checkpoints = dataclasses.replace(checkpoints, num_to_keep=None)
+            if not self._said_keep:
+                self._said_keep = True
+                print("rtrain.tune: CheckpointConfig(num_to_keep) is not applied under PopulationBasedTraining: "
+                      "its exploits start from other trials' checkpoints, so every checkpoint stays", file=sys.stderr, flush=True)
         run = RunConfig(
             name=name,
             # A private cluster keeps its runs in the experiment's
@@ -222,18 +251,14 @@ class TrialRunner:
             # the sweep names a storage.
             storage_path=self.path if (self.local or self.run_config.storage_path) else None,
             failure_config=self.run_config.failure_config or FailureConfig(),
-            checkpoint_config=self.run_config.checkpoint_config,
+            checkpoint_config=checkpoints,
         )
-        resume = None
-        if request is not None:
-            from rtrain._session import Checkpoint
-
-            resume = Checkpoint(request.checkpoint, uri=request.checkpoint)
         tmp = tempfile.mkdtemp(prefix="rtrain-trial-")
         argv, outcome = _driver.prepare(
             functools.partial(_session._trial_main, fn, info), config, tmp,
             scaling_config=scaling, run_config=run, torch_config=torch_config,
-            resume_from_checkpoint=resume, name=name, where=self.cluster_flags + ["--group", self.name], local=self.local,
+            resume_from_checkpoint=None, name=name, where=self.cluster_flags + ["--group", self.name], local=self.local,
+            restart_from=request.checkpoint if request is not None else None,
         )
         self.jobs[trial.trial_id] = _Job(trial, argv, outcome, tmp)
         self.started_at[trial.trial_id] = time.monotonic()
@@ -316,7 +341,14 @@ class TrialRunner:
             elif e.get("state") in ("STARTING", "RUNNING"):
                 job.queued = False
         elif kind == "checkpoint" and e.get("checkpoint"):
-            trial.checkpoint = e["checkpoint"]["uri"]
+            c = e["checkpoint"]
+            trial.checkpoint = c["uri"]
+            # Its report's iteration: the newest result with its metrics
+            # (an upload may finish after later reports).
+            for it, metrics in reversed(self.recent.get(trial.trial_id, [])):
+                if metrics == c.get("metrics"):
+                    self.checkpoint_iteration[c["uri"]] = it
+                    break
             # Saved with the result it came with: a restored sweep resumes
             # the trial from here, its iterations counted on.
             self._changed()
@@ -328,6 +360,9 @@ class TrialRunner:
         tid = trial.trial_id
         self.iterations[tid] = self.iterations.get(tid, 0) + 1
         now = time.monotonic()
+        recent = self.recent.setdefault(tid, [])
+        recent.append((self.iterations[tid], metrics))
+        del recent[:-100]
         # Flattened, as Ray hands results on: {"val": {"loss": x}} is
         # "val/loss".
         result = flatten_dict(metrics)

@@ -9,6 +9,7 @@ reports of every trial reach the sweep's driver as its job's events.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any, Callable, Dict, Optional
 
 from rtrain import _session
@@ -17,18 +18,51 @@ from rtrain._session import Checkpoint
 # Set by the trial's entry (_trial_main) in the worker: who this trial is.
 _trial: Dict[str, Any] = {}
 
+# The file in a trial's checkpoint that holds the training_iteration it was
+# made at, so that a trial resumed from it (after a pause, a restart or a
+# PBT exploit) counts on from there, as Ray's function trainables do.
+_ITERATION_FILE = ".tune_iteration"
+
+# This process's training_iteration; None until the first report.
+_iteration: Optional[int] = None
+
+
+def _last_iteration() -> int:
+    global _iteration
+    if _iteration is None:
+        _iteration = 0
+        ckpt = _session.get_checkpoint()
+        if ckpt is not None:
+            try:
+                with open(os.path.join(ckpt.path, _ITERATION_FILE), encoding="utf-8") as f:
+                    _iteration = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                pass
+    return _iteration
+
 
 def report(metrics: Optional[Dict[str, Any]] = None, *, checkpoint: Optional[Checkpoint] = None, **kwargs: Any) -> None:
     """Reports a trial's metrics, and optionally a checkpoint.
 
     Both Ray forms work: tune.report({"score": s}, checkpoint=...) and the
-    old keyword form tune.report(score=s).
+    old keyword form tune.report(score=s). training_iteration is filled in,
+    counting on from the checkpoint the trial started from.
     """
+    global _iteration
     if metrics is None:
         metrics = kwargs
     elif kwargs:
         raise TypeError("tune.report: give the metrics as a dict or as keywords, not both")
+    it = _last_iteration() + 1
+    metrics = dict(metrics)
+    metrics.setdefault("training_iteration", it)
+    if checkpoint is not None:
+        path = checkpoint.path if isinstance(checkpoint, Checkpoint) else os.fspath(checkpoint)
+        if os.path.isdir(path):
+            with open(os.path.join(path, _ITERATION_FILE), "w", encoding="utf-8") as f:
+                f.write(str(it))
     _session.report(metrics, checkpoint=checkpoint)
+    _iteration = it
 
 
 def get_checkpoint() -> Optional[Checkpoint]:
