@@ -197,3 +197,43 @@ func TestSweepPBTExploitsBetterTrials(t *testing.T) {
 	}
 	assert.Positive(t, exploited, "some trial went on from a better one's checkpoint:\n%s", out)
 }
+
+// OptunaSearch through the Tuner, two trials at a time: num_samples trials
+// and no more, each told back to Optuna.
+func TestSweepWithOptuna(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	var got struct {
+		Trials int     `json:"trials"`
+		Errors int     `json:"errors"`
+		Best   float64 `json:"best"`
+	}
+	out := lastJSON(t, driver(t, ctx, "tune_search.py", "CASE=optuna", "STORAGE="+t.TempDir()), &got)
+	assert.Equal(t, 20, got.Trials, out)
+	assert.Zero(t, got.Errors)
+	assert.Greater(t, got.Best, -0.5, "the optimum is 0")
+}
+
+// HyperBand pauses trials at its milestones and resumes the winners from
+// their checkpoints; the losers stop early, none fails.
+func TestSweepWithHyperBand(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	var got struct {
+		Iterations map[string]int `json:"iterations"`
+		Errors     int            `json:"errors"`
+		Best       int            `json:"best"`
+	}
+	out := lastJSON(t, driver(t, ctx, "tune_search.py", "CASE=hyperband", "STORAGE="+t.TempDir()), &got)
+	require.Len(t, got.Iterations, 9, out)
+	assert.Zero(t, got.Errors)
+	assert.Equal(t, 9, got.Best)
+	assert.Equal(t, 9, got.Iterations["9"], "the best runs to max_t")
+	early := 0
+	for _, it := range got.Iterations {
+		if it < 9 {
+			early++
+		}
+	}
+	assert.Positive(t, early, "some trials were stopped at a milestone: %v", got.Iterations)
+}

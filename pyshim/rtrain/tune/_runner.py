@@ -177,6 +177,11 @@ class TrialRunner:
         """Asks the searcher for one more trial; False when it has none now."""
         if self.searcher_done:
             return False
+        if len(self.trials) >= self.num_samples:
+            # num_samples is the run's trial count (total_trials): a
+            # searcher other than the grid would go on suggesting forever.
+            self.searcher_done = True
+            return False
         trial_id = f"{uuid.uuid4().hex[:5]}_{len(self.trials) + 1:05d}"
         config = self.search_alg.suggest(trial_id)
         if config == "FINISHED" or (config is None and getattr(self.search_alg, "is_finished", lambda: False)()):

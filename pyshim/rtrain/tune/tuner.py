@@ -137,7 +137,7 @@ class Tuner:
         from rtrain.tune._runner import TrialRunner
         from rtrain.tune.schedulers.trial_scheduler import FIFOScheduler, configure_scheduler
         from rtrain.tune.search.basic_variant import BasicVariantGenerator
-        from rtrain.tune.search.searcher import configure_searcher
+        from rtrain.tune.search.searcher import configure_searcher, total_trials
 
         tc = self._tune_config
         if tc.mode not in (None, "min", "max"):
@@ -158,7 +158,8 @@ class Tuner:
         results_dir = self._path if "://" not in self._path else os.path.join(os.path.expanduser("~"), "rtrain_results")
         with SweepCluster(results_dir) as cluster:
             runner = TrialRunner(
-                self._trainable, searcher=searcher, scheduler=scheduler, num_samples=num_samples,
+                self._trainable, searcher=searcher, scheduler=scheduler,
+                num_samples=total_trials(searcher, self._param_space, num_samples),
                 experiment_name=self._name, experiment_path=self._path, cluster_flags=cluster.flags(),
                 local=cluster.private,
                 run_config=self._run_config, max_concurrent=tc.max_concurrent_trials or 0,
