@@ -100,7 +100,9 @@ func runDriver(ctx context.Context, o driverOptions, log *slog.Logger) (section,
 				return section{}, err
 			}
 			runs[v] = append(runs[v], r)
-			log.Info("run", "round", round+1, "variant", v, "took", r.took.Round(time.Millisecond), "body", r.at["body"].Round(time.Millisecond))
+			job, other := driverBusy([]driverRun{r})
+			log.Info("run", "round", round+1, "variant", v, "took", r.took.Round(time.Millisecond), "body", r.at["body"].Round(time.Millisecond),
+				"busy_job", fmt.Sprintf("%.2f", job), "busy_other", fmt.Sprintf("%.2f", other))
 		}
 		p, err := b.probe(ctx)
 		if err != nil {
