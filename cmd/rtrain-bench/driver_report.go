@@ -123,7 +123,11 @@ func renderDriver(r driverReport, runs map[string][]driverRun, probes []driverPr
 	fmt.Fprintf(&b, "| variant | end to end | ÷ rtrain fit | cores busy: job + other |\n|---|---|---|---|\n")
 	fmt.Fprintf(&b, "| `rtrain fit` | %s | 1.00 | %.2f + %.2f |\n", fmtStats(f), fj, fo)
 	fmt.Fprintf(&b, "| `TorchTrainer.fit()` | %s | %.2f | %.2f + %.2f |\n", fmtStats(d), 1+overhead, dj, do)
-	fmt.Fprintf(&b, "\n\"Cores busy\" is the CPU time used during the run over its wall time (median): by the job's processes (the workers, `rtrain fit`, and the driver where there is one) and by everything else on the machine, out of its %d cores.\n", r.cores)
+	fmt.Fprintf(&b, "\n\"Cores busy\" is the CPU time used during the run over its wall time (median): by the job's processes (the workers, `rtrain fit`, and the driver where there is one) and by everything else on the machine, out of its %d cores.", r.cores)
+	if other := max(fo, do); other >= 0.25 {
+		fmt.Fprintf(&b, " Other work on the machine took %.2f of them during these runs, so their times spread more than the job's own would.", other)
+	}
+	b.WriteString("\n")
 	// Within each round, the two ran one after the other: the median of
 	// the rounds' own ratios leaves out drift from round to round.
 	// (pairedRatio's anchor over its contender: the driver's over rtrain fit's.)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -27,17 +28,19 @@ func TestDriverSection(t *testing.T) {
 	}
 	// The driver's runs: fit() called at 0.8 s, its job as long as
 	// rtrain fit's from there, but for 0.1 s more teardown.
-	drv := func(took float64) driverRun {
-		return drvRun(took, 1.25, 1.25, map[string]float64{"start": 0.01, "fit": 0.8, "body": 2.8, "done": took - 0.6})
+	drvBusy := func(took, other float64) driverRun {
+		return drvRun(took, 1.25, 1.25+other, map[string]float64{"start": 0.01, "fit": 0.8, "body": 2.8, "done": took - 0.6})
 	}
+	drv := func(took float64) driverRun { return drvBusy(took, 0) }
 	probes := []driverProbe{
 		{interpreter: secs(0.012), imports: secs(0.05), torch: secs(0.7), pickle: secs(0.0007), version: secs(0.009)},
 		{interpreter: secs(0.014), imports: secs(0.07), torch: secs(0.9), pickle: secs(0.0009), version: secs(0.011)},
 	}
 	tests := []struct {
-		name  string
-		drv   []driverRun
-		wants []string
+		name   string
+		drv    []driverRun
+		wants  []string
+		absent []string
 	}{
 		{
 			name: "over the goal",
@@ -56,6 +59,12 @@ func TestDriverSection(t *testing.T) {
 				"(`rtrain version`, once a process) 10.0 ms.",
 				"pays `import torch`, 800 ms here,",
 			},
+			absent: []string{"Other work"},
+		},
+		{
+			name:  "other work on the machine",
+			drv:   []driverRun{drvBusy(7.7, 0.5), drvBusy(7.7, 0.5), drvBusy(9, 0.25)},
+			wants: []string{"| `TorchTrainer.fit()` | 7.70 s (9.00) | 1.10 | 1.25 + 0.50 |", "Other work on the machine took 0.50 of them during these runs"},
 		},
 		{
 			name:  "within the goal",
@@ -71,6 +80,11 @@ func TestDriverSection(t *testing.T) {
 				t.Errorf("heading = %q, want %q", sec.heading, driverHeading)
 			}
 			requireContains(t, sec.body, append([]string{"Measured on X.\n\n", "binary under test (v1.2.3)", "(with 3 rounds, p95 is the slowest run)", "out of its 2 cores"}, tt.wants...)...)
+			for _, a := range tt.absent {
+				if strings.Contains(sec.body, a) {
+					t.Errorf("has %q:\n%s", a, sec.body)
+				}
+			}
 		})
 	}
 }
