@@ -53,8 +53,10 @@ test-short:
 # checkpoint throughput (1 GiB to and from MinIO, and to a local directory)
 # against a plain disk write and loopback TCP; report() against a copy; the
 # scheduler at 10,000 nodes; heartbeat fan-in from 10,000 agents; recovery
-# from a killed worker against torchrun --max_restarts. It rewrites
-# docs/BENCHMARKS.md and its charts (about 25 minutes on 2 cores;
+# from a killed worker against torchrun --max_restarts; the Python driver's
+# overhead, a 4-worker job through TorchTrainer.fit() against rtrain fit of
+# the same script (the wheel built from bin/rtrain, in a venv). It rewrites
+# docs/BENCHMARKS.md and its charts (about 30 minutes on 2 cores;
 # `-only NAME` runs one section and keeps the others).
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./...

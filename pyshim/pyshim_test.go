@@ -163,12 +163,16 @@ func TestCloseEndsOpenConnections(t *testing.T) {
 }
 
 // The shim must not import torch at import time: that second belongs to the
-// script, not to rtrain's launch path. Any python3 will do for this.
+// script, not to rtrain's launch path, nor to a driver that runs
+// TorchTrainer, whose workers import it. Any python3 will do for this.
 func TestShimImportsNothingHeavy(t *testing.T) {
 	py, dir := pythonWithShim(t)
 	cmd := exec.Command(py, "-c", `
 import sys, rtrain
 assert "torch" not in sys.modules, "import rtrain imported torch"
+from rtrain.torch import TorchConfig, TorchTrainer
+TorchTrainer(lambda: None, scaling_config=rtrain.ScalingConfig(num_workers=2), torch_config=TorchConfig(backend="gloo"))
+assert "torch" not in sys.modules, "rtrain.torch's TorchTrainer imported torch"
 ctx = rtrain.get_context()
 assert (ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_rank()) == (0, 1, 0)
 assert rtrain.get_checkpoint() is None

@@ -27,6 +27,7 @@ type options struct {
 	only   string // "" for every benchmark
 	out    string
 	launch launchOptions
+	driver driverOptions
 	ckpt   ckptOptions
 	report reportOptions
 	sched  schedOptions
@@ -64,6 +65,9 @@ var benchmarks = []benchmark{
 	{name: "recovery", run: func(ctx context.Context, o options, log *slog.Logger) (section, error) {
 		return runRecovery(ctx, o.rec, log)
 	}},
+	{name: "driver", run: func(ctx context.Context, o options, log *slog.Logger) (section, error) {
+		return runDriver(ctx, o.driver, log)
+	}},
 	{name: "teardown", optIn: true, run: func(ctx context.Context, o options, log *slog.Logger) (section, error) {
 		return runTeardown(ctx, o.soak, log)
 	}},
@@ -82,8 +86,8 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "run one benchmark ("+strings.Join(benchmarkNames(), ", ")+") and keep the others' sections of BENCHMARKS.md (default: all)")
 	flag.StringVar(&o.out, "out", "docs", "directory for BENCHMARKS.md and the charts")
 	rounds := flag.Int("rounds", 10, "rounds: in each, every contender of a benchmark runs once (for launch, once per worker count)")
-	flag.StringVar(&o.launch.rtrain, "rtrain", "bin/rtrain", "launch: the rtrain binary")
-	flag.StringVar(&o.launch.python, "python", "/usr/bin/python3", "launch: python with torch, for torchrun and the floor")
+	flag.StringVar(&o.launch.rtrain, "rtrain", "bin/rtrain", "launch: the rtrain binary (driver: the one its wheel carries)")
+	flag.StringVar(&o.launch.python, "python", "/usr/bin/python3", "launch: python with torch, for torchrun and the floor; driver: the python the venv is made from")
 	workers := flag.String("workers", "1,2,4", "launch: worker counts")
 	size := flag.String("ckpt-size", "1GiB", "checkpoint: the checkpoint's size (e.g. 1GiB, 256MiB; at least 1MiB)")
 	flag.StringVar(&o.ckpt.dir, "ckpt-dir", os.TempDir(), "checkpoint: where to write the checkpoint, its copies and MinIO's data: the disk measured")
@@ -114,6 +118,7 @@ func main() {
 	o.report = reportOptions{rounds: *rounds, rtrain: o.launch.rtrain, python: o.launch.python, sizeMB: 256}
 	o.sched = schedOptions{rounds: *rounds, duration: 3 * time.Second}
 	o.beat = heartbeatOptions{rounds: *rounds, agents: 10_000, conns: 200, window: 20 * time.Second}
+	o.driver = driverOptions{rounds: *rounds, rtrain: o.launch.rtrain, python: o.launch.python}
 	o.rec = recoveryOptions{rounds: *rounds, rtrain: o.launch.rtrain, python: o.launch.python}
 	o.soak = teardownOptions{runs: *soakRuns, rtrain: o.launch.rtrain, python: o.launch.python}
 	if *soakRuns < 1 {

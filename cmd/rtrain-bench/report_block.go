@@ -58,16 +58,13 @@ func runReport(ctx context.Context, o reportOptions, log *slog.Logger) (section,
 func parseReportBench(out string) (copies, reports []time.Duration, err error) {
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
-		_, rest, ok := strings.Cut(sc.Text(), "BENCH ")
+		name, d, ok, err := benchLine(sc.Text())
+		if err != nil {
+			return nil, nil, err
+		}
 		if !ok {
 			continue
 		}
-		name, secs, _ := strings.Cut(rest, " ")
-		f, err := strconv.ParseFloat(strings.TrimSpace(secs), 64)
-		if err != nil {
-			return nil, nil, fmt.Errorf("bad line %q: %w", sc.Text(), err)
-		}
-		d := time.Duration(f * float64(time.Second))
 		switch name {
 		case "copy":
 			copies = append(copies, d)
@@ -79,6 +76,21 @@ func parseReportBench(out string) (copies, reports []time.Duration, err error) {
 		return nil, nil, fmt.Errorf("want as many copy as report figures, got %d and %d:\n%s", len(copies), len(reports), out)
 	}
 	return copies, reports, nil
+}
+
+// benchLine reads a bench script's "BENCH NAME SECONDS" line, anywhere in
+// line (after a rank prefix, say); ok is false for any other line.
+func benchLine(line string) (name string, d time.Duration, ok bool, err error) {
+	_, rest, ok := strings.Cut(line, "BENCH ")
+	if !ok {
+		return "", 0, false, nil
+	}
+	name, secs, _ := strings.Cut(rest, " ")
+	f, err := strconv.ParseFloat(strings.TrimSpace(secs), 64)
+	if err != nil {
+		return "", 0, false, fmt.Errorf("bad line %q: %w", line, err)
+	}
+	return name, time.Duration(f * float64(time.Second)), true, nil
 }
 
 func renderReport(o reportOptions, copies, reports []time.Duration) section {

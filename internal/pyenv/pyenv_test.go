@@ -49,3 +49,27 @@ func TestVenvIsBuiltOnce(t *testing.T) {
 		t.Errorf("rtrain, python and VIRTUAL_ENV = %q, want %q", got, want)
 	}
 }
+
+func TestBinaryVersion(t *testing.T) {
+	tests := []struct {
+		name, prints, want string
+		wantErr            bool
+	}{
+		{name: "release", prints: "rtrain v1.2.3 (commit 0123456789ab, go1.26 linux/amd64)", want: "v1.2.3"},
+		{name: "dirty describe", prints: "rtrain v0.0.0-1-g0123abc-dirty (commit unknown, go1.26 linux/amd64)", want: "v0.0.0-1-g0123abc-dirty"},
+		{name: "another program", prints: "torchrun 1.13", wantErr: true},
+		{name: "nothing", prints: "", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bin := filepath.Join(t.TempDir(), "rtrain")
+			if err := os.WriteFile(bin, []byte("#!/bin/sh\necho '"+tt.prints+"'\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			got, err := BinaryVersion(bin)
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Errorf("BinaryVersion = %q, %v; want %q, error %v", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}

@@ -1,7 +1,11 @@
-"""PyTorch helpers: Ray Train's prepare_model and prepare_data_loader.
+"""PyTorch helpers: Ray Train's TorchTrainer, prepare_model and prepare_data_loader.
 
 Imported on demand (rtrain.torch), so scripts that never use it never pay for
-importing torch through rtrain.
+importing torch through rtrain. Importing it imports no torch either: the
+helpers import it on their first call, so a driver that only runs
+TorchTrainer(...).fit() never loads torch, which takes about a second on a
+small machine before the job starts and some more to unload at exit; the
+workers import it.
 """
 
 from __future__ import annotations
@@ -9,21 +13,19 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
-import torch
-import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
-
 from rtrain import _env
+from rtrain._config import TorchConfig
 from rtrain._context import get_context
 
-__all__ = ["TorchConfig", "TorchTrainer", "get_device", "get_devices", "prepare_data_loader", "prepare_model"]
-
-from rtrain._config import TorchConfig  # noqa: E402
-
 if TYPE_CHECKING:
+    import torch
+    from torch.utils.data import DataLoader
+
     from rtrain._config import RunConfig, ScalingConfig
     from rtrain._result import Result
     from rtrain._session import Checkpoint
+
+__all__ = ["TorchConfig", "TorchTrainer", "get_device", "get_devices", "prepare_data_loader", "prepare_model"]
 
 
 class TorchTrainer:
@@ -117,6 +119,8 @@ def get_device() -> torch.device:
     rtrain sets RTRAIN_CUDA_DEVICE to the worker's index among the GPUs it can
     see (CUDA_VISIBLE_DEVICES), whatever the isolation level.
     """
+    import torch
+
     index = os.environ.get(_env.CUDA_DEVICE, "")
     if index != "" and torch.cuda.is_available():
         return torch.device("cuda", int(index))
@@ -129,6 +133,8 @@ def get_devices() -> list:
 
 
 def _init_process_group(device):
+    import torch.distributed as dist
+
     if dist.is_initialized():
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
@@ -146,6 +152,8 @@ def prepare_model(
     Initialises the process group (nccl on GPU, gloo on CPU) if the script has
     not. With one worker the model is returned unwrapped, as in Ray.
     """
+    import torch
+
     device = get_device()
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -182,6 +190,8 @@ class _DeviceLoader:
 
 
 def _to_device(batch, device):
+    import torch
+
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, (list, tuple)):
@@ -198,6 +208,8 @@ def prepare_data_loader(data_loader: DataLoader, add_dist_sampler: bool = True, 
     `.sampler`, so `loader.sampler.set_epoch(epoch)` reshuffles per epoch as
     in Ray's examples. On a GPU worker batches are moved to its device.
     """
+    from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
     ctx = get_context()
     loader = data_loader
     if add_dist_sampler and ctx.get_world_size() > 1 and not isinstance(data_loader.sampler, DistributedSampler):
