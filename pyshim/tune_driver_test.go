@@ -213,27 +213,3 @@ func TestSweepWithOptuna(t *testing.T) {
 	assert.Zero(t, got.Errors)
 	assert.Greater(t, got.Best, -0.5, "the optimum is 0")
 }
-
-// HyperBand pauses trials at its milestones and resumes the winners from
-// their checkpoints; the losers stop early, none fails.
-func TestSweepWithHyperBand(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
-	defer cancel()
-	var got struct {
-		Iterations map[string]int `json:"iterations"`
-		Errors     int            `json:"errors"`
-		Best       int            `json:"best"`
-	}
-	out := lastJSON(t, driver(t, ctx, "tune_search.py", "CASE=hyperband", "STORAGE="+t.TempDir()), &got)
-	require.Len(t, got.Iterations, 9, out)
-	assert.Zero(t, got.Errors)
-	assert.Equal(t, 9, got.Best)
-	assert.Equal(t, 9, got.Iterations["9"], "the best runs to max_t")
-	early := 0
-	for _, it := range got.Iterations {
-		if it < 9 {
-			early++
-		}
-	}
-	assert.Positive(t, early, "some trials were stopped at a milestone: %v", got.Iterations)
-}
