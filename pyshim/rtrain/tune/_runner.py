@@ -276,12 +276,16 @@ class TrialRunner:
             while True:
                 self._launch(sel)
                 if not self.jobs:
-                    if self._finished():
+                    if self._finished() or not self._pending():
                         return
-                    if not self._pending():
-                        # Nothing runs and nothing can start: the searcher
-                        # waits on results it will never get.
-                        return
+                    # Nothing runs and the scheduler starts none of the
+                    # waiting trials (a HyperBand bracket whose other
+                    # members ended): they are dropped, as Ray drops the
+                    # trials left at a run's end, and the scheduler asked
+                    # again; the sweep ends once none is left.
+                    for trial in [t for t in self.trials if t.status in (Trial.PENDING, Trial.PAUSED)]:
+                        self.stop_trial(trial)
+                    continue
                 for key, _ in sel.select(timeout=0.5):
                     job, kind = key.data
                     for line in job.lines(key.fd):
@@ -449,10 +453,15 @@ class TrialRunner:
             self.on_change(self)
 
 
-def _trainable_name(trainable: Any) -> str:
-    from rtrain.torch import TorchTrainer  # noqa: F401  (only named here)
+def _is_torch_trainer(trainable: Any) -> bool:
+    # rtrain.torch loads torch only when a helper runs: importing it is cheap.
+    from rtrain.torch import TorchTrainer
 
-    if type(trainable).__name__ == "TorchTrainer":
+    return isinstance(trainable, TorchTrainer)
+
+
+def _trainable_name(trainable: Any) -> str:
+    if _is_torch_trainer(trainable):
         return "TorchTrainer"
     name = getattr(trainable, "__name__", None) or type(trainable).__name__
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name).lstrip("._-") or "trainable"
@@ -461,7 +470,7 @@ def _trainable_name(trainable: Any) -> str:
 def _job_of(trainable: Any, config: Dict[str, Any]) -> Tuple[Callable[..., Any], Any, ScalingConfig, Optional[Dict[str, Any]]]:
     """A trial's job: the function its workers run, its config, its
     workers, and how to set up torch.distributed (None: not at all)."""
-    if type(trainable).__name__ == "TorchTrainer":
+    if _is_torch_trainer(trainable):
         # Ray Train V1's style: Tuner(TorchTrainer(...), param_space=
         # {"train_loop_config": {...}}), the trial's values merged in.
         merged = dict(trainable.train_loop_config or {})
@@ -481,9 +490,7 @@ def _scaling(resources: Any) -> ScalingConfig:
         return ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1})
     if not isinstance(resources, dict):
         raise ValueError(f"tune.with_resources: give a dict such as {{'cpu': 2, 'gpu': 1}}, got {type(resources).__name__}")
-    per: Dict[str, float] = {}
-    for k, v in resources.items():
-        key = {"cpu": "CPU", "gpu": "GPU"}.get(k.lower(), k) if k.lower() in ("cpu", "gpu") else k
-        per[key] = v
+    # Ray's with_resources spells them cpu and gpu; ScalingConfig CPU and GPU.
+    per = {k.upper() if k.lower() in ("cpu", "gpu") else k: v for k, v in resources.items()}
     per.setdefault("CPU", 1)
     return ScalingConfig(num_workers=1, use_gpu=bool(per.get("GPU")), resources_per_worker=per)
