@@ -213,3 +213,31 @@ func TestSweepWithOptuna(t *testing.T) {
 	assert.Zero(t, got.Errors)
 	assert.Greater(t, got.Best, -0.5, "the optimum is 0")
 }
+
+// HyperBand pauses trials at its milestones and resumes the winners from
+// their checkpoints; the losers stop early, none fails.
+func TestSweepWithHyperBand(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	var got struct {
+		Iterations map[string]int `json:"iterations"`
+		Resumed    map[string]int `json:"resumed"`
+		Errors     int            `json:"errors"`
+		Best       int            `json:"best"`
+	}
+	out := lastJSON(t, driver(t, ctx, "tune_search.py", "CASE=hyperband", "STORAGE="+t.TempDir()), &got)
+	// max_t=9, eta=3: brackets of 3 trials to 9 (no halving), 5 trials
+	// halved at 3 to the best 2, and 1 trial halved at 1 and 3 to itself;
+	// the grid fills them in order.
+	assert.Equal(t, map[string]int{"1": 9, "2": 9, "3": 9, "4": 3, "5": 3, "6": 3, "7": 9, "8": 9, "9": 9}, got.Iterations, out)
+	assert.Zero(t, got.Errors, "a stop at a milestone is not a failure")
+	assert.Equal(t, 9, got.Best)
+	// Of the two that go on from the 5-trial bracket, the one whose
+	// report completed the milestone continues at once; one paused there
+	// goes on from the checkpoint of its milestone's report.
+	require.NotEmpty(t, got.Resumed, out)
+	for v, from := range got.Resumed {
+		assert.Contains(t, []string{"7", "8"}, v, "only winners resume")
+		assert.Equal(t, 3, from, "trial %s resumed from its milestone's checkpoint", v)
+	}
+}

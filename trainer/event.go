@@ -79,6 +79,9 @@ type Event struct {
 	Line   string
 
 	Metrics pyshim.Metrics
+	// WithCheckpoint, on a report: the rank attached files, which become
+	// a checkpoint (an EventCheckpoint) once every rank has reported.
+	WithCheckpoint bool `json:",omitempty"`
 
 	Exit *WorkerExit
 

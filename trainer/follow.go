@@ -134,7 +134,7 @@ func (f *follower) handle(e cluster.Event) {
 			j.res.Reports++
 			j.keepHistory(e.Report.Metrics)
 		}
-		j.emit(Event{Type: EventReport, Time: e.Time, Rank: e.Rank, Node: e.NodeID, Metrics: e.Report.Metrics})
+		j.emit(Event{Type: EventReport, Time: e.Time, Rank: e.Rank, Node: e.NodeID, Metrics: e.Report.Metrics, WithCheckpoint: e.Staged != ""})
 		f.ckpts.report(e)
 	case cluster.CheckpointLost:
 		if f.ckptErr == nil && !f.workerFailed {

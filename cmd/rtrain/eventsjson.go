@@ -23,7 +23,9 @@ type eventLine struct {
 	Message    string             `json:"message,omitempty"`
 	Metrics    *pyshim.Metrics    `json:"metrics,omitempty"`
 	Checkpoint *outcomeCheckpoint `json:"checkpoint,omitempty"`
-	Attempt    int                `json:"attempt,omitempty"`
+	// WithCheckpoint, on a report: its checkpoint event is to come.
+	WithCheckpoint bool `json:"with_checkpoint,omitempty"`
+	Attempt        int  `json:"attempt,omitempty"`
 }
 
 // eventStream writes a job's events as JSON lines, one flushed write each,
@@ -54,6 +56,7 @@ func (s *eventStream) event(e trainer.Event) {
 			return
 		}
 		line.Metrics = &e.Metrics
+		line.WithCheckpoint = e.WithCheckpoint
 	case trainer.EventCheckpoint:
 		if e.Checkpoint == nil {
 			return

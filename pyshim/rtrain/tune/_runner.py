@@ -67,6 +67,14 @@ class _Job:
         self.queued = False
         self.said_queued = False
         self.stopping: Optional[str] = None  # the status the trial takes once stopped
+        # Checkpoints reported, and committed; a pause waits for the
+        # commit of those reported before it (signal_at).
+        self.reported = self.committed = 0
+        self.signal_at: Optional[int] = None
+        self.signalled = False
+        # The checkpoints reported up to the pause: the trial resumes from
+        # the last of them, not from any the job made after.
+        self.paused_at: Optional[int] = None
         self.started = time.monotonic()
 
     def lines(self, fd: int) -> List[bytes]:
@@ -89,9 +97,40 @@ class _Job:
         return out
 
     def stop(self, status: str) -> None:
-        """Cancels the job; the trial becomes status once it has ended."""
-        if self.stopping is None and self.proc.poll() is None:
+        """Cancels the job; the trial becomes status once it has ended. A
+        stop while a pause is under way makes the pause a stop."""
+        if self.proc.poll() is not None:
+            return
+        if self.stopping is None or status == Trial.TERMINATED:
             self.stopping = status
+            self._signal()
+
+    def pause(self) -> None:
+        """Cancels the job once the checkpoints it has reported are
+        committed: the trial resumes from the one of its last result, as a
+        paused trial in Ray does (its report returned once stored)."""
+        if self.stopping is not None or self.proc.poll() is not None:
+            return
+        self.stopping = Trial.PAUSED
+        self.signal_at = self.paused_at = self.reported
+        if self.committed >= self.reported:
+            self._signal()
+
+    def on_checkpoint(self) -> bool:
+        """Counts a committed checkpoint; False when it came after the
+        pause and is not the trial's to resume from."""
+        self.committed += 1
+        if self.signal_at is not None and self.committed >= self.signal_at:
+            self._signal()
+        return not self.paused() or self.committed <= self.paused_at  # type: ignore[operator]
+
+    def paused(self) -> bool:
+        return self.stopping == Trial.PAUSED and self.paused_at is not None
+
+    def _signal(self) -> None:
+        self.signal_at = None
+        if not self.signalled and self.proc.poll() is None:
+            self.signalled = True
             self.proc.send_signal(signal.SIGINT)
 
     def close(self) -> None:
@@ -149,6 +188,9 @@ class TrialRunner:
         # the iteration each checkpoint was made at.
         self.recent: Dict[str, List[Tuple[int, Dict[str, Any]]]] = {}
         self.checkpoint_iteration: Dict[str, int] = {}
+        # A paused trial's checkpoint at its pause: the job may have
+        # committed later ones before it stopped, and resuming takes this.
+        self.resume_at: Dict[str, str] = {}
         for t in self.trials:
             # A restored trial counts on from its last saved result.
             self.iterations[t.trial_id] = int(t.last_result.get(TRAINING_ITERATION, 0) or 0)
@@ -230,6 +272,8 @@ class TrialRunner:
             it = self.checkpoint_iteration.get(request.checkpoint, src.get(TRAINING_ITERATION))
             if it is not None:
                 self.iterations[trial.trial_id] = int(it)
+        restart_from = request.checkpoint if request is not None else self.resume_at.get(trial.trial_id)
+        self.resume_at.pop(trial.trial_id, None)
         name = self.trial_name(trial)
         fn, config, scaling, torch_config = _job_of(self.trainable, trial.config)
         info = {
@@ -263,7 +307,7 @@ class TrialRunner:
             functools.partial(_session._trial_main, fn, info), config, tmp,
             scaling_config=scaling, run_config=run, torch_config=torch_config,
             resume_from_checkpoint=None, name=name, where=self.cluster_flags + ["--group", self.name], local=self.local,
-            restart_from=request.checkpoint if request is not None else None,
+            restart_from=restart_from,
         )
         self.jobs[trial.trial_id] = _Job(trial, argv, outcome, tmp)
         self.started_at[trial.trial_id] = time.monotonic()
@@ -324,6 +368,10 @@ class TrialRunner:
                 if not self._new_trial():
                     return
                 continue
+            if trial.trial_id in self.jobs:
+                # Paused and chosen again before its job has ended: it
+                # starts once that job is gone.
+                return
             self._start(trial)
             job = self.jobs[trial.trial_id]
             sel.register(job.events.fileno(), selectors.EVENT_READ, (job, "events"))
@@ -350,6 +398,8 @@ class TrialRunner:
             elif e.get("state") in ("STARTING", "RUNNING"):
                 job.queued = False
         elif kind == "checkpoint" and e.get("checkpoint"):
+            if not job.on_checkpoint():
+                return
             c = e["checkpoint"]
             trial.checkpoint = c["uri"]
             # Its report's iteration: the newest result with its metrics
@@ -361,8 +411,11 @@ class TrialRunner:
             # Saved with the result it came with: a restored sweep resumes
             # the trial from here, its iterations counted on.
             self._changed()
-        elif kind == "report" and job.stopping is None:
-            self._result(job, e.get("metrics") or {})
+        elif kind == "report":
+            if e.get("with_checkpoint"):
+                job.reported += 1
+            if job.stopping is None:
+                self._result(job, e.get("metrics") or {})
 
     def _result(self, job: _Job, metrics: Dict[str, Any]) -> None:
         trial = job.trial
@@ -390,7 +443,13 @@ class TrialRunner:
             return
         self.search_alg.on_trial_result(tid, result)
         if decision == TrialScheduler.PAUSE:
-            job.stop(Trial.PAUSED)
+            # PAUSED for the scheduler at once, as in Ray, though the job
+            # takes a moment to end: a synchronous scheduler (HyperBand)
+            # halves a bracket only over trials it knows are not running,
+            # and a trial it thinks still runs would be handed the
+            # verdict meant for the one reporting.
+            job.pause()
+            trial.status = Trial.PAUSED
 
     def _should_stop(self, trial_id: str, result: Dict[str, Any]) -> bool:
         stop = self.run_config.stop
@@ -415,11 +474,13 @@ class TrialRunner:
             result = Result(metrics=trial.last_result or None, checkpoint=None, error=err)
         finally:
             job.close()
-        if result.checkpoint is not None:
+        if result.checkpoint is not None and not job.paused():
             trial.checkpoint = result.checkpoint.path
         self.results[tid] = result
         if job.stopping == Trial.PAUSED:
             trial.status = Trial.PAUSED
+            if trial.checkpoint:
+                self.resume_at[tid] = trial.checkpoint
         elif job.stopping == Trial.TERMINATED or result.error is None:
             trial.status = Trial.TERMINATED
             if result.error is None and job.stopping is None and trial.last_result:

@@ -17,12 +17,13 @@ def curve(config):
     if ckpt:
         with ckpt.as_directory() as d:
             step = int(open(os.path.join(d, "step")).read())
+    start = step
     while step < 9:
         step += 1
         with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, "step"), "w") as f:
                 f.write(str(step))
-            tune.report({"score": config["v"] * step, "resumed_at": step if ckpt else 0},
+            tune.report({"score": config["v"] * step, "resumed_from": start},
                         checkpoint=rtrain.Checkpoint.from_directory(d))
 
 
@@ -53,7 +54,7 @@ if __name__ == "__main__":
         ).fit()
         print(json.dumps({
             "iterations": {str(r.config["v"]): r.metrics["training_iteration"] for r in results},
-            "resumed": sorted(str(r.config["v"]) for r in results if r.metrics.get("resumed_at")),
+            "resumed": {str(r.config["v"]): r.metrics["resumed_from"] for r in results if r.metrics.get("resumed_from")},
             "errors": results.num_errors,
             "best": results.get_best_result().config["v"],
         }))
