@@ -34,4 +34,8 @@ const (
 	// function (FunctionModule) leaves what rank 0's function returned
 	// (ReadReturn).
 	ReturnFileEnv = "RTRAIN_RETURN_FILE"
+	// BinaryEnv names the rtrain binary that runs the worker's node, for
+	// a function that itself runs rtrain (a sweep trial's TorchTrainer):
+	// the package on the worker's PYTHONPATH carries no binary.
+	BinaryEnv = "RTRAIN_BINARY"
 )

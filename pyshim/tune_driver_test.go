@@ -241,3 +241,38 @@ func TestSweepWithHyperBand(t *testing.T) {
 		assert.Equal(t, 3, from, "trial %s resumed from its milestone's checkpoint", v)
 	}
 }
+
+// Ray Train V2's style: each trial's trainable builds a TorchTrainer of 2
+// workers and calls fit(); TuneReportCallback passes its reports up as the
+// trial's, and the training run is named after the trial.
+func TestSweepOfTrainablesThatFitTorchTrainers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	var got struct {
+		Trials []struct {
+			ID        string  `json:"id"`
+			Iteration int     `json:"iteration"`
+			Final     float64 `json:"final"`
+			Outer     string  `json:"outer"`
+			Run       string  `json:"run"`
+			LR        float64 `json:"lr"`
+		} `json:"trials"`
+		Losses  [][]float64 `json:"losses"`
+		Errors  int         `json:"errors"`
+		Outside *string     `json:"outside"`
+	}
+	marker := testutil.Marker(t)
+	out := lastJSON(t, driver(t, ctx, "tune_v2.py", "STORAGE="+t.TempDir(), marker), &got)
+	require.Len(t, got.Trials, 2, out)
+	assert.Zero(t, got.Errors)
+	for _, tr := range got.Trials {
+		assert.Equal(t, 4, tr.Iteration, "three reports passed up, then the trainable's own")
+		assert.Equal(t, tr.LR, tr.Final)
+		assert.Equal(t, tr.ID, tr.Outer, "get_context().get_trial_id() in the trial")
+		assert.Equal(t, "trainable_"+tr.ID+"_TorchTrainer", tr.Run)
+	}
+	assert.InDeltaSlice(t, []float64{0.3, 0.2, 0.1}, got.Losses[0], 1e-9)
+	assert.InDeltaSlice(t, []float64{0.6, 0.4, 0.2}, got.Losses[1], 1e-9)
+	assert.Nil(t, got.Outside, "get_trial_id() is None outside a sweep")
+	testutil.NoProcesses(t, marker, 10*time.Second)
+}

@@ -417,6 +417,9 @@ func (g *Group) agentEnv(env []string, ws cluster.WorkerSpec, sockPath, exitFile
 		m[pyshim.CheckpointURIEnv] = r.URI
 		m[pyshim.CheckpointIndexEnv] = strconv.Itoa(r.Index)
 	}
+	if exe, err := os.Executable(); err == nil {
+		m[pyshim.BinaryEnv] = exe
+	}
 	if p := m["PYTHONPATH"]; p != "" {
 		m["PYTHONPATH"] = g.agent.shimDir + string(os.PathListSeparator) + p
 	} else {

@@ -39,6 +39,12 @@ def binary_path() -> str:
     from a wheel.
     """
     if not os.path.isfile(_BIN):
+        # A worker's package comes from its agent, which names its binary.
+        from rtrain import _env
+
+        node = os.environ.get(_env.BINARY)
+        if node and os.path.isfile(node):
+            return node
         raise RuntimeError(
             f"rtrain: no rtrain binary at {_BIN}: this rtrain package was not installed from a wheel; "
             "run `make wheel && pip install dist/rtrain-*.whl` (or `make run` for Debian's python3)"

@@ -1,8 +1,16 @@
 """The worker's place in the job, read from the torchrun environment rtrain sets."""
 
 import os
+import sys
+from typing import Any, Dict, Optional
 
 from rtrain import _env
+
+
+def _tune_trial() -> Dict[str, Any]:
+    # Only a trial's process has imported the Tune session.
+    session = sys.modules.get("rtrain.tune._session")
+    return getattr(session, "_trial", {}) if session is not None else {}
 
 
 def _int(name: str, default: int = 0) -> int:
@@ -31,10 +39,17 @@ class TrainContext:
         return _int("LOCAL_WORLD_SIZE", 1)
 
     def get_trial_name(self) -> str:
-        return os.environ.get(_env.RUN_NAME, "")
+        return _tune_trial().get("trial_name") or os.environ.get(_env.RUN_NAME, "")
 
     def get_experiment_name(self) -> str:
         return self.get_trial_name()
+
+    def get_trial_id(self) -> Optional[str]:
+        """The Tune trial this process runs in; None outside a sweep."""
+        return _tune_trial().get("trial_id")
+
+    def get_trial_dir(self) -> Optional[str]:
+        return _tune_trial().get("trial_dir")
 
     def get_restart_count(self) -> int:
         return _int("TORCHELASTIC_RESTART_COUNT")

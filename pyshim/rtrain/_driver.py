@@ -89,6 +89,9 @@ def shutdown() -> None:
 
 def _machine_flags() -> List[str]:
     flags: List[str] = []
+    if _init.get("where") is not None:
+        # Inside a sweep's trial: its cluster and group (_use_trial_cluster).
+        return list(_init["where"])
     address = _init.get("address")
     if address:
         return ["--address", address]
@@ -102,7 +105,17 @@ def _machine_flags() -> List[str]:
 
 
 def _remote() -> bool:
+    if "local" in _init:
+        return not _init["local"]
     return bool(_init.get("address") or os.environ.get(_settings.ADDRESS))
+
+
+def _use_trial_cluster(where: List[str], local: bool) -> None:
+    """Makes a fit() inside a sweep's trial run on the sweep's cluster, in
+    its group, so that its workers are scheduled beside the trials and
+    stopping the sweep stops them."""
+    _init.clear()
+    _init.update(initialized=True, where=list(where), local=local)
 
 
 def check_train_func(fn: Callable[..., Any], name: str = "train_loop_per_worker") -> bool:
@@ -180,6 +193,11 @@ def _sys_path() -> List[str]:
     inside it (what is shipped to a cluster's nodes)."""
     paths: List[str] = []
     main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name == "rtrain._worker":
+        # A function on a worker (a sweep's trial): the driver's paths, not
+        # rtrain's own directory, whose torch.py would shadow torch.
+        return list(getattr(main, "DRIVER_PATHS", []))
     script = getattr(main, "__file__", None)
     if script:
         d = os.path.dirname(os.path.abspath(script))
@@ -277,14 +295,15 @@ def fit(
 ) -> Result:
     """Runs fn(config) on every worker of a new job and waits for its end."""
     run = run_config or RunConfig()
-    name = run.name or f"{default_name}_{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}"
+    name = run.name or _default_name(default_name)
     tmp = tempfile.mkdtemp(prefix="rtrain-driver-")
     try:
         argv, outcome_path = prepare(
             fn, config, tmp, scaling_config=scaling_config, run_config=run, torch_config=torch_config,
             resume_from_checkpoint=resume_from_checkpoint, name=name,
         )
-        code, interrupted = _run(argv)
+        hooks = [c._rtrain_on_report for c in (run.callbacks or []) if hasattr(c, "_rtrain_on_report")]
+        code, interrupted = _run(argv, hooks)
         if interrupted:
             raise KeyboardInterrupt("rtrain: stopped by Ctrl-C; every worker was stopped")
         outcome = read_outcome(outcome_path, code)
@@ -296,6 +315,17 @@ def fit(
     return result
 
 
+def _default_name(prefix: str) -> str:
+    from rtrain.tune import _session as tune_session
+
+    trial = tune_session._trial.get("trial_name")
+    if trial:
+        # One per trial, the same each time the trial runs its trainable:
+        # a paused or restarted trial's fit() goes on from its checkpoints.
+        return f"{trial}_{prefix}"
+    return f"{prefix}_{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}"
+
+
 def _how(code: int) -> str:
     if code < 0:
         try:
@@ -305,14 +335,40 @@ def _how(code: int) -> str:
     return f"exit status {code}"
 
 
-def _run(argv: List[str]) -> Tuple[int, bool]:
+def _run(argv: List[str], on_report: Optional[List[Callable[[Dict[str, Any]], None]]] = None) -> Tuple[int, bool]:
     """Runs rtrain fit with the driver's stdout and stderr, forwarding
-    Ctrl-C: the first stops the workers, the second exits at once. Returns
-    its exit status and whether Ctrl-C stopped it."""
-    proc = subprocess.Popen(argv, preexec_fn=_pdeathsig, start_new_session=True)
+    Ctrl-C: the first stops the workers, the second exits at once. Each of
+    on_report gets rank 0's metrics as they are reported. Returns its exit
+    status and whether Ctrl-C stopped it."""
+    events = None
+    if on_report:
+        r, w = os.pipe()
+        argv = argv + ["--events", f"/dev/fd/{w}"]
+        proc = subprocess.Popen(argv, pass_fds=(w,), preexec_fn=_pdeathsig, start_new_session=True)
+        os.close(w)
+        events = os.fdopen(r, "rb")
+    else:
+        proc = subprocess.Popen(argv, preexec_fn=_pdeathsig, start_new_session=True)
     interrupts = 0
     while True:
         try:
+            if events is not None:
+                for line in events:
+                    try:
+                        e = json.loads(line)
+                    except ValueError:
+                        continue
+                    if e.get("type") == "report":
+                        try:
+                            for hook in on_report or []:
+                                hook(e.get("metrics") or {})
+                        except BaseException:
+                            # The job must not outlive a callback that failed.
+                            proc.send_signal(signal.SIGINT)
+                            proc.wait()
+                            raise
+                events.close()
+                events = None
             return proc.wait(), interrupts > 0
         except KeyboardInterrupt:
             interrupts += 1

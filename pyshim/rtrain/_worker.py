@@ -19,6 +19,10 @@ FORMAT = 1
 # What a return value may take, pickled: pyshim.MaxReturnBytes.
 MAX_RETURN_BYTES = 1 << 20
 
+# The driver's source directories this worker put on sys.path: a function
+# that runs a fit() of its own (a sweep's trial) passes them on.
+DRIVER_PATHS: List[str] = []
+
 
 def _load(path: str) -> Dict[str, Any]:
     with open(path, "rb") as f:
@@ -29,8 +33,8 @@ def _load(path: str) -> Dict[str, Any]:
                 "the driver's rtrain package and the workers' rtrain differ in version"
             )
         paths: List[str] = header.get("sys_path", [])
-        for p in reversed(paths):
-            p = os.path.abspath(p)
+        DRIVER_PATHS[:] = [os.path.abspath(p) for p in paths]
+        for p in reversed(DRIVER_PATHS):
             if os.path.isdir(p) and p not in sys.path:
                 sys.path.insert(0, p)
         try:

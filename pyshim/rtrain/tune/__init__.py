@@ -84,7 +84,7 @@ _LAZY = {
     "RunConfig": "rtrain._config",
 }
 
-_SUBPACKAGES = ("experiment", "schedulers", "search")
+_SUBPACKAGES = ("experiment", "integration", "schedulers", "search")
 
 
 def __getattr__(name: str) -> Any:

@@ -60,6 +60,9 @@ class SweepCluster:
             _binary.binary_path(), "start", "--head", "--with-agent", "--block",
             "--host", "127.0.0.1", "--port", "0", "--dashboard-port", "-1",
             "--state-dir", self._state, "--results-dir", self._results,
+            # The user's own head, on loopback: a fit() inside a trial may
+            # store its run wherever the user could.
+            "--allow-storage", "/",
         ]
         init = _driver._init
         if init.get("num_cpus") is not None:

@@ -282,6 +282,9 @@ class TrialRunner:
             "trial_dir": os.path.join(self.path, name),
             "experiment_name": self.name,
             "resources": (scaling.resources_per_worker or {}),
+            # Where a TorchTrainer the trainable builds runs (Ray V2's style).
+            "where": self.cluster_flags + ["--group", self.name],
+            "local": self.local,
         }
         checkpoints = self.run_config.checkpoint_config
         if checkpoints is not None and checkpoints.num_to_keep and self._keeps_sources():

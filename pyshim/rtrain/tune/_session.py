@@ -111,7 +111,10 @@ def _trial_main(trainable: Callable[..., Any], trial: Dict[str, Any], config: Di
     runs the trainable."""
     _trial.clear()
     _trial.update(trial)
-    from rtrain._driver import check_train_func
+    from rtrain._driver import _use_trial_cluster, check_train_func
+
+    if trial.get("where") is not None:
+        _use_trial_cluster(trial["where"], bool(trial.get("local")))
 
     if check_train_func(trainable, "trainable"):
         return trainable(config)

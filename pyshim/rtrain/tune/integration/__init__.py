@@ -1,0 +1,1 @@
+"""Integrations of rtrain.tune with other libraries (Ray's ray.tune.integration)."""
