@@ -8,8 +8,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
-
 // drvRun is a run of took seconds whose job kept job cores busy and the
 // whole machine all, with its events at the given seconds.
 func drvRun(took, job, all float64, at map[string]float64) driverRun {

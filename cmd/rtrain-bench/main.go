@@ -28,6 +28,7 @@ type options struct {
 	out    string
 	launch launchOptions
 	driver driverOptions
+	tune   tuneOptions
 	ckpt   ckptOptions
 	report reportOptions
 	sched  schedOptions
@@ -68,6 +69,9 @@ var benchmarks = []benchmark{
 	{name: "driver", run: func(ctx context.Context, o options, log *slog.Logger) (section, error) {
 		return runDriver(ctx, o.driver, log)
 	}},
+	{name: "tune", run: func(ctx context.Context, o options, log *slog.Logger) (section, error) {
+		return runTune(ctx, o.tune, log)
+	}},
 	{name: "teardown", optIn: true, run: func(ctx context.Context, o options, log *slog.Logger) (section, error) {
 		return runTeardown(ctx, o.soak, log)
 	}},
@@ -91,6 +95,9 @@ func main() {
 	workers := flag.String("workers", "1,2,4", "launch: worker counts")
 	size := flag.String("ckpt-size", "1GiB", "checkpoint: the checkpoint's size (e.g. 1GiB, 256MiB; at least 1MiB)")
 	flag.StringVar(&o.ckpt.dir, "ckpt-dir", os.TempDir(), "checkpoint: where to write the checkpoint, its copies and MinIO's data: the disk measured")
+	tuneTrials := flag.Int("tune-trials", 1000, "tune: trials in the sweep")
+	tuneRounds := flag.Int("tune-rounds", 1, "tune: sweeps to run (each also times rtrain fit's start 5 times)")
+	tuneCPUs := flag.Int("tune-cpus", 16, "tune: CPUs the sweep's node offers, so trials at once")
 	soakRuns := flag.Int("soak-runs", 100, "teardown: runs of the soak's job under each launcher")
 	heartbeatHead := flag.Bool("heartbeat-head", false, "internal: serve the heartbeat benchmark's head (the benchmark starts itself with it)")
 	flag.Parse()
@@ -119,6 +126,7 @@ func main() {
 	o.sched = schedOptions{rounds: *rounds, duration: 3 * time.Second}
 	o.beat = heartbeatOptions{rounds: *rounds, agents: 10_000, conns: 200, window: 20 * time.Second}
 	o.driver = driverOptions{rounds: *rounds, rtrain: o.launch.rtrain, python: o.launch.python}
+	o.tune = tuneOptions{rounds: *tuneRounds, trials: *tuneTrials, length: time.Second, cpus: *tuneCPUs, rtrain: o.launch.rtrain, python: o.launch.python}
 	o.rec = recoveryOptions{rounds: *rounds, rtrain: o.launch.rtrain, python: o.launch.python}
 	o.soak = teardownOptions{runs: *soakRuns, rtrain: o.launch.rtrain, python: o.launch.python}
 	if *soakRuns < 1 {

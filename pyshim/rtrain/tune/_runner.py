@@ -285,6 +285,9 @@ class TrialRunner:
             # Where a TorchTrainer the trainable builds runs (Ray V2's style).
             "where": self.cluster_flags + ["--group", self.name],
             "local": self.local,
+            # When the runner started the trial's job: the benchmark's
+            # start latency counts from here.
+            "scheduled": time.time(),
         }
         checkpoints = self.run_config.checkpoint_config
         if checkpoints is not None and checkpoints.num_to_keep and self._keeps_sources():
@@ -312,6 +315,15 @@ class TrialRunner:
             resume_from_checkpoint=None, name=name, where=self.cluster_flags + ["--group", self.name], local=self.local,
             restart_from=restart_from,
         )
+        if self.local:
+            # On the sweep's own cluster the trial starts in an empty
+            # directory of its own, as a Ray trial starts in its trial
+            # directory: shipping the driver's (the experiment's storage
+            # perhaps inside it, changing as trials end) to every trial
+            # would cost each its size and could race with the writes.
+            cwd = os.path.join(tmp, "cwd")
+            os.mkdir(cwd)
+            argv += ["--working-dir", cwd]
         self.jobs[trial.trial_id] = _Job(trial, argv, outcome, tmp)
         self.started_at[trial.trial_id] = time.monotonic()
         trial.status = Trial.RUNNING
