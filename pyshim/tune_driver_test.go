@@ -182,7 +182,8 @@ func TestSweepPBTExploitsBetterTrials(t *testing.T) {
 			Score     float64 `json:"score"`
 			Iteration int     `json:"iteration"`
 		} `json:"trials"`
-		Errors int `json:"errors"`
+		Errors int   `json:"errors"`
+		Kept   []int `json:"kept"`
 	}
 	out := lastJSON(t, driver(t, ctx, "tune_pbt.py", "STORAGE="+t.TempDir()), &got)
 	require.Len(t, got.Trials, 4, out)
@@ -196,6 +197,9 @@ func TestSweepPBTExploitsBetterTrials(t *testing.T) {
 		assert.Equal(t, 12, tr.Iteration, "an exploited trial counts on from its source's iterations")
 	}
 	assert.Positive(t, exploited, "some trial went on from a better one's checkpoint:\n%s", out)
+	// num_to_keep=1 held off only while an exploit could start from them
+	// (ray#9036), applied once the sweep is over.
+	assert.Equal(t, []int{1, 1, 1, 1}, got.Kept)
 }
 
 // OptunaSearch through the Tuner, two trials at a time: num_samples trials

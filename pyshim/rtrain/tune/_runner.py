@@ -30,7 +30,7 @@ import time
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from rtrain import _driver
+from rtrain import _binary, _driver
 from rtrain._config import FailureConfig, RunConfig, ScalingConfig
 from rtrain._result import Result
 from rtrain.tune import _session
@@ -75,6 +75,8 @@ class _Job:
         # The checkpoints reported up to the pause: the trial resumes from
         # the last of them, not from any the job made after.
         self.paused_at: Optional[int] = None
+        self.started_from: Optional[str] = None
+        self.reported_once = False
         self.started = time.monotonic()
 
     def lines(self, fd: int) -> List[bytes]:
@@ -109,8 +111,10 @@ class _Job:
         """Cancels the job once the checkpoints it has reported are
         committed: the trial resumes from the one of its last result, as a
         paused trial in Ray does (its report returned once stored)."""
-        if self.stopping is not None or self.proc.poll() is not None:
+        if self.stopping is not None:
             return
+        # A job that has exited already pauses too: the scheduler decided
+        # on this result, and the trial resumes from it.
         self.stopping = Trial.PAUSED
         self.signal_at = self.paused_at = self.reported
         if self.committed >= self.reported:
@@ -183,7 +187,9 @@ class TrialRunner:
         self.jobs: Dict[str, _Job] = {}
         self.searcher_done = False
         self.on_change = on_change
-        self._said_keep = False
+        # Each trial's committed checkpoints, (uri, metrics) oldest first,
+        # where the runner applies retention itself (_prune).
+        self.stored: Dict[str, List[Tuple[str, Dict[str, Any]]]] = {}
         # Each trial's last results (iteration, metrics as reported), and
         # the iteration each checkpoint was made at.
         self.recent: Dict[str, List[Tuple[int, Dict[str, Any]]]] = {}
@@ -251,10 +257,52 @@ class TrialRunner:
             return False
         return not self._out_of_time()
 
-    def _keeps_sources(self) -> bool:
-        """Whether the scheduler starts trials from other trials'
-        checkpoints (PBT), which retention must then leave alone."""
-        return type(self.scheduler).__name__ in ("PopulationBasedTraining", "PB2")
+    def _in_use(self) -> set:
+        """The checkpoints a trial may still start from: the scheduler's
+        (PBT's exploits), and paused trials' resume points."""
+        used = getattr(self.scheduler, "checkpoints_in_use", None)
+        # A job started from a checkpoint copies it as it starts: until its
+        # first report it may not have.
+        starting = {j.started_from for j in self.jobs.values() if j.started_from and not j.reported_once}
+        return set(used() if callable(used) else ()) | set(self.resume_at.values()) | starting
+
+    def _prune(self, tid: str) -> None:
+        """Deletes the trial's checkpoints that CheckpointConfig does not
+        keep, except those a trial may still start from (ray#9036: a
+        trial's retention deleted the checkpoint PBT was about to copy)."""
+        cc = self.run_config.checkpoint_config
+        stored = self.stored.get(tid)
+        if cc is None or not cc.num_to_keep or not stored:
+            return
+        attr = cc.checkpoint_score_attribute
+        sign = 1 if cc.checkpoint_score_order == "max" else -1
+
+        def rank(i: int) -> Tuple[int, float]:
+            # Best last: by score where there is one, else by age; those
+            # without the score rank below those with it.
+            if not attr:
+                return (1, i)
+            v = stored[i][1].get(attr)
+            return (1, sign * v) if isinstance(v, (int, float)) else (0, i)
+
+        order = sorted(range(len(stored)), key=rank)
+        keep = set(order[-cc.num_to_keep:]) | {len(stored) - 1}  # the latest always stays, as the engine's rule
+        in_use = self._in_use()
+        kept: List[Tuple[str, Dict[str, Any]]] = []
+        for i, (uri, metrics) in enumerate(stored):
+            if i in keep or uri in in_use:
+                kept.append((uri, metrics))
+                continue
+            done = subprocess.run([_binary.binary_path(), "checkpoints", "rm", uri],
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True)
+            if done.returncode != 0:
+                print(f"rtrain.tune: could not delete {uri}: {(done.stderr or done.stdout).strip()}", file=sys.stderr, flush=True)
+                kept.append((uri, metrics))
+        self.stored[tid] = kept
+
+    def _prune_all(self) -> None:
+        for tid in list(self.stored):
+            self._prune(tid)
 
     def _out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
@@ -290,15 +338,12 @@ class TrialRunner:
             "scheduled": time.time(),
         }
         checkpoints = self.run_config.checkpoint_config
-        if checkpoints is not None and checkpoints.num_to_keep and self._keeps_sources():
-            # A trial's retention could delete the checkpoint an exploit is
-            # about to start from (ray#9036): under such a scheduler every
-            # checkpoint stays.
+        if checkpoints is not None and checkpoints.num_to_keep:
+            # Each trial's job would delete checkpoints by its own rule,
+            # blind to the trials about to start from them (an exploit, a
+            # paused trial's resume): the runner applies the rule instead
+            # (_prune).
             checkpoints = dataclasses.replace(checkpoints, num_to_keep=None)
-            if not self._said_keep:
-                self._said_keep = True
-                print("rtrain.tune: CheckpointConfig(num_to_keep) is not applied under PopulationBasedTraining: "
-                      "its exploits start from other trials' checkpoints, so every checkpoint stays", file=sys.stderr, flush=True)
         run = RunConfig(
             name=name,
             # A private cluster keeps its runs in the experiment's
@@ -325,6 +370,7 @@ class TrialRunner:
             os.mkdir(cwd)
             argv += ["--working-dir", cwd]
         self.jobs[trial.trial_id] = _Job(trial, argv, outcome, tmp)
+        self.jobs[trial.trial_id].started_from = restart_from
         self.started_at[trial.trial_id] = time.monotonic()
         trial.status = Trial.RUNNING
 
@@ -413,9 +459,14 @@ class TrialRunner:
             elif e.get("state") in ("STARTING", "RUNNING"):
                 job.queued = False
         elif kind == "checkpoint" and e.get("checkpoint"):
-            if not job.on_checkpoint():
-                return
             c = e["checkpoint"]
+            self.stored.setdefault(trial.trial_id, []).append((c["uri"], c.get("metrics") or {}))
+            if not job.on_checkpoint():
+                # Made after the trial's pause: not its resume point.
+                self._prune_all()
+                return
+            if job.paused():
+                self.resume_at[trial.trial_id] = c["uri"]
             trial.checkpoint = c["uri"]
             # Its report's iteration: the newest result with its metrics
             # (an upload may finish after later reports).
@@ -423,10 +474,12 @@ class TrialRunner:
                 if metrics == c.get("metrics"):
                     self.checkpoint_iteration[c["uri"]] = it
                     break
+            self._prune_all()
             # Saved with the result it came with: a restored sweep resumes
             # the trial from here, its iterations counted on.
             self._changed()
         elif kind == "report":
+            job.reported_once = True
             if e.get("with_checkpoint"):
                 job.reported += 1
             if job.stopping is None:
@@ -465,6 +518,10 @@ class TrialRunner:
             # verdict meant for the one reporting.
             job.pause()
             trial.status = Trial.PAUSED
+            if trial.checkpoint:
+                # Its resume point, unless the report's own checkpoint
+                # commits (then that one).
+                self.resume_at[tid] = trial.checkpoint
 
     def _should_stop(self, trial_id: str, result: Dict[str, Any]) -> bool:
         stop = self.run_config.stop
@@ -509,6 +566,7 @@ class TrialRunner:
             self.scheduler.on_trial_error(self, trial)
             self.search_alg.on_trial_complete(tid, error=True)
         self._say(trial, result)
+        self._prune_all()
         self._changed()
 
     def _say(self, trial: Trial, result: Result) -> None:

@@ -3,6 +3,7 @@ the checkpoints of better ones."""
 import json
 import os
 import tempfile
+import time
 
 import rtrain
 from rtrain import tune
@@ -22,6 +23,10 @@ def trainable(config):
             origins = origins + [state["owner"]]
     while step < 12:
         step += 1
+        # Slow enough that a trial started later reaches each perturbation
+        # point before the first trial has passed the next one: PBT can
+        # exploit only from trials that have recorded a checkpoint there.
+        time.sleep(0.25)
         with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, "state.json"), "w") as f:
                 json.dump({"step": step, "owner": me, "origins": origins}, f)
@@ -38,10 +43,13 @@ if __name__ == "__main__":
         trainable,
         param_space={"lr": tune.grid_search([0.1, 0.2, 0.3, 0.4])},
         tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=pbt),
-        run_config=rtrain.RunConfig(name="pbt", storage_path=os.environ["STORAGE"]),
+        run_config=rtrain.RunConfig(name="pbt", storage_path=os.environ["STORAGE"],
+                                    checkpoint_config=rtrain.CheckpointConfig(num_to_keep=1)),
     ).fit()
     print(json.dumps({
         "trials": [{"id": r.metrics["trial_id"], "origins": r.metrics["origins"], "score": r.metrics["score"],
                     "iteration": r.metrics["training_iteration"]} for r in results],
         "errors": results.num_errors,
+        # What retention left: each trial's committed checkpoints.
+        "kept": sorted(len([c for c in os.listdir(r.path) if c.startswith("checkpoint_")]) for r in results),
     }))
