@@ -365,10 +365,15 @@ class PopulationBasedTraining(_MetricModeScheduler):
         if trial in upper:
             state.last_checkpoint = trial.checkpoint
             if trial.checkpoint is None:
-                logger.info(
+                # A warning, once a trial, where Ray only logs: a sweep
+                # whose trials never checkpoint never exploits (ray#27170),
+                # and its user should hear why.
+                what = f"no-checkpoint:{trial.trial_id}"
+                (logger.warning if what not in self._warned else logger.info)(
                     f"[pbt]: trial {trial} is in the top quantile but has not committed a checkpoint, so it cannot "
                     "be exploited: report a checkpoint at least every perturbation_interval"
                 )
+                self._warned.add(what)
             else:
                 self._num_checkpoints += 1
         else:
