@@ -1,8 +1,6 @@
 package dashboard
 
 import (
-	"encoding/json"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"syscall"
@@ -50,18 +48,6 @@ func TestSeriesThins(t *testing.T) {
 	step := ps[1].X - ps[0].X
 	for i := 1; i < len(ps)-1; i++ {
 		assert.Equal(t, step, ps[i].X-ps[i-1].X, "evenly spread at %d", i)
-	}
-}
-
-func TestNumber(t *testing.T) {
-	for _, v := range []any{json.Number("0.5"), 0.5, float32(0.5)} {
-		f, ok := number(v)
-		assert.True(t, ok, "%T", v)
-		assert.Equal(t, 0.5, f)
-	}
-	for _, v := range []any{"0.5", true, nil, math.NaN(), math.Inf(1), json.Number("x"), map[string]any{}} {
-		_, ok := number(v)
-		assert.False(t, ok, "%#v is not a number to draw", v)
 	}
 }
 

@@ -1,8 +1,6 @@
 package dashboard
 
 import (
-	"encoding/json"
-	"math"
 	"slices"
 	"sync"
 
@@ -181,7 +179,7 @@ func (j *jobState) apply(e trainer.Event) {
 		if e.Rank == 0 {
 			j.reports0++
 			for _, k := range e.Metrics.Keys {
-				v, ok := number(e.Metrics.Values[k])
+				v, ok := trainer.MetricNumber(e.Metrics.Values[k])
 				if !ok {
 					continue
 				}
@@ -222,33 +220,6 @@ func (j *jobState) apply(e trainer.Event) {
 		// The next attempt's workers start afresh; the charts go on.
 		j.ranks = map[int]*rank{}
 	}
-}
-
-// number is a metric's value as a float, for the numbers JSON and Python
-// make; ok is false for anything else (strings, booleans, NaN).
-func number(v any) (float64, bool) {
-	var f float64
-	switch n := v.(type) {
-	case json.Number:
-		var err error
-		if f, err = n.Float64(); err != nil {
-			return 0, false
-		}
-	case float64:
-		f = n
-	case float32:
-		f = float64(n)
-	case int:
-		f = float64(n)
-	case int64:
-		f = float64(n)
-	default:
-		return 0, false
-	}
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, false
-	}
-	return f, true
 }
 
 // jobView is a consistent copy of a jobState, for a page or the API.
