@@ -100,3 +100,16 @@ func TestSessionExpires(t *testing.T) {
 	assert.False(t, b.ok(req(signed(a.key, "session", time.Now().Add(time.Hour)))), "another process's session")
 	assert.False(t, b.ok(req(signed([]byte("secret"), "session", time.Now().Add(time.Hour)))), "a session keyed by the token")
 }
+
+// A sweep chart needs a point; the best trial's best point is marked
+// even when its line is not drawn.
+func TestDrawSweep(t *testing.T) {
+	_, ok := drawSweep("score", []trialSeries{{Job: "a"}})
+	assert.False(t, ok, "no trial has a point")
+	c, ok := drawSweep("score", []trialSeries{{Job: "a", Points: []point{{1, 0}, {2, 1}}}, {Job: "b", Best: &point{2, 2}}})
+	assert.True(t, ok)
+	assert.Equal(t, []trialLine{{Job: "a", Points: "56.0,128.0 350.0,69.0"}}, c.Lines)
+	assert.Equal(t, "350.0", c.BestX)
+	assert.Equal(t, "10.0", c.BestY)
+	assert.Equal(t, frame{YMin: "0", YMax: "2", XMin: 1, XMax: 2, XLabel: "iteration"}, c.frame)
+}

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/rtrain/rtrain/pyshim"
 	"github.com/rtrain/rtrain/trainer"
 )
 
@@ -143,6 +144,13 @@ func (j *jobState) catchUp(src Source, id string) bool {
 	j.next = next
 	if res != nil {
 		j.result, j.ended = res, true
+		if j.reports0 == 0 {
+			// A job the head restored after a restart has no reports
+			// among its events, only the history in its result.
+			for _, m := range res.History {
+				j.plot(m)
+			}
+		}
 	}
 	return true
 }
@@ -177,20 +185,7 @@ func (j *jobState) apply(e trainer.Event) {
 			}
 		}
 		if e.Rank == 0 {
-			j.reports0++
-			for _, k := range e.Metrics.Keys {
-				v, ok := trainer.MetricNumber(e.Metrics.Values[k])
-				if !ok {
-					continue
-				}
-				s := j.byKey[k]
-				if s == nil {
-					s = &series{Key: k, stride: 1}
-					j.byKey[k] = s
-					j.series = append(j.series, s)
-				}
-				s.add(point{X: j.reports0, Y: v})
-			}
+			j.plot(e.Metrics)
 		}
 	case trainer.EventWorkerExited:
 		if e.Exit == nil {
@@ -219,6 +214,24 @@ func (j *jobState) apply(e trainer.Event) {
 		j.restarts++
 		// The next attempt's workers start afresh; the charts go on.
 		j.ranks = map[int]*rank{}
+	}
+}
+
+// plot adds rank 0's next report to the charts' series.
+func (j *jobState) plot(m pyshim.Metrics) {
+	j.reports0++
+	for _, k := range m.Keys {
+		v, ok := trainer.MetricNumber(m.Values[k])
+		if !ok {
+			continue
+		}
+		s := j.byKey[k]
+		if s == nil {
+			s = &series{Key: k, stride: 1}
+			j.byKey[k] = s
+			j.series = append(j.series, s)
+		}
+		s.add(point{X: j.reports0, Y: v})
 	}
 }
 
