@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/rtrain/rtrain/checkpoint"
 	"github.com/rtrain/rtrain/pyshim"
 	"github.com/rtrain/rtrain/trainer"
 )
@@ -221,7 +222,7 @@ func (j *jobState) apply(e trainer.Event) {
 func (j *jobState) plot(m pyshim.Metrics) {
 	j.reports0++
 	for _, k := range m.Keys {
-		v, ok := trainer.MetricNumber(m.Values[k])
+		v, ok := checkpoint.MetricNumber(m.Values[k])
 		if !ok {
 			continue
 		}

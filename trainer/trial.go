@@ -1,14 +1,13 @@
 package trainer
 
 import (
-	"encoding/json"
 	"maps"
-	"math"
 	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/rtrain/rtrain/checkpoint"
 	"github.com/rtrain/rtrain/pyshim"
 )
 
@@ -91,7 +90,7 @@ func (b *BestTracker) Report(m pyshim.Metrics) {
 	if b.Metric == "" {
 		return
 	}
-	v, ok := MetricNumber(m.Values[b.Metric])
+	v, ok := checkpoint.MetricNumber(m.Values[b.Metric])
 	if ok && (b.Iteration == 0 || Better(b.Mode, v, b.Value)) {
 		b.Value, b.Iteration = v, b.Reports
 	}
@@ -114,32 +113,4 @@ func Better(mode string, v, than float64) bool {
 		return v < than
 	}
 	return v > than
-}
-
-// MetricNumber is a reported metric's value as a float, for the numbers
-// JSON and Python make; ok is false for anything else (strings,
-// booleans, NaN, infinities).
-func MetricNumber(v any) (float64, bool) {
-	var f float64
-	switch n := v.(type) {
-	case json.Number:
-		var err error
-		if f, err = n.Float64(); err != nil {
-			return 0, false
-		}
-	case float64:
-		f = n
-	case float32:
-		f = float64(n)
-	case int:
-		f = float64(n)
-	case int64:
-		f = float64(n)
-	default:
-		return 0, false
-	}
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, false
-	}
-	return f, true
 }

@@ -70,13 +70,9 @@ func TestTrialConfigValidation(t *testing.T) {
 	}
 }
 
-func report(kv ...any) pyshim.Metrics {
-	m := pyshim.Metrics{Values: map[string]any{}}
-	for i := 0; i < len(kv); i += 2 {
-		m.Keys = append(m.Keys, kv[i].(string))
-		m.Values[kv[i].(string)] = kv[i+1]
-	}
-	return m
+// report is a report of one metric.
+func report(key string, v any) pyshim.Metrics {
+	return pyshim.Metrics{Keys: []string{key}, Values: map[string]any{key: v}}
 }
 
 // The best of a metric is the lowest or the highest of the reports that
@@ -118,20 +114,3 @@ func TestBestTracker(t *testing.T) {
 }
 
 func ptr(f float64) *float64 { return &f }
-
-func TestMetricNumber(t *testing.T) {
-	for _, v := range []any{json.Number("0.5"), 0.5, float32(0.5)} {
-		f, ok := trainer.MetricNumber(v)
-		assert.True(t, ok, "%T", v)
-		assert.Equal(t, 0.5, f)
-	}
-	for _, v := range []any{1, int64(1)} {
-		f, ok := trainer.MetricNumber(v)
-		assert.True(t, ok, "%T", v)
-		assert.Equal(t, 1.0, f)
-	}
-	for _, v := range []any{"0.5", true, nil, math.NaN(), math.Inf(1), json.Number("x"), map[string]any{}} {
-		_, ok := trainer.MetricNumber(v)
-		assert.False(t, ok, "%#v is not a number", v)
-	}
-}
