@@ -50,16 +50,7 @@ func fakeSweep() fakeSource {
 		trial("d", "1", score(0.6), 2, trainer.StateLost),
 		{ID: "x", Name: "alone", State: trainer.StateRunning, Workers: 1, Submitted: t0},
 	}}
-	return fakeSource{
-		status: func() trainer.ClusterStatus { return status },
-		jobEvents: func(job string, from, limit int) ([]trainer.Event, int, *trainer.Result, <-chan struct{}, bool) {
-			j := jobs[job]
-			if j == nil {
-				return nil, from, nil, nil, false
-			}
-			return j.from(from, limit)
-		},
-	}
+	return sourceOf(status, jobs)
 }
 
 var sweepLineRE = regexp.MustCompile(`<polyline class="line (best|trial)" fill="none" data-job="([^"]*)" points="([^"]*)"><title>([^<]*)</title>`)
@@ -129,13 +120,7 @@ func TestSweepPageWithoutAMetric(t *testing.T) {
 	status := trainer.ClusterStatus{Jobs: []trainer.JobSummary{
 		{ID: "a", Name: "trial-a", Group: "plain", State: trainer.StateRunning, Submitted: t0, Params: map[string]string{"seed": "1"}},
 	}}
-	job := newFakeJob(nil, reports(1, 2)...)
-	srv := serve(t, fakeSource{
-		status: func() trainer.ClusterStatus { return status },
-		jobEvents: func(string, int, int) ([]trainer.Event, int, *trainer.Result, <-chan struct{}, bool) {
-			return job.from(0, 0)
-		},
-	})
+	srv := serve(t, sourceOf(status, map[string]*fakeJob{"a": newFakeJob(nil, reports(1, 2)...)}))
 	resp, body := get(t, srv, "/sweep/plain", token)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Contains(t, body, "<code>seed=1</code>")
