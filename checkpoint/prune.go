@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
@@ -141,17 +142,28 @@ func ranking(p Retention) (better func(a, b Manifest) bool, err error) {
 }
 
 // score is the metric's value in m, if it is a finite number.
-func score(m Manifest, metric string) (float64, bool) {
+func score(m Manifest, metric string) (float64, bool) { return MetricNumber(m.Metrics[metric]) }
+
+// MetricNumber is a reported metric's value as a float, for the numbers
+// JSON and Python make (json.Number too); ok is false for anything else
+// (strings, booleans, NaN, infinities). Checkpoints are ranked by it, and
+// a sweep judges its trials by it.
+func MetricNumber(v any) (float64, bool) {
 	var f float64
-	switch v := m.Metrics[metric].(type) {
+	switch n := v.(type) {
+	case json.Number:
+		var err error
+		if f, err = n.Float64(); err != nil {
+			return 0, false
+		}
 	case float64:
-		f = v
+		f = n
 	case float32:
-		f = float64(v)
+		f = float64(n)
 	case int:
-		f = float64(v)
+		f = float64(n)
 	case int64:
-		f = float64(v)
+		f = float64(n)
 	default:
 		return 0, false
 	}

@@ -2,6 +2,7 @@ package checkpoint_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -125,4 +126,21 @@ func TestPruneWithoutCommitted(t *testing.T) {
 	objs, err := s.List(ctx, "run/")
 	require.NoError(t, err)
 	assert.Len(t, objs, 1)
+}
+
+func TestMetricNumber(t *testing.T) {
+	for _, v := range []any{json.Number("0.5"), 0.5, float32(0.5)} {
+		f, ok := checkpoint.MetricNumber(v)
+		assert.True(t, ok, "%T", v)
+		assert.Equal(t, 0.5, f)
+	}
+	for _, v := range []any{1, int64(1)} {
+		f, ok := checkpoint.MetricNumber(v)
+		assert.True(t, ok, "%T", v)
+		assert.Equal(t, 1.0, f)
+	}
+	for _, v := range []any{"0.5", true, nil, math.NaN(), math.Inf(1), json.Number("x"), map[string]any{}} {
+		_, ok := checkpoint.MetricNumber(v)
+		assert.False(t, ok, "%#v is not a number", v)
+	}
 }

@@ -59,6 +59,8 @@ type server struct {
 //
 //	/                          the cluster: nodes and jobs
 //	/jobs/{id}                 a job: ranks, log tail, metric charts, checkpoints
+//	/sweep/{group}             a sweep: the jobs of a group (its trials), their params
+//	                           and best metric, and every trial's metric in one chart
 //	/api/status                the cluster as JSON (trainer.ClusterStatus)
 //	/api/jobs/{id}/events      a job's events as JSON, ?from=N&wait=SECONDS
 //	/metrics                   Prometheus metrics (rtrain_*)
@@ -80,6 +82,7 @@ func New(src Source, token string, log *slog.Logger) http.Handler {
 	mux.HandleFunc("GET /{$}", s.cluster)
 	mux.HandleFunc("GET /jobs/{id}", s.job)
 	mux.HandleFunc("GET /jobs/{id}/panels", s.panels)
+	mux.HandleFunc("GET /sweep/{group}", s.sweep)
 	mux.HandleFunc("GET /api/status", s.apiStatus)
 	mux.HandleFunc("GET /api/jobs/{id}/events", s.apiEvents)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{log}}))
@@ -130,7 +133,7 @@ func parsePages() map[string]*template.Template {
 	}
 	base := template.Must(template.New("").Funcs(funcs).ParseFS(files, "templates/base.html", "templates/panels.html"))
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"cluster.html", "job.html", "login.html"} {
+	for _, name := range []string{"cluster.html", "job.html", "sweep.html", "login.html"} {
 		pages[name] = template.Must(template.Must(base.Clone()).ParseFS(files, "templates/"+name))
 	}
 	return pages
@@ -183,8 +186,9 @@ func (s *server) cluster(w http.ResponseWriter, _ *http.Request) {
 		custom = custom || len(row.Custom) > 0
 		nodes = append(nodes, row)
 	}
+	grouped := slices.ContainsFunc(st.Jobs, func(j trainer.JobSummary) bool { return j.Group != "" })
 	s.render(w, http.StatusOK, "cluster.html", "base",
-		map[string]any{"Status": st, "Nodes": nodes, "Alive": states[trainer.NodeAlive], "Dead": states[trainer.NodeDead], "Custom": custom})
+		map[string]any{"Status": st, "Nodes": nodes, "Alive": states[trainer.NodeAlive], "Dead": states[trainer.NodeDead], "Custom": custom, "Grouped": grouped})
 }
 
 // find is the job id names: a job id, or a run name (the newest run of

@@ -87,7 +87,7 @@ func TestEndToEnd(t *testing.T) {
 	sub, err := c.Submit(ctx, trainer.Config{
 		Script: filepath.Join(root, "examples", "train_rtrain.py"), Workers: 2,
 		WorkingDir: filepath.Join(root, "examples"), Python: py, Args: []string{"--epochs", "3"},
-		Env: []string{marker},
+		Env: []string{marker}, Group: "e2e", Params: map[string]string{"lr": "0.01"}, Metric: "epoch", Mode: trainer.ModeMax,
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { testutil.NoProcesses(t, marker, 10*time.Second) })
@@ -111,6 +111,23 @@ func TestEndToEnd(t *testing.T) {
 		assert.Equal(t, 3, points["epoch"])
 		assert.Contains(t, dom, `<body data-live="ended">`, "the page's script followed the job to its end")
 		assert.Contains(t, dom, "checkpoint_000003")
+	})
+	t.Run("sweep", func(t *testing.T) {
+		// The head found the best epoch among rank 0's reports (0, 1, 2).
+		jobs := h.Status().Jobs
+		require.Len(t, jobs, 1)
+		require.NotNil(t, jobs[0].Best)
+		assert.Equal(t, 2.0, *jobs[0].Best)
+		assert.Equal(t, 3, jobs[0].BestIteration)
+		resp, body := get(t, srv, "/sweep/e2e", sec.Token)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Contains(t, body, `<a href="/jobs/`+sub.JobID+`">`+sub.Name+`</a> <span class="tag">best</span>`)
+		assert.Contains(t, body, "<code>lr=0.01</code>")
+		assert.Contains(t, body, "<td>epoch=2</td><td>3</td>")
+		lines := sweepLineRE.FindAllStringSubmatch(body, -1)
+		require.Len(t, lines, 1)
+		assert.Equal(t, "best", lines[0][1])
+		assert.Len(t, strings.Fields(lines[0][3]), 3, "one point a report")
 	})
 	t.Run("metrics", func(t *testing.T) {
 		got := scrape(t, func(path string) (*http.Response, string) { return get(t, srv, path, sec.Token) })

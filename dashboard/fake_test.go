@@ -146,6 +146,11 @@ func fakeCluster() (fakeSource, map[string]*fakeJob) {
 		},
 	}
 	jobs["j2"] = newFakeJob(nil, trainer.Event{Type: trainer.EventState, State: trainer.StatePending, Message: "waiting for resources"})
+	return sourceOf(status, jobs), jobs
+}
+
+// sourceOf is a Source of status and, by job id, the jobs' events.
+func sourceOf(status trainer.ClusterStatus, jobs map[string]*fakeJob) fakeSource {
 	return fakeSource{
 		status: func() trainer.ClusterStatus { return status },
 		jobEvents: func(job string, from, limit int) ([]trainer.Event, int, *trainer.Result, <-chan struct{}, bool) {
@@ -155,7 +160,7 @@ func fakeCluster() (fakeSource, map[string]*fakeJob) {
 			}
 			return j.from(from, limit)
 		},
-	}, jobs
+	}
 }
 
 const token = "s3cret-token"

@@ -1,8 +1,6 @@
 package dashboard
 
 import (
-	"encoding/json"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"syscall"
@@ -50,18 +48,6 @@ func TestSeriesThins(t *testing.T) {
 	step := ps[1].X - ps[0].X
 	for i := 1; i < len(ps)-1; i++ {
 		assert.Equal(t, step, ps[i].X-ps[i-1].X, "evenly spread at %d", i)
-	}
-}
-
-func TestNumber(t *testing.T) {
-	for _, v := range []any{json.Number("0.5"), 0.5, float32(0.5)} {
-		f, ok := number(v)
-		assert.True(t, ok, "%T", v)
-		assert.Equal(t, 0.5, f)
-	}
-	for _, v := range []any{"0.5", true, nil, math.NaN(), math.Inf(1), json.Number("x"), map[string]any{}} {
-		_, ok := number(v)
-		assert.False(t, ok, "%#v is not a number to draw", v)
 	}
 }
 
@@ -113,4 +99,17 @@ func TestSessionExpires(t *testing.T) {
 	b := newAuth("secret")
 	assert.False(t, b.ok(req(signed(a.key, "session", time.Now().Add(time.Hour)))), "another process's session")
 	assert.False(t, b.ok(req(signed([]byte("secret"), "session", time.Now().Add(time.Hour)))), "a session keyed by the token")
+}
+
+// A sweep chart needs a point; the best trial's best point is marked
+// even when its line is not drawn.
+func TestDrawSweep(t *testing.T) {
+	_, ok := drawSweep("score", []trialSeries{{Job: "a"}})
+	assert.False(t, ok, "no trial has a point")
+	c, ok := drawSweep("score", []trialSeries{{Job: "a", Points: []point{{1, 0}, {2, 1}}}, {Job: "b", Best: &point{2, 2}}})
+	assert.True(t, ok)
+	assert.Equal(t, []trialLine{{Job: "a", Points: "56.0,128.0 350.0,69.0"}}, c.Lines)
+	assert.Equal(t, "350.0", c.BestX)
+	assert.Equal(t, "10.0", c.BestY)
+	assert.Equal(t, frame{YMin: "0", YMax: "2", XMin: 1, XMax: 2, XLabel: "iteration"}, c.frame)
 }

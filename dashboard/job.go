@@ -1,11 +1,11 @@
 package dashboard
 
 import (
-	"encoding/json"
-	"math"
 	"slices"
 	"sync"
 
+	"github.com/rtrain/rtrain/checkpoint"
+	"github.com/rtrain/rtrain/pyshim"
 	"github.com/rtrain/rtrain/trainer"
 )
 
@@ -145,6 +145,13 @@ func (j *jobState) catchUp(src Source, id string) bool {
 	j.next = next
 	if res != nil {
 		j.result, j.ended = res, true
+		if j.reports0 == 0 {
+			// A job the head restored after a restart has no reports
+			// among its events, only the history in its result.
+			for _, m := range res.History {
+				j.plot(m)
+			}
+		}
 	}
 	return true
 }
@@ -179,20 +186,7 @@ func (j *jobState) apply(e trainer.Event) {
 			}
 		}
 		if e.Rank == 0 {
-			j.reports0++
-			for _, k := range e.Metrics.Keys {
-				v, ok := number(e.Metrics.Values[k])
-				if !ok {
-					continue
-				}
-				s := j.byKey[k]
-				if s == nil {
-					s = &series{Key: k, stride: 1}
-					j.byKey[k] = s
-					j.series = append(j.series, s)
-				}
-				s.add(point{X: j.reports0, Y: v})
-			}
+			j.plot(e.Metrics)
 		}
 	case trainer.EventWorkerExited:
 		if e.Exit == nil {
@@ -224,31 +218,22 @@ func (j *jobState) apply(e trainer.Event) {
 	}
 }
 
-// number is a metric's value as a float, for the numbers JSON and Python
-// make; ok is false for anything else (strings, booleans, NaN).
-func number(v any) (float64, bool) {
-	var f float64
-	switch n := v.(type) {
-	case json.Number:
-		var err error
-		if f, err = n.Float64(); err != nil {
-			return 0, false
+// plot adds rank 0's next report to the charts' series.
+func (j *jobState) plot(m pyshim.Metrics) {
+	j.reports0++
+	for _, k := range m.Keys {
+		v, ok := checkpoint.MetricNumber(m.Values[k])
+		if !ok {
+			continue
 		}
-	case float64:
-		f = n
-	case float32:
-		f = float64(n)
-	case int:
-		f = float64(n)
-	case int64:
-		f = float64(n)
-	default:
-		return 0, false
+		s := j.byKey[k]
+		if s == nil {
+			s = &series{Key: k, stride: 1}
+			j.byKey[k] = s
+			j.series = append(j.series, s)
+		}
+		s.add(point{X: j.reports0, Y: v})
 	}
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, false
-	}
-	return f, true
 }
 
 // jobView is a consistent copy of a jobState, for a page or the API.

@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -211,4 +213,55 @@ func TestDriverOnACluster(t *testing.T) {
 		assert.Contains(t, stdout, m[0], "rtrain logs prints the workers' lines")
 	}
 	assert.Contains(t, stdout, "epoch 1 done")
+}
+
+// A sweep whose driver is on another host than the cluster: every trial a
+// job in the experiment's group, listed with its params and best score.
+func TestSweepOnACluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	c := newCluster(t, 1)
+	dir := t.TempDir()
+	src, err := os.ReadFile(filepath.Join("testdata", "drivers", "tune_cluster.py"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tune_cluster.py"), src, 0o644))
+	cmd := c.client.Enter(ctx, c.py.Python, "tune_cluster.py")
+	cmd.Dir = dir
+	cmd.Env = c.env(c.client)
+	var got struct {
+		Trials int      `json:"trials"`
+		Errors int      `json:"errors"`
+		Names  []string `json:"names"`
+	}
+	out := lastJSON(t, cmd, &got)
+	require.Equal(t, 3, got.Trials, out)
+	assert.Zero(t, got.Errors)
+
+	stdout, _ := c.rtrain(ctx, "jobs", "--group", "clsweep", "-o", "json")
+	var jobs []struct {
+		Name, State, Group, Metric, Mode string
+		Params                           map[string]string
+		Best                             *float64
+		BestIteration                    int `json:"best_iteration"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(stdout), &jobs), stdout)
+	require.Len(t, jobs, 3, stdout)
+	var names []string
+	for _, j := range jobs {
+		names = append(names, j.Name)
+		assert.Equal(t, "SUCCEEDED", j.State)
+		assert.Equal(t, "clsweep", j.Group)
+		assert.Equal(t, "score", j.Metric)
+		assert.Equal(t, "max", j.Mode)
+		lr, err := strconv.ParseFloat(j.Params["lr"], 64)
+		require.NoError(t, err, "params: %v", j.Params)
+		require.NotNil(t, j.Best, stdout)
+		assert.InDelta(t, lr*10, *j.Best, 1e-9, "the best is the last report's")
+		assert.Equal(t, 3, j.BestIteration)
+	}
+	sort.Strings(names)
+	assert.Equal(t, got.Names, names)
+	table, _ := c.rtrain(ctx, "jobs", "--group", "clsweep")
+	assert.Contains(t, table, "lr=0.3")
+	assert.Contains(t, table, "score=3")
 }

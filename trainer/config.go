@@ -114,6 +114,18 @@ type Config struct {
 	// whose trial it is: `rtrain jobs` shows it, and `rtrain stop --group`
 	// stops the whole set. Empty: none.
 	Group string `json:",omitempty"`
+	// Params are the hyperparameters of the trial this job is, by name
+	// (a nested one as "model/lr"), as its sweep chose them: for people,
+	// in `rtrain jobs` and the dashboard; the job itself gets its config
+	// otherwise. At most MaxParams, keys of up to MaxParamKey characters,
+	// values of up to MaxParamValue. Empty: none.
+	Params map[string]string `json:",omitempty"`
+	// Metric is the reported metric the sweep judges its trials by, and
+	// Mode (ModeMin or ModeMax) whether lower or higher is better: the
+	// job's summary keeps the best value of Metric among rank 0's reports
+	// (JobSummary.Best). Mode is required with Metric. Empty: none.
+	Metric string `json:",omitempty"`
+	Mode   string `json:",omitempty"`
 	// Env is added to the environment the workers inherit, KEY=VALUE.
 	Env []string
 	// WorkingDir is the workers' working directory. Empty: the current one.
@@ -312,6 +324,9 @@ func (c *Config) validateFields() error {
 		return bad("--group %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", c.Group)
 	case c.Name != "" && !runName.MatchString(c.Name):
 		return bad("run name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", c.Name)
+	}
+	if err := c.validateTrial(); err != nil {
+		return err
 	}
 	for _, kv := range c.Env {
 		k, _, ok := strings.Cut(kv, "=")

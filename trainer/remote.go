@@ -191,6 +191,26 @@ func (c *Client) Stop(ctx context.Context, job string) error {
 	return nil
 }
 
+// StopGroup asks the head to stop every job of group that has not ended
+// (a sweep's trials) and returns them; none is no error.
+func (c *Client) StopGroup(ctx context.Context, group string) ([]JobSummary, error) {
+	jobs, err := c.Jobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var stopped []JobSummary
+	for _, j := range jobs {
+		if j.Group != group || j.State.Done() {
+			continue
+		}
+		if err := c.Stop(ctx, j.ID); err != nil {
+			return stopped, err
+		}
+		stopped = append(stopped, j)
+	}
+	return stopped, nil
+}
+
 // Status is the cluster's nodes and jobs.
 func (c *Client) Status(ctx context.Context) (ClusterStatus, error) {
 	rep, err := c.head.Status(ctx, &clusterpb.StatusRequest{})

@@ -73,6 +73,17 @@ type JobSummary struct {
 	Reason string `json:"reason,omitempty"`
 	// Group is Config.Group: the sweep the job is a trial of, say.
 	Group string `json:"group,omitempty"`
+	// Params, Metric and Mode are Config's: the trial's hyperparameters,
+	// and the metric its sweep judges it by.
+	Params map[string]string `json:"params,omitempty"`
+	Metric string            `json:"metric,omitempty"`
+	Mode   string            `json:"mode,omitempty"`
+	// Best is the best value of Metric among rank 0's reports so far, the
+	// lowest or the highest as Mode says, and BestIteration the report it
+	// came at (1 for rank 0's first: Ray Tune's training_iteration). Best
+	// is nil, and BestIteration 0, until a report has Metric as a number.
+	Best          *float64 `json:"best,omitempty"`
+	BestIteration int      `json:"best_iteration,omitempty"`
 }
 
 // StatusFromProto is the cluster status a head sends, as Go values.
@@ -109,6 +120,7 @@ func jobsFromProto(js []*clusterpb.JobSummary) []JobSummary {
 			ID: j.GetId(), Name: j.GetName(), State: State(j.GetState()), Message: j.GetMessage(),
 			Workers: int(j.GetWorkers()), Submitted: unixMilli(j.GetSubmittedUnixMs()), Ended: unixMilli(j.GetEndedUnixMs()),
 			Attempts: int(j.GetAttempts()), Queued: j.GetQueued(), Reason: j.GetReason(), Group: j.GetGroup(),
+			Params: j.GetParams(), Metric: j.GetMetric(), Mode: j.GetMode(), Best: j.Best, BestIteration: int(j.GetBestIteration()),
 		})
 	}
 	return out

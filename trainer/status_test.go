@@ -33,7 +33,8 @@ func TestStatusFromProtoCarriesEveryField(t *testing.T) {
 		},
 		Jobs: []*clusterpb.JobSummary{
 			{Id: "j1", Name: "train", State: "FAILED", Message: "rank 1 failed", Workers: 2, Attempts: 3,
-				SubmittedUnixMs: t0.UnixMilli(), EndedUnixMs: t0.Add(time.Minute).UnixMilli()},
+				SubmittedUnixMs: t0.UnixMilli(), EndedUnixMs: t0.Add(time.Minute).UnixMilli(),
+				Group: "sweep", Params: map[string]string{"lr": "0.1"}, Metric: "loss", Mode: "min", Best: ptr(0.25), BestIteration: 4},
 			{Id: "j2", Name: "queued", State: "PENDING", Workers: 8, SubmittedUnixMs: t0.UnixMilli() + 1, Attempts: 1, Queued: true, Reason: "needs 8 GPUs"},
 		},
 	}
@@ -50,7 +51,8 @@ func TestStatusFromProtoCarriesEveryField(t *testing.T) {
 		},
 		Jobs: []trainer.JobSummary{
 			{ID: "j1", Name: "train", State: trainer.StateFailed, Message: "rank 1 failed", Workers: 2, Attempts: 3,
-				Submitted: t0, Ended: t0.Add(time.Minute)},
+				Submitted: t0, Ended: t0.Add(time.Minute),
+				Group: "sweep", Params: map[string]string{"lr": "0.1"}, Metric: "loss", Mode: "min", Best: ptr(0.25), BestIteration: 4},
 			{ID: "j2", Name: "queued", State: trainer.StatePending, Workers: 8, Submitted: t0.Add(time.Millisecond), Attempts: 1, Queued: true, Reason: "needs 8 GPUs"},
 		},
 	}
@@ -59,6 +61,7 @@ func TestStatusFromProtoCarriesEveryField(t *testing.T) {
 		t.Errorf("StatusFromProto (-want +got):\n%s", d)
 	}
 	assert.True(t, got.Jobs[1].Ended.IsZero(), "a job that has not ended has no end")
+	assert.Nil(t, got.Jobs[1].Best, "a job with no best has none")
 }
 
 func custom(t *testing.T, s string) sched.Custom {

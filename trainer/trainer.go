@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,6 +46,7 @@ func New(cfg Config, log *slog.Logger) (*Trainer, error) {
 	}
 	cfg.Args = append([]string(nil), cfg.Args...)
 	cfg.Env = append([]string(nil), cfg.Env...)
+	cfg.Params = maps.Clone(cfg.Params)
 	return &Trainer{cfg: cfg, log: log}, nil
 }
 

@@ -817,7 +817,18 @@ type JobSummary struct {
 	Queued bool   `protobuf:"varint,9,opt,name=queued,proto3" json:"queued,omitempty"`
 	Reason string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
 	// The group the job belongs to (a sweep's name), empty for none.
-	Group         string `protobuf:"bytes,11,opt,name=group,proto3" json:"group,omitempty"`
+	Group string `protobuf:"bytes,11,opt,name=group,proto3" json:"group,omitempty"`
+	// The trial's hyperparameters (rtrain fit --param), for display.
+	Params map[string]string `protobuf:"bytes,12,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The reported metric the job's sweep judges it by, and "min" or "max":
+	// whether lower or higher is better.
+	Metric string `protobuf:"bytes,13,opt,name=metric,proto3" json:"metric,omitempty"`
+	Mode   string `protobuf:"bytes,14,opt,name=mode,proto3" json:"mode,omitempty"`
+	// The best value of metric among rank 0's reports so far, and the
+	// report it came at (1 for rank 0's first); absent, and 0, until a
+	// report has metric as a number.
+	Best          *float64 `protobuf:"fixed64,15,opt,name=best,proto3,oneof" json:"best,omitempty"`
+	BestIteration int32    `protobuf:"varint,16,opt,name=best_iteration,json=bestIteration,proto3" json:"best_iteration,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -927,6 +938,41 @@ func (x *JobSummary) GetGroup() string {
 		return x.Group
 	}
 	return ""
+}
+
+func (x *JobSummary) GetParams() map[string]string {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+func (x *JobSummary) GetMetric() string {
+	if x != nil {
+		return x.Metric
+	}
+	return ""
+}
+
+func (x *JobSummary) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *JobSummary) GetBest() float64 {
+	if x != nil && x.Best != nil {
+		return *x.Best
+	}
+	return 0
+}
+
+func (x *JobSummary) GetBestIteration() int32 {
+	if x != nil {
+		return x.BestIteration
+	}
+	return 0
 }
 
 type StatusReply struct {
@@ -2270,7 +2316,7 @@ const file_cluster_proto_rawDesc = "" +
 	"\tfree_gpus\x18\x03 \x03(\x05R\bfreeGpus\x12\x14\n" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12(\n" +
 	"\x10heartbeat_age_ms\x18\x05 \x01(\x03R\x0eheartbeatAgeMs\x127\n" +
-	"\tgpu_stats\x18\x06 \x03(\v2\x1a.rtrain.cluster.v1.GPUStatR\bgpuStats\"\xac\x02\n" +
+	"\tgpu_stats\x18\x06 \x03(\v2\x1a.rtrain.cluster.v1.GPUStatR\bgpuStats\"\x9f\x04\n" +
 	"\n" +
 	"JobSummary\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -2284,7 +2330,16 @@ const file_cluster_proto_rawDesc = "" +
 	"\x06queued\x18\t \x01(\bR\x06queued\x12\x16\n" +
 	"\x06reason\x18\n" +
 	" \x01(\tR\x06reason\x12\x14\n" +
-	"\x05group\x18\v \x01(\tR\x05group\"\xc1\x01\n" +
+	"\x05group\x18\v \x01(\tR\x05group\x12A\n" +
+	"\x06params\x18\f \x03(\v2).rtrain.cluster.v1.JobSummary.ParamsEntryR\x06params\x12\x16\n" +
+	"\x06metric\x18\r \x01(\tR\x06metric\x12\x12\n" +
+	"\x04mode\x18\x0e \x01(\tR\x04mode\x12\x17\n" +
+	"\x04best\x18\x0f \x01(\x01H\x00R\x04best\x88\x01\x01\x12%\n" +
+	"\x0ebest_iteration\x18\x10 \x01(\x05R\rbestIteration\x1a9\n" +
+	"\vParamsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\a\n" +
+	"\x05_best\"\xc1\x01\n" +
 	"\vStatusReply\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x123\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x1d.rtrain.cluster.v1.NodeStatusR\x05nodes\x121\n" +
@@ -2401,7 +2456,7 @@ func file_cluster_proto_rawDescGZIP() []byte {
 	return file_cluster_proto_rawDescData
 }
 
-var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_cluster_proto_goTypes = []any{
 	(*Resources)(nil),          // 0: rtrain.cluster.v1.Resources
 	(*GPU)(nil),                // 1: rtrain.cluster.v1.GPU
@@ -2440,6 +2495,7 @@ var file_cluster_proto_goTypes = []any{
 	(*ReleaseStagedReply)(nil), // 34: rtrain.cluster.v1.ReleaseStagedReply
 	(*PutRestoreReply)(nil),    // 35: rtrain.cluster.v1.PutRestoreReply
 	nil,                        // 36: rtrain.cluster.v1.Resources.CustomEntry
+	nil,                        // 37: rtrain.cluster.v1.JobSummary.ParamsEntry
 }
 var file_cluster_proto_depIdxs = []int32{
 	36, // 0: rtrain.cluster.v1.Resources.custom:type_name -> rtrain.cluster.v1.Resources.CustomEntry
@@ -2450,49 +2506,50 @@ var file_cluster_proto_depIdxs = []int32{
 	2,  // 5: rtrain.cluster.v1.NodeStatus.node:type_name -> rtrain.cluster.v1.Node
 	0,  // 6: rtrain.cluster.v1.NodeStatus.free:type_name -> rtrain.cluster.v1.Resources
 	6,  // 7: rtrain.cluster.v1.NodeStatus.gpu_stats:type_name -> rtrain.cluster.v1.GPUStat
-	11, // 8: rtrain.cluster.v1.StatusReply.nodes:type_name -> rtrain.cluster.v1.NodeStatus
-	12, // 9: rtrain.cluster.v1.StatusReply.jobs:type_name -> rtrain.cluster.v1.JobSummary
-	15, // 10: rtrain.cluster.v1.SubmitJobRequest.job:type_name -> rtrain.cluster.v1.SubmitJobHeader
-	16, // 11: rtrain.cluster.v1.SubmitJobHeader.workdir:type_name -> rtrain.cluster.v1.WorkdirManifest
-	20, // 12: rtrain.cluster.v1.JobEvent.error:type_name -> rtrain.cluster.v1.JobError
-	12, // 13: rtrain.cluster.v1.ListJobsReply.jobs:type_name -> rtrain.cluster.v1.JobSummary
-	26, // 14: rtrain.cluster.v1.StartGroupRequest.group:type_name -> rtrain.cluster.v1.StartGroupHeader
-	16, // 15: rtrain.cluster.v1.StartGroupHeader.workdir:type_name -> rtrain.cluster.v1.WorkdirManifest
-	3,  // 16: rtrain.cluster.v1.Head.Register:input_type -> rtrain.cluster.v1.RegisterRequest
-	5,  // 17: rtrain.cluster.v1.Head.Heartbeat:input_type -> rtrain.cluster.v1.HeartbeatRequest
-	8,  // 18: rtrain.cluster.v1.Head.Drain:input_type -> rtrain.cluster.v1.DrainRequest
-	10, // 19: rtrain.cluster.v1.Head.Status:input_type -> rtrain.cluster.v1.StatusRequest
-	14, // 20: rtrain.cluster.v1.Head.SubmitJob:input_type -> rtrain.cluster.v1.SubmitJobRequest
-	18, // 21: rtrain.cluster.v1.Head.WatchJob:input_type -> rtrain.cluster.v1.WatchJobRequest
-	21, // 22: rtrain.cluster.v1.Head.StopJob:input_type -> rtrain.cluster.v1.StopJobRequest
-	23, // 23: rtrain.cluster.v1.Head.ListJobs:input_type -> rtrain.cluster.v1.ListJobsRequest
-	25, // 24: rtrain.cluster.v1.Agent.StartGroup:input_type -> rtrain.cluster.v1.StartGroupRequest
-	28, // 25: rtrain.cluster.v1.Agent.StopGroup:input_type -> rtrain.cluster.v1.StopGroupRequest
-	28, // 26: rtrain.cluster.v1.Agent.DumpStacks:input_type -> rtrain.cluster.v1.StopGroupRequest
-	30, // 27: rtrain.cluster.v1.Agent.Rendezvous:input_type -> rtrain.cluster.v1.RendezvousRequest
-	32, // 28: rtrain.cluster.v1.Agent.FetchStaged:input_type -> rtrain.cluster.v1.FetchStagedRequest
-	32, // 29: rtrain.cluster.v1.Agent.ReleaseStaged:input_type -> rtrain.cluster.v1.FetchStagedRequest
-	33, // 30: rtrain.cluster.v1.Agent.PutRestore:input_type -> rtrain.cluster.v1.FileChunk
-	4,  // 31: rtrain.cluster.v1.Head.Register:output_type -> rtrain.cluster.v1.RegisterReply
-	7,  // 32: rtrain.cluster.v1.Head.Heartbeat:output_type -> rtrain.cluster.v1.HeartbeatReply
-	9,  // 33: rtrain.cluster.v1.Head.Drain:output_type -> rtrain.cluster.v1.DrainReply
-	13, // 34: rtrain.cluster.v1.Head.Status:output_type -> rtrain.cluster.v1.StatusReply
-	17, // 35: rtrain.cluster.v1.Head.SubmitJob:output_type -> rtrain.cluster.v1.SubmitJobReply
-	19, // 36: rtrain.cluster.v1.Head.WatchJob:output_type -> rtrain.cluster.v1.JobEvent
-	22, // 37: rtrain.cluster.v1.Head.StopJob:output_type -> rtrain.cluster.v1.StopJobReply
-	24, // 38: rtrain.cluster.v1.Head.ListJobs:output_type -> rtrain.cluster.v1.ListJobsReply
-	27, // 39: rtrain.cluster.v1.Agent.StartGroup:output_type -> rtrain.cluster.v1.GroupEvent
-	29, // 40: rtrain.cluster.v1.Agent.StopGroup:output_type -> rtrain.cluster.v1.StopGroupReply
-	29, // 41: rtrain.cluster.v1.Agent.DumpStacks:output_type -> rtrain.cluster.v1.StopGroupReply
-	31, // 42: rtrain.cluster.v1.Agent.Rendezvous:output_type -> rtrain.cluster.v1.RendezvousReply
-	33, // 43: rtrain.cluster.v1.Agent.FetchStaged:output_type -> rtrain.cluster.v1.FileChunk
-	34, // 44: rtrain.cluster.v1.Agent.ReleaseStaged:output_type -> rtrain.cluster.v1.ReleaseStagedReply
-	35, // 45: rtrain.cluster.v1.Agent.PutRestore:output_type -> rtrain.cluster.v1.PutRestoreReply
-	31, // [31:46] is the sub-list for method output_type
-	16, // [16:31] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	37, // 8: rtrain.cluster.v1.JobSummary.params:type_name -> rtrain.cluster.v1.JobSummary.ParamsEntry
+	11, // 9: rtrain.cluster.v1.StatusReply.nodes:type_name -> rtrain.cluster.v1.NodeStatus
+	12, // 10: rtrain.cluster.v1.StatusReply.jobs:type_name -> rtrain.cluster.v1.JobSummary
+	15, // 11: rtrain.cluster.v1.SubmitJobRequest.job:type_name -> rtrain.cluster.v1.SubmitJobHeader
+	16, // 12: rtrain.cluster.v1.SubmitJobHeader.workdir:type_name -> rtrain.cluster.v1.WorkdirManifest
+	20, // 13: rtrain.cluster.v1.JobEvent.error:type_name -> rtrain.cluster.v1.JobError
+	12, // 14: rtrain.cluster.v1.ListJobsReply.jobs:type_name -> rtrain.cluster.v1.JobSummary
+	26, // 15: rtrain.cluster.v1.StartGroupRequest.group:type_name -> rtrain.cluster.v1.StartGroupHeader
+	16, // 16: rtrain.cluster.v1.StartGroupHeader.workdir:type_name -> rtrain.cluster.v1.WorkdirManifest
+	3,  // 17: rtrain.cluster.v1.Head.Register:input_type -> rtrain.cluster.v1.RegisterRequest
+	5,  // 18: rtrain.cluster.v1.Head.Heartbeat:input_type -> rtrain.cluster.v1.HeartbeatRequest
+	8,  // 19: rtrain.cluster.v1.Head.Drain:input_type -> rtrain.cluster.v1.DrainRequest
+	10, // 20: rtrain.cluster.v1.Head.Status:input_type -> rtrain.cluster.v1.StatusRequest
+	14, // 21: rtrain.cluster.v1.Head.SubmitJob:input_type -> rtrain.cluster.v1.SubmitJobRequest
+	18, // 22: rtrain.cluster.v1.Head.WatchJob:input_type -> rtrain.cluster.v1.WatchJobRequest
+	21, // 23: rtrain.cluster.v1.Head.StopJob:input_type -> rtrain.cluster.v1.StopJobRequest
+	23, // 24: rtrain.cluster.v1.Head.ListJobs:input_type -> rtrain.cluster.v1.ListJobsRequest
+	25, // 25: rtrain.cluster.v1.Agent.StartGroup:input_type -> rtrain.cluster.v1.StartGroupRequest
+	28, // 26: rtrain.cluster.v1.Agent.StopGroup:input_type -> rtrain.cluster.v1.StopGroupRequest
+	28, // 27: rtrain.cluster.v1.Agent.DumpStacks:input_type -> rtrain.cluster.v1.StopGroupRequest
+	30, // 28: rtrain.cluster.v1.Agent.Rendezvous:input_type -> rtrain.cluster.v1.RendezvousRequest
+	32, // 29: rtrain.cluster.v1.Agent.FetchStaged:input_type -> rtrain.cluster.v1.FetchStagedRequest
+	32, // 30: rtrain.cluster.v1.Agent.ReleaseStaged:input_type -> rtrain.cluster.v1.FetchStagedRequest
+	33, // 31: rtrain.cluster.v1.Agent.PutRestore:input_type -> rtrain.cluster.v1.FileChunk
+	4,  // 32: rtrain.cluster.v1.Head.Register:output_type -> rtrain.cluster.v1.RegisterReply
+	7,  // 33: rtrain.cluster.v1.Head.Heartbeat:output_type -> rtrain.cluster.v1.HeartbeatReply
+	9,  // 34: rtrain.cluster.v1.Head.Drain:output_type -> rtrain.cluster.v1.DrainReply
+	13, // 35: rtrain.cluster.v1.Head.Status:output_type -> rtrain.cluster.v1.StatusReply
+	17, // 36: rtrain.cluster.v1.Head.SubmitJob:output_type -> rtrain.cluster.v1.SubmitJobReply
+	19, // 37: rtrain.cluster.v1.Head.WatchJob:output_type -> rtrain.cluster.v1.JobEvent
+	22, // 38: rtrain.cluster.v1.Head.StopJob:output_type -> rtrain.cluster.v1.StopJobReply
+	24, // 39: rtrain.cluster.v1.Head.ListJobs:output_type -> rtrain.cluster.v1.ListJobsReply
+	27, // 40: rtrain.cluster.v1.Agent.StartGroup:output_type -> rtrain.cluster.v1.GroupEvent
+	29, // 41: rtrain.cluster.v1.Agent.StopGroup:output_type -> rtrain.cluster.v1.StopGroupReply
+	29, // 42: rtrain.cluster.v1.Agent.DumpStacks:output_type -> rtrain.cluster.v1.StopGroupReply
+	31, // 43: rtrain.cluster.v1.Agent.Rendezvous:output_type -> rtrain.cluster.v1.RendezvousReply
+	33, // 44: rtrain.cluster.v1.Agent.FetchStaged:output_type -> rtrain.cluster.v1.FileChunk
+	34, // 45: rtrain.cluster.v1.Agent.ReleaseStaged:output_type -> rtrain.cluster.v1.ReleaseStagedReply
+	35, // 46: rtrain.cluster.v1.Agent.PutRestore:output_type -> rtrain.cluster.v1.PutRestoreReply
+	32, // [32:47] is the sub-list for method output_type
+	17, // [17:32] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_cluster_proto_init() }
@@ -2500,13 +2557,14 @@ func file_cluster_proto_init() {
 	if File_cluster_proto != nil {
 		return
 	}
+	file_cluster_proto_msgTypes[12].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_proto_rawDesc), len(file_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -233,8 +233,9 @@ func (h *Daemon) submit(req *clusterpb.SubmitJobHeader, wd cluster.Workdir) (*he
 		}
 	}
 	ctx, cancel := context.WithCancel(h.ctx)
-	hj := &headJob{id: rj.ID(), name: rj.Name(), group: cfg.Group, workers: cfg.Workers, submitted: time.Now(), logDir: rj.LogDir(),
-		cancel: cancel, done: make(chan struct{}), changed: make(chan struct{}), state: trainer.StatePending}
+	hj := &headJob{id: rj.ID(), name: rj.Name(), group: cfg.Group, params: cfg.Params, workers: cfg.Workers, submitted: time.Now(), logDir: rj.LogDir(),
+		cancel: cancel, done: make(chan struct{}), changed: make(chan struct{}), state: trainer.StatePending,
+		best: trainer.BestTracker{Metric: cfg.Metric, Mode: cfg.Mode}}
 	h.jobs[hj.id] = hj
 	h.order = append(h.order, hj.id)
 	h.mu.Unlock()
@@ -247,6 +248,9 @@ func (h *Daemon) submit(req *clusterpb.SubmitJobHeader, wd cluster.Workdir) (*he
 		msg := ""
 		if e.Type == trainer.EventState {
 			st, msg = e.State, e.Message
+		}
+		if e.Type == trainer.EventReport && e.Rank == 0 {
+			hj.reported(e)
 		}
 		if e.Type == trainer.EventRestart {
 			hj.mu.Lock()

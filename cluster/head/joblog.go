@@ -22,6 +22,7 @@ import (
 type headJob struct {
 	id, name  string
 	group     string
+	params    map[string]string
 	workers   int
 	submitted time.Time
 	cancel    context.CancelFunc
@@ -36,6 +37,8 @@ type headJob struct {
 	message  string
 	ended    time.Time
 	restarts int
+	// best follows the job's Config.Metric over rank 0's reports.
+	best trainer.BestTracker
 	// next is the index of the next event; events may have gaps where old
 	// log lines were dropped, so an event's place is its Index.
 	next int64
@@ -86,6 +89,13 @@ func logCost(ev *clusterpb.JobEvent) int { return len(ev.EventJson) + eventOverh
 func (hj *headJob) eventsFrom(from int64) []*clusterpb.JobEvent {
 	i := sort.Search(len(hj.events), func(i int) bool { return hj.events[i].Index >= from })
 	return hj.events[i:]
+}
+
+// reported folds rank 0's report e into the job's best.
+func (hj *headJob) reported(e trainer.Event) {
+	hj.mu.Lock()
+	defer hj.mu.Unlock()
+	hj.best.Report(e.Metrics)
 }
 
 func (hj *headJob) add(ev *clusterpb.JobEvent, state trainer.State, msg string) {
@@ -224,7 +234,8 @@ func (hj *headJob) summary() *clusterpb.JobSummary {
 	hj.mu.Lock()
 	defer hj.mu.Unlock()
 	s := &clusterpb.JobSummary{Id: hj.id, Name: hj.name, Group: hj.group, State: string(hj.state), Message: hj.message,
-		Workers: int32(hj.workers), SubmittedUnixMs: hj.submitted.UnixMilli(), Attempts: int32(hj.restarts + 1)}
+		Workers: int32(hj.workers), SubmittedUnixMs: hj.submitted.UnixMilli(), Attempts: int32(hj.restarts + 1),
+		Params: hj.params, Metric: hj.best.Metric, Mode: hj.best.Mode, Best: hj.best.Best(), BestIteration: int32(hj.best.Iteration)}
 	if !hj.ended.IsZero() {
 		s.EndedUnixMs = hj.ended.UnixMilli()
 	}

@@ -34,6 +34,13 @@ type jobRecord struct {
 	Ended     time.Time       `json:"ended,omitzero"`
 	Result    json.RawMessage `json:"result,omitempty"`
 	Error     json.RawMessage `json:"error,omitempty"`
+	// Params, Metric and Mode are the job's Config's; Best and
+	// BestIteration its best value of Metric.
+	Params        map[string]string `json:"params,omitempty"`
+	Metric        string            `json:"metric,omitempty"`
+	Mode          string            `json:"mode,omitempty"`
+	Best          *float64          `json:"best,omitempty"`
+	BestIteration int               `json:"best_iteration,omitempty"`
 }
 
 func openJobStore(dir string) (*jobStore, error) {
@@ -101,7 +108,8 @@ func (s *jobStore) close() error { return s.db.Close() }
 func (hj *headJob) record() jobRecord {
 	hj.mu.Lock()
 	defer hj.mu.Unlock()
-	r := jobRecord{ID: hj.id, Name: hj.name, Group: hj.group, State: hj.state, Message: hj.message, Workers: hj.workers, Submitted: hj.submitted, Ended: hj.ended}
+	r := jobRecord{ID: hj.id, Name: hj.name, Group: hj.group, State: hj.state, Message: hj.message, Workers: hj.workers, Submitted: hj.submitted, Ended: hj.ended,
+		Params: hj.params, Metric: hj.best.Metric, Mode: hj.best.Mode, Best: hj.best.Best(), BestIteration: hj.best.Iteration}
 	if n := len(hj.events); n > 0 {
 		last := hj.events[n-1]
 		if last.ResultJson != nil {
@@ -117,8 +125,12 @@ func (hj *headJob) record() jobRecord {
 // restored turns a stored job into an ended headJob whose one event is its
 // end.
 func restored(r jobRecord) *headJob {
-	hj := &headJob{id: r.ID, name: r.Name, group: r.Group, workers: r.Workers, submitted: r.Submitted, ended: r.Ended,
-		state: r.State, message: r.Message, done: make(chan struct{}), changed: make(chan struct{}), cancel: func() {}}
+	hj := &headJob{id: r.ID, name: r.Name, group: r.Group, params: r.Params, workers: r.Workers, submitted: r.Submitted, ended: r.Ended,
+		state: r.State, message: r.Message, done: make(chan struct{}), changed: make(chan struct{}), cancel: func() {},
+		best: trainer.BestTracker{Metric: r.Metric, Mode: r.Mode}}
+	if r.Best != nil && r.BestIteration > 0 {
+		hj.best.Value, hj.best.Iteration = *r.Best, r.BestIteration
+	}
 	close(hj.done)
 	ev := jobEvent(trainer.Event{Type: trainer.EventState, Time: r.Ended, State: r.State, Message: r.Message})
 	ev.ResultJson = r.Result

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -68,22 +71,14 @@ func stopGroup(cmd *cobra.Command, o *clusterFlags, group string) error {
 		return err
 	}
 	defer c.Close()
-	jobs, err := c.Jobs(cmd.Context())
+	stopped, err := c.StopGroup(cmd.Context(), group)
+	for _, j := range stopped {
+		fmt.Fprintf(cmd.OutOrStdout(), "rtrain: stopping job %s (%s)\n", j.ID, j.Name)
+	}
 	if err != nil {
 		return err
 	}
-	stopped := 0
-	for _, j := range jobs {
-		if j.Group != group || j.State.Done() {
-			continue
-		}
-		if err := c.Stop(cmd.Context(), j.ID); err != nil {
-			return err
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "rtrain: stopping job %s (%s)\n", j.ID, j.Name)
-		stopped++
-	}
-	if stopped == 0 {
+	if len(stopped) == 0 {
 		fmt.Fprintf(cmd.OutOrStdout(), "rtrain: no job of group %s runs\n", group)
 	}
 	return nil
@@ -198,6 +193,14 @@ type jobJSON struct {
 	Queued bool   `json:"queued,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	Group  string `json:"group,omitempty"`
+	// A sweep's trial: its --param flags, the --metric and --mode it is
+	// judged by, and the best value of the metric so far with the report
+	// it came at (1-based); no best until a report has the metric.
+	Params        map[string]string `json:"params,omitempty"`
+	Metric        string            `json:"metric,omitempty"`
+	Mode          string            `json:"mode,omitempty"`
+	Best          *float64          `json:"best,omitempty"`
+	BestIteration int               `json:"best_iteration,omitempty"`
 }
 
 func statusJSON(st trainer.ClusterStatus) any {
@@ -225,7 +228,8 @@ func jobsJSON(js []trainer.JobSummary) []jobJSON {
 	out := []jobJSON{}
 	for _, j := range js {
 		out = append(out, jobJSON{ID: j.ID, Name: j.Name, State: string(j.State), Message: j.Message, Workers: j.Workers, Attempts: max(j.Attempts, 1),
-			Started: j.Submitted.UTC().Format(time.RFC3339), Queued: j.Queued, Reason: j.Reason, Group: j.Group})
+			Started: j.Submitted.UTC().Format(time.RFC3339), Queued: j.Queued, Reason: j.Reason, Group: j.Group,
+			Params: j.Params, Metric: j.Metric, Mode: j.Mode, Best: j.Best, BestIteration: j.BestIteration})
 	}
 	return out
 }
@@ -272,10 +276,12 @@ func printStatus(w io.Writer, addr string, st trainer.ClusterStatus) {
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)
-	printJobs(w, st.Jobs)
+	printJobs(w, st.Jobs, false)
 }
 
-func printJobs(w io.Writer, jobs []trainer.JobSummary) {
+// printJobs prints jobs as a table. The PARAMS and BEST columns are there
+// with trials (forced, or some job has params or a metric).
+func printJobs(w io.Writer, jobs []trainer.JobSummary, trials bool) {
 	if len(jobs) == 0 {
 		fmt.Fprintln(w, "no jobs")
 		return
@@ -284,25 +290,55 @@ func printJobs(w io.Writer, jobs []trainer.JobSummary) {
 	// The group column only where some job has one: most clusters run
 	// no sweeps.
 	grouped := slices.ContainsFunc(jobs, func(j trainer.JobSummary) bool { return j.Group != "" })
-	group := func(j trainer.JobSummary) string {
-		switch {
-		case !grouped:
-			return ""
-		case j.Group == "":
-			return "-\t"
-		}
-		return j.Group + "\t"
+	trials = trials || slices.ContainsFunc(jobs, func(j trainer.JobSummary) bool { return len(j.Params) > 0 || j.Metric != "" })
+	head := []string{"JOB", "NAME", "STATE", "WORKERS", "ATTEMPTS", "SUBMITTED", "MESSAGE"}
+	if trials {
+		head = slices.Insert(head, 3, "PARAMS", "BEST")
 	}
-	head := "JOB\tNAME\tSTATE\tWORKERS\tATTEMPTS\tSUBMITTED\tMESSAGE"
 	if grouped {
-		head = "JOB\tGROUP\tNAME\tSTATE\tWORKERS\tATTEMPTS\tSUBMITTED\tMESSAGE"
+		head = slices.Insert(head, 1, "GROUP")
 	}
-	fmt.Fprintln(tw, head)
+	fmt.Fprintln(tw, strings.Join(head, "\t"))
 	for _, j := range jobs {
-		fmt.Fprintf(tw, "%s\t%s%s\t%s\t%d\t%d\t%s\t%s\n", j.ID, group(j), j.Name, j.State, j.Workers, max(j.Attempts, 1),
-			j.Submitted.Local().Format("2006-01-02 15:04:05"), oneLine(j.Message))
+		row := []string{j.ID, j.Name, string(j.State), strconv.Itoa(j.Workers), strconv.Itoa(max(j.Attempts, 1)),
+			j.Submitted.Local().Format("2006-01-02 15:04:05"), oneLine(j.Message)}
+		if trials {
+			row = slices.Insert(row, 3, paramsCell(j.Params), bestCell(j))
+		}
+		if grouped {
+			row = slices.Insert(row, 1, cmp.Or(j.Group, "-"))
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	_ = tw.Flush()
+}
+
+// maxParamsCell is the most of a trial's params the table shows.
+const maxParamsCell = 48
+
+// paramsCell is params as k=v,k=v in key order, cut at maxParamsCell
+// characters; "-" for none.
+func paramsCell(params map[string]string) string {
+	if len(params) == 0 {
+		return "-"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(params)) {
+		parts = append(parts, k+"="+params[k])
+	}
+	s := []rune(strings.Join(parts, ","))
+	if len(s) > maxParamsCell {
+		return string(s[:maxParamsCell-3]) + "..."
+	}
+	return string(s)
+}
+
+// bestCell is a trial's best as metric=value; "-" before its first.
+func bestCell(j trainer.JobSummary) string {
+	if j.Best == nil {
+		return "-"
+	}
+	return j.Metric + "=" + strconv.FormatFloat(*j.Best, 'g', 5, 64)
 }
 
 func oneLine(s string) string {
@@ -320,7 +356,13 @@ func newJobsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "jobs",
 		Short: "List the cluster's jobs, and why pending ones wait",
-		Args:  cobra.NoArgs,
+		Long: `jobs lists the jobs the cluster's head keeps, oldest first, and why
+pending ones wait. Jobs that are a sweep's trials (rtrain fit --group, --param,
+--metric) show their group, their parameters (PARAMS) and the best value of
+their metric among rank 0's reports so far (BEST); --group lists one sweep's.
+-o json has them as "group", "params", "metric", "mode", "best" and
+"best_iteration" (the report the best came at, 1 for the first).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := o.clientFor(&out)
 			if err != nil {
@@ -337,7 +379,7 @@ func newJobsCmd() *cobra.Command {
 			if out.format == "json" {
 				return writeJSON(cmd.OutOrStdout(), jobsJSON(jobs))
 			}
-			printJobs(cmd.OutOrStdout(), jobs)
+			printJobs(cmd.OutOrStdout(), jobs, group != "")
 			return nil
 		},
 	}

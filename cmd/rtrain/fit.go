@@ -31,6 +31,9 @@ type fitOptions struct {
 	python        string
 	name          string
 	group         string
+	params        []string
+	metric        string
+	mode          string
 	env           []string
 	workingDir    string
 	resultsDir    string
@@ -83,7 +86,8 @@ is in pyshim/PROTOCOL.md.`,
 		Example: `  rtrain fit --workers 4 examples/train_rtrain.py
   rtrain fit --workers 2 --gpu train.py -- --epochs 10
   rtrain fit --workers 4 --env NCCL_DEBUG=INFO --name resnet-run train.py
-  rtrain fit --workers 4 --storage s3://bucket/runs --name resnet-run --resume train.py`,
+  rtrain fit --workers 4 --storage s3://bucket/runs --name resnet-run --resume train.py
+  rtrain fit --address HEAD:PORT --group sweep-1 --param lr=0.01 --metric loss --mode min train.py -- --lr 0.01`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			fn := cmd.Flags().Changed("function")
 			switch {
@@ -116,6 +120,9 @@ is in pyshim/PROTOCOL.md.`,
 	f.StringVar(&o.python, "python", "", "python interpreter (default $RTRAIN_PYTHON, else the first python3 on PATH with torch)")
 	f.StringVar(&o.name, "name", "", "run name (default: script name, date and a random suffix)")
 	f.StringVar(&o.group, "group", "", "with --address: the group the job belongs to (a sweep's name): rtrain jobs shows it, rtrain stop --group stops them all")
+	f.StringArrayVar(&o.params, "param", nil, "KEY=VALUE, a hyperparameter of this trial, for rtrain jobs and the dashboard to show; nested keys as model/lr (repeatable)")
+	f.StringVar(&o.metric, "metric", "", "the reported metric the sweep judges this trial by: rtrain jobs and the dashboard show its best value (needs --mode)")
+	f.StringVar(&o.mode, "mode", "", "min or max: whether a lower or a higher --metric is better")
 	f.StringArrayVarP(&o.env, "env", "e", nil, "set KEY=VALUE in the workers' environment (repeatable)")
 	f.StringVar(&o.workingDir, "working-dir", "", "directory the workers start in (default: the current one)")
 	f.StringVar(&o.resultsDir, "results-dir", "", "local directory for runs' logs (default ~/rtrain_results)")
@@ -178,6 +185,10 @@ func (o *fitOptions) config(cmd *cobra.Command, args []string) (trainer.Config, 
 	if err != nil {
 		return trainer.Config{}, usageError{fmt.Errorf("--resources: %w", err)}
 	}
+	params, err := parseParams(o.params)
+	if err != nil {
+		return trainer.Config{}, err
+	}
 	cfg := trainer.Config{
 		Script:             script,
 		Args:               rest,
@@ -192,6 +203,9 @@ func (o *fitOptions) config(cmd *cobra.Command, args []string) (trainer.Config, 
 		Python:             o.python,
 		Name:               o.name,
 		Group:              o.group,
+		Params:             params,
+		Metric:             o.metric,
+		Mode:               o.mode,
 		Env:                o.env,
 		WorkingDir:         o.workingDir,
 		ResultsDir:         o.resultsDir,
@@ -241,6 +255,26 @@ func (o *fitOptions) config(cmd *cobra.Command, args []string) (trainer.Config, 
 		return trainer.Config{}, err
 	}
 	return cfg, nil
+}
+
+// parseParams is the --param flags as a map; none is nil. Config checks
+// the keys and values.
+func parseParams(flags []string) (map[string]string, error) {
+	if len(flags) == 0 {
+		return nil, nil
+	}
+	params := make(map[string]string, len(flags))
+	for _, kv := range flags {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, usageError{fmt.Errorf("--param %q: want KEY=VALUE", kv)}
+		}
+		if _, dup := params[k]; dup {
+			return nil, usageError{fmt.Errorf("--param %s is given twice; give each key once", k)}
+		}
+		params[k] = v
+	}
+	return params, nil
 }
 
 func (o *fitOptions) run(cmd *cobra.Command, args []string) error {

@@ -114,6 +114,10 @@ func TestUsageErrorsAreOneLine(t *testing.T) {
 		{"custom resource nowhere", []string{"fit", "--resources-per-worker", "licence=1", script}, `asked 1 of custom resource "licence", this node has 0`},
 		{"too little of a custom resource", []string{"fit", "-n", "3", "--resources", "licence=2", "--resources-per-worker", "licence=1", script}, `asked 3 of custom resource "licence", this node has 2`},
 		{"embedded node flags on a cluster", []string{"fit", "--address", "127.0.0.1:1", "--resources", "licence=1", script}, "--resources describes this machine's embedded node; on a cluster each agent says what it offers (rtrain start --resources)"},
+		{"param without a value", []string{"fit", "--param", "lr", script}, `--param "lr": want KEY=VALUE`},
+		{"param twice", []string{"fit", "--param", "lr=1", "--param", "lr=2", script}, "--param lr is given twice; give each key once"},
+		{"metric without mode", []string{"fit", "--metric", "score", script}, "--metric score needs --mode min or --mode max: whether a lower or a higher score is better"},
+		{"bad mode", []string{"fit", "--metric", "score", "--mode", "best", script}, `--mode "best": want min or max`},
 		{"custom resources on a head", []string{"start", "--head", "--resources", "licence=1"}, "--resources is what an agent's node offers"},
 	}
 	for _, tt := range tests {

@@ -40,6 +40,10 @@ from rtrain.tune.schedulers.trial_scheduler import TrialScheduler
 from rtrain.tune.search.util import flatten_dict
 
 
+# rtrain fit takes at most this many --param flags.
+_MAX_PARAMS = 64
+
+
 class _Job:
     """One trial's rtrain fit process and the pipes it speaks on."""
 
@@ -162,6 +166,8 @@ class TrialRunner:
         cluster_flags: List[str],
         local: bool,
         run_config: RunConfig,
+        metric: Optional[str] = None,
+        mode: Optional[str] = None,
         max_concurrent: int = 0,
         time_budget_s: Optional[float] = None,
         trials: Optional[List[Trial]] = None,
@@ -176,6 +182,7 @@ class TrialRunner:
         self.cluster_flags = cluster_flags
         self.local = local
         self.run_config = run_config
+        self.metric, self.mode = metric, mode
         self.max_concurrent = max_concurrent
         self.deadline = time.monotonic() + time_budget_s if time_budget_s else None
         self.trials: List[Trial] = list(trials or [])
@@ -360,6 +367,7 @@ class TrialRunner:
             resume_from_checkpoint=None, name=name, where=self.cluster_flags + ["--group", self.name], local=self.local,
             restart_from=restart_from,
         )
+        argv += self._display_flags(trial)
         if self.local:
             # On the sweep's own cluster the trial starts in an empty
             # directory of its own, as a Ray trial starts in its trial
@@ -373,6 +381,22 @@ class TrialRunner:
         self.jobs[trial.trial_id].started_from = restart_from
         self.started_at[trial.trial_id] = time.monotonic()
         trial.status = Trial.RUNNING
+
+    def _display_flags(self, trial: Trial) -> List[str]:
+        """rtrain fit's --param and --metric flags: what `rtrain jobs` and
+        the dashboard show of the trial (its sampled values, else its
+        config's scalars) and which metric's best they track."""
+        params = trial.evaluated_params or {k: v for k, v in flatten_dict(trial.config).items()
+                                            if isinstance(v, (str, int, float, bool)) or v is None}
+        flags: List[str] = []
+        for key, value in list(params.items())[:_MAX_PARAMS]:
+            shown = f"{value:.6g}" if isinstance(value, float) else str(value)
+            key = "".join(c for c in str(key) if c.isprintable() and c != "=")[:128]
+            if key:
+                flags += ["--param", f"{key}={''.join(c for c in shown if c.isprintable())[:256]}"]
+        if self.metric and self.mode in ("min", "max"):
+            flags += ["--metric", self.metric[:128], "--mode", self.mode]
+        return flags
 
     # Following trials.
     def run(self) -> None:

@@ -163,6 +163,8 @@ class Tuner:
                 experiment_name=self._name, experiment_path=self._path, cluster_flags=cluster.flags(),
                 local=cluster.private,
                 run_config=self._run_config, max_concurrent=tc.max_concurrent_trials or 0,
+                metric=tc.metric or getattr(scheduler, "_metric", None),
+                mode=tc.mode or getattr(scheduler, "_mode", None),
                 time_budget_s=tc.time_budget_s, trials=self._trials, on_change=self._save_state,
             )
             if self._restored:
