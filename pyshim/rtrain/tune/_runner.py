@@ -6,7 +6,8 @@ cluster (SweepCluster), in the sweep's job group. Its --events pipe brings
 the job's states, reports and checkpoints as they happen; its --result-json
 says how it ended. The cluster's scheduler is the only judge of what fits:
 the runner starts another trial only while none it started is still
-queued there, so a sweep never holds more trials than fit and needs no
+queued there (or submitted and not yet placed), so a sweep never holds
+more trials than fit and needs no
 hand-set max_concurrent_trials. Stopping a trial (a scheduler's STOP or
 PAUSE) is a SIGINT to its rtrain fit, which cancels the job.
 
@@ -69,6 +70,7 @@ class _Job:
         self.partial = {self.events.fileno(): b"", self.output.fileno(): b""}
         self.open = 2
         self.queued = False
+        self.placed = False  # the cluster has placed its workers
         self.said_queued = False
         self.stopping: Optional[str] = None  # the status the trial takes once stopped
         # Checkpoints reported, and committed; a pause waits for the
@@ -257,8 +259,10 @@ class TrialRunner:
         return True
 
     def _room(self) -> bool:
-        if any(j.queued for j in self.jobs.values()):
-            # The cluster holds a trial already: wait for it to be placed.
+        if any(not j.placed for j in self.jobs.values()):
+            # A trial not placed yet (just submitted, or held in the
+            # cluster's queue): wait for it. Without that a burst of
+            # submissions would all count as room.
             return False
         if self.max_concurrent and len(self.jobs) >= self.max_concurrent:
             return False
@@ -480,8 +484,11 @@ class TrialRunner:
             if queued and not job.said_queued:
                 job.said_queued = True
                 print(f"rtrain.tune: trial {self.trial_name(trial)} waits: {e.get('message')}", file=sys.stderr, flush=True)
-            elif e.get("state") in ("STARTING", "RUNNING"):
+            if e.get("state") not in (None, "PENDING"):
+                # Placed, or ended without: either way it holds no place
+                # in the queue.
                 job.queued = False
+                job.placed = True
         elif kind == "checkpoint" and e.get("checkpoint"):
             c = e["checkpoint"]
             self.stored.setdefault(trial.trial_id, []).append((c["uri"], c.get("metrics") or {}))
