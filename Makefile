@@ -1,5 +1,7 @@
 # rtrain: `make run` sets up, builds and runs the example job on this machine;
-# `make test` sets up and runs every test. Both install what is missing.
+# `make test` sets up and runs every test; `make bench` runs the benchmarks.
+# Each installs what it is missing and nothing more (deps-run, deps-test,
+# deps-bench: scripts/install-deps.sh says what each holds).
 # `make wheel` builds the Python package with the binary in it, for pip.
 
 GO      ?= go
@@ -11,12 +13,12 @@ PYTHON  ?= /usr/bin/python3
 # Tests that start real PyTorch jobs take a while on two cores.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all deps build wheel python-path run test test-short vet fmt bench soak clean proto
+.PHONY: all deps-run deps-test deps-bench build wheel python-path run test test-short vet fmt bench soak clean proto
 
 all: build
 
-deps:
-	@scripts/install-deps.sh
+deps-run deps-test deps-bench: deps-%:
+	@scripts/install-deps.sh $*
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/rtrain
@@ -35,14 +37,14 @@ python-path: build
 	@$(PYTHON) scripts/build-wheel.py --binary $(BIN) --version $(VERSION) --tree build/python \
 		--pth "$$($(PYTHON) -m site --user-site)/rtrain.pth" >/dev/null
 
-run: deps build python-path
+run: deps-run build python-path
 	./$(BIN) fit --workers 4 examples/train_rtrain.py
 
 vet:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 
-test: deps vet
+test: deps-test vet
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 test-short:
@@ -58,7 +60,7 @@ test-short:
 # the same script (the wheel built from bin/rtrain, in a venv). It rewrites
 # docs/BENCHMARKS.md and its charts (about 30 minutes on 2 cores;
 # `-only NAME` runs one section and keeps the others).
-bench: deps build
+bench: deps-bench build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) run ./cmd/rtrain-bench -rtrain $(BIN) -out docs
 
@@ -67,7 +69,7 @@ bench: deps build
 # teardown section (about 20 minutes on 2 cores; SOAK_RUNS=N for more or
 # fewer).
 SOAK_RUNS ?= 100
-soak: deps build
+soak: deps-run build
 	$(GO) run ./cmd/rtrain-bench -rtrain $(BIN) -out docs -only teardown -soak-runs $(SOAK_RUNS)
 
 clean:

@@ -45,6 +45,11 @@ var (
 	ErrCorrupt = errors.New("stored file does not match the manifest")
 )
 
+// S3CredentialSource says where the S3 credentials of opts and the
+// environment come from, without the network; "" when no local source has
+// any. See s3.CredentialSource.
+func S3CredentialSource(opts S3Options) string { return s3.CredentialSource(opts) }
+
 const locationHelp = "use s3://BUCKET/PREFIX or a local directory"
 
 // urlScheme is what can stand before "://" in a storage URL.

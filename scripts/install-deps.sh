@@ -1,72 +1,125 @@
 #!/usr/bin/env bash
-# Installs what rtrain needs to build, run its example and run its tests on a
-# Debian machine: Go must already be there; PyTorch (Debian's python3-torch)
-# and the tools the tests use are installed when missing. Safe to re-run.
+# Installs on a Debian machine what is missing for one make target:
+#
+#   scripts/install-deps.sh run     build rtrain and run its example (make run)
+#   scripts/install-deps.sh test    that, and what the tests use (make test)
+#   scripts/install-deps.sh bench   that of run, and what the benchmarks compare against (make bench)
+#
+# Go must already be there. What is there is left alone, so it is safe to
+# re-run. A new dependency is one `need PACKAGE CHECK...` line in the set that
+# uses it: PACKAGE (Debian's) is installed unless CHECK succeeds.
 set -euo pipefail
 
-need_apt=()
+usage() { echo "usage: $0 run|test|bench" >&2; exit 2; }
+[ $# -eq 1 ] || usage
 
 if ! command -v go >/dev/null 2>&1; then
 	echo "install-deps: Go is missing; install Go 1.26 or newer (https://go.dev/doc/install) and re-run" >&2
 	exit 1
 fi
 
+need_apt=()
+need_minio=0
+
+need() {
+	local pkg=$1
+	shift
+	"$@" >/dev/null 2>&1 || need_apt+=("$pkg")
+}
+has_cmd() { command -v "$1"; }
+# The python the Makefile lays the package out for and the tests run.
+has_module() { /usr/bin/python3 -c "import $1"; }
+# Whether python $1 can import torch; has_torch: any python rtrain fit
+# would look at.
+torch_in() { [ -x "$1" ] && "$1" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("torch") is None)'; }
 has_torch() {
 	local py
 	for py in "${RTRAIN_PYTHON:-}" $(type -ap python3) /usr/bin/python3; do
-		[ -n "$py" ] && [ -x "$py" ] || continue
-		if "$py" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("torch") is None)' 2>/dev/null; then
-			return 0
-		fi
+		[ -n "$py" ] && torch_in "$py" && return 0
 	done
 	return 1
 }
-has_torch || need_apt+=(python3-torch)
+has_ip() { has_cmd ip || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; }
 
-# The Python driver API (rtrain.TorchTrainer) ships the training function to
-# the workers with cloudpickle: every node that runs workers needs it. The
-# wheel's tests install it into venvs, which need venv (with ensurepip) and
-# pip.
-has_module() { /usr/bin/python3 -c "import $1" >/dev/null 2>&1; }
-has_module cloudpickle || need_apt+=(python3-cloudpickle)
-has_module ensurepip || need_apt+=(python3-venv)
-has_module pip || need_apt+=(python3-pip)
-# rtrain.tune's tests: numpy for the search spaces and schedulers, optuna for
-# OptunaSearch (a user needs optuna only to use it).
-has_module numpy || need_apt+=(python3-numpy)
-has_module optuna || need_apt+=(python3-optuna)
+run_deps() {
+	# go-nvml (GPU discovery) and the race detector need cgo.
+	need gcc has_cmd gcc
+	need libc6-dev test -e /usr/include/stdio.h
+	need python3-torch has_torch
+	# The Python driver API (rtrain.TorchTrainer, rtrain.tune) ships the
+	# training function to the workers with cloudpickle: every node that
+	# runs workers needs it.
+	need python3-cloudpickle has_module cloudpickle
+}
 
-# go-nvml (GPU discovery) and the race detector need cgo.
-command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
+test_deps() {
+	run_deps
+	# The tests run /usr/bin/python3 (RTRAIN_TEST_PYTHON), which must have
+	# torch even where another python3 on PATH has it.
+	need python3-torch torch_in "${RTRAIN_TEST_PYTHON:-/usr/bin/python3}"
+	# The wheel's tests install it into venvs, which need venv (with
+	# ensurepip) and pip.
+	need python3-venv has_module ensurepip
+	need python3-pip has_module pip
+	# rtrain.tune's: numpy for search spaces and schedulers, optuna for
+	# OptunaSearch, pandas for the results' data frames (a user needs
+	# optuna and pandas only to use those).
+	need python3-numpy has_module numpy
+	need python3-optuna has_module optuna
+	need python3-pandas has_module pandas
+	# A cluster test looks for leftover workers with pgrep.
+	need procps has_cmd pgrep
+	# The dashboard's browser test drives headless Chromium.
+	need chromium has_cmd chromium
+	# The multi-host tests (internal/netns) build networks of namespaces
+	# with ip; a user's PATH may lack /usr/sbin, where it lives.
+	need iproute2 has_ip
+	# The checkpoint tests run a real S3 server.
+	need_minio=1
+}
 
-# The tests look at the process table and cgroups with these.
-command -v ps >/dev/null 2>&1 || need_apt+=(procps)
-# The dashboard's browser test drives headless Chromium.
-command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
-# The multi-host tests (internal/netns) build networks of namespaces with ip;
-# a user's PATH may lack /usr/sbin, where it lives.
-command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need_apt+=(iproute2)
+bench_deps() {
+	run_deps
+	# The driver benchmark pip-installs the wheel into a venv.
+	need python3-venv has_module ensurepip
+	need python3-pip has_module pip
+	# Checkpoint throughput: to and from MinIO, beside the AWS CLI and
+	# rclone moving the same bytes.
+	need awscli has_cmd aws
+	need rclone has_cmd rclone
+	need_minio=1
+}
+
+case "$1" in
+run) run_deps ;;
+test) test_deps ;;
+bench) bench_deps ;;
+*) usage ;;
+esac
 
 if [ ${#need_apt[@]} -gt 0 ]; then
+	mapfile -t need_apt < <(printf '%s\n' "${need_apt[@]}" | sort -u)
 	if [ "$(id -u)" -ne 0 ]; then
-		echo "install-deps: missing ${need_apt[*]}; run: sudo apt-get install -y ${need_apt[*]}" >&2
+		echo "install-deps: missing ${need_apt[*]}; run: sudo apt-get install -y --no-install-recommends ${need_apt[*]}" >&2
 		exit 1
 	fi
 	echo "install-deps: installing ${need_apt[*]}" >&2
+	start=$(date +%s)
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+	echo "install-deps: installed in $(($(date +%s) - start))s" >&2
 fi
 
-# The checkpoint tests run a real S3 server: MinIO, built from the Go module
-# proxy once (about 5 minutes on 2 cores) and kept in $(go env GOPATH)/bin,
-# outside the clone. Pinned so every machine tests against the same server.
+# MinIO, built from the Go module proxy once (about 3 minutes on 2 cores)
+# and kept in $(go env GOPATH)/bin, outside the clone. Pinned so every
+# machine tests against the same server.
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 gobin="$(go env GOBIN)"
 [ -n "$gobin" ] || gobin="$(go env GOPATH | cut -d: -f1)/bin"
-if [ "${RTRAIN_SKIP_MINIO:-}" != 1 ] && ! command -v minio >/dev/null 2>&1 && [ ! -x "$gobin/minio" ]; then
-	echo "install-deps: building the MinIO server for the S3 tests (once; a few minutes)" >&2
+if [ "$need_minio" = 1 ] && [ "${RTRAIN_SKIP_MINIO:-}" != 1 ] && ! command -v minio >/dev/null 2>&1 && [ ! -x "$gobin/minio" ]; then
+	echo "install-deps: building the MinIO server for the S3 tests and benchmarks (once; a few minutes)" >&2
 	start=$(date +%s)
 	CGO_ENABLED=0 go install "github.com/minio/minio@$MINIO_VERSION"
-	echo "install-deps: minio installed in $gobin after $(( $(date +%s) - start ))s" >&2
+	echo "install-deps: minio installed in $gobin after $(($(date +%s) - start))s" >&2
 fi

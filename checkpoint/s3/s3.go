@@ -199,24 +199,33 @@ func credentialsFor(opts Options) *credentials.Credentials {
 	return credentials.NewChainCredentials(chain)
 }
 
+// CredentialSource says where the credentials opts leads to come from
+// ("from AWS_ACCESS_KEY_ID", `from profile "default" of the AWS
+// credentials file`), reading only the local sources: "" when none has
+// any, so that only an EC2/ECS/EKS role could provide them.
+func CredentialSource(opts Options) string {
+	_, from, _ := credentialSource(opts)
+	return from
+}
+
 // credentialSource says, for an error message, which access key was used
 // and where it came from, and what to check. It re-reads only the cheap
 // sources; empty key means none of them had credentials.
-func (s *Storage) credentialSource() (key, from, check string) {
-	if s.opts.AccessKey != "" {
-		return s.opts.AccessKey, "given as an option", "check the access and secret key options"
+func credentialSource(opts Options) (key, from, check string) {
+	if opts.AccessKey != "" {
+		return opts.AccessKey, "given as an option", "check the access and secret key options"
 	}
 	fromEnv := func() (string, string, string) {
 		v, _ := (&credentials.EnvAWS{}).Retrieve()
 		return v.AccessKeyID, "from AWS_ACCESS_KEY_ID", "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
 	}
 	fromFile := func() (string, string, string) {
-		v, _ := (&credentials.FileAWSCredentials{Profile: s.opts.Profile}).Retrieve()
-		p := firstNonEmpty(s.opts.Profile, os.Getenv("AWS_PROFILE"), "default")
+		v, _ := (&credentials.FileAWSCredentials{Profile: opts.Profile}).Retrieve()
+		p := firstNonEmpty(opts.Profile, os.Getenv("AWS_PROFILE"), "default")
 		return v.AccessKeyID, fmt.Sprintf("from profile %q of the AWS credentials file", p), "check that profile"
 	}
 	order := []func() (string, string, string){fromEnv, fromFile}
-	if s.opts.Profile != "" {
+	if opts.Profile != "" {
 		order = []func() (string, string, string){fromFile, fromEnv}
 	}
 	for _, f := range order {
@@ -282,7 +291,7 @@ func (s *Storage) convert(op, key string, err error) error {
 	case minio.InvalidAccessKeyID, minio.SignatureDoesNotMatch, minio.AccessDenied,
 		"InvalidToken", "ExpiredToken", "InvalidClientTokenId", "AllAccessDisabled":
 		var msg string
-		if key, from, check := s.credentialSource(); key != "" {
+		if key, from, check := credentialSource(s.opts); key != "" {
 			msg = fmt.Sprintf("s3: %s refused access key %q (%s) for bucket %q (%s); %s, and that the key may use the bucket",
 				s.endpoint, key, from, s.bucket, resp.Code, check)
 		} else {

@@ -3,7 +3,6 @@ package main
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -93,41 +92,4 @@ func TestWithoutCgroupsOneWarning(t *testing.T) {
 	assert.Equal(t, "rtrain: strict isolation: node local cannot enforce pids limit: cgroup: no usable cgroup hierarchy: "+
 		"/sys/fs/cgroup: no cgroup filesystem mounted (run rtrain as root, or in a container with a delegated cgroup)", lines[len(lines)-1])
 	assert.NotContains(t, c.stdout.String(), "[rank", "no worker started")
-}
-
-// doctor counts the GPUs torch sees in words that agree: on a machine
-// with one it said "1 GPUs visible". The python here is a stand-in that
-// answers rtrain's two probes as a CUDA torch with one GPU would.
-func TestDoctorCountsOneGPU(t *testing.T) {
-	py := filepath.Join(t.TempDir(), "python3")
-	require.NoError(t, os.WriteFile(py, []byte(`#!/bin/sh
-case "$2" in
-*find_spec*) echo '{"torch": "2.3.0", "syntax": null}' ;;
-*) echo '{"version": "2.3.0", "cuda": "12.1", "cuda_ok": true, "devices": 1, "nccl": "2.20.5", "gloo": true}' ;;
-esac
-`), 0o755))
-	c := rtrain(t, "doctor", "--python", py, "--storage", t.TempDir())
-	c.run(t)
-	assert.Contains(t, c.stdout.String(), ": torch 2.3.0, CUDA 12.1, 1 GPU visible, NCCL 2.20.5, gloo yes\n")
-}
-
-func TestDoctor(t *testing.T) {
-	testutil.Python(t)
-	s := testutil.RequireCgroups(t)
-	c := rtrain(t, "doctor", "--storage", t.TempDir())
-	require.Equal(t, exitOK, c.run(t), "stdout: %s\nstderr: %s", c.stdout.String(), c.stderr.String())
-	out := c.stdout.String()
-	t.Logf("rtrain doctor:\n%s", out)
-	assert.Contains(t, out, "ok    cgroups  "+s.Mode.String()+": ")
-	assert.Regexp(t, `(?m)^ok    python   /usr/bin/python3 \(from \S+\): torch \S+, .*gloo yes$`, out)
-	assert.Regexp(t, `(?m)^ok    storage  /\S+ reachable$`, out)
-	assert.Regexp(t, `(?m)^(ok|warn)  NVML     `, out)
-
-	c = rtrain(t, "doctor", "--storage", "s3://no-bucket/x", "--s3-endpoint", "http://127.0.0.1:1")
-	assert.Equal(t, exitFailed, c.run(t))
-	assert.Regexp(t, `(?m)^FAIL  storage  .*127\.0\.0\.1:1.*\n      fix: `, c.stdout.String())
-
-	c = withoutCgroups(t, "doctor", "--storage", t.TempDir())
-	require.Equal(t, exitOK, c.run(t), "no cgroups is a warning, not a failure: %s", c.stdout.String())
-	assert.Regexp(t, `(?m)^warn  cgroups  cgroup: no usable cgroup hierarchy: .*\n      fix: run rtrain as root`, c.stdout.String())
 }

@@ -26,8 +26,8 @@ import (
 )
 
 // ErrNoBinary is returned (wrapped) by Start when no minio binary is
-// installed; scripts/install-deps.sh installs one.
-var ErrNoBinary = errors.New("minio server not found on PATH or in $(go env GOPATH)/bin; run scripts/install-deps.sh or go install github.com/minio/minio@latest")
+// installed; scripts/install-deps.sh test installs one.
+var ErrNoBinary = errors.New("minio server not found on PATH or in $(go env GOPATH)/bin; run scripts/install-deps.sh test or go install github.com/minio/minio@latest")
 
 const (
 	// readyTimeout bounds the wait for a started server to answer; MinIO

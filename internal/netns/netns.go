@@ -67,7 +67,7 @@ func New(t testing.TB, hosts int) *Net {
 		missing(t, "root (to create network namespaces)")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		missing(t, "iproute2's ip (scripts/install-deps.sh installs it)")
+		missing(t, "iproute2's ip (scripts/install-deps.sh test installs it)")
 	}
 
 	n, err := claim()

@@ -49,7 +49,12 @@ class Result:
     @property
     def metrics_dataframe(self) -> Any:
         """Every report's metrics (rank 0's), one row each, as a pandas DataFrame."""
-        import pandas
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError(
+                "Result.metrics_dataframe needs pandas: apt install python3-pandas (in a venv: pip install pandas)"
+            ) from None
 
         return pandas.DataFrame(self._history)
 
