@@ -99,7 +99,12 @@ class ResultGrid:
         """One row a trial: its last result, config values as config/<key>.
         With filter_metric and filter_mode, each trial's row is the result
         where that metric was best instead."""
-        import pandas
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError(
+                "ResultGrid.get_dataframe needs pandas: apt install python3-pandas (in a venv: pip install pandas)"
+            ) from None
 
         rows: List[Dict[str, Any]] = []
         for r in self._results:

@@ -99,7 +99,7 @@ class OptunaSearch(Searcher):
         evaluated_rewards: Optional[List] = None,
     ):
         if ot is None:
-            raise ImportError("OptunaSearch needs optuna: pip install optuna")
+            raise ImportError("OptunaSearch needs optuna: apt install python3-optuna (in a venv: pip install optuna)")
         super().__init__(metric=metric, mode=mode)
 
         if isinstance(space, dict) and space:
