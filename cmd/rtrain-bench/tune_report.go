@@ -63,7 +63,7 @@ func renderTune(r tuneReport, sweeps []tuneSweep, fits []time.Duration) section 
 	l, w, fl := summarize(lat), summarize(wave), summarize(fits)
 	fmt.Fprintf(&b, "Start latency (median, p95 in parentheses):\n\n| | start → first line |\n|---|---|\n")
 	fmt.Fprintf(&b, "| a trial of the first wave: the runner starts its job → the trainable's first line (%d trials started together, none waiting for room) | %s |\n", len(wave), fmtStats(w))
-	fmt.Fprintf(&b, "| every trial, the same (%d trials; later ones wait in the cluster's queue for a free CPU, on a node whose cores are saturated) | %s |\n", len(lat), fmtStats(l))
+	fmt.Fprintf(&b, "| every trial, the same (%d trials, each started as a CPU frees, on a node whose cores are saturated) | %s |\n", len(lat), fmtStats(l))
 	fmt.Fprintf(&b, "| `rtrain fit --workers 1 %s first`: exec → the script's first line (%d runs, on an idle machine) | %s |\n", tuneScript, len(fits), fmtStats(fl))
 	return section{heading: tuneHeading, body: b.String()}
 }
