@@ -35,10 +35,10 @@ func TestTuneSection(t *testing.T) {
 			},
 		},
 		{
-			name:  "met",
-			sweep: tuneSweep{fit: secs(10.3), took: secs(12), cpuJob: secs(12), cpuAll: secs(12), latency: lat(0.1), wave: lat(0.1)},
-			cores: 16,
-			wants: []string{"This run: 1.03× (met)."},
+			name:   "met",
+			sweep:  tuneSweep{fit: secs(10.3), took: secs(12), cpuJob: secs(12), cpuAll: secs(12), latency: lat(0.1), wave: lat(0.1)},
+			cores:  16,
+			wants:  []string{"This run: 1.03× (met)."},
 			absent: []string{"cannot be met", "Other work"},
 		},
 	}
