@@ -69,7 +69,7 @@ var benchmarks = []benchmark{
 	{name: "driver", run: func(ctx context.Context, o options, log *slog.Logger) (section, error) {
 		return runDriver(ctx, o.driver, log)
 	}},
-	{name: "tune", run: func(ctx context.Context, o options, log *slog.Logger) (section, error) {
+	{name: "sweep", run: func(ctx context.Context, o options, log *slog.Logger) (section, error) {
 		return runTune(ctx, o.tune, log)
 	}},
 	{name: "teardown", optIn: true, run: func(ctx context.Context, o options, log *slog.Logger) (section, error) {
@@ -95,9 +95,9 @@ func main() {
 	workers := flag.String("workers", "1,2,4", "launch: worker counts")
 	size := flag.String("ckpt-size", "1GiB", "checkpoint: the checkpoint's size (e.g. 1GiB, 256MiB; at least 1MiB)")
 	flag.StringVar(&o.ckpt.dir, "ckpt-dir", os.TempDir(), "checkpoint: where to write the checkpoint, its copies and MinIO's data: the disk measured")
-	tuneTrials := flag.Int("tune-trials", 1000, "tune: trials in the sweep")
-	tuneRounds := flag.Int("tune-rounds", 1, "tune: sweeps to run (each also times rtrain fit's start 5 times)")
-	tuneCPUs := flag.Int("tune-cpus", 16, "tune: CPUs the sweep's node offers, so trials at once")
+	tuneTrials := flag.Int("sweep-trials", 1000, "sweep: trials in the sweep")
+	tuneRounds := flag.Int("sweep-rounds", 1, "sweep: sweeps to run (each also times rtrain fit's start 5 times)")
+	tuneCPUs := flag.Int("sweep-cpus", 16, "sweep: CPUs the sweep's node offers, so trials at once")
 	soakRuns := flag.Int("soak-runs", 100, "teardown: runs of the soak's job under each launcher")
 	heartbeatHead := flag.Bool("heartbeat-head", false, "internal: serve the heartbeat benchmark's head (the benchmark starts itself with it)")
 	flag.Parse()

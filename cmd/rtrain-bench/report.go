@@ -33,7 +33,7 @@ const (
 var sectionOrder = []string{launchHeading, checkpointHeading, reportHeading, schedHeading, heartbeatHeading, recoveryHeading, driverHeading, tuneHeading, teardownHeading}
 
 const docHeader = "# Benchmarks\n\n" +
-	"Written by `make bench` (`go run ./cmd/rtrain-bench`). Do not edit by hand. `-only NAME` (launch, checkpoint, report, scheduler, heartbeat, recovery, driver or tune) measures one section again and keeps the others as they were, so each section says when and on what it was measured; the teardown soak runs only as `-only teardown` (`make soak`).\n\n" +
+	"Written by `make bench` (`go run ./cmd/rtrain-bench`). Do not edit by hand. `-only NAME` (launch, checkpoint, report, scheduler, heartbeat, recovery, driver or sweep) measures one section again and keeps the others as they were, so each section says when and on what it was measured; the teardown soak runs only as `-only teardown` (`make soak`).\n\n" +
 	"Machines are noisy: within each round the contenders run one after another in a random order, so drift hits all of them alike, and every figure stands next to its anchor measured in the same run.\n"
 
 // measuredPrefix starts the first line of every section.
