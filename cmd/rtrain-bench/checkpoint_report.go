@@ -18,6 +18,8 @@ type ckptReport struct {
 	disk     string // describeDisk of the benchmark's directory
 	measured string // the section's first line
 	cores    int    // the machine's
+	peers    []peer
+	missing  []string // a note for each peer that is not installed
 }
 
 // ckptSample is one run of a contender: how long it took and the CPU
@@ -38,20 +40,54 @@ func throughput(size int64, ds []time.Duration) rate {
 
 func mbPerSec(size int64, d time.Duration) float64 { return float64(size) / 1e6 / d.Seconds() }
 
-// ckptRows are the table's rows in order, with what each one is.
-var ckptRows = []struct{ key, what string }{
-	{ckDisk, "limit: plain write + fsync"},
-	{ckTCP, "limit: io.Copy over loopback TCP"},
-	{ckUpload, "upload: `Run.Commit` to MinIO"},
-	{ckDownload, "download: `Run.Download` from MinIO"},
-	{ckLocal, "`Run.Commit` to a local directory"},
+// ckptRow is a row of the table: a contender, what it is, and for an
+// upload or a download, the package's contender it is compared with.
+type ckptRow struct {
+	key, what string
+	versus    string // ckUpload, ckDownload or ""
+}
+
+// ckptRows are the table's rows in order: the limits, the uploads and the
+// downloads (package checkpoint's first, then the peers'), and the commit
+// to a directory.
+func ckptRows(peers []peer) []ckptRow {
+	rows := []ckptRow{
+		{ckDisk, "limit: plain write + fsync", ""},
+		{ckTCP, "limit: io.Copy over loopback TCP", ""},
+		{ckUpload, "upload: `Run.Commit` to MinIO", ckUpload},
+	}
+	for _, p := range peers {
+		rows = append(rows, ckptRow{peerUpKey(p), "upload: " + p.upName, ckUpload})
+	}
+	rows = append(rows, ckptRow{ckDownload, "download: `Run.Download` from MinIO", ckDownload})
+	for _, p := range peers {
+		rows = append(rows, ckptRow{peerDownKey(p), "download: " + p.downName, ckDownload})
+	}
+	return append(rows, ckptRow{ckLocal, "`Run.Commit` to a local directory", ""})
+}
+
+// fastestPeer is the peer whose runs of key(p) have the highest median
+// throughput; ok is false without peers.
+func fastestPeer(peers []peer, samples map[string][]ckptSample, key func(peer) string) (best peer, ok bool) {
+	var bestTook time.Duration
+	for _, p := range peers {
+		ss := samples[key(p)]
+		if len(ss) == 0 {
+			continue
+		}
+		if t := summarize(took(ss)).median; !ok || t < bestTook {
+			best, bestTook, ok = p, t, true
+		}
+	}
+	return best, ok
 }
 
 // renderCheckpoint is the checkpoint section and its chart,
 // bench-checkpoint.svg.
 func renderCheckpoint(r ckptReport, samples map[string][]ckptSample) section {
+	rows := ckptRows(r.peers)
 	rates := map[string]rate{}
-	for _, row := range ckptRows {
+	for _, row := range rows {
 		rates[row.key] = throughput(r.size, took(samples[row.key]))
 	}
 	// The lower limit of a round is the slower of its two limit runs.
@@ -66,32 +102,48 @@ func renderCheckpoint(r ckptReport, samples map[string][]ckptSample) section {
 	}
 	vsLower := func(key string) float64 { return pairedRatio(took(samples[key]), lower) }
 	vsDisk := func(key string) float64 { return pairedRatio(took(samples[key]), disk) }
+	// How package checkpoint's contender fared against key's, round by
+	// round: above 1, the package was faster.
+	ours := func(versus, key string) float64 { return pairedRatio(took(samples[versus]), took(samples[key])) }
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n\n", r.measured)
-	fmt.Fprintf(&b, "A %s checkpoint shaped like a sharded one (%s; random bytes) moved five ways, every file on the same disk (%s). "+
+	fmt.Fprintf(&b, "A %s checkpoint shaped like a sharded one (%s; random bytes) moved every way below, every file on the same disk (%s). "+
 		"Two are the limits, with no checkpoint code in the way: the same bytes written with plain write calls to one new file and fsynced, "+
 		"and sent with a plain `io.Copy` over a loopback TCP connection to a reader that drops them. "+
 		"Three are package `checkpoint`: a commit to a MinIO server on 127.0.0.1 (its data on the same disk; the version `scripts/install-deps.sh` pins), "+
 		"a download of a checkpoint stored there, and a commit to a local directory. "+
 		"A commit hashes every file (SHA-256), stores it durably, checks the stored size and writes the manifest last; a download checks every file's SHA-256.\n\n",
 		fmtBytes(r.size), describeLayout(r.layout), r.disk)
+	writePeers(&b, r)
 	fmt.Fprintf(&b, "Every run starts alike: dirty pages flushed (`sync`) so that no run pays for the writeback of the one before, "+
-		"and the checkpoint and MinIO's copy of it in the page cache, as a checkpoint a training script has just written is. "+
+		"and the files it reads (the checkpoint, or MinIO's copy of it) in the page cache, as a checkpoint a training script has just written is. "+
 		"MB/s are 10⁶ bytes a second of the median run; p95 in parentheses is the slow tail, the run at the 95th percentile of time. "+
 		"A ratio is taken within each round, whose runs came one after another, and the median over the rounds is shown, so that drift from round to round cancels out. "+
 		"The lower limit of a round is the slower of its two limit runs (the disk write in %d of %d rounds). "+
-		"\"Cores busy\" is the CPU time used during the run over its wall time (median), by this process (the client), by MinIO and by everything else on the machine, out of its %d cores.\n\n",
+		"\"`checkpoint` ÷ this\" is package `checkpoint`'s throughput over the row's, upload against upload and download against download: above 1.00 the package was faster. "+
+		"\"Cores busy\" is the CPU time used during the run over its wall time (median), by the client (this process, and a peer's command), by MinIO and by everything else on the machine, out of its %d cores.\n\n",
 		diskLower, len(disk), r.cores)
-	fmt.Fprintf(&b, "| contender | MB/s | ÷ lower limit | ÷ disk write | cores busy: client + MinIO + other |\n|---|---|---|---|---|\n")
-	for _, row := range ckptRows {
+	fmt.Fprintf(&b, "| contender | MB/s | ÷ lower limit | ÷ disk write | `checkpoint` ÷ this | cores busy: client + MinIO + other |\n|---|---|---|---|---|---|\n")
+	for _, row := range rows {
 		rt := rates[row.key]
-		fmt.Fprintf(&b, "| %s | %.0f (%.0f) | %.2f | %.2f | %s |\n", row.what, rt.median, rt.p95, vsLower(row.key), vsDisk(row.key), coresBusy(samples[row.key]))
+		vs := "—"
+		if row.versus != "" {
+			vs = fmt.Sprintf("%.2f", ours(row.versus, row.key))
+		}
+		fmt.Fprintf(&b, "| %s | %.0f (%.0f) | %.2f | %.2f | %s | %s |\n", row.what, rt.median, rt.p95, vsLower(row.key), vsDisk(row.key), vs, coresBusy(samples[row.key]))
 	}
 	up, down := vsLower(ckUpload), vsLower(ckDownload)
-	fmt.Fprintf(&b, "\nGoal (issue: checkpoint throughput): upload and download ≥ %.2f of the lower limit. This run: upload %.2f (%s), download %.2f (%s).\n\n",
+	fmt.Fprintf(&b, "\nGoal (issue: checkpoint throughput): upload and download ≥ %.2f of the lower limit. This run: upload %.2f (%s), download %.2f (%s).\n",
 		ckptGoal, up, metOrNot(up), down, metOrNot(down))
-	fmt.Fprintf(&b, "![checkpoint throughput as a ratio of the lower limit and of the disk write](bench-checkpoint.svg)\n\n")
+	upPeer, okUp := fastestPeer(r.peers, samples, peerUpKey)
+	downPeer, okDown := fastestPeer(r.peers, samples, peerDownKey)
+	if okUp && okDown {
+		upVs, downVs := ours(ckUpload, peerUpKey(upPeer)), ours(ckDownload, peerDownKey(downPeer))
+		fmt.Fprintf(&b, "\nGoal (issue 21): `Run.Commit` and `Run.Download` at or above the fastest peer. This run: upload %.2f of %s, the fastest peer uploading (%s); download %.2f of %s, the fastest downloading (%s).\n",
+			upVs, upPeer.upName, peerMet(upVs), downVs, downPeer.downName, peerMet(downVs))
+	}
+	fmt.Fprintf(&b, "\n![checkpoint throughput as a ratio of the lower limit and of the disk write](bench-checkpoint.svg)\n\n")
 	upBusy := coresBusy(samples[ckUpload])
 	fmt.Fprintf(&b, "Where the time goes (perf, and the cores-busy column): the limits involve no server, but the S3 contenders share the %d cores with MinIO, "+
 		"which does its own work on every byte (an MD5 of each part for its ETag, a bitrot hash, copies) and kept %.2f cores busy during the upload against the client's %.2f. "+
@@ -101,19 +153,80 @@ func renderCheckpoint(r ckptReport, samples map[string][]ckptSample) section {
 		"uploads now end with a CRC32C trailer that the server checks instead (`checkpoint/s3`), about a fifth more upload throughput here. "+
 		"A download does not fsync (it can be repeated, a commit cannot), so it may beat the disk-write limit, which does; "+
 		"and a commit to a directory copies several files at once and fsyncs each when it is done, so the disk writes back while the rest is copied, where the one-file plain write flushes only at its end: it may beat that limit too.\n", r.cores, upBusy.server, upBusy.client, boundBy(upBusy, r.cores))
+	if other := maxOther(samples); other >= 0.25 {
+		fmt.Fprintf(&b, "\nOther work on the machine took up to %.2f of its %d cores (the median of a contender's runs) during these rounds, so the figures spread more than the contenders' own would; the ratios, taken within each round, suffer least.\n", other, r.cores)
+	}
 
 	c := chart{
-		title:  "checkpoint throughput ÷ limit (median; higher is better)",
-		series: []string{"÷ lower limit", "÷ disk write"},
-		rows: []chartRow{
-			{"upload to MinIO", []float64{up, vsDisk(ckUpload)}},
-			{"download from MinIO", []float64{down, vsDisk(ckDownload)}},
-			{"commit to a directory", []float64{vsLower(ckLocal), vsDisk(ckLocal)}},
-		},
+		title:    "checkpoint throughput ÷ limit (median; higher is better)",
+		series:   []string{"÷ lower limit", "÷ disk write"},
 		marks:    []mark{{ckptGoal, fmt.Sprintf("goal %.2f", ckptGoal)}, {1, "1.0"}},
 		scaleMax: 1.25,
 	}
+	for _, row := range rows {
+		if row.versus == "" && row.key != ckLocal {
+			continue
+		}
+		c.rows = append(c.rows, chartRow{chartLabel(row.key, r.peers), []float64{vsLower(row.key), vsDisk(row.key)}})
+	}
 	return section{heading: checkpointHeading, body: b.String(), charts: map[string][]byte{"bench-checkpoint.svg": c.svg()}}
+}
+
+// writePeers says which tools were measured beside package checkpoint,
+// which versions, how they were set up, and which are missing.
+func writePeers(b *strings.Builder, r ckptReport) {
+	if len(r.peers) == 0 && len(r.missing) == 0 {
+		return
+	}
+	var tools []string
+	for _, p := range r.peers {
+		tools = append(tools, fmt.Sprintf("%s (%s): %s", p.name, p.version, p.how))
+	}
+	b.WriteString("Beside them, the tools people already move checkpoints with, each uploading the same directory to the same MinIO, and downloading the copy it stored there itself before the rounds (so that it checks what it would check of its own uploads), in the same rounds: ")
+	b.WriteString(strings.Join(tools, "; "))
+	b.WriteString(". A command runs with none of this machine's `AWS_*` or `RCLONE_*` variables but the credentials and region it is given.")
+	for _, m := range r.missing {
+		fmt.Fprintf(b, " Not measured: %s.", m)
+	}
+	b.WriteString("\n\n")
+}
+
+// chartLabel is a short name of contender key, for the chart.
+func chartLabel(key string, peers []peer) string {
+	switch key {
+	case ckUpload:
+		return "Run.Commit upload"
+	case ckDownload:
+		return "Run.Download"
+	case ckLocal:
+		return "commit to a directory"
+	}
+	for _, p := range peers {
+		switch key {
+		case peerUpKey(p):
+			return p.key + " upload"
+		case peerDownKey(p):
+			return p.key + " download"
+		}
+	}
+	return key
+}
+
+// maxOther is the most cores other work kept busy, over the contenders
+// (the median of each one's runs).
+func maxOther(samples map[string][]ckptSample) float64 {
+	var m float64
+	for _, ss := range samples {
+		m = max(m, coresBusy(ss).other)
+	}
+	return m
+}
+
+func peerMet(ratio float64) string {
+	if ratio >= 1 {
+		return "met"
+	}
+	return "not met"
 }
 
 // pairedRatio is the median over rounds of a contender's throughput over

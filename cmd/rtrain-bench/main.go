@@ -91,6 +91,8 @@ func main() {
 	workers := flag.String("workers", "1,2,4", "launch: worker counts")
 	size := flag.String("ckpt-size", "1GiB", "checkpoint: the checkpoint's size (e.g. 1GiB, 256MiB; at least 1MiB)")
 	flag.StringVar(&o.ckpt.dir, "ckpt-dir", os.TempDir(), "checkpoint: where to write the checkpoint, its copies and MinIO's data: the disk measured")
+	flag.StringVar(&o.ckpt.peers.aws, "aws", "", "checkpoint: the AWS CLI to measure beside package checkpoint (default: Debian's /usr/bin/aws, else aws on PATH; left out when there is none)")
+	flag.StringVar(&o.ckpt.peers.rclone, "rclone", "", "checkpoint: the rclone to measure beside package checkpoint (default: rclone on PATH; left out when there is none)")
 	soakRuns := flag.Int("soak-runs", 100, "teardown: runs of the soak's job under each launcher")
 	heartbeatHead := flag.Bool("heartbeat-head", false, "internal: serve the heartbeat benchmark's head (the benchmark starts itself with it)")
 	flag.Parse()
