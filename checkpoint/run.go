@@ -422,12 +422,11 @@ func (r *Run) Download(ctx context.Context, m Manifest, dst string) error {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return fmt.Errorf("checkpoint: download %s: %w", uri, err)
 	}
-	total := m.Size()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(parallelFiles)
 	for _, f := range m.Files {
 		g.Go(func() error {
-			if err := r.getFile(gctx, m.Index, f, dst, f.Size*streamShare <= total); err != nil {
+			if err := r.getFile(gctx, m.Index, f, dst); err != nil {
 				return fmt.Errorf("checkpoint: download %s from %s: %w", f.Path, uri, err)
 			}
 			return nil
@@ -436,39 +435,14 @@ func (r *Run) Download(ctx context.Context, m Manifest, dst string) error {
 	return g.Wait()
 }
 
-// streamShare: a file that holds at most 1/streamShare of its
-// checkpoint's bytes is downloaded in one stream and hashed on the way,
-// where the storage can (storage.StreamGetter); the files moving beside it
-// keep enough connections busy. Hashing on the way spares reading every
-// file back, which with every core busy (client, MinIO and hashing on two
-// cores) cost a sixth of the download's time or more. A file that is most
-// of its checkpoint (one large model.pt) goes in the storage's parallel
-// ranges instead, which one stream to a remote S3 cannot match, and is
-// hashed after.
-const streamShare = 4
-
-// getFile downloads f into dst and checks it against the manifest; in one
-// stream, hashed on the way, when stream is set and the storage can.
-func (r *Run) getFile(ctx context.Context, index int, f File, dst string, stream bool) error {
+func (r *Run) getFile(ctx context.Context, index int, f File, dst string) error {
 	target := filepath.Join(dst, filepath.FromSlash(f.Path))
-	key := joinKey(r.dirKey(index), f.Path)
-	var sum string
-	var size int64
-	if sg, ok := r.storage.(storage.StreamGetter); ok && stream {
-		h := sha256.New()
-		n, err := sg.GetFileTee(ctx, key, target, h)
-		if err != nil {
-			return err
-		}
-		sum, size = hex.EncodeToString(h.Sum(nil)), n
-	} else {
-		if err := r.storage.GetFile(ctx, key, target); err != nil {
-			return err
-		}
-		var err error
-		if sum, size, err = hashFile(ctx, target); err != nil {
-			return err
-		}
+	if err := r.storage.GetFile(ctx, joinKey(r.dirKey(index), f.Path), target); err != nil {
+		return err
+	}
+	sum, size, err := hashFile(ctx, target)
+	if err != nil {
+		return err
 	}
 	if size != f.Size || sum != f.SHA256 {
 		os.Remove(target)

@@ -382,7 +382,7 @@ func (s *Storage) GetBytes(ctx context.Context, key string) ([]byte, error) {
 // GetFile implements storage.Storage. Large objects are fetched as
 // partThreads parallel byte ranges, each pinned to the ETag seen first so
 // that an object replaced meanwhile fails instead of mixing versions.
-func (s *Storage) GetFile(ctx context.Context, key, localPath string) error {
+func (s *Storage) GetFile(ctx context.Context, key, localPath string) (err error) {
 	if err := s.checkKey(key); err != nil {
 		return err
 	}
@@ -390,49 +390,6 @@ func (s *Storage) GetFile(ctx context.Context, key, localPath string) error {
 	if err != nil {
 		return s.convert("get", key, err)
 	}
-	return s.getInto(key, localPath, func(tmp *os.File) error {
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(partThreads)
-		for off := int64(0); off < info.Size; off += partSize {
-			n := min(partSize, info.Size-off)
-			g.Go(func() error { return s.getRange(gctx, key, info.ETag, tmp, off, n) })
-		}
-		return g.Wait()
-	})
-}
-
-var _ storage.StreamGetter = (*Storage)(nil)
-
-// GetFileTee implements storage.StreamGetter: one GET, its body copied to
-// the file and to w.
-func (s *Storage) GetFileTee(ctx context.Context, key, localPath string, w io.Writer) (int64, error) {
-	if err := s.checkKey(key); err != nil {
-		return 0, err
-	}
-	obj, err := s.client.GetObject(ctx, s.bucket, s.object(key), minio.GetObjectOptions{})
-	if err != nil {
-		return 0, s.convert("get", key, err)
-	}
-	defer obj.Close()
-	var n int64
-	err = s.getInto(key, localPath, func(tmp *os.File) error {
-		// The buffer is what the ranges use; MultiWriter and the bare
-		// Reader keep io.Copy from reaching past it for a ReadFrom.
-		var err error
-		n, err = io.CopyBuffer(io.MultiWriter(tmp, w), struct{ io.Reader }{obj}, make([]byte, 1<<20))
-		if err != nil {
-			return s.convert("get", key, err)
-		}
-		return nil
-	})
-	return n, err
-}
-
-// getInto has fill write a temporary file next to localPath (creating its
-// directory) and renames it into place; the temporary file is removed if
-// anything fails. Like file.Storage's downloads it does not fsync: a
-// download can be repeated.
-func (s *Storage) getInto(key, localPath string, fill func(tmp *os.File) error) (err error) {
 	dir := filepath.Dir(localPath)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("s3: get %s: %w", s.URI(key), err)
@@ -447,7 +404,14 @@ func (s *Storage) getInto(key, localPath string, fill func(tmp *os.File) error) 
 			os.Remove(tmp.Name())
 		}
 	}()
-	if err := fill(tmp); err != nil {
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(partThreads)
+	for off := int64(0); off < info.Size; off += partSize {
+		n := min(partSize, info.Size-off)
+		g.Go(func() error { return s.getRange(gctx, key, info.ETag, tmp, off, n) })
+	}
+	if err := g.Wait(); err != nil {
 		return err
 	}
 	if err := tmp.Chmod(0o644); err != nil {

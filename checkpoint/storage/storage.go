@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 )
 
@@ -52,18 +51,6 @@ type Storage interface {
 	// URI says where key is, for people: "s3://bucket/prefix/key" or
 	// "/abs/root/key". The empty key names the storage root.
 	URI(key string) string
-}
-
-// StreamGetter is a Storage that can fetch an object in one stream, in
-// order, passing its bytes to a writer on the way: package checkpoint
-// hashes a downloaded file in the pass that writes it, rather than reading
-// the file back after.
-type StreamGetter interface {
-	// GetFileTee is GetFile in one stream from the object's first byte to
-	// its last, writing each byte to w as it is written to localPath. It
-	// returns how many bytes it wrote. Whatever it returns, w may have
-	// been given bytes; on error localPath is left as GetFile leaves it.
-	GetFileTee(ctx context.Context, key, localPath string, w io.Writer) (int64, error)
 }
 
 // CheckKey reports whether key is a valid object key: slash-separated,
