@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +41,9 @@ const (
 	ckUpload   = "upload"
 	ckDownload = "download"
 	ckLocal    = "local"
+	// ckHash is no move but what every commit and download must compute:
+	// the SHA-256 of each file, on one core, from the page cache.
+	ckHash = "sha256"
 )
 
 // ioBuf is the buffer size of the plain copies, large enough that system
@@ -174,6 +178,7 @@ func (b *ckptBench) contenders() []ckptContender {
 			return err
 		}, b.deletePrefix(b.upload.Name())},
 		{ckDownload, []string{b.storedDir}, func(ctx context.Context) error { return b.download.Download(ctx, b.stored, dl) }, removeAll(dl)},
+		{ckHash, src, func(ctx context.Context) error { return hashAll(ctx, b.files) }, func(context.Context) error { return nil }},
 		{ckLocal, src, func(ctx context.Context) error {
 			_, err := b.local.Commit(ctx, 1, b.src, nil, 4)
 			return err
@@ -459,6 +464,26 @@ func readAll(dir string) error {
 type onlyReader struct{ io.Reader }
 
 type onlyWriter struct{ io.Writer }
+
+// hashAll computes the SHA-256 of each file, one after another.
+func hashAll(ctx context.Context, files []string) error {
+	buf := make([]byte, ioBuf)
+	for _, p := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		_, err = io.CopyBuffer(sha256.New(), onlyReader{f}, buf)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // plainWrite is the disk's limit: the checkpoint's bytes read and written
 // to one new file with plain write calls, then fsync.

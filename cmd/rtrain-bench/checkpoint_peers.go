@@ -37,9 +37,13 @@ type peer struct {
 	// name is the table's name for it, Markdown; upName and downName
 	// for its upload and its download.
 	name, upName, downName string
-	// how says how it ran (command line and settings), for the section.
-	how     string
-	version string
+	// how says how it ran (command line and settings), for the section;
+	// checks, what it checks of the bytes it moves.
+	how, checks string
+	// checksDownloads is whether it checks the content of what it
+	// downloads, as Run.Download does.
+	checksDownloads bool
+	version         string
 	// upload copies the directory src to prefix; download copies
 	// what is under prefix to the directory dst, which it creates.
 	upload   func(ctx context.Context, src, prefix string) error
@@ -192,6 +196,7 @@ func awsPeer(bin string, t s3Target, work string) (peer, error) {
 		name:   "AWS CLI `aws s3 cp --recursive`",
 		upName: "AWS CLI `aws s3 cp --recursive`", downName: "AWS CLI `aws s3 cp --recursive`",
 		how:     fmt.Sprintf("`max_concurrent_requests = %d`, `multipart_chunksize = %s` (defaults 10 and 8MB)", awsConcurrency, awsChunk),
+		checks:  "signs each upload's payload with SHA-256 over http, which MinIO checks; checks nothing it downloads",
 		version: toolVersion(bin, "--version"),
 		upload: func(ctx context.Context, src, prefix string) error {
 			return cp(ctx, src, t.url(prefix))
@@ -219,8 +224,9 @@ func rclonePeer(bin string, t s3Target, work string) (peer, error) {
 	return peer{
 		key:  "rclone",
 		name: "rclone `copy`", upName: "rclone `copy`", downName: "rclone `copy`",
-		how: fmt.Sprintf("`--transfers %d --s3-upload-concurrency %d --s3-chunk-size %s` (defaults 4, 4 and 5M); its MD5 checksums left on",
+		how: fmt.Sprintf("`--transfers %d --s3-upload-concurrency %d --s3-chunk-size %s` (defaults 4, 4 and 5M)",
 			rcloneTransfers, rcloneUploadConcurrency, rcloneChunk),
+		checks:  "computes each file's MD5 before it uploads it and stores it with the object (`--s3-disable-checksum` left off), signs payloads with SHA-256 over http, and checks the MD5 of what it downloads",
 		version: toolVersion(bin, "version"),
 		upload: func(ctx context.Context, src, prefix string) error {
 			return runTool(ctx, env, bin, copyArgs(src, remote(prefix))...)
@@ -288,7 +294,8 @@ func minioGoPeers(t s3Target) (seq, pool peer, err error) {
 		key:    "minio-go",
 		name:   "minio-go `FPutObject` / `FGetObject`, a file at a time",
 		upName: "minio-go `FPutObject`, a file at a time", downName: "minio-go `FGetObject`, a file at a time",
-		how:     "`minio.New` and `PutObjectOptions{}` as they come (4 parts of a file at once, 16 MiB parts, SHA-256-signed payloads over http)",
+		how:     "`minio.New` and `PutObjectOptions{}` as they come (4 parts of a file at once, 16 MiB parts)",
+		checks:  "signs each upload's payload with SHA-256 over http, which MinIO checks; checks nothing it downloads",
 		version: version,
 		upload:  upload(1), download: download(1),
 	}
@@ -298,6 +305,7 @@ func minioGoPeers(t s3Target) (seq, pool peer, err error) {
 		upName:   fmt.Sprintf("minio-go `FPutObject`, %d files at once", minioPool),
 		downName: fmt.Sprintf("minio-go `FGetObject`, %d files at once", minioPool),
 		how:      fmt.Sprintf("the same calls from %d goroutines", minioPool),
+		checks:   "the same",
 		version:  version,
 		upload:   upload(minioPool), download: download(minioPool),
 	}

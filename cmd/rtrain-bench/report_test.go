@@ -111,6 +111,7 @@ func TestCheckpointSection(t *testing.T) {
 				ckUpload:   {4, 2, 2}, // 500, p95 250
 				ckDownload: {1.25, 1.25, 1.25},
 				ckLocal:    {1, 1, 1},
+				ckHash:     {0.5, 0.5, 0.5},
 			},
 			busy: busy{0.5, 1.25, 0},
 			wants: []string{
@@ -119,6 +120,7 @@ func TestCheckpointSection(t *testing.T) {
 				"| upload: `Run.Commit` to MinIO | 500 (250) | 0.50 | 0.50 | 1.00 |",
 				"| download: `Run.Download` from MinIO | 800 (800) | 0.80 | 0.80 | 1.00 |",
 				"| `Run.Commit` to a local directory | 1000 (1000) | 1.00 | 1.00 | — |",
+				"| reference: SHA-256 of every file, one core | 2000 (2000) | — | — | — |",
 				"the slower of its two limit runs (the disk write in 3 of 3 rounds)",
 				"upload 0.50 (not met), download 0.80 (met)",
 				"Measured on X.\n\n", "A 954 MiB checkpoint", "38 files", "(ext4 on /dev/x, mounted at /)",
@@ -134,6 +136,7 @@ func TestCheckpointSection(t *testing.T) {
 				ckUpload:   {1},
 				ckDownload: {2},
 				ckLocal:    {0.5},
+				ckHash:     {0.5},
 			},
 			busy: busy{0.25, 0.5, 0.25},
 			wants: []string{
