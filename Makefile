@@ -58,6 +58,7 @@ test-short:
 # the same script (the wheel built from bin/rtrain, in a venv). It rewrites
 # docs/BENCHMARKS.md and its charts (about 30 minutes on 2 cores;
 # `-only NAME` runs one section and keeps the others).
+bench: export RTRAIN_BENCH_DEPS := 1
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) run ./cmd/rtrain-bench -rtrain $(BIN) -out docs

@@ -46,6 +46,12 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 # The multi-host tests (internal/netns) build networks of namespaces with ip;
 # a user's PATH may lack /usr/sbin, where it lives.
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need_apt+=(iproute2)
+# `make bench` (RTRAIN_BENCH_DEPS=1): the checkpoint benchmark measures Debian's
+# AWS CLI (/usr/bin/aws) and rclone beside rtrain; it leaves out one that is missing.
+if [ "${RTRAIN_BENCH_DEPS:-}" = 1 ]; then
+	[ -x /usr/bin/aws ] || need_apt+=(awscli)
+	command -v rclone >/dev/null 2>&1 || need_apt+=(rclone)
+fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
