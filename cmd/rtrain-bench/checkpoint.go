@@ -467,17 +467,23 @@ type onlyWriter struct{ io.Writer }
 
 // hashAll computes the SHA-256 of each file, one after another.
 func hashAll(ctx context.Context, files []string) error {
+	return copyEach(ctx, files, func() io.Writer { return sha256.New() })
+}
+
+// copyEach copies each file in turn to the writer next returns for it, by
+// plain read and write calls through one buffer.
+func copyEach(ctx context.Context, files []string, next func() io.Writer) error {
 	buf := make([]byte, ioBuf)
 	for _, p := range files {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		f, err := os.Open(p)
+		in, err := os.Open(p)
 		if err != nil {
 			return err
 		}
-		_, err = io.CopyBuffer(sha256.New(), onlyReader{f}, buf)
-		f.Close()
+		_, err = io.CopyBuffer(onlyWriter{next()}, onlyReader{in}, buf)
+		in.Close()
 		if err != nil {
 			return err
 		}
@@ -493,20 +499,8 @@ func plainWrite(ctx context.Context, files []string, dst string) error {
 		return err
 	}
 	defer out.Close()
-	buf := make([]byte, ioBuf)
-	for _, p := range files {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		in, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		_, err = io.CopyBuffer(onlyWriter{out}, onlyReader{in}, buf)
-		in.Close()
-		if err != nil {
-			return err
-		}
+	if err := copyEach(ctx, files, func() io.Writer { return out }); err != nil {
+		return err
 	}
 	if err := out.Sync(); err != nil {
 		return err

@@ -79,19 +79,19 @@ const (
 // findPeers returns the peers that are installed, and a note for each
 // that is not. work is a directory for their configuration files.
 func findPeers(o peerOptions, t s3Target, work string) (peers []peer, missing []string, err error) {
-	if bin := findAWS(o.aws); bin == "" {
-		missing = append(missing, "the AWS CLI (`aws`; Debian's awscli) is not installed, so it was left out")
-	} else {
-		p, err := awsPeer(bin, t, work)
-		if err != nil {
-			return nil, nil, err
-		}
-		peers = append(peers, p)
+	tools := []struct {
+		bin, missing string
+		peer         func(bin string, t s3Target, work string) (peer, error)
+	}{
+		{findAWS(o.aws), "the AWS CLI (`aws`; Debian's awscli) is not installed, so it was left out", awsPeer},
+		{lookPath(o.rclone, "rclone"), "rclone (Debian's rclone) is not installed, so it was left out", rclonePeer},
 	}
-	if bin := lookPath(o.rclone, "rclone"); bin == "" {
-		missing = append(missing, "rclone (Debian's rclone) is not installed, so it was left out")
-	} else {
-		p, err := rclonePeer(bin, t, work)
+	for _, tool := range tools {
+		if tool.bin == "" {
+			missing = append(missing, tool.missing)
+			continue
+		}
+		p, err := tool.peer(tool.bin, t, work)
 		if err != nil {
 			return nil, nil, err
 		}
