@@ -294,9 +294,13 @@ func runCheckpoint(ctx context.Context, o ckptOptions, log *slog.Logger) (sectio
 			return section{}, err
 		}
 	}
+	var loads []float64
 	for round := range o.rounds {
 		for _, i := range rand.Perm(len(cs)) {
 			c := cs[i]
+			if l, ok := loadAverage(); ok {
+				loads = append(loads, l)
+			}
 			s, err := b.measure(ctx, c)
 			if err != nil {
 				return section{}, err
@@ -314,6 +318,7 @@ func runCheckpoint(ctx context.Context, o ckptOptions, log *slog.Logger) (sectio
 		cores:    runtime.NumCPU(),
 		peers:    peers,
 		missing:  missing,
+		loads:    loads,
 	}, samples), nil
 }
 
@@ -386,6 +391,20 @@ func machineCPU() time.Duration {
 		return 0
 	}
 	return parseMachineCPU(string(b))
+}
+
+// loadAverage is the machine's 1-minute load average, from /proc/loadavg.
+func loadAverage() (float64, bool) {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, false
+	}
+	l, err := strconv.ParseFloat(f[0], 64)
+	return l, err == nil
 }
 
 // parseMachineCPU reads the "cpu" line of /proc/stat: user, nice, system,

@@ -226,8 +226,9 @@ func rclonePeer(bin string, t s3Target, work string) (peer, error) {
 		name: "rclone `copy`", upName: "rclone `copy`", downName: "rclone `copy`",
 		how: fmt.Sprintf("`--transfers %d --s3-upload-concurrency %d --s3-chunk-size %s` (defaults 4, 4 and 5M)",
 			rcloneTransfers, rcloneUploadConcurrency, rcloneChunk),
-		checks:  "computes each file's MD5 before it uploads it and stores it with the object (`--s3-disable-checksum` left off), signs payloads with SHA-256 over http, and checks the MD5 of what it downloads",
-		version: toolVersion(bin, "version"),
+		checksDownloads: true,
+		checks:          "computes each file's MD5 before it uploads it and stores it with the object (`--s3-disable-checksum` left off), signs payloads with SHA-256 over http, and checks the MD5 of what it downloads",
+		version:         toolVersion(bin, "version"),
 		upload: func(ctx context.Context, src, prefix string) error {
 			return runTool(ctx, env, bin, copyArgs(src, remote(prefix))...)
 		},
@@ -305,7 +306,7 @@ func minioGoPeers(t s3Target) (seq, pool peer, err error) {
 		upName:   fmt.Sprintf("minio-go `FPutObject`, %d files at once", minioPool),
 		downName: fmt.Sprintf("minio-go `FGetObject`, %d files at once", minioPool),
 		how:      fmt.Sprintf("the same calls from %d goroutines", minioPool),
-		checks:   "the same",
+		checks:   seq.checks,
 		version:  version,
 		upload:   upload(minioPool), download: download(minioPool),
 	}

@@ -44,8 +44,8 @@ func TestCheckpointSectionWithPeers(t *testing.T) {
 				"fast both ways (fast v1): as fast comes; it checks fast; slow both ways (slow v1): as slow comes; it checks slow.",
 				"This run: upload 0.80 of fast up, the fastest peer uploading (not met); download 1.25 of fast down, the fastest downloading (met).",
 				// Every run keeps the client 0.5 and MinIO 1.25 cores busy.
-				"MinIO spent 2.50 CPU-seconds on `Run.Commit`'s upload and 2.00 on fast up's, the clients 1.00 and 0.80",
-				"`Run.Download`'s client spent 0.50 CPU-seconds per GB, fast down's 0.62; the SHA-256 of the same bytes alone takes 0.25 (the reference row, 0.50 s per GB on one core, where fast down took 1.25 s per GB",
+				"MinIO spent 2.50 CPU-seconds on `Run.Commit`'s upload and 2.00 on the upload of fast up, the clients 1.00 and 0.80",
+				"`Run.Download`'s client spent 0.50 CPU-seconds per GB, that of fast down 0.62; the SHA-256 of the same bytes alone takes 0.25 (the reference row, 0.50 s per GB on one core, where fast down took 1.25 s per GB",
 				"as light as that peer's (2.19 CPU-seconds per GB), one that also hashes every byte would still need (2.19 + 0.25) ÷ 2 cores = 1.22 s per GB here.",
 				"Against the peers that check what they download (slow both ways), `Run.Download` is 2.00 of the fastest.",
 			},
@@ -55,14 +55,14 @@ func TestCheckpointSectionWithPeers(t *testing.T) {
 			name:    "a tool missing, the machine busy",
 			busy:    busy{0.5, 1, 0.5},
 			missing: []string{"rclone is not installed"},
-			wants:   []string{"Not measured: rclone is not installed.", "Other work on the machine took up to 0.50 of its 2 cores"},
+			wants:   []string{"Not measured: rclone is not installed.", "Other work on the machine took up to 0.50 of its 2 cores", "was 2.0 at the median run, 3.0 at the most."},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			sec := renderCheckpoint(ckptReport{
 				size: size, layout: checkpointLayout(1 << 30), disk: "ext4 on /dev/x, mounted at /", measured: "Measured on X.", cores: 2,
-				peers: []peer{fast, slow}, missing: tt.missing,
+				peers: []peer{fast, slow}, missing: tt.missing, loads: []float64{1, 3, 2},
 			}, ckptSamples(secs, tt.busy))
 			requireContains(t, sec.body, tt.wants...)
 			for _, a := range tt.absent {
@@ -127,5 +127,30 @@ func TestS3TargetURL(t *testing.T) {
 	target := s3Target{bucket: "b", root: "bench"}
 	if got, want := target.url("peer-aws"), "s3://b/bench/peer-aws/"; got != want {
 		t.Errorf("url = %q, want %q", got, want)
+	}
+}
+
+// Of the peers, only rclone checks what it downloads (the MD5 it stored).
+func TestPeersSayWhatTheyCheck(t *testing.T) {
+	target := s3Target{endpoint: "http://127.0.0.1:1", accessKey: "k", secretKey: "secret-key", bucket: "b", root: "bench"}
+	rc, err := rclonePeer("/bin/true", target, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	aws, err := awsPeer("/bin/true", target, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, pool, err := minioGoPeers(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []peer{rc, aws, seq, pool} {
+		if want := p.key == "rclone"; p.checksDownloads != want {
+			t.Errorf("%s: checksDownloads = %v, want %v", p.key, p.checksDownloads, want)
+		}
+		if p.checks == "" {
+			t.Errorf("%s says nothing of what it checks", p.key)
+		}
 	}
 }

@@ -20,6 +20,8 @@ type ckptReport struct {
 	cores    int    // the machine's
 	peers    []peer
 	missing  []string // a note for each peer that is not installed
+	// loads are the machine's 1-minute load average before each run.
+	loads []float64
 }
 
 // ckptSample is one run of a contender: how long it took and the CPU
@@ -166,6 +168,10 @@ func renderCheckpoint(r ckptReport, samples map[string][]ckptSample) section {
 	if other := maxOther(samples); other >= 0.25 {
 		fmt.Fprintf(&b, "\nOther work on the machine took up to %.2f of its %d cores (the median of a contender's runs) during these rounds, so the figures spread more than the contenders' own would; the ratios, taken within each round, suffer least.\n", other, r.cores)
 	}
+	if len(r.loads) > 0 {
+		fmt.Fprintf(&b, "\nThe machine's 1-minute load average before a run (its own earlier runs, and anything else on the machine, running or waiting on the disk) was %.1f at the median run, %.1f at the most.\n",
+			median(r.loads), slices.Max(r.loads))
+	}
 
 	c := chart{
 		title:    "checkpoint throughput ÷ limit (median; higher is better)",
@@ -198,7 +204,7 @@ func writeBounds(b *strings.Builder, r ckptReport, samples map[string][]ckptSamp
 	server := func(s ckptSample) time.Duration { return s.cpuServer }
 	secPerGB := func(key string) float64 { return summarize(took(samples[key])).median.Seconds() / gb }
 
-	fmt.Fprintf(b, "\nThe upload is bound by MinIO's share of the cores. Per GB, MinIO spent %.2f CPU-seconds on `Run.Commit`'s upload and %.2f on %s's, the clients %.2f and %.2f: "+
+	fmt.Fprintf(b, "\nThe upload is bound by MinIO's share of the cores. Per GB, MinIO spent %.2f CPU-seconds on `Run.Commit`'s upload and %.2f on the upload of %s, the clients %.2f and %.2f: "+
 		"most of the work is the server's, whoever the client is. "+
 		"perf on MinIO during `Run.Commit`'s uploads (this machine, before these rounds): 44%% of its samples in the kernel copying the bytes into the page cache, 30%% in MD5 for the ETag, 2%% in the bitrot hash, 1%% in CRC32C. "+
 		"A client that signs its payloads with SHA-256, as every peer here does over http, has MinIO check that on top.\n",
@@ -206,7 +212,7 @@ func writeBounds(b *strings.Builder, r ckptReport, samples map[string][]ckptSamp
 
 	hash := perGB(ckHash, client)
 	rest := perGB(peerDownKey(downPeer), client) + perGB(peerDownKey(downPeer), server)
-	fmt.Fprintf(b, "\nThe download is bound by the SHA-256 it checks. `Run.Download`'s client spent %.2f CPU-seconds per GB, %s's %.2f; the SHA-256 of the same bytes alone takes %.2f (the reference row, %.2f s per GB on one core, where %s took %.2f s per GB for its whole download). "+
+	fmt.Fprintf(b, "\nThe download is bound by the SHA-256 it checks. `Run.Download`'s client spent %.2f CPU-seconds per GB, that of %s %.2f; the SHA-256 of the same bytes alone takes %.2f (the reference row, %.2f s per GB on one core, where %s took %.2f s per GB for its whole download). "+
 		"Were the rest of a download's work, client and MinIO, as light as that peer's (%.2f CPU-seconds per GB), one that also hashes every byte would still need (%.2f + %.2f) ÷ %d cores = %.2f s per GB here. "+
 		"%s\n",
 		perGB(ckDownload, client), downPeer.downName, perGB(peerDownKey(downPeer), client), hash, secPerGB(ckHash), downPeer.downName, secPerGB(peerDownKey(downPeer)),
