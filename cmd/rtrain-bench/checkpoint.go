@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -27,7 +28,8 @@ type ckptOptions struct {
 	size int64
 	// dir holds every file the benchmark writes: the checkpoint, its
 	// copies, MinIO's data. All on one disk, the one measured.
-	dir string
+	dir   string
+	peers peerOptions
 }
 
 // The contenders of the checkpoint benchmark, by key. The first two are
@@ -39,6 +41,9 @@ const (
 	ckUpload   = "upload"
 	ckDownload = "download"
 	ckLocal    = "local"
+	// ckHash is no move but what every commit and download must compute:
+	// the SHA-256 of each file, on one core, from the page cache.
+	ckHash = "sha256"
 )
 
 // ioBuf is the buffer size of the plain copies, large enough that system
@@ -121,10 +126,12 @@ type ckptBench struct {
 	minioDir string
 
 	serverPid int // MinIO's, for its CPU time
-	// warm are the directories whose files the contenders read: the
-	// checkpoint, and MinIO's copy of it that is downloaded.
-	warm []string
+	// storedDir holds MinIO's copy of the checkpoint that Run.Download
+	// reads, to warm.
+	storedDir string
+	peers     []peer
 
+	target   s3Target
 	s3       checkpoint.Storage
 	upload   *checkpoint.Run // committed to, then emptied, every round
 	download *checkpoint.Run // holds the checkpoint that is downloaded
@@ -134,10 +141,26 @@ type ckptBench struct {
 }
 
 // ckptContender moves the checkpoint once; run is timed, cleanup is not.
+// reads are the directories whose files it reads, brought into the page
+// cache before each run.
 type ckptContender struct {
 	key     string
+	reads   []string
 	run     func(ctx context.Context) error
 	cleanup func(ctx context.Context) error
+}
+
+// Contender keys of the peers: what they upload goes to the prefix
+// peerUpPrefix, and they download the copy they stored under peerPrefix
+// before the rounds.
+func peerUpKey(p peer) string    { return "up-" + p.key }
+func peerDownKey(p peer) string  { return "down-" + p.key }
+func peerPrefix(p peer) string   { return "peer-" + p.key }
+func peerUpPrefix(p peer) string { return "peer-" + p.key + "-up" }
+
+// peerDir holds MinIO's copy of what p stored, to warm.
+func (b *ckptBench) peerDir(p peer) string {
+	return filepath.Join(b.minioDir, b.target.bucket, b.target.root, peerPrefix(p))
 }
 
 func (b *ckptBench) contenders() []ckptContender {
@@ -146,28 +169,44 @@ func (b *ckptBench) contenders() []ckptContender {
 	removeAll := func(p string) func(context.Context) error {
 		return func(context.Context) error { return os.RemoveAll(p) }
 	}
-	return []ckptContender{
-		{ckDisk, func(ctx context.Context) error { return plainWrite(ctx, b.files, plain) }, removeAll(plain)},
-		{ckTCP, func(ctx context.Context) error { return loopbackCopy(ctx, b.files, b.o.size) }, func(context.Context) error { return nil }},
-		{ckUpload, func(ctx context.Context) error {
+	src := []string{b.src}
+	cs := []ckptContender{
+		{ckDisk, src, func(ctx context.Context) error { return plainWrite(ctx, b.files, plain) }, removeAll(plain)},
+		{ckTCP, src, func(ctx context.Context) error { return loopbackCopy(ctx, b.files, b.o.size) }, func(context.Context) error { return nil }},
+		{ckUpload, src, func(ctx context.Context) error {
 			_, err := b.upload.Commit(ctx, 1, b.src, nil, 4)
 			return err
-		}, func(ctx context.Context) error {
-			objs, err := b.s3.List(ctx, b.upload.Name()+"/")
-			if err != nil {
-				return err
-			}
-			keys := make([]string, len(objs))
-			for i, o := range objs {
-				keys[i] = o.Key
-			}
-			return b.s3.Delete(ctx, keys...)
-		}},
-		{ckDownload, func(ctx context.Context) error { return b.download.Download(ctx, b.stored, dl) }, removeAll(dl)},
-		{ckLocal, func(ctx context.Context) error {
+		}, b.deletePrefix(b.upload.Name())},
+		{ckDownload, []string{b.storedDir}, func(ctx context.Context) error { return b.download.Download(ctx, b.stored, dl) }, removeAll(dl)},
+		{ckHash, src, func(ctx context.Context) error { return hashAll(ctx, b.files) }, func(context.Context) error { return nil }},
+		{ckLocal, src, func(ctx context.Context) error {
 			_, err := b.local.Commit(ctx, 1, b.src, nil, 4)
 			return err
 		}, removeAll(filepath.Join(b.localDir, b.local.Name()))},
+	}
+	for _, p := range b.peers {
+		pdl := filepath.Join(b.work, "download-"+p.key)
+		cs = append(cs,
+			ckptContender{peerUpKey(p), src, func(ctx context.Context) error { return p.upload(ctx, b.src, peerUpPrefix(p)) }, b.deletePrefix(peerUpPrefix(p))},
+			ckptContender{peerDownKey(p), []string{b.peerDir(p)}, func(ctx context.Context) error { return p.download(ctx, peerPrefix(p), pdl) }, removeAll(pdl)},
+		)
+	}
+	return cs
+}
+
+// deletePrefix removes every object under prefix/ of the benchmark's
+// storage root.
+func (b *ckptBench) deletePrefix(prefix string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		objs, err := b.s3.List(ctx, prefix+"/")
+		if err != nil {
+			return err
+		}
+		keys := make([]string, len(objs))
+		for i, o := range objs {
+			keys[i] = o.Key
+		}
+		return b.s3.Delete(ctx, keys...)
 	}
 }
 
@@ -196,7 +235,8 @@ func runCheckpoint(ctx context.Context, o ckptOptions, log *slog.Logger) (sectio
 	if err != nil {
 		return section{}, err
 	}
-	b.s3, err = checkpoint.Open(ctx, "s3://"+bucket+"/bench", checkpoint.S3Options{
+	b.target = s3Target{endpoint: srv.Endpoint, accessKey: srv.AccessKey, secretKey: srv.SecretKey, bucket: bucket, root: "bench"}
+	b.s3, err = checkpoint.Open(ctx, "s3://"+bucket+"/"+b.target.root, checkpoint.S3Options{
 		Endpoint: srv.Endpoint, Region: "us-east-1", AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
 	})
 	if err != nil {
@@ -224,11 +264,26 @@ func runCheckpoint(ctx context.Context, o ckptOptions, log *slog.Logger) (sectio
 	}
 	// MinIO keeps an object in a directory of the object's name under the
 	// bucket's; nothing breaks if that changes, the copy just goes unwarmed.
-	stored := filepath.Join(b.minioDir, bucket, "bench", b.download.Name())
-	if _, err := os.Stat(stored); err != nil {
+	b.storedDir = filepath.Join(b.minioDir, bucket, b.target.root, b.download.Name())
+	if _, err := os.Stat(b.storedDir); err != nil {
 		log.Warn("MinIO's copy of the checkpoint is not where expected; it will not be read into the page cache before each run", "err", err)
 	}
-	b.warm = []string{b.src, stored}
+	peers, missing, err := findPeers(o.peers, b.target, work)
+	if err != nil {
+		return section{}, err
+	}
+	for _, note := range missing {
+		log.Warn("peer skipped", "why", note)
+	}
+	// Each peer downloads the copy it stored itself, so that it checks
+	// what it would check of its own uploads (rclone: the MD5 it stores).
+	for _, p := range peers {
+		log.Info("storing the checkpoint with a peer, to download", "peer", p.key, "version", p.version)
+		if err := p.upload(ctx, b.src, peerPrefix(p)); err != nil {
+			return section{}, fmt.Errorf("%s: %w", p.key, err)
+		}
+	}
+	b.peers = peers
 
 	cs := b.contenders()
 	samples := map[string][]ckptSample{}
@@ -239,9 +294,13 @@ func runCheckpoint(ctx context.Context, o ckptOptions, log *slog.Logger) (sectio
 			return section{}, err
 		}
 	}
+	var loads []float64
 	for round := range o.rounds {
 		for _, i := range rand.Perm(len(cs)) {
 			c := cs[i]
+			if l, ok := loadAverage(); ok {
+				loads = append(loads, l)
+			}
 			s, err := b.measure(ctx, c)
 			if err != nil {
 				return section{}, err
@@ -257,27 +316,32 @@ func runCheckpoint(ctx context.Context, o ckptOptions, log *slog.Logger) (sectio
 		disk:     describeDisk(work),
 		measured: measuredLine(o.rounds, ""),
 		cores:    runtime.NumCPU(),
+		peers:    peers,
+		missing:  missing,
+		loads:    loads,
 	}, samples), nil
 }
 
 // measure runs c once from the same starting state as every other
 // contender: no dirty pages left by the one before (their writeback would
-// be billed to c), and the bytes any contender reads — the checkpoint
-// and MinIO's copy of it — in the page cache, as a checkpoint a training
-// script has just written is. What c wrote is removed afterwards.
+// be billed to c), and the bytes c reads — the checkpoint, or MinIO's
+// copy of it — in the page cache, as a checkpoint a training script has
+// just written is. What c wrote is removed afterwards. The client's CPU
+// time is this process's and that of the children it waited for meanwhile
+// (a peer's command).
 func (b *ckptBench) measure(ctx context.Context, c ckptContender) (ckptSample, error) {
 	syscall.Sync()
-	for _, dir := range b.warm {
+	for _, dir := range c.reads {
 		if err := readAll(dir); err != nil {
 			return ckptSample{}, err
 		}
 	}
-	self0, server0, all0 := selfCPU(), processCPU(b.serverPid), machineCPU()
+	self0, server0, all0 := clientCPU(), processCPU(b.serverPid), machineCPU()
 	t0 := time.Now()
 	err := c.run(ctx)
 	s := ckptSample{
 		took:      time.Since(t0),
-		cpuClient: selfCPU() - self0,
+		cpuClient: clientCPU() - self0,
 		cpuServer: processCPU(b.serverPid) - server0,
 		cpuAll:    machineCPU() - all0,
 	}
@@ -291,9 +355,15 @@ func (b *ckptBench) measure(ctx context.Context, c ckptContender) (ckptSample, e
 }
 
 // selfCPU is the CPU time this process has used, user and system.
-func selfCPU() time.Duration {
+func selfCPU() time.Duration { return rusageCPU(syscall.RUSAGE_SELF) }
+
+// clientCPU is selfCPU and the CPU time of the children this process has
+// waited for.
+func clientCPU() time.Duration { return selfCPU() + rusageCPU(syscall.RUSAGE_CHILDREN) }
+
+func rusageCPU(who int) time.Duration {
 	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	if err := syscall.Getrusage(who, &ru); err != nil {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
@@ -321,6 +391,20 @@ func machineCPU() time.Duration {
 		return 0
 	}
 	return parseMachineCPU(string(b))
+}
+
+// loadAverage is the machine's 1-minute load average, from /proc/loadavg.
+func loadAverage() (float64, bool) {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, false
+	}
+	l, err := strconv.ParseFloat(f[0], 64)
+	return l, err == nil
 }
 
 // parseMachineCPU reads the "cpu" line of /proc/stat: user, nice, system,
@@ -400,14 +484,14 @@ type onlyReader struct{ io.Reader }
 
 type onlyWriter struct{ io.Writer }
 
-// plainWrite is the disk's limit: the checkpoint's bytes read and written
-// to one new file with plain write calls, then fsync.
-func plainWrite(ctx context.Context, files []string, dst string) error {
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	defer out.Close()
+// hashAll computes the SHA-256 of each file, one after another.
+func hashAll(ctx context.Context, files []string) error {
+	return copyEach(ctx, files, func() io.Writer { return sha256.New() })
+}
+
+// copyEach copies each file in turn to the writer next returns for it, by
+// plain read and write calls through one buffer.
+func copyEach(ctx context.Context, files []string, next func() io.Writer) error {
 	buf := make([]byte, ioBuf)
 	for _, p := range files {
 		if err := ctx.Err(); err != nil {
@@ -417,11 +501,25 @@ func plainWrite(ctx context.Context, files []string, dst string) error {
 		if err != nil {
 			return err
 		}
-		_, err = io.CopyBuffer(onlyWriter{out}, onlyReader{in}, buf)
+		_, err = io.CopyBuffer(onlyWriter{next()}, onlyReader{in}, buf)
 		in.Close()
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// plainWrite is the disk's limit: the checkpoint's bytes read and written
+// to one new file with plain write calls, then fsync.
+func plainWrite(ctx context.Context, files []string, dst string) error {
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	if err := copyEach(ctx, files, func() io.Writer { return out }); err != nil {
+		return err
 	}
 	if err := out.Sync(); err != nil {
 		return err

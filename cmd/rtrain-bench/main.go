@@ -98,6 +98,8 @@ func main() {
 	tuneTrials := flag.Int("sweep-trials", 1000, "sweep: trials in the sweep")
 	tuneRounds := flag.Int("sweep-rounds", 1, "sweep: sweeps to run (each also times rtrain fit's start 5 times)")
 	tuneCPUs := flag.Int("sweep-cpus", 16, "sweep: CPUs the sweep's node offers, so trials at once")
+	flag.StringVar(&o.ckpt.peers.aws, "aws", "", "checkpoint: the AWS CLI to measure beside package checkpoint (default: Debian's /usr/bin/aws, else aws on PATH; left out when there is none)")
+	flag.StringVar(&o.ckpt.peers.rclone, "rclone", "", "checkpoint: the rclone to measure beside package checkpoint (default: rclone on PATH; left out when there is none)")
 	soakRuns := flag.Int("soak-runs", 100, "teardown: runs of the soak's job under each launcher")
 	heartbeatHead := flag.Bool("heartbeat-head", false, "internal: serve the heartbeat benchmark's head (the benchmark starts itself with it)")
 	flag.Parse()

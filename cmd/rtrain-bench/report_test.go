@@ -111,14 +111,16 @@ func TestCheckpointSection(t *testing.T) {
 				ckUpload:   {4, 2, 2}, // 500, p95 250
 				ckDownload: {1.25, 1.25, 1.25},
 				ckLocal:    {1, 1, 1},
+				ckHash:     {0.5, 0.5, 0.5},
 			},
 			busy: busy{0.5, 1.25, 0},
 			wants: []string{
-				"| limit: plain write + fsync | 1000 (800) | 1.00 | 1.00 | 0.50 + 1.25 + 0.00 |",
+				"| limit: plain write + fsync | 1000 (800) | 1.00 | 1.00 | — | 0.50 + 1.25 + 0.00 |",
 				"| limit: io.Copy over loopback TCP | 2000 (2000) | 2.00 | 2.00 |",
-				"| upload: `Run.Commit` to MinIO | 500 (250) | 0.50 | 0.50 |",
-				"| download: `Run.Download` from MinIO | 800 (800) | 0.80 | 0.80 |",
-				"| `Run.Commit` to a local directory | 1000 (1000) | 1.00 | 1.00 |",
+				"| upload: `Run.Commit` to MinIO | 500 (250) | 0.50 | 0.50 | 1.00 |",
+				"| download: `Run.Download` from MinIO | 800 (800) | 0.80 | 0.80 | 1.00 |",
+				"| `Run.Commit` to a local directory | 1000 (1000) | 1.00 | 1.00 | — |",
+				"| reference: SHA-256 of every file, one core | 2000 (2000) | — | — | — |",
 				"the slower of its two limit runs (the disk write in 3 of 3 rounds)",
 				"upload 0.50 (not met), download 0.80 (met)",
 				"Measured on X.\n\n", "A 954 MiB checkpoint", "38 files", "(ext4 on /dev/x, mounted at /)",
@@ -134,12 +136,13 @@ func TestCheckpointSection(t *testing.T) {
 				ckUpload:   {1},
 				ckDownload: {2},
 				ckLocal:    {0.5},
+				ckHash:     {0.5},
 			},
 			busy: busy{0.25, 0.5, 0.25},
 			wants: []string{
 				"| 0.25 + 0.50 + 0.25 |", "The cores were not all busy",
-				"| limit: plain write + fsync | 2000 (2000) | 2.00 | 1.00 |",
-				"| upload: `Run.Commit` to MinIO | 1000 (1000) | 1.00 | 0.50 |",
+				"| limit: plain write + fsync | 2000 (2000) | 2.00 | 1.00 | — |",
+				"| upload: `Run.Commit` to MinIO | 1000 (1000) | 1.00 | 0.50 | 1.00 |",
 				"(the disk write in 0 of 1 rounds)",
 				"upload 1.00 (met), download 0.50 (not met)",
 			},
@@ -156,7 +159,7 @@ func TestCheckpointSection(t *testing.T) {
 			requireContains(t, sec.body, tt.wants...)
 			svg := sec.charts["bench-checkpoint.svg"]
 			requireSVG(t, svg)
-			requireContains(t, string(svg), "goal 0.70", "upload to MinIO", "÷ disk write")
+			requireContains(t, string(svg), "goal 0.70", "Run.Commit upload", "÷ disk write")
 		})
 	}
 }
