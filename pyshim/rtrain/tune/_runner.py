@@ -48,7 +48,7 @@ _MAX_PARAMS = 64
 class _Job:
     """One trial's rtrain fit process and the pipes it speaks on."""
 
-    def __init__(self, trial: Trial, argv: List[str], outcome: str, tmp: str) -> None:
+    def __init__(self, trial: Trial, argv: List[str], outcome: str, tmp: str, started_from: Optional[str]) -> None:
         self.trial = trial
         self.outcome = outcome
         self.tmp = tmp
@@ -73,15 +73,15 @@ class _Job:
         self.placed = False  # the cluster has placed its workers
         self.said_queued = False
         self.stopping: Optional[str] = None  # the status the trial takes once stopped
-        # Checkpoints reported, and committed; a pause waits for the
-        # commit of those reported before it (signal_at).
-        self.reported = self.committed = 0
-        self.signal_at: Optional[int] = None
-        self.signalled = False
-        # The checkpoints reported up to the pause: the trial resumes from
+        # Checkpoints reported, and committed. A pause waits for the commit
+        # of the paused_at reported before it, and the trial resumes from
         # the last of them, not from any the job made after.
+        self.reported = self.committed = 0
         self.paused_at: Optional[int] = None
-        self.started_from: Optional[str] = None
+        self.signalled = False
+        # The checkpoint the job starts from (--restart-from), which it
+        # copies as it starts: in use until its first report.
+        self.started_from = started_from
         self.reported_once = False
         self.started = time.monotonic()
 
@@ -122,23 +122,24 @@ class _Job:
         # A job that has exited already pauses too: the scheduler decided
         # on this result, and the trial resumes from it.
         self.stopping = Trial.PAUSED
-        self.signal_at = self.paused_at = self.reported
-        if self.committed >= self.reported:
+        self.paused_at = self.reported
+        if self.committed >= self.paused_at:
             self._signal()
 
     def on_checkpoint(self) -> bool:
         """Counts a committed checkpoint; False when it came after the
         pause and is not the trial's to resume from."""
         self.committed += 1
-        if self.signal_at is not None and self.committed >= self.signal_at:
+        if not self.paused():
+            return True
+        if self.committed >= self.paused_at:  # type: ignore[operator]
             self._signal()
-        return not self.paused() or self.committed <= self.paused_at  # type: ignore[operator]
+        return self.committed <= self.paused_at  # type: ignore[operator]
 
     def paused(self) -> bool:
         return self.stopping == Trial.PAUSED and self.paused_at is not None
 
     def _signal(self) -> None:
-        self.signal_at = None
         if not self.signalled and self.proc.poll() is None:
             self.signalled = True
             self.proc.send_signal(signal.SIGINT)
@@ -199,6 +200,7 @@ class TrialRunner:
         # Each trial's committed checkpoints, (uri, metrics) oldest first,
         # where the runner applies retention itself (_prune).
         self.stored: Dict[str, List[Tuple[str, Dict[str, Any]]]] = {}
+        self.deleting: List[Tuple[subprocess.Popen, str]] = []
         # Each trial's last results (iteration, metrics as reported), and
         # the iteration each checkpoint was made at.
         self.recent: Dict[str, List[Tuple[int, Dict[str, Any]]]] = {}
@@ -277,13 +279,14 @@ class TrialRunner:
         starting = {j.started_from for j in self.jobs.values() if j.started_from and not j.reported_once}
         return set(used() if callable(used) else ()) | set(self.resume_at.values()) | starting
 
-    def _prune(self, tid: str) -> None:
+    def _prune(self, tid: str, in_use: set) -> None:
         """Deletes the trial's checkpoints that CheckpointConfig does not
-        keep, except those a trial may still start from (ray#9036: a
-        trial's retention deleted the checkpoint PBT was about to copy)."""
+        keep, except those in in_use, which a trial may still start from
+        (ray#9036: a trial's retention deleted the checkpoint PBT was about
+        to copy)."""
         cc = self.run_config.checkpoint_config
         stored = self.stored.get(tid)
-        if cc is None or not cc.num_to_keep or not stored:
+        if cc is None or not cc.num_to_keep or not stored or len(stored) <= cc.num_to_keep:
             return
         attr = cc.checkpoint_score_attribute
         sign = 1 if cc.checkpoint_score_order == "max" else -1
@@ -298,22 +301,38 @@ class TrialRunner:
 
         order = sorted(range(len(stored)), key=rank)
         keep = set(order[-cc.num_to_keep:]) | {len(stored) - 1}  # the latest always stays, as the engine's rule
-        in_use = self._in_use()
         kept: List[Tuple[str, Dict[str, Any]]] = []
         for i, (uri, metrics) in enumerate(stored):
             if i in keep or uri in in_use:
                 kept.append((uri, metrics))
                 continue
-            done = subprocess.run([_binary.binary_path(), "checkpoints", "rm", uri],
-                                  stdin=subprocess.DEVNULL, capture_output=True, text=True)
-            if done.returncode != 0:
-                print(f"rtrain.tune: could not delete {uri}: {(done.stderr or done.stdout).strip()}", file=sys.stderr, flush=True)
-                kept.append((uri, metrics))
+            # In the background: the loop that follows the trials must not
+            # wait on storage.
+            proc = subprocess.Popen([_binary.binary_path(), "checkpoints", "rm", uri],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            self.deleting.append((proc, uri))
         self.stored[tid] = kept
 
     def _prune_all(self) -> None:
+        cc = self.run_config.checkpoint_config
+        if cc is None or not cc.num_to_keep:
+            return
+        in_use = self._in_use()
         for tid in list(self.stored):
-            self._prune(tid)
+            self._prune(tid, in_use)
+
+    def _reap_deletions(self, wait: bool = False) -> None:
+        """Collects finished deletions (all of them with wait), saying which
+        failed: the checkpoint stays, and only costs its space."""
+        left = []
+        for proc, uri in self.deleting:
+            if not wait and proc.poll() is None:
+                left.append((proc, uri))
+                continue
+            _, err = proc.communicate()
+            if proc.returncode != 0:
+                print(f"rtrain.tune: could not delete {uri}: {err.strip()}", file=sys.stderr, flush=True)
+        self.deleting = left
 
     def _out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
@@ -334,6 +353,7 @@ class TrialRunner:
         restart_from = request.checkpoint if request is not None else self.resume_at.get(trial.trial_id)
         self.resume_at.pop(trial.trial_id, None)
         name = self.trial_name(trial)
+        where = self.cluster_flags + ["--group", self.name]
         fn, config, scaling, torch_config = _job_of(self.trainable, trial.config)
         info = {
             "trial_id": trial.trial_id,
@@ -342,7 +362,7 @@ class TrialRunner:
             "experiment_name": self.name,
             "resources": (scaling.resources_per_worker or {}),
             # Where a TorchTrainer the trainable builds runs (Ray V2's style).
-            "where": self.cluster_flags + ["--group", self.name],
+            "where": where,
             "local": self.local,
             # When the runner started the trial's job: the benchmark's
             # start latency counts from here.
@@ -368,7 +388,7 @@ class TrialRunner:
         argv, outcome = _driver.prepare(
             functools.partial(_session._trial_main, fn, info), config, tmp,
             scaling_config=scaling, run_config=run, torch_config=torch_config,
-            resume_from_checkpoint=None, name=name, where=self.cluster_flags + ["--group", self.name], local=self.local,
+            resume_from_checkpoint=None, name=name, where=where, local=self.local,
             restart_from=restart_from,
         )
         argv += self._display_flags(trial)
@@ -381,8 +401,7 @@ class TrialRunner:
             cwd = os.path.join(tmp, "cwd")
             os.mkdir(cwd)
             argv += ["--working-dir", cwd]
-        self.jobs[trial.trial_id] = _Job(trial, argv, outcome, tmp)
-        self.jobs[trial.trial_id].started_from = restart_from
+        self.jobs[trial.trial_id] = _Job(trial, argv, outcome, tmp, restart_from)
         self.started_at[trial.trial_id] = time.monotonic()
         trial.status = Trial.RUNNING
 
@@ -431,6 +450,7 @@ class TrialRunner:
                             self._print(job, line)
                 for job in [j for j in self.jobs.values() if j.open == 0]:
                     self._ended(job)
+                self._reap_deletions()
                 if self._out_of_time():
                     for job in self.jobs.values():
                         job.stop(Trial.TERMINATED)
@@ -443,6 +463,7 @@ class TrialRunner:
             raise
         finally:
             sel.close()
+            self._reap_deletions(wait=True)
 
     def _pending(self) -> bool:
         return any(t.status in (Trial.PENDING, Trial.PAUSED) for t in self.trials)
