@@ -69,17 +69,11 @@ type driverBench struct {
 // runDriver runs the same job through TorchTrainer.fit() and through
 // rtrain fit, in a random order every round, and renders their section.
 func runDriver(ctx context.Context, o driverOptions, log *slog.Logger) (section, error) {
-	tmp, err := os.MkdirTemp("", "rtrain-bench-driver-")
+	tmp, bin, env, err := wheelEnv("driver", o.rtrain, o.python, log)
 	if err != nil {
 		return section{}, err
 	}
 	defer os.RemoveAll(tmp)
-	bin, _ := filepath.Abs(o.rtrain)
-	env, err := pyenv.Install(filepath.Join(tmp, "py"), o.python, bin)
-	if err != nil {
-		return section{}, err
-	}
-	log.Info("wheel installed", "version", env.Version, "venv", filepath.Dir(env.Bin), "took", env.Took.Round(time.Millisecond))
 	script, _ := filepath.Abs(driverScript)
 	b := &driverBench{o: o, env: env, bin: bin, script: script, tmp: tmp}
 
@@ -116,6 +110,22 @@ func runDriver(ctx context.Context, o driverOptions, log *slog.Logger) (section,
 		rounds:   o.rounds,
 		cores:    runtime.NumCPU(),
 	}, runs, probes), nil
+}
+
+// wheelEnv makes a scratch directory for a benchmark (the caller removes
+// it) and, in it, a venv made from python with the wheel of the rtrain
+// binary under test installed; bin is that binary's absolute path.
+func wheelEnv(name, rtrain, python string, log *slog.Logger) (tmp, bin string, env *pyenv.Env, err error) {
+	if tmp, err = os.MkdirTemp("", "rtrain-bench-"+name+"-"); err != nil {
+		return "", "", nil, err
+	}
+	bin, _ = filepath.Abs(rtrain)
+	if env, err = pyenv.Install(filepath.Join(tmp, "py"), python, bin); err != nil {
+		os.RemoveAll(tmp)
+		return "", "", nil, err
+	}
+	log.Info("wheel installed", "version", env.Version, "venv", filepath.Dir(env.Bin), "took", env.Took.Round(time.Millisecond))
+	return tmp, bin, env, nil
 }
 
 // runOnce runs the job once as variant v, in a fresh directory: its

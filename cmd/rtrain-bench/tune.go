@@ -43,16 +43,11 @@ type tuneSweep struct {
 // runTune runs the sweep o.rounds times and `rtrain fit` of a one-line
 // script as often, alternating, and renders their section.
 func runTune(ctx context.Context, o tuneOptions, log *slog.Logger) (section, error) {
-	tmp, err := os.MkdirTemp("", "rtrain-bench-tune-")
+	tmp, bin, env, err := wheelEnv("sweep", o.rtrain, o.python, log)
 	if err != nil {
 		return section{}, err
 	}
 	defer os.RemoveAll(tmp)
-	bin, _ := filepath.Abs(o.rtrain)
-	env, err := pyenv.Install(filepath.Join(tmp, "py"), o.python, bin)
-	if err != nil {
-		return section{}, err
-	}
 	script, _ := filepath.Abs(tuneScript)
 	var sweeps []tuneSweep
 	var fits []time.Duration
