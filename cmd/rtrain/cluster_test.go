@@ -33,6 +33,11 @@ type testCluster struct {
 	// daemons by host name.
 	daemons map[string]*exec.Cmd
 	dirs    map[string]string
+	// base holds the daemons' directories. It is made before the cleanup
+	// that stops the daemons is registered, so it is removed after that
+	// cleanup: a TempDir made later would go first, while a daemon (one
+	// just thawed from SIGSTOP, say) still writes in it.
+	base string
 }
 
 // newTestCluster starts a head and agents in their own network
@@ -42,7 +47,7 @@ func newTestCluster(t *testing.T, agents int, agentArgs ...[]string) *testCluste
 	testutil.Python(t)
 	n := netns.New(t, agents+1)
 	c := &testCluster{t: t, net: n, token: auth.NewToken(), marker: testutil.Marker(t),
-		head: n.Hosts()[0], port: "6379", daemons: map[string]*exec.Cmd{}, dirs: map[string]string{}}
+		head: n.Hosts()[0], port: "6379", daemons: map[string]*exec.Cmd{}, dirs: map[string]string{}, base: t.TempDir()}
 	t.Cleanup(func() {
 		for _, d := range c.daemons {
 			_ = d.Process.Signal(syscall.SIGTERM)
@@ -103,7 +108,9 @@ func (c *testCluster) daemon(h *netns.Host, role string, args ...string) {
 	c.t.Helper()
 	dir, ok := c.dirs[h.Name()]
 	if !ok { // a daemon started again keeps its state
-		dir = c.t.TempDir()
+		var err error
+		dir, err = os.MkdirTemp(c.base, h.Name()+"-")
+		require.NoError(c.t, err)
 		c.dirs[h.Name()] = dir
 	}
 	cmd := h.Enter(context.Background(), os.Args[0], args...)
