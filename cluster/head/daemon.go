@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -54,6 +55,10 @@ type Config struct {
 	// package's defaults (1 s and 5 s).
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
+	// AdoptWait is how long a head that starts again waits for the nodes
+	// of the jobs it adopts (those that were running, with StateDir) to
+	// register again: 0 means DefaultAdoptWait.
+	AdoptWait time.Duration
 }
 
 // Daemon is a running cluster head: the node registry, the scheduler and the
@@ -130,7 +135,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 		}
 		return nil, fmt.Errorf("trainer: head listen: %w", err)
 	}
-	uploads, err := uploadsDir(cfg.StateDir)
+	keepUploads := map[string]bool{}
+	for _, r := range recovered {
+		if r.Adoption != nil && r.Workdir != nil && !r.State.Done() {
+			keepUploads[r.Workdir.Path] = true
+		}
+	}
+	uploads, err := uploadsDir(cfg.StateDir, keepUploads)
 	if err != nil {
 		_ = ln.Close()
 		if store != nil {
@@ -147,17 +158,25 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 		jobs: map[string]*headJob{}, store: store,
 		results: results, roots: roots, endedGrace: endedLogGrace,
 	}
+	var adoptable []jobRecord
 	for _, r := range recovered {
-		h.jobs[r.ID] = restored(r)
+		if !r.State.Done() && r.State != trainer.StateLost && r.Adoption != nil {
+			h.jobs[r.ID] = adoptedJob(r)
+			adoptable = append(adoptable, r)
+		} else {
+			h.jobs[r.ID] = restored(r)
+		}
 		h.order = append(h.order, r.ID)
 		if r.State == trainer.StateLost {
 			log.Warn("job lost with the head's restart", "job", r.ID, "name", r.Name)
 		}
 	}
 	h.forgetEnded()
+	h.nodes.Keep = h.keep
 	h.srv = grpc.NewServer(opts...)
 	clusterpb.RegisterHeadServer(h.srv, &headServer{Registry: h.nodes, h: h})
 	h.wg.Go(func() { _ = h.srv.Serve(ln) })
+	h.adopt(adoptable)
 	return h, nil
 }
 
@@ -194,6 +213,9 @@ func (h *Daemon) persist(hj *headJob) {
 	if h.store == nil {
 		return
 	}
+	hj.mu.Lock()
+	hj.persisted = time.Now()
+	hj.mu.Unlock()
 	if err := h.store.put(hj.record()); err != nil {
 		h.log.Warn("job table", "job", hj.id, "err", err)
 	}
@@ -232,16 +254,35 @@ func (h *Daemon) submit(req *clusterpb.SubmitJobHeader, wd cluster.Workdir) (*he
 			return nil, trainer.Invalid("run %s is already running on this cluster (job %s)", rj.Name(), other.id)
 		}
 	}
-	ctx, cancel := context.WithCancel(h.ctx)
 	hj := &headJob{id: rj.ID(), name: rj.Name(), group: cfg.Group, params: cfg.Params, workers: cfg.Workers, submitted: time.Now(), logDir: rj.LogDir(),
-		cancel: cancel, done: make(chan struct{}), changed: make(chan struct{}), state: trainer.StatePending,
-		best: trainer.BestTracker{Metric: cfg.Metric, Mode: cfg.Mode}}
+		done: make(chan struct{}), changed: make(chan struct{}), state: trainer.StatePending,
+		best: trainer.BestTracker{Metric: cfg.Metric, Mode: cfg.Mode}, workdir: &wd}
 	h.jobs[hj.id] = hj
 	h.order = append(h.order, hj.id)
 	h.mu.Unlock()
 	h.persist(hj)
+	h.run(hj, rj, wd)
+	h.log.Info("job submitted", "job", hj.id, "name", hj.name, "workers", cfg.Workers)
+	return hj, nil
+}
 
+// run runs the job in a goroutine the head owns, keeping its events, its
+// record and what another head would need to adopt it.
+func (h *Daemon) run(hj *headJob, rj *trainer.RemoteJob, wd cluster.Workdir) {
+	ctx, cancel := context.WithCancel(h.ctx)
+	hj.cancel = cancel
 	logs := newLogFiles(rj.LogDir())
+	rj.OnAdoption(func(a trainer.Adoption) {
+		b, err := json.Marshal(a)
+		if err != nil {
+			h.log.Warn("job adoption record", "job", hj.id, "err", err)
+			return
+		}
+		hj.mu.Lock()
+		hj.adoption, hj.attempt, hj.nodes, hj.seqs = b, a.Attempt, a.Plan.Nodes(), map[string]int64{}
+		hj.mu.Unlock()
+		h.persist(hj)
+	})
 	onEvent := func(e trainer.Event) {
 		logs.write(e)
 		var st trainer.State
@@ -253,15 +294,23 @@ func (h *Daemon) submit(req *clusterpb.SubmitJobHeader, wd cluster.Workdir) (*he
 			hj.reported(e)
 		}
 		if e.Type == trainer.EventRestart {
-			hj.mu.Lock()
-			hj.restarts++
-			hj.mu.Unlock()
+			h.restarted(hj)
 		}
 		if e.Type == trainer.EventState && e.State.Done() {
 			return // the last event goes out with the result, below
 		}
+		due := false
+		if e.GroupSeq > 0 {
+			hj.mu.Lock()
+			if hj.seqs == nil {
+				hj.seqs = map[string]int64{}
+			}
+			hj.seqs[e.Node] = e.GroupSeq + 1
+			due = time.Since(hj.persisted) > persistEvery
+			hj.mu.Unlock()
+		}
 		hj.add(jobEvent(e), st, msg)
-		if e.Type == trainer.EventState {
+		if e.Type == trainer.EventState || e.Type == trainer.EventCheckpoint || due {
 			h.persist(hj)
 		}
 	}
@@ -280,12 +329,88 @@ func (h *Daemon) submit(req *clusterpb.SubmitJobHeader, wd cluster.Workdir) (*he
 		ev.ResultJson, _ = json.Marshal(res)
 		ev.Error = wireError(err)
 		hj.add(ev, res.State, final.Message)
+		hj.mu.Lock()
+		hj.adopting = false
+		hj.mu.Unlock()
 		h.persist(hj)
 		h.log.Info("job ended", "job", hj.id, "name", hj.name, "state", res.State, "err", err)
 		h.jobEnded(hj)
 	})
-	h.log.Info("job submitted", "job", hj.id, "name", hj.name, "workers", cfg.Workers)
-	return hj, nil
+}
+
+// persistEvery bounds how long the job table lags behind the group events
+// a job passed on: a head that adopts the job passes on at most that much
+// again.
+const persistEvery = time.Second
+
+// restarted counts a restart of hj. An adopted attempt that ended may have
+// left groups the head never attached to (a node that came back late):
+// they are stopped, as no head follows them.
+func (h *Daemon) restarted(hj *headJob) {
+	hj.mu.Lock()
+	hj.restarts++
+	adopting, attempt, nodes := hj.adopting, hj.attempt, hj.nodes
+	hj.adopting = false
+	hj.mu.Unlock()
+	if !adopting {
+		return
+	}
+	for _, id := range nodes {
+		if a, ok := h.nodes.Agent(id); ok {
+			if ra, ok := a.(*RemoteAgent); ok {
+				ra.stopStale(hj.id, attempt)
+			}
+		}
+	}
+}
+
+// adopt goes on running the jobs an earlier head process left running.
+func (h *Daemon) adopt(recs []jobRecord) {
+	for _, r := range recs {
+		var a trainer.Adoption
+		h.mu.Lock()
+		hj := h.jobs[r.ID]
+		h.mu.Unlock()
+		if err := json.Unmarshal(r.Adoption, &a); err != nil || r.Workdir == nil {
+			h.log.Warn("job cannot be adopted", "job", r.ID, "err", err)
+			continue
+		}
+		rj, err := trainer.AdoptRemoteJob(a, *r.Workdir, h.results, headBackend{h.nodes}, r.Seqs, h.adoptWait(), h.log)
+		if err != nil {
+			h.log.Warn("job cannot be adopted", "job", r.ID, "err", err)
+			continue
+		}
+		hj.logDir = rj.LogDir()
+		h.log.Info("adopting a job the earlier head ran", "job", r.ID, "name", r.Name, "attempt", a.Attempt, "nodes", len(a.Plan.Nodes()))
+		h.run(hj, rj, *r.Workdir)
+	}
+}
+
+// adoptWait is how long an adopted job waits for its nodes' agents to
+// register again before it counts the missing ones lost.
+func (h *Daemon) adoptWait() time.Duration {
+	if h.cfg.AdoptWait > 0 {
+		return h.cfg.AdoptWait
+	}
+	return DefaultAdoptWait
+}
+
+// DefaultAdoptWait is Config.AdoptWait's default: agents register again at
+// their next heartbeat after the head is back, within a few seconds.
+const DefaultAdoptWait = 30 * time.Second
+
+// keep says whether a group an agent brings back as it registers is one
+// that a job this head adopts still follows.
+func (h *Daemon) keep(node, job string, attempt int) bool {
+	h.mu.Lock()
+	hj := h.jobs[job]
+	h.mu.Unlock()
+	if hj == nil {
+		return false
+	}
+	hj.mu.Lock()
+	defer hj.mu.Unlock()
+	return hj.adopting && hj.attempt == attempt && !hj.state.Done() && slices.Contains(hj.nodes, node)
 }
 
 // confine puts a job's local storage and checkpoint to resume from, which

@@ -80,7 +80,7 @@ const DefaultMaxWorkingDir = 1 << 30
 
 // uploadsDir makes the directory a head keeps working directories in: in
 // stateDir, emptied of what a head before this one left, or a new one.
-func uploadsDir(stateDir string) (string, error) {
+func uploadsDir(stateDir string, keep map[string]bool) (string, error) {
 	if stateDir == "" {
 		dir, err := os.MkdirTemp("", "rtrain-head-uploads-")
 		if err != nil {
@@ -88,11 +88,19 @@ func uploadsDir(stateDir string) (string, error) {
 		}
 		return dir, nil
 	}
-	// The jobs of a head that stopped do not run again: their working
-	// directories are of no use.
+	// Of the jobs of a head that stopped, only those it adopts run again:
+	// the others' working directories are of no use.
 	dir := filepath.Join(stateDir, "uploads")
-	if err := os.RemoveAll(dir); err != nil {
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("trainer: %w", err)
+	}
+	for _, e := range entries {
+		if p := filepath.Join(dir, e.Name()); !keep[p] {
+			if err := os.RemoveAll(p); err != nil {
+				return "", fmt.Errorf("trainer: %w", err)
+			}
+		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("trainer: %w", err)

@@ -47,6 +47,7 @@ type startOptions struct {
 	resultsDir    string
 	hbInterval    time.Duration
 	hbTimeout     time.Duration
+	headTimeout   time.Duration
 	verbose       bool
 	readyTimeout  time.Duration
 	dashboardPort int
@@ -101,6 +102,7 @@ should, or pass --with-agent to run one in the head's process.`,
 	f.StringVar(&o.maxWorkingDir, "max-working-dir", "", "the largest working directory the head takes from a client, e.g. 4G (default 1G)")
 	f.DurationVar(&o.hbInterval, "heartbeat-interval", cluster.DefaultHeartbeatInterval, "how often agents report to the head")
 	f.DurationVar(&o.hbTimeout, "heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "silence after which the head declares a node dead and fails its workers")
+	f.DurationVar(&o.headTimeout, "head-timeout", agent.DefaultHeadTimeout, "with --address: how long this node's workers go on while no head can be reached (it restarts, or a standby takes over); past it they are stopped")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log at debug level")
 	f.IntVar(&o.dashboardPort, "dashboard-port", 8265, "the head's web dashboard and Prometheus /metrics, behind the token (-1: none)")
 	f.DurationVar(&o.readyTimeout, "ready-timeout", 60*time.Second, "how long to wait for the background daemon to be up")
@@ -334,7 +336,7 @@ func (o *startOptions) startAgent(ctx context.Context, headAddr string, sec auth
 	}
 	return agent.StartNode(ctx, agent.NodeConfig{Resolve: trainer.ResolvePython,
 		HeadAddr: headAddr, Security: sec, NodeName: o.nodeName, NodeIP: o.nodeIP,
-		Port: o.agentPort, Overrides: ov, DataDir: dataDir,
+		Port: o.agentPort, Overrides: ov, DataDir: dataDir, HeadTimeout: o.headTimeout,
 	}, log)
 }
 
