@@ -61,6 +61,15 @@ type StagedReleaser interface {
 	ReleaseStaged(seq int)
 }
 
-// ErrGroupGone is wrapped by AttachGroup's error when the node has no
-// such group (it ended and was forgotten, or never started there).
+// ErrGroupGone is matched by AttachGroup's error when the node has no such
+// group (it stopped it, it ended and was forgotten, or never started).
 var ErrGroupGone = errors.New("cluster: no such group on the node")
+
+// GroupGoneError is AttachGroup's error for a group the node no longer
+// runs: Why is the node's own word for it.
+type GroupGoneError struct{ Why string }
+
+func (e *GroupGoneError) Error() string { return e.Why }
+
+// Is makes a GroupGoneError an ErrGroupGone.
+func (e *GroupGoneError) Is(target error) bool { return target == ErrGroupGone }

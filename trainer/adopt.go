@@ -153,7 +153,7 @@ func (j *job) attach(ctx context.Context, be backend, id string, spec cluster.Gr
 	}
 	g, err := att.AttachGroup(ctx, spec, 1, j.replayed[id])
 	if errors.Is(err, cluster.ErrGroupGone) {
-		return lostGroup(spec, id, fmt.Sprintf("node %s lost its workers while the head restarted", id))
+		return lostGroup(spec, id, fmt.Sprintf("the workers did not outlive the head's outage: %v", err))
 	}
 	if err != nil {
 		return lostGroup(spec, id, fmt.Sprintf("node %s: %v", id, err))

@@ -43,6 +43,8 @@ type Service struct {
 	log     *slog.Logger
 	// headTimeout is how long the groups go on without a head (Config's).
 	headTimeout time.Duration
+	// stopped says why the agent stopped a group by itself; under mu.
+	stopped map[RunningKey]string
 
 	mu     sync.Mutex
 	groups map[string]*agentJob
@@ -229,7 +231,13 @@ func (s *Service) send(ctx context.Context, aj *agentJob, from int64, stream grp
 func (s *Service) AttachGroup(req *clusterpb.AttachGroupRequest, stream grpc.ServerStreamingServer[clusterpb.GroupEvent]) error {
 	aj := s.job(req.JobId, int(req.Attempt))
 	if aj == nil {
-		return status.Errorf(codes.NotFound, "no group of job %s attempt %d on node %s", req.JobId, req.Attempt, s.agent.Node().ID)
+		s.mu.Lock()
+		why := s.stopped[RunningKey{req.JobId, int(req.Attempt)}]
+		s.mu.Unlock()
+		if why != "" {
+			return status.Errorf(codes.NotFound, "node %s stopped the workers: %s", s.agent.Node().ID, why)
+		}
+		return status.Errorf(codes.NotFound, "node %s no longer runs the workers", s.agent.Node().ID)
 	}
 	return s.send(stream.Context(), aj, req.From, stream)
 }
@@ -279,6 +287,7 @@ func (s *Service) Keep(keep []*clusterpb.RunningGroup, why string) {
 		if a, ok := kept[id]; aj.group != nil && (!ok || a != aj.attempt) {
 			s.log.Warn("stopping workers", "job", id, "attempt", aj.attempt, "why", why)
 			aj.group.Stop()
+			s.noteStopped(id, aj.attempt, why)
 		}
 	}
 }
@@ -537,6 +546,26 @@ func (s *Service) StopAll(why string) {
 		if aj.group != nil {
 			s.log.Warn("stopping workers", "job", id, "why", why)
 			aj.group.Stop()
+			s.noteStopped(id, aj.attempt, why)
 		}
 	}
+}
+
+// noteStopped keeps why the agent stopped a group by itself, for the head
+// that asks for the group after it is gone; s.mu is held.
+func (s *Service) noteStopped(jobID string, attempt int, why string) {
+	if s.stopped == nil || len(s.stopped) >= maxStoppedNotes {
+		s.stopped = map[RunningKey]string{}
+	}
+	s.stopped[RunningKey{jobID, attempt}] = why
+}
+
+// maxStoppedNotes bounds the reasons kept for stopped groups: a head asks
+// for a group soon after it comes back, or never.
+const maxStoppedNotes = 1024
+
+// RunningKey names a group: its job and attempt.
+type RunningKey struct {
+	Job     string
+	Attempt int
 }

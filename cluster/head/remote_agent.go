@@ -205,7 +205,7 @@ func (r *RemoteAgent) AttachGroup(ctx context.Context, spec cluster.GroupSpec, f
 	if err != nil {
 		cancel()
 		if status.Code(err) == codes.NotFound {
-			return nil, fmt.Errorf("%w: %s", cluster.ErrGroupGone, status.Convert(err).Message())
+			return nil, &cluster.GroupGoneError{Why: status.Convert(err).Message()}
 		}
 		if lost, ok := r.unreachable("follow the workers again", err); ok {
 			return nil, lost

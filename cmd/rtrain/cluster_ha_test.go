@@ -80,3 +80,30 @@ func (c *testCluster) waitLog(job, s string) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// The head down longer than the agents' --head-timeout: they stop the
+// workers, none is left running with no head, and the head that comes
+// back ends the job with a message that says why.
+func TestClusterHeadTimeoutStopsTheWorkers(t *testing.T) {
+	short := []string{"--head-timeout", "3s"}
+	c := newTestCluster(t, 2, short, short)
+	out, errs, code := c.run(c.head, "fit", "--no-wait", "--workers", "2", "--placement", "STRICT_SPREAD", "--max-failures", "0",
+		"--name", "abandoned", "testdata/steady.py", "1000", "1000", "0.2")
+	require.Equal(t, exitOK, code, errs)
+	job := regexp.MustCompile(`submitted job (\S+)`).FindStringSubmatch(out)
+	require.NotNil(t, job, out)
+	c.waitJob(job[1], "RUNNING")
+	c.waitLog(job[1], "step 2")
+
+	head := c.daemons[c.head.Name()]
+	require.NoError(t, head.Process.Signal(syscall.SIGKILL))
+	_ = head.Wait()
+	require.NotEmpty(t, holdersOf(t, "testdata/steady.py"), "the workers outlive the head for a while")
+	require.Eventually(t, func() bool { return len(holdersOf(t, "testdata/steady.py")) == 0 }, 30*time.Second, 100*time.Millisecond,
+		"past the head timeout the workers are stopped")
+
+	c.daemon(c.head, "head", "start", "--head", "--block", "--host", c.head.Addr(), "--port", c.port,
+		"--heartbeat-interval", "200ms", "--heartbeat-timeout", "2s")
+	j := c.waitJob(job[1], "FAILED")
+	assert.Contains(t, j.Message, "no head came back within the head timeout (3s)")
+}
