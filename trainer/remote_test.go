@@ -60,7 +60,7 @@ func TestSubmitOverTheHeadsLimitSaysWhatToDo(t *testing.T) {
 	dir := projectDir(t, 2<<20)
 	_, err := c.Submit(t.Context(), trainer.Config{Script: filepath.Join(dir, "train.py"), WorkingDir: dir, Workers: 1, WorkingDirLimit: 10 << 20})
 	require.Error(t, err)
-	assert.Equal(t, "workdir: "+dir+" is 2 MiB, over the 1 MiB the head at "+c.Addr+" accepts (largest: data.bin 2 MiB, train.py 12 B); add them to .rtrainignore, or start the head with a larger --max-working-dir", err.Error())
+	assert.Equal(t, "workdir: "+dir+" is 2 MiB, over the 1 MiB the head at "+c.Addr()+" accepts (largest: data.bin 2 MiB, train.py 12 B); add them to .rtrainignore, or start the head with a larger --max-working-dir", err.Error())
 	assert.ErrorIs(t, err, trainer.ErrInvalidConfig)
 	assert.ErrorIs(t, err, workdir.ErrTooLarge)
 	uploads, err := os.ReadDir(filepath.Join(state, "uploads"))

@@ -99,7 +99,7 @@ func TestClientStatusJobsAndDrain(t *testing.T) {
 
 	err = c.Drain(t.Context(), "nope", "drained by a test")
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), `drain node nope at `+c.Addr)
+	assert.Contains(t, err.Error(), `drain node nope at `+c.Addr())
 	assert.Contains(t, err.Error(), `no node "nope"`)
 
 	require.NoError(t, c.Stop(t.Context(), sub.JobID))
