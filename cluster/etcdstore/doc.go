@@ -38,11 +38,18 @@
 // Requests wait for etcd rather than fail: the client waits for a
 // connection, and Put, Delete and Campaign retry what etcd refused as
 // unavailable until their ctx ends (Put and Delete also stop when the
-// Leadership is lost). A leader survives an etcd restart that is shorter
-// than about a third of the TTL: etcd keeps leases across restarts, and
-// the renewals resume. A longer outage loses the Leadership; the head
-// campaigns again, and wins again unless a standby got there first. What
-// etcd committed survives either way.
+// Leadership is lost). etcd keeps leases across a restart and gives each
+// a full TTL again, so a leader survives an outage as long as a renewal
+// comes back within four fifths of the TTL of the last one. The client
+// renews a third of the TTL after the last renewal came back, on a
+// half-second tick; so the outage and the reconnection after it (gRPC
+// retries within a second here) are survived for certain if they take
+// under 4/5 - 1/3 of the TTL less half a second (1.8s of the default 5s;
+// a small etcd restarts in about a second), and never past 4/5 of it.
+// A longer outage loses the Leadership; the head campaigns again (a lost
+// candidate's lease is revoked once etcd is back, so nobody waits for it
+// to expire), and wins again unless a standby got there first. What etcd
+// committed survives either way.
 //
 // # Keys
 //

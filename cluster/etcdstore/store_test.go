@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -152,6 +153,8 @@ func TestFailover(t *testing.T) {
 			require.NoError(t, a.Put(ctx, "jobs", "j", []byte("a")))
 			bc := campaign(ctx, sb, "b")
 			waitMembers(t, sb, "a", "b")
+			// At any point between two renewals (one a second).
+			time.Sleep(rand.N(time.Second))
 
 			died := time.Now()
 			kill(t, srv, sa)
@@ -159,8 +162,8 @@ func TestFailover(t *testing.T) {
 			require.NoError(t, r.err)
 			took := r.at.Sub(died)
 			t.Logf("failover (%s, TTL %s): b leads %s after a died", name, ttl, took.Round(time.Millisecond))
-			// The lease's TTL, etcd's half-second expiry sweep and a
-			// loaded machine's slack.
+			// The lease's TTL from its last renewal, etcd's half-second
+			// expiry sweep and a loaded machine's slack.
 			require.Less(t, took, ttl+2*time.Second)
 
 			// The old leader cannot write: at once with ErrNotLeader,
@@ -186,6 +189,8 @@ func TestLostWhenRenewalsStop(t *testing.T) {
 	s := open(t, srv, ttl)
 	ctx := timeout(t, time.Minute)
 	a := lead(t, s, "a", 30*time.Second)
+	// At any point between two renewals (one a second).
+	time.Sleep(rand.N(time.Second))
 	stopped := time.Now()
 	srv.Kill()
 	select {
@@ -363,6 +368,7 @@ func BenchmarkFailover(b *testing.B) {
 			ms, err := sb.Members(ctx)
 			return err == nil && len(ms) == 2
 		}, 10*time.Second, 10*time.Millisecond)
+		time.Sleep(rand.N(time.Second)) // at any point between two renewals
 		b.StartTimer()
 		died := time.Now()
 		require.NoError(b, sa.Close())
