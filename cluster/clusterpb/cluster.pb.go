@@ -1076,8 +1076,14 @@ type StatusReply struct {
 	Nodes              []*NodeStatus          `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	Jobs               []*JobSummary          `protobuf:"bytes,3,rep,name=jobs,proto3" json:"jobs,omitempty"`
 	HeartbeatTimeoutMs int64                  `protobuf:"varint,4,opt,name=heartbeat_timeout_ms,json=heartbeatTimeoutMs,proto3" json:"heartbeat_timeout_ms,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The heads of a cluster with standbys (rtrain start --head --store):
+	// the active one first. Empty for a single head.
+	Heads []*HeadStatus `protobuf:"bytes,5,rep,name=heads,proto3" json:"heads,omitempty"`
+	// The head that answered: "active" or "standby"; a standby has no
+	// nodes or jobs to show, and says which head leads.
+	Role          string `protobuf:"bytes,6,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusReply) Reset() {
@@ -1138,6 +1144,80 @@ func (x *StatusReply) GetHeartbeatTimeoutMs() int64 {
 	return 0
 }
 
+func (x *StatusReply) GetHeads() []*HeadStatus {
+	if x != nil {
+		return x.Heads
+	}
+	return nil
+}
+
+func (x *StatusReply) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+type HeadStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	Leader        bool                   `protobuf:"varint,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeadStatus) Reset() {
+	*x = HeadStatus{}
+	mi := &file_cluster_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeadStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeadStatus) ProtoMessage() {}
+
+func (x *HeadStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeadStatus.ProtoReflect.Descriptor instead.
+func (*HeadStatus) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *HeadStatus) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *HeadStatus) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *HeadStatus) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
 // SubmitJobRequest is one message of SubmitJob's stream: the job in the
 // first, a piece of the working directory's archive in each later one.
 type SubmitJobRequest struct {
@@ -1150,7 +1230,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_cluster_proto_msgTypes[15]
+	mi := &file_cluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1242,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[15]
+	mi := &file_cluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1255,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{15}
+	return file_cluster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SubmitJobRequest) GetJob() *SubmitJobHeader {
@@ -1205,7 +1285,7 @@ type SubmitJobHeader struct {
 
 func (x *SubmitJobHeader) Reset() {
 	*x = SubmitJobHeader{}
-	mi := &file_cluster_proto_msgTypes[16]
+	mi := &file_cluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1217,7 +1297,7 @@ func (x *SubmitJobHeader) String() string {
 func (*SubmitJobHeader) ProtoMessage() {}
 
 func (x *SubmitJobHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[16]
+	mi := &file_cluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1230,7 +1310,7 @@ func (x *SubmitJobHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobHeader.ProtoReflect.Descriptor instead.
 func (*SubmitJobHeader) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{16}
+	return file_cluster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SubmitJobHeader) GetConfigJson() []byte {
@@ -1274,7 +1354,7 @@ type WorkdirManifest struct {
 
 func (x *WorkdirManifest) Reset() {
 	*x = WorkdirManifest{}
-	mi := &file_cluster_proto_msgTypes[17]
+	mi := &file_cluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1286,7 +1366,7 @@ func (x *WorkdirManifest) String() string {
 func (*WorkdirManifest) ProtoMessage() {}
 
 func (x *WorkdirManifest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[17]
+	mi := &file_cluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1299,7 +1379,7 @@ func (x *WorkdirManifest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkdirManifest.ProtoReflect.Descriptor instead.
 func (*WorkdirManifest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{17}
+	return file_cluster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WorkdirManifest) GetDigest() string {
@@ -1340,7 +1420,7 @@ type SubmitJobReply struct {
 
 func (x *SubmitJobReply) Reset() {
 	*x = SubmitJobReply{}
-	mi := &file_cluster_proto_msgTypes[18]
+	mi := &file_cluster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1352,7 +1432,7 @@ func (x *SubmitJobReply) String() string {
 func (*SubmitJobReply) ProtoMessage() {}
 
 func (x *SubmitJobReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[18]
+	mi := &file_cluster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1365,7 +1445,7 @@ func (x *SubmitJobReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobReply.ProtoReflect.Descriptor instead.
 func (*SubmitJobReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{18}
+	return file_cluster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubmitJobReply) GetJobId() string {
@@ -1394,7 +1474,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_cluster_proto_msgTypes[19]
+	mi := &file_cluster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1486,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[19]
+	mi := &file_cluster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1499,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{19}
+	return file_cluster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchJobRequest) GetJob() string {
@@ -1461,7 +1541,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_cluster_proto_msgTypes[20]
+	mi := &file_cluster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1553,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[20]
+	mi := &file_cluster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1566,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{20}
+	return file_cluster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JobEvent) GetIndex() int64 {
@@ -1537,7 +1617,7 @@ type JobError struct {
 
 func (x *JobError) Reset() {
 	*x = JobError{}
-	mi := &file_cluster_proto_msgTypes[21]
+	mi := &file_cluster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1629,7 @@ func (x *JobError) String() string {
 func (*JobError) ProtoMessage() {}
 
 func (x *JobError) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[21]
+	mi := &file_cluster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +1642,7 @@ func (x *JobError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobError.ProtoReflect.Descriptor instead.
 func (*JobError) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{21}
+	return file_cluster_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JobError) GetKind() string {
@@ -1595,7 +1675,7 @@ type StopJobRequest struct {
 
 func (x *StopJobRequest) Reset() {
 	*x = StopJobRequest{}
-	mi := &file_cluster_proto_msgTypes[22]
+	mi := &file_cluster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1687,7 @@ func (x *StopJobRequest) String() string {
 func (*StopJobRequest) ProtoMessage() {}
 
 func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[22]
+	mi := &file_cluster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1700,7 @@ func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobRequest.ProtoReflect.Descriptor instead.
 func (*StopJobRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{22}
+	return file_cluster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StopJobRequest) GetJob() string {
@@ -1639,7 +1719,7 @@ type StopJobReply struct {
 
 func (x *StopJobReply) Reset() {
 	*x = StopJobReply{}
-	mi := &file_cluster_proto_msgTypes[23]
+	mi := &file_cluster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1651,7 +1731,7 @@ func (x *StopJobReply) String() string {
 func (*StopJobReply) ProtoMessage() {}
 
 func (x *StopJobReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[23]
+	mi := &file_cluster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1664,7 +1744,7 @@ func (x *StopJobReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobReply.ProtoReflect.Descriptor instead.
 func (*StopJobReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{23}
+	return file_cluster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StopJobReply) GetState() string {
@@ -1682,7 +1762,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_cluster_proto_msgTypes[24]
+	mi := &file_cluster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1694,7 +1774,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[24]
+	mi := &file_cluster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1707,7 +1787,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{24}
+	return file_cluster_proto_rawDescGZIP(), []int{25}
 }
 
 type ListJobsReply struct {
@@ -1719,7 +1799,7 @@ type ListJobsReply struct {
 
 func (x *ListJobsReply) Reset() {
 	*x = ListJobsReply{}
-	mi := &file_cluster_proto_msgTypes[25]
+	mi := &file_cluster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1731,7 +1811,7 @@ func (x *ListJobsReply) String() string {
 func (*ListJobsReply) ProtoMessage() {}
 
 func (x *ListJobsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[25]
+	mi := &file_cluster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1744,7 +1824,7 @@ func (x *ListJobsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsReply.ProtoReflect.Descriptor instead.
 func (*ListJobsReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{25}
+	return file_cluster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListJobsReply) GetJobs() []*JobSummary {
@@ -1766,7 +1846,7 @@ type StartGroupRequest struct {
 
 func (x *StartGroupRequest) Reset() {
 	*x = StartGroupRequest{}
-	mi := &file_cluster_proto_msgTypes[26]
+	mi := &file_cluster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1778,7 +1858,7 @@ func (x *StartGroupRequest) String() string {
 func (*StartGroupRequest) ProtoMessage() {}
 
 func (x *StartGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[26]
+	mi := &file_cluster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1791,7 +1871,7 @@ func (x *StartGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartGroupRequest.ProtoReflect.Descriptor instead.
 func (*StartGroupRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{26}
+	return file_cluster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StartGroupRequest) GetGroup() *StartGroupHeader {
@@ -1821,7 +1901,7 @@ type StartGroupHeader struct {
 
 func (x *StartGroupHeader) Reset() {
 	*x = StartGroupHeader{}
-	mi := &file_cluster_proto_msgTypes[27]
+	mi := &file_cluster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1833,7 +1913,7 @@ func (x *StartGroupHeader) String() string {
 func (*StartGroupHeader) ProtoMessage() {}
 
 func (x *StartGroupHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[27]
+	mi := &file_cluster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1846,7 +1926,7 @@ func (x *StartGroupHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartGroupHeader.ProtoReflect.Descriptor instead.
 func (*StartGroupHeader) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{27}
+	return file_cluster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StartGroupHeader) GetSpecJson() []byte {
@@ -1886,7 +1966,7 @@ type GroupEvent struct {
 
 func (x *GroupEvent) Reset() {
 	*x = GroupEvent{}
-	mi := &file_cluster_proto_msgTypes[28]
+	mi := &file_cluster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +1978,7 @@ func (x *GroupEvent) String() string {
 func (*GroupEvent) ProtoMessage() {}
 
 func (x *GroupEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[28]
+	mi := &file_cluster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +1991,7 @@ func (x *GroupEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupEvent.ProtoReflect.Descriptor instead.
 func (*GroupEvent) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{28}
+	return file_cluster_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GroupEvent) GetEventJson() []byte {
@@ -1947,7 +2027,7 @@ type AttachGroupRequest struct {
 
 func (x *AttachGroupRequest) Reset() {
 	*x = AttachGroupRequest{}
-	mi := &file_cluster_proto_msgTypes[29]
+	mi := &file_cluster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1959,7 +2039,7 @@ func (x *AttachGroupRequest) String() string {
 func (*AttachGroupRequest) ProtoMessage() {}
 
 func (x *AttachGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[29]
+	mi := &file_cluster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1972,7 +2052,7 @@ func (x *AttachGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachGroupRequest.ProtoReflect.Descriptor instead.
 func (*AttachGroupRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{29}
+	return file_cluster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AttachGroupRequest) GetJobId() string {
@@ -2009,7 +2089,7 @@ type AckGroupRequest struct {
 
 func (x *AckGroupRequest) Reset() {
 	*x = AckGroupRequest{}
-	mi := &file_cluster_proto_msgTypes[30]
+	mi := &file_cluster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2021,7 +2101,7 @@ func (x *AckGroupRequest) String() string {
 func (*AckGroupRequest) ProtoMessage() {}
 
 func (x *AckGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[30]
+	mi := &file_cluster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2034,7 +2114,7 @@ func (x *AckGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckGroupRequest.ProtoReflect.Descriptor instead.
 func (*AckGroupRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{30}
+	return file_cluster_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AckGroupRequest) GetJobId() string {
@@ -2066,7 +2146,7 @@ type AckGroupReply struct {
 
 func (x *AckGroupReply) Reset() {
 	*x = AckGroupReply{}
-	mi := &file_cluster_proto_msgTypes[31]
+	mi := &file_cluster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2078,7 +2158,7 @@ func (x *AckGroupReply) String() string {
 func (*AckGroupReply) ProtoMessage() {}
 
 func (x *AckGroupReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[31]
+	mi := &file_cluster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2091,7 +2171,7 @@ func (x *AckGroupReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckGroupReply.ProtoReflect.Descriptor instead.
 func (*AckGroupReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{31}
+	return file_cluster_proto_rawDescGZIP(), []int{32}
 }
 
 type StopGroupRequest struct {
@@ -2106,7 +2186,7 @@ type StopGroupRequest struct {
 
 func (x *StopGroupRequest) Reset() {
 	*x = StopGroupRequest{}
-	mi := &file_cluster_proto_msgTypes[32]
+	mi := &file_cluster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2118,7 +2198,7 @@ func (x *StopGroupRequest) String() string {
 func (*StopGroupRequest) ProtoMessage() {}
 
 func (x *StopGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[32]
+	mi := &file_cluster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2131,7 +2211,7 @@ func (x *StopGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopGroupRequest.ProtoReflect.Descriptor instead.
 func (*StopGroupRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{32}
+	return file_cluster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *StopGroupRequest) GetJobId() string {
@@ -2156,7 +2236,7 @@ type StopGroupReply struct {
 
 func (x *StopGroupReply) Reset() {
 	*x = StopGroupReply{}
-	mi := &file_cluster_proto_msgTypes[33]
+	mi := &file_cluster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2168,7 +2248,7 @@ func (x *StopGroupReply) String() string {
 func (*StopGroupReply) ProtoMessage() {}
 
 func (x *StopGroupReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[33]
+	mi := &file_cluster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2181,7 +2261,7 @@ func (x *StopGroupReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopGroupReply.ProtoReflect.Descriptor instead.
 func (*StopGroupReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{33}
+	return file_cluster_proto_rawDescGZIP(), []int{34}
 }
 
 type RendezvousRequest struct {
@@ -2196,7 +2276,7 @@ type RendezvousRequest struct {
 
 func (x *RendezvousRequest) Reset() {
 	*x = RendezvousRequest{}
-	mi := &file_cluster_proto_msgTypes[34]
+	mi := &file_cluster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2208,7 +2288,7 @@ func (x *RendezvousRequest) String() string {
 func (*RendezvousRequest) ProtoMessage() {}
 
 func (x *RendezvousRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[34]
+	mi := &file_cluster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2221,7 +2301,7 @@ func (x *RendezvousRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RendezvousRequest.ProtoReflect.Descriptor instead.
 func (*RendezvousRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{34}
+	return file_cluster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RendezvousRequest) GetJobId() string {
@@ -2256,7 +2336,7 @@ type RendezvousReply struct {
 
 func (x *RendezvousReply) Reset() {
 	*x = RendezvousReply{}
-	mi := &file_cluster_proto_msgTypes[35]
+	mi := &file_cluster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2268,7 +2348,7 @@ func (x *RendezvousReply) String() string {
 func (*RendezvousReply) ProtoMessage() {}
 
 func (x *RendezvousReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[35]
+	mi := &file_cluster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2281,7 +2361,7 @@ func (x *RendezvousReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RendezvousReply.ProtoReflect.Descriptor instead.
 func (*RendezvousReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{35}
+	return file_cluster_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RendezvousReply) GetPort() int32 {
@@ -2311,7 +2391,7 @@ type FetchStagedRequest struct {
 
 func (x *FetchStagedRequest) Reset() {
 	*x = FetchStagedRequest{}
-	mi := &file_cluster_proto_msgTypes[36]
+	mi := &file_cluster_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2403,7 @@ func (x *FetchStagedRequest) String() string {
 func (*FetchStagedRequest) ProtoMessage() {}
 
 func (x *FetchStagedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[36]
+	mi := &file_cluster_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2416,7 @@ func (x *FetchStagedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchStagedRequest.ProtoReflect.Descriptor instead.
 func (*FetchStagedRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{36}
+	return file_cluster_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *FetchStagedRequest) GetJobId() string {
@@ -2384,7 +2464,7 @@ type FileChunk struct {
 
 func (x *FileChunk) Reset() {
 	*x = FileChunk{}
-	mi := &file_cluster_proto_msgTypes[37]
+	mi := &file_cluster_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2396,7 +2476,7 @@ func (x *FileChunk) String() string {
 func (*FileChunk) ProtoMessage() {}
 
 func (x *FileChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[37]
+	mi := &file_cluster_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2409,7 +2489,7 @@ func (x *FileChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileChunk.ProtoReflect.Descriptor instead.
 func (*FileChunk) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{37}
+	return file_cluster_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *FileChunk) GetPath() string {
@@ -2462,7 +2542,7 @@ type ReleaseStagedReply struct {
 
 func (x *ReleaseStagedReply) Reset() {
 	*x = ReleaseStagedReply{}
-	mi := &file_cluster_proto_msgTypes[38]
+	mi := &file_cluster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2474,7 +2554,7 @@ func (x *ReleaseStagedReply) String() string {
 func (*ReleaseStagedReply) ProtoMessage() {}
 
 func (x *ReleaseStagedReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[38]
+	mi := &file_cluster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2487,7 +2567,7 @@ func (x *ReleaseStagedReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseStagedReply.ProtoReflect.Descriptor instead.
 func (*ReleaseStagedReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{38}
+	return file_cluster_proto_rawDescGZIP(), []int{39}
 }
 
 type PutRestoreReply struct {
@@ -2498,7 +2578,7 @@ type PutRestoreReply struct {
 
 func (x *PutRestoreReply) Reset() {
 	*x = PutRestoreReply{}
-	mi := &file_cluster_proto_msgTypes[39]
+	mi := &file_cluster_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2510,7 +2590,7 @@ func (x *PutRestoreReply) String() string {
 func (*PutRestoreReply) ProtoMessage() {}
 
 func (x *PutRestoreReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[39]
+	mi := &file_cluster_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2523,7 +2603,7 @@ func (x *PutRestoreReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRestoreReply.ProtoReflect.Descriptor instead.
 func (*PutRestoreReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{39}
+	return file_cluster_proto_rawDescGZIP(), []int{40}
 }
 
 var File_cluster_proto protoreflect.FileDescriptor
@@ -2620,12 +2700,19 @@ const file_cluster_proto_rawDesc = "" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\a\n" +
-	"\x05_best\"\xc1\x01\n" +
+	"\x05_best\"\x8a\x02\n" +
 	"\vStatusReply\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x123\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x1d.rtrain.cluster.v1.NodeStatusR\x05nodes\x121\n" +
 	"\x04jobs\x18\x03 \x03(\v2\x1d.rtrain.cluster.v1.JobSummaryR\x04jobs\x120\n" +
-	"\x14heartbeat_timeout_ms\x18\x04 \x01(\x03R\x12heartbeatTimeoutMs\"m\n" +
+	"\x14heartbeat_timeout_ms\x18\x04 \x01(\x03R\x12heartbeatTimeoutMs\x123\n" +
+	"\x05heads\x18\x05 \x03(\v2\x1d.rtrain.cluster.v1.HeadStatusR\x05heads\x12\x12\n" +
+	"\x04role\x18\x06 \x01(\tR\x04role\"H\n" +
+	"\n" +
+	"HeadStatus\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\bR\x06leader\"m\n" +
 	"\x10SubmitJobRequest\x124\n" +
 	"\x03job\x18\x01 \x01(\v2\".rtrain.cluster.v1.SubmitJobHeaderR\x03job\x12#\n" +
 	"\rworkdir_chunk\x18\x02 \x01(\fR\fworkdirChunk\"\x88\x01\n" +
@@ -2750,7 +2837,7 @@ func file_cluster_proto_rawDescGZIP() []byte {
 	return file_cluster_proto_rawDescData
 }
 
-var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_cluster_proto_goTypes = []any{
 	(*Resources)(nil),          // 0: rtrain.cluster.v1.Resources
 	(*GPU)(nil),                // 1: rtrain.cluster.v1.GPU
@@ -2767,36 +2854,37 @@ var file_cluster_proto_goTypes = []any{
 	(*NodeStatus)(nil),         // 12: rtrain.cluster.v1.NodeStatus
 	(*JobSummary)(nil),         // 13: rtrain.cluster.v1.JobSummary
 	(*StatusReply)(nil),        // 14: rtrain.cluster.v1.StatusReply
-	(*SubmitJobRequest)(nil),   // 15: rtrain.cluster.v1.SubmitJobRequest
-	(*SubmitJobHeader)(nil),    // 16: rtrain.cluster.v1.SubmitJobHeader
-	(*WorkdirManifest)(nil),    // 17: rtrain.cluster.v1.WorkdirManifest
-	(*SubmitJobReply)(nil),     // 18: rtrain.cluster.v1.SubmitJobReply
-	(*WatchJobRequest)(nil),    // 19: rtrain.cluster.v1.WatchJobRequest
-	(*JobEvent)(nil),           // 20: rtrain.cluster.v1.JobEvent
-	(*JobError)(nil),           // 21: rtrain.cluster.v1.JobError
-	(*StopJobRequest)(nil),     // 22: rtrain.cluster.v1.StopJobRequest
-	(*StopJobReply)(nil),       // 23: rtrain.cluster.v1.StopJobReply
-	(*ListJobsRequest)(nil),    // 24: rtrain.cluster.v1.ListJobsRequest
-	(*ListJobsReply)(nil),      // 25: rtrain.cluster.v1.ListJobsReply
-	(*StartGroupRequest)(nil),  // 26: rtrain.cluster.v1.StartGroupRequest
-	(*StartGroupHeader)(nil),   // 27: rtrain.cluster.v1.StartGroupHeader
-	(*GroupEvent)(nil),         // 28: rtrain.cluster.v1.GroupEvent
-	(*AttachGroupRequest)(nil), // 29: rtrain.cluster.v1.AttachGroupRequest
-	(*AckGroupRequest)(nil),    // 30: rtrain.cluster.v1.AckGroupRequest
-	(*AckGroupReply)(nil),      // 31: rtrain.cluster.v1.AckGroupReply
-	(*StopGroupRequest)(nil),   // 32: rtrain.cluster.v1.StopGroupRequest
-	(*StopGroupReply)(nil),     // 33: rtrain.cluster.v1.StopGroupReply
-	(*RendezvousRequest)(nil),  // 34: rtrain.cluster.v1.RendezvousRequest
-	(*RendezvousReply)(nil),    // 35: rtrain.cluster.v1.RendezvousReply
-	(*FetchStagedRequest)(nil), // 36: rtrain.cluster.v1.FetchStagedRequest
-	(*FileChunk)(nil),          // 37: rtrain.cluster.v1.FileChunk
-	(*ReleaseStagedReply)(nil), // 38: rtrain.cluster.v1.ReleaseStagedReply
-	(*PutRestoreReply)(nil),    // 39: rtrain.cluster.v1.PutRestoreReply
-	nil,                        // 40: rtrain.cluster.v1.Resources.CustomEntry
-	nil,                        // 41: rtrain.cluster.v1.JobSummary.ParamsEntry
+	(*HeadStatus)(nil),         // 15: rtrain.cluster.v1.HeadStatus
+	(*SubmitJobRequest)(nil),   // 16: rtrain.cluster.v1.SubmitJobRequest
+	(*SubmitJobHeader)(nil),    // 17: rtrain.cluster.v1.SubmitJobHeader
+	(*WorkdirManifest)(nil),    // 18: rtrain.cluster.v1.WorkdirManifest
+	(*SubmitJobReply)(nil),     // 19: rtrain.cluster.v1.SubmitJobReply
+	(*WatchJobRequest)(nil),    // 20: rtrain.cluster.v1.WatchJobRequest
+	(*JobEvent)(nil),           // 21: rtrain.cluster.v1.JobEvent
+	(*JobError)(nil),           // 22: rtrain.cluster.v1.JobError
+	(*StopJobRequest)(nil),     // 23: rtrain.cluster.v1.StopJobRequest
+	(*StopJobReply)(nil),       // 24: rtrain.cluster.v1.StopJobReply
+	(*ListJobsRequest)(nil),    // 25: rtrain.cluster.v1.ListJobsRequest
+	(*ListJobsReply)(nil),      // 26: rtrain.cluster.v1.ListJobsReply
+	(*StartGroupRequest)(nil),  // 27: rtrain.cluster.v1.StartGroupRequest
+	(*StartGroupHeader)(nil),   // 28: rtrain.cluster.v1.StartGroupHeader
+	(*GroupEvent)(nil),         // 29: rtrain.cluster.v1.GroupEvent
+	(*AttachGroupRequest)(nil), // 30: rtrain.cluster.v1.AttachGroupRequest
+	(*AckGroupRequest)(nil),    // 31: rtrain.cluster.v1.AckGroupRequest
+	(*AckGroupReply)(nil),      // 32: rtrain.cluster.v1.AckGroupReply
+	(*StopGroupRequest)(nil),   // 33: rtrain.cluster.v1.StopGroupRequest
+	(*StopGroupReply)(nil),     // 34: rtrain.cluster.v1.StopGroupReply
+	(*RendezvousRequest)(nil),  // 35: rtrain.cluster.v1.RendezvousRequest
+	(*RendezvousReply)(nil),    // 36: rtrain.cluster.v1.RendezvousReply
+	(*FetchStagedRequest)(nil), // 37: rtrain.cluster.v1.FetchStagedRequest
+	(*FileChunk)(nil),          // 38: rtrain.cluster.v1.FileChunk
+	(*ReleaseStagedReply)(nil), // 39: rtrain.cluster.v1.ReleaseStagedReply
+	(*PutRestoreReply)(nil),    // 40: rtrain.cluster.v1.PutRestoreReply
+	nil,                        // 41: rtrain.cluster.v1.Resources.CustomEntry
+	nil,                        // 42: rtrain.cluster.v1.JobSummary.ParamsEntry
 }
 var file_cluster_proto_depIdxs = []int32{
-	40, // 0: rtrain.cluster.v1.Resources.custom:type_name -> rtrain.cluster.v1.Resources.CustomEntry
+	41, // 0: rtrain.cluster.v1.Resources.custom:type_name -> rtrain.cluster.v1.Resources.CustomEntry
 	0,  // 1: rtrain.cluster.v1.Node.total:type_name -> rtrain.cluster.v1.Resources
 	1,  // 2: rtrain.cluster.v1.Node.gpus:type_name -> rtrain.cluster.v1.GPU
 	2,  // 3: rtrain.cluster.v1.RegisterRequest.node:type_name -> rtrain.cluster.v1.Node
@@ -2806,54 +2894,55 @@ var file_cluster_proto_depIdxs = []int32{
 	2,  // 7: rtrain.cluster.v1.NodeStatus.node:type_name -> rtrain.cluster.v1.Node
 	0,  // 8: rtrain.cluster.v1.NodeStatus.free:type_name -> rtrain.cluster.v1.Resources
 	7,  // 9: rtrain.cluster.v1.NodeStatus.gpu_stats:type_name -> rtrain.cluster.v1.GPUStat
-	41, // 10: rtrain.cluster.v1.JobSummary.params:type_name -> rtrain.cluster.v1.JobSummary.ParamsEntry
+	42, // 10: rtrain.cluster.v1.JobSummary.params:type_name -> rtrain.cluster.v1.JobSummary.ParamsEntry
 	12, // 11: rtrain.cluster.v1.StatusReply.nodes:type_name -> rtrain.cluster.v1.NodeStatus
 	13, // 12: rtrain.cluster.v1.StatusReply.jobs:type_name -> rtrain.cluster.v1.JobSummary
-	16, // 13: rtrain.cluster.v1.SubmitJobRequest.job:type_name -> rtrain.cluster.v1.SubmitJobHeader
-	17, // 14: rtrain.cluster.v1.SubmitJobHeader.workdir:type_name -> rtrain.cluster.v1.WorkdirManifest
-	21, // 15: rtrain.cluster.v1.JobEvent.error:type_name -> rtrain.cluster.v1.JobError
-	13, // 16: rtrain.cluster.v1.ListJobsReply.jobs:type_name -> rtrain.cluster.v1.JobSummary
-	27, // 17: rtrain.cluster.v1.StartGroupRequest.group:type_name -> rtrain.cluster.v1.StartGroupHeader
-	17, // 18: rtrain.cluster.v1.StartGroupHeader.workdir:type_name -> rtrain.cluster.v1.WorkdirManifest
-	3,  // 19: rtrain.cluster.v1.Head.Register:input_type -> rtrain.cluster.v1.RegisterRequest
-	6,  // 20: rtrain.cluster.v1.Head.Heartbeat:input_type -> rtrain.cluster.v1.HeartbeatRequest
-	9,  // 21: rtrain.cluster.v1.Head.Drain:input_type -> rtrain.cluster.v1.DrainRequest
-	11, // 22: rtrain.cluster.v1.Head.Status:input_type -> rtrain.cluster.v1.StatusRequest
-	15, // 23: rtrain.cluster.v1.Head.SubmitJob:input_type -> rtrain.cluster.v1.SubmitJobRequest
-	19, // 24: rtrain.cluster.v1.Head.WatchJob:input_type -> rtrain.cluster.v1.WatchJobRequest
-	22, // 25: rtrain.cluster.v1.Head.StopJob:input_type -> rtrain.cluster.v1.StopJobRequest
-	24, // 26: rtrain.cluster.v1.Head.ListJobs:input_type -> rtrain.cluster.v1.ListJobsRequest
-	26, // 27: rtrain.cluster.v1.Agent.StartGroup:input_type -> rtrain.cluster.v1.StartGroupRequest
-	32, // 28: rtrain.cluster.v1.Agent.StopGroup:input_type -> rtrain.cluster.v1.StopGroupRequest
-	32, // 29: rtrain.cluster.v1.Agent.DumpStacks:input_type -> rtrain.cluster.v1.StopGroupRequest
-	34, // 30: rtrain.cluster.v1.Agent.Rendezvous:input_type -> rtrain.cluster.v1.RendezvousRequest
-	36, // 31: rtrain.cluster.v1.Agent.FetchStaged:input_type -> rtrain.cluster.v1.FetchStagedRequest
-	36, // 32: rtrain.cluster.v1.Agent.ReleaseStaged:input_type -> rtrain.cluster.v1.FetchStagedRequest
-	37, // 33: rtrain.cluster.v1.Agent.PutRestore:input_type -> rtrain.cluster.v1.FileChunk
-	29, // 34: rtrain.cluster.v1.Agent.AttachGroup:input_type -> rtrain.cluster.v1.AttachGroupRequest
-	30, // 35: rtrain.cluster.v1.Agent.AckGroup:input_type -> rtrain.cluster.v1.AckGroupRequest
-	5,  // 36: rtrain.cluster.v1.Head.Register:output_type -> rtrain.cluster.v1.RegisterReply
-	8,  // 37: rtrain.cluster.v1.Head.Heartbeat:output_type -> rtrain.cluster.v1.HeartbeatReply
-	10, // 38: rtrain.cluster.v1.Head.Drain:output_type -> rtrain.cluster.v1.DrainReply
-	14, // 39: rtrain.cluster.v1.Head.Status:output_type -> rtrain.cluster.v1.StatusReply
-	18, // 40: rtrain.cluster.v1.Head.SubmitJob:output_type -> rtrain.cluster.v1.SubmitJobReply
-	20, // 41: rtrain.cluster.v1.Head.WatchJob:output_type -> rtrain.cluster.v1.JobEvent
-	23, // 42: rtrain.cluster.v1.Head.StopJob:output_type -> rtrain.cluster.v1.StopJobReply
-	25, // 43: rtrain.cluster.v1.Head.ListJobs:output_type -> rtrain.cluster.v1.ListJobsReply
-	28, // 44: rtrain.cluster.v1.Agent.StartGroup:output_type -> rtrain.cluster.v1.GroupEvent
-	33, // 45: rtrain.cluster.v1.Agent.StopGroup:output_type -> rtrain.cluster.v1.StopGroupReply
-	33, // 46: rtrain.cluster.v1.Agent.DumpStacks:output_type -> rtrain.cluster.v1.StopGroupReply
-	35, // 47: rtrain.cluster.v1.Agent.Rendezvous:output_type -> rtrain.cluster.v1.RendezvousReply
-	37, // 48: rtrain.cluster.v1.Agent.FetchStaged:output_type -> rtrain.cluster.v1.FileChunk
-	38, // 49: rtrain.cluster.v1.Agent.ReleaseStaged:output_type -> rtrain.cluster.v1.ReleaseStagedReply
-	39, // 50: rtrain.cluster.v1.Agent.PutRestore:output_type -> rtrain.cluster.v1.PutRestoreReply
-	28, // 51: rtrain.cluster.v1.Agent.AttachGroup:output_type -> rtrain.cluster.v1.GroupEvent
-	31, // 52: rtrain.cluster.v1.Agent.AckGroup:output_type -> rtrain.cluster.v1.AckGroupReply
-	36, // [36:53] is the sub-list for method output_type
-	19, // [19:36] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	15, // 13: rtrain.cluster.v1.StatusReply.heads:type_name -> rtrain.cluster.v1.HeadStatus
+	17, // 14: rtrain.cluster.v1.SubmitJobRequest.job:type_name -> rtrain.cluster.v1.SubmitJobHeader
+	18, // 15: rtrain.cluster.v1.SubmitJobHeader.workdir:type_name -> rtrain.cluster.v1.WorkdirManifest
+	22, // 16: rtrain.cluster.v1.JobEvent.error:type_name -> rtrain.cluster.v1.JobError
+	13, // 17: rtrain.cluster.v1.ListJobsReply.jobs:type_name -> rtrain.cluster.v1.JobSummary
+	28, // 18: rtrain.cluster.v1.StartGroupRequest.group:type_name -> rtrain.cluster.v1.StartGroupHeader
+	18, // 19: rtrain.cluster.v1.StartGroupHeader.workdir:type_name -> rtrain.cluster.v1.WorkdirManifest
+	3,  // 20: rtrain.cluster.v1.Head.Register:input_type -> rtrain.cluster.v1.RegisterRequest
+	6,  // 21: rtrain.cluster.v1.Head.Heartbeat:input_type -> rtrain.cluster.v1.HeartbeatRequest
+	9,  // 22: rtrain.cluster.v1.Head.Drain:input_type -> rtrain.cluster.v1.DrainRequest
+	11, // 23: rtrain.cluster.v1.Head.Status:input_type -> rtrain.cluster.v1.StatusRequest
+	16, // 24: rtrain.cluster.v1.Head.SubmitJob:input_type -> rtrain.cluster.v1.SubmitJobRequest
+	20, // 25: rtrain.cluster.v1.Head.WatchJob:input_type -> rtrain.cluster.v1.WatchJobRequest
+	23, // 26: rtrain.cluster.v1.Head.StopJob:input_type -> rtrain.cluster.v1.StopJobRequest
+	25, // 27: rtrain.cluster.v1.Head.ListJobs:input_type -> rtrain.cluster.v1.ListJobsRequest
+	27, // 28: rtrain.cluster.v1.Agent.StartGroup:input_type -> rtrain.cluster.v1.StartGroupRequest
+	33, // 29: rtrain.cluster.v1.Agent.StopGroup:input_type -> rtrain.cluster.v1.StopGroupRequest
+	33, // 30: rtrain.cluster.v1.Agent.DumpStacks:input_type -> rtrain.cluster.v1.StopGroupRequest
+	35, // 31: rtrain.cluster.v1.Agent.Rendezvous:input_type -> rtrain.cluster.v1.RendezvousRequest
+	37, // 32: rtrain.cluster.v1.Agent.FetchStaged:input_type -> rtrain.cluster.v1.FetchStagedRequest
+	37, // 33: rtrain.cluster.v1.Agent.ReleaseStaged:input_type -> rtrain.cluster.v1.FetchStagedRequest
+	38, // 34: rtrain.cluster.v1.Agent.PutRestore:input_type -> rtrain.cluster.v1.FileChunk
+	30, // 35: rtrain.cluster.v1.Agent.AttachGroup:input_type -> rtrain.cluster.v1.AttachGroupRequest
+	31, // 36: rtrain.cluster.v1.Agent.AckGroup:input_type -> rtrain.cluster.v1.AckGroupRequest
+	5,  // 37: rtrain.cluster.v1.Head.Register:output_type -> rtrain.cluster.v1.RegisterReply
+	8,  // 38: rtrain.cluster.v1.Head.Heartbeat:output_type -> rtrain.cluster.v1.HeartbeatReply
+	10, // 39: rtrain.cluster.v1.Head.Drain:output_type -> rtrain.cluster.v1.DrainReply
+	14, // 40: rtrain.cluster.v1.Head.Status:output_type -> rtrain.cluster.v1.StatusReply
+	19, // 41: rtrain.cluster.v1.Head.SubmitJob:output_type -> rtrain.cluster.v1.SubmitJobReply
+	21, // 42: rtrain.cluster.v1.Head.WatchJob:output_type -> rtrain.cluster.v1.JobEvent
+	24, // 43: rtrain.cluster.v1.Head.StopJob:output_type -> rtrain.cluster.v1.StopJobReply
+	26, // 44: rtrain.cluster.v1.Head.ListJobs:output_type -> rtrain.cluster.v1.ListJobsReply
+	29, // 45: rtrain.cluster.v1.Agent.StartGroup:output_type -> rtrain.cluster.v1.GroupEvent
+	34, // 46: rtrain.cluster.v1.Agent.StopGroup:output_type -> rtrain.cluster.v1.StopGroupReply
+	34, // 47: rtrain.cluster.v1.Agent.DumpStacks:output_type -> rtrain.cluster.v1.StopGroupReply
+	36, // 48: rtrain.cluster.v1.Agent.Rendezvous:output_type -> rtrain.cluster.v1.RendezvousReply
+	38, // 49: rtrain.cluster.v1.Agent.FetchStaged:output_type -> rtrain.cluster.v1.FileChunk
+	39, // 50: rtrain.cluster.v1.Agent.ReleaseStaged:output_type -> rtrain.cluster.v1.ReleaseStagedReply
+	40, // 51: rtrain.cluster.v1.Agent.PutRestore:output_type -> rtrain.cluster.v1.PutRestoreReply
+	29, // 52: rtrain.cluster.v1.Agent.AttachGroup:output_type -> rtrain.cluster.v1.GroupEvent
+	32, // 53: rtrain.cluster.v1.Agent.AckGroup:output_type -> rtrain.cluster.v1.AckGroupReply
+	37, // [37:54] is the sub-list for method output_type
+	20, // [20:37] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_cluster_proto_init() }
@@ -2868,7 +2957,7 @@ func file_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_proto_rawDesc), len(file_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   42,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -83,34 +83,64 @@ func (s *jobStore) put(r jobRecord) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(jobsBucket).Put([]byte(r.ID), b) })
 }
 
+// jobTable keeps the head's job records: bbolt in the state directory
+// (jobStore), or etcd for heads with standbys (etcdTable).
+type jobTable interface {
+	put(r jobRecord) error
+	close() error
+}
+
+var (
+	_ jobTable = (*jobStore)(nil)
+	_ jobTable = (*etcdTable)(nil)
+)
+
 // recover loads every stored job in submission order, marking as lost
 // those that had not ended and cannot be adopted (no workers ran yet).
 func (s *jobStore) recover(now time.Time) ([]jobRecord, error) {
 	var out []jobRecord
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket(jobsBucket)
-		return bk.ForEach(func(k, v []byte) error {
+		var all []jobRecord
+		if err := bk.ForEach(func(k, v []byte) error {
 			var r jobRecord
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("job %s: %w", k, err)
 			}
-			if !r.State.Done() && r.State != trainer.StateLost && r.Adoption == nil {
-				r.Message = fmt.Sprintf("the head restarted while the job was %s, before its workers started; submit it again with --resume --name %s", r.State, r.Name)
-				r.State, r.Ended = trainer.StateLost, now
-				b, err := json.Marshal(r)
-				if err != nil {
-					return err
-				}
-				if err := bk.Put(k, b); err != nil {
-					return err
-				}
-			}
-			out = append(out, r)
+			all = append(all, r)
 			return nil
-		})
+		}); err != nil {
+			return err
+		}
+		var changed []jobRecord
+		out, changed = settle(all, now)
+		for _, r := range changed {
+			b, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			if err := bk.Put([]byte(r.ID), b); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
-	sort.SliceStable(out, func(a, b int) bool { return out[a].Submitted.Before(out[b].Submitted) })
 	return out, err
+}
+
+// settle orders the records of a head that starts by submission and marks
+// lost those that had not ended and cannot be adopted; changed are those.
+func settle(recs []jobRecord, now time.Time) (out, changed []jobRecord) {
+	for _, r := range recs {
+		if !r.State.Done() && r.State != trainer.StateLost && r.Adoption == nil {
+			r.Message = fmt.Sprintf("the head restarted while the job was %s, before its workers started; submit it again with --resume --name %s", r.State, r.Name)
+			r.State, r.Ended = trainer.StateLost, now
+			changed = append(changed, r)
+		}
+		out = append(out, r)
+	}
+	sort.SliceStable(out, func(a, b int) bool { return out[a].Submitted.Before(out[b].Submitted) })
+	return out, changed
 }
 
 func (s *jobStore) close() error { return s.db.Close() }

@@ -1,16 +1,28 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rtrain/rtrain/cluster/auth"
+	"github.com/rtrain/rtrain/internal/etcdserver"
+	"github.com/rtrain/rtrain/internal/netns"
+	"github.com/rtrain/rtrain/internal/testutil"
 )
 
 var paramSum = regexp.MustCompile(`param_sum=(\S+)`)
@@ -106,4 +118,143 @@ func TestClusterHeadTimeoutStopsTheWorkers(t *testing.T) {
 		"--heartbeat-interval", "200ms", "--heartbeat-timeout", "2s")
 	j := c.waitJob(job[1], "FAILED")
 	assert.Contains(t, j.Message, "no head came back within the head timeout (3s)")
+}
+
+// newHACluster is two heads on etcd, the first leading, and two agents,
+// each in a network namespace of its own: etcd runs on the first head's
+// host. The job storage is a directory both heads may write, as a shared
+// file system is.
+func newHACluster(t *testing.T) (c *testCluster, standby *netns.Host, etcd *etcdserver.Server, shared string) {
+	t.Helper()
+	testutil.Python(t)
+	n := netns.New(t, 4)
+	c = &testCluster{t: t, net: n, token: auth.NewToken(), marker: testutil.Marker(t),
+		head: n.Hosts()[0], port: "6379", daemons: map[string]*exec.Cmd{}, dirs: map[string]string{}, base: t.TempDir()}
+	standby = n.Hosts()[1]
+	shared = filepath.Join(c.base, "shared")
+	require.NoError(t, os.MkdirAll(shared, 0o755))
+	// Stopped after the daemons, whose cleanup comes later.
+	etcd = testutil.Etcd(t, etcdserver.Options{Host: c.head.Addr(), Command: c.head.Command})
+	t.Cleanup(func() {
+		for _, d := range c.daemons {
+			_ = d.Process.Signal(syscall.SIGTERM)
+		}
+		for _, d := range c.daemons {
+			done := make(chan struct{})
+			go func() { _ = d.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				_ = d.Process.Kill()
+				<-done
+			}
+		}
+		if t.Failed() {
+			for name, dir := range c.dirs {
+				for _, f := range []string{"head.log", "agent.log"} {
+					if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
+						t.Logf("%s %s:\n%s", name, f, b)
+					}
+				}
+			}
+		}
+		testutil.NoProcesses(t, c.marker, 10*time.Second)
+		testutil.NoCgroups(t, cgroupParent, 5*time.Second)
+	})
+	c.addrs = c.head.Addr() + ":" + c.port + "," + standby.Addr() + ":" + c.port
+	c.startHead(c.head, etcd, shared)
+	c.waitRole(c.head, "active")
+	c.startHead(standby, etcd, shared)
+	c.waitRole(standby, "standby")
+	for _, h := range n.Hosts()[2:] {
+		c.daemon(h, "agent", "start", "--block", "--address", c.addrs, "--insecure", "--num-cpus", "2", "--node-name", nodeName(h))
+	}
+	return c, standby, etcd, shared
+}
+
+func (c *testCluster) startHead(h *netns.Host, etcd *etcdserver.Server, shared string) {
+	c.t.Helper()
+	c.daemon(h, "head", "start", "--head", "--block", "--host", h.Addr(), "--port", c.port, "--insecure",
+		"--store", "etcd://"+etcd.Addr(), "--allow-storage", shared,
+		"--heartbeat-interval", "200ms", "--heartbeat-timeout", "2s")
+}
+
+// waitRole waits until the head on h is role ("active" or "standby") as
+// `rtrain status` through it lists the heads.
+func (c *testCluster) waitRole(h *netns.Host, role string) {
+	c.t.Helper()
+	self := h.Addr() + ":" + c.port
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, errs, code := c.run(h, "status", "-o", "json", "--insecure", "--address", self)
+		var st struct {
+			Heads []struct {
+				Addr   string `json:"addr"`
+				Leader bool   `json:"leader"`
+			} `json:"heads"`
+		}
+		if code == exitOK && json.Unmarshal([]byte(out), &st) == nil {
+			for _, m := range st.Heads {
+				if m.Addr == self && m.Leader == (role == "active") {
+					return
+				}
+			}
+		}
+		require.True(c.t, time.Now().Before(deadline), "head on %s never %s: %s %s", h.Name(), role, out, errs)
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Two heads on etcd, the leader SIGKILLed mid-job: the standby leads within
+// two lease TTLs, adopts the job, which finishes with no restart counted;
+// the client that submitted it follows it across and exits 0; each
+// checkpoint is committed once. The old leader, started again, stands by.
+func TestClusterStandbyHeadTakesOver(t *testing.T) {
+	c, standby, etcd, shared := newHACluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	fit := c.head.Enter(ctx, os.Args[0], "fit", "--insecure", "--workers", "2", "--placement", "STRICT_SPREAD", "--name", "failover",
+		"--storage", shared, "testdata/steady.py", "16", "4", "0.4")
+	fit.Env = c.env(t.TempDir())
+	fit.Dir = repo(t, "cmd", "rtrain")
+	pr, pw := io.Pipe()
+	var out bytes.Buffer
+	fit.Stdout, fit.Stderr = io.MultiWriter(pw, &out), io.MultiWriter(pw, &out)
+	require.NoError(t, fit.Start())
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() && !strings.Contains(sc.Text(), "step 5") {
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+
+	leader := c.daemons[c.head.Name()]
+	require.NoError(t, leader.Process.Signal(syscall.SIGKILL))
+	_ = leader.Wait()
+	killed := time.Now()
+	c.waitRole(standby, "active")
+	t.Logf("the standby leads %s after the leader's death", time.Since(killed).Round(time.Millisecond))
+
+	// The old leader comes back as a standby, and never runs the job twice.
+	c.startHead(c.head, etcd, shared)
+	c.waitRole(c.head, "standby")
+
+	err := fit.Wait()
+	_ = pw.Close()
+	require.NoError(t, err, out.String())
+	assert.Contains(t, out.String(), "param_sum=")
+	ckpts, err := filepath.Glob(filepath.Join(shared, "failover", "checkpoint_*"))
+	require.NoError(t, err)
+	assert.Len(t, ckpts, 4, "each checkpoint committed once: %v", ckpts)
+
+	for _, h := range []*netns.Host{c.head, standby} {
+		out, errs, code := c.run(h, "status", "--insecure", "--address", c.addrs)
+		require.Equal(t, exitOK, code, errs)
+		assert.Contains(t, out, "2 of 2 nodes alive", "status through %s", h.Name())
+	}
+	out2, errs, code := c.run(c.head, "jobs", "-o", "json", "--insecure", "--address", c.addrs)
+	require.Equal(t, exitOK, code, errs)
+	var jobs []jobJSON
+	require.NoError(t, json.Unmarshal([]byte(out2), &jobs))
+	require.Len(t, jobs, 1)
+	assert.Equal(t, "SUCCEEDED", jobs[0].State)
+	assert.Equal(t, 1, jobs[0].Attempts, "no restart is counted")
 }

@@ -38,6 +38,8 @@ type testCluster struct {
 	// cleanup: a TempDir made later would go first, while a daemon (one
 	// just thawed from SIGSTOP, say) still writes in it.
 	base string
+	// addrs, when set, are the heads' addresses (a cluster with standbys).
+	addrs string
 }
 
 // newTestCluster starts a head and agents in their own network
@@ -94,7 +96,12 @@ func newTestCluster(t *testing.T, agents int, agentArgs ...[]string) *testCluste
 
 func nodeName(h *netns.Host) string { return "node-" + h.Addr()[strings.LastIndex(h.Addr(), ".")+1:] }
 
-func (c *testCluster) addr() string { return c.head.Addr() + ":" + c.port }
+func (c *testCluster) addr() string {
+	if c.addrs != "" {
+		return c.addrs
+	}
+	return c.head.Addr() + ":" + c.port
+}
 
 // env is what every rtrain process of the cluster runs with.
 func (c *testCluster) env(dir string) []string {
