@@ -301,3 +301,29 @@ func TestClusterHeadsRideOutAnEtcdRestart(t *testing.T) {
 	assert.Equal(t, "SUCCEEDED", jobs[0].State)
 	assert.Equal(t, 1, jobs[0].Attempts, "no restart is counted")
 }
+
+// An agent cut off long enough for the head to declare its node dead, with
+// no peer to tell it so, keeps its workers while it cannot know; once it
+// reaches the head again, which no longer follows them (their job failed
+// meanwhile), it stops them.
+func TestClusterAgentStopsWorkersTheHeadNoLongerKnows(t *testing.T) {
+	c := newTestCluster(t, 1)
+	out, errs, code := c.run(c.head, "fit", "--no-wait", "--workers", "1", "--max-failures", "0", "--name", "orphan",
+		"testdata/steady.py", "1000", "1000", "0.2")
+	require.Equal(t, exitOK, code, errs)
+	job := regexp.MustCompile(`submitted job (\S+)`).FindStringSubmatch(out)
+	require.NotNil(t, job, out)
+	c.waitJob(job[1], "RUNNING")
+	c.waitLog(job[1], "step 2")
+
+	node := c.net.Hosts()[1]
+	require.NoError(t, node.LinkDown())
+	t.Cleanup(func() { _ = node.LinkUp() })
+	j := c.waitJob(job[1], "FAILED")
+	assert.Contains(t, j.Message, "lost")
+	assert.NotEmpty(t, holdersOf(t, "testdata/steady.py"), "the cut-off agent keeps its workers while it cannot tell")
+
+	require.NoError(t, node.LinkUp())
+	require.Eventually(t, func() bool { return len(holdersOf(t, "testdata/steady.py")) == 0 }, 30*time.Second, 100*time.Millisecond,
+		"back in touch with the head, the agent stops the workers it no longer follows")
+}
