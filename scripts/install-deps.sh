@@ -92,6 +92,8 @@ bench_deps() {
 	# rclone moving the same bytes.
 	need awscli has_cmd aws
 	need rclone has_cmd rclone
+	# Head failover: two heads on a real etcd.
+	need etcd-server has_etcd
 	need_minio=1
 }
 
