@@ -219,7 +219,9 @@ func TestClusterStandbyHeadTakesOver(t *testing.T) {
 	fit.Dir = repo(t, "cmd", "rtrain")
 	pr, pw := io.Pipe()
 	var out bytes.Buffer
-	fit.Stdout, fit.Stderr = io.MultiWriter(pw, &out), io.MultiWriter(pw, &out)
+	// One writer for both, so that exec writes from one goroutine at a time.
+	both := io.MultiWriter(pw, &out)
+	fit.Stdout, fit.Stderr = both, both
 	require.NoError(t, fit.Start())
 	sc := bufio.NewScanner(pr)
 	for sc.Scan() && !strings.Contains(sc.Text(), "step 5") {
@@ -273,7 +275,9 @@ func TestClusterHeadsRideOutAnEtcdRestart(t *testing.T) {
 	fit.Dir = repo(t, "cmd", "rtrain")
 	pr, pw := io.Pipe()
 	var out bytes.Buffer
-	fit.Stdout, fit.Stderr = io.MultiWriter(pw, &out), io.MultiWriter(pw, &out)
+	// One writer for both, so that exec writes from one goroutine at a time.
+	both := io.MultiWriter(pw, &out)
+	fit.Stdout, fit.Stderr = both, both
 	require.NoError(t, fit.Start())
 	sc := bufio.NewScanner(pr)
 	for sc.Scan() && !strings.Contains(sc.Text(), "step 3") {
