@@ -213,20 +213,7 @@ func TestClusterStandbyHeadTakesOver(t *testing.T) {
 	c, standby, etcd, shared := newHACluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	fit := c.head.Enter(ctx, os.Args[0], "fit", "--insecure", "--workers", "2", "--placement", "STRICT_SPREAD", "--name", "failover",
-		"--storage", shared, "testdata/steady.py", "16", "4", "0.4")
-	fit.Env = c.env(t.TempDir())
-	fit.Dir = repo(t, "cmd", "rtrain")
-	pr, pw := io.Pipe()
-	var out bytes.Buffer
-	// One writer for both, so that exec writes from one goroutine at a time.
-	both := io.MultiWriter(pw, &out)
-	fit.Stdout, fit.Stderr = both, both
-	require.NoError(t, fit.Start())
-	sc := bufio.NewScanner(pr)
-	for sc.Scan() && !strings.Contains(sc.Text(), "step 5") {
-	}
-	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	wait := c.followFit(ctx, "step 5", "--name", "failover", "--storage", shared, "testdata/steady.py", "16", "4", "0.4")
 
 	leader := c.daemons[c.head.Name()]
 	require.NoError(t, leader.Process.Signal(syscall.SIGKILL))
@@ -239,10 +226,9 @@ func TestClusterStandbyHeadTakesOver(t *testing.T) {
 	c.startHead(c.head, etcd, shared)
 	c.waitRole(c.head, "standby")
 
-	err := fit.Wait()
-	_ = pw.Close()
-	require.NoError(t, err, out.String())
-	assert.Contains(t, out.String(), "param_sum=")
+	out, err := wait()
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "param_sum=")
 	ckpts, err := filepath.Glob(filepath.Join(shared, "failover", "checkpoint_*"))
 	require.NoError(t, err)
 	assert.Len(t, ckpts, 4, "each checkpoint committed once: %v", ckpts)
@@ -269,20 +255,7 @@ func TestClusterHeadsRideOutAnEtcdRestart(t *testing.T) {
 	c, _, etcd, shared := newHACluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	fit := c.head.Enter(ctx, os.Args[0], "fit", "--insecure", "--workers", "2", "--placement", "STRICT_SPREAD", "--name", "outage",
-		"--storage", shared, "testdata/steady.py", "40", "5", "0.3")
-	fit.Env = c.env(t.TempDir())
-	fit.Dir = repo(t, "cmd", "rtrain")
-	pr, pw := io.Pipe()
-	var out bytes.Buffer
-	// One writer for both, so that exec writes from one goroutine at a time.
-	both := io.MultiWriter(pw, &out)
-	fit.Stdout, fit.Stderr = both, both
-	require.NoError(t, fit.Start())
-	sc := bufio.NewScanner(pr)
-	for sc.Scan() && !strings.Contains(sc.Text(), "step 3") {
-	}
-	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	wait := c.followFit(ctx, "step 3", "--name", "outage", "--storage", shared, "testdata/steady.py", "40", "5", "0.3")
 
 	etcd.Kill()
 	time.Sleep(7 * time.Second) // past the 5 s lease
@@ -291,9 +264,8 @@ func TestClusterHeadsRideOutAnEtcdRestart(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(logs), "starting over as a standby", "the leader let go when its lease could not be renewed")
 
-	err = fit.Wait()
-	_ = pw.Close()
-	require.NoError(t, err, out.String())
+	out, err := wait()
+	require.NoError(t, err, out)
 	ckpts, err := filepath.Glob(filepath.Join(shared, "outage", "checkpoint_*"))
 	require.NoError(t, err)
 	assert.Len(t, ckpts, 8, "each checkpoint committed once: %v", ckpts)
@@ -330,4 +302,30 @@ func TestClusterAgentStopsWorkersTheHeadNoLongerKnows(t *testing.T) {
 	require.NoError(t, node.LinkUp())
 	require.Eventually(t, func() bool { return len(holdersOf(t, "testdata/steady.py")) == 0 }, 30*time.Second, 100*time.Millisecond,
 		"back in touch with the head, the agent stops the workers it no longer follows")
+}
+
+// followFit starts `rtrain fit` of a 2-worker job on two nodes with args
+// on the first head's host, following it as a user does, and returns once
+// its output has a line containing until; wait waits for it to end and
+// returns all it printed.
+func (c *testCluster) followFit(ctx context.Context, until string, args ...string) (wait func() (string, error)) {
+	c.t.Helper()
+	fit := c.head.Enter(ctx, os.Args[0], append([]string{"fit", "--insecure", "--workers", "2", "--placement", "STRICT_SPREAD"}, args...)...)
+	fit.Env = c.env(c.t.TempDir())
+	fit.Dir = repo(c.t, "cmd", "rtrain")
+	pr, pw := io.Pipe()
+	var out bytes.Buffer
+	// One writer for both, so that exec writes from one goroutine at a time.
+	both := io.MultiWriter(pw, &out)
+	fit.Stdout, fit.Stderr = both, both
+	require.NoError(c.t, fit.Start())
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() && !strings.Contains(sc.Text(), until) {
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	return func() (string, error) {
+		err := fit.Wait()
+		_ = pw.Close()
+		return out.String(), err
+	}
 }
