@@ -319,8 +319,8 @@ func (w *watch) stream(ctx context.Context, head clusterpb.HeadClient, addr stri
 	res, done, had, err := w.streamFrom(ctx, head, addr, s, w.next)
 	if errors.Is(err, errEndedEarly) && !had && w.next > 0 {
 		// Nothing from next, and the stream's end: a head that restarted
-		// without the job's events, knowing only its end (at index 0),
-		// has nothing later to send. The job's end is had from the first.
+		// without the job's events knows only its end, at index 0, and
+		// sends it to a stream from the first.
 		res, done, _, err = w.streamFrom(ctx, head, addr, s, 0)
 	}
 	return res, done, err
