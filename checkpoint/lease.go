@@ -31,6 +31,10 @@ type LeaseOptions struct {
 	// renewed every TTL/3, and writes stop once TTL/3 is all that is left
 	// of it. 0 means DefaultLeaseTTL.
 	TTL time.Duration
+	// Successor takes the lease over from another process that holds it
+	// under the same ID, without waiting for it to lapse (see
+	// storage.Holder's Successor).
+	Successor bool
 }
 
 // Holder says who holds a run's lease; see LockedError.
@@ -98,7 +102,7 @@ func (r *Run) Lock(ctx context.Context, opts LeaseOptions) error {
 	}
 	host, _ := os.Hostname()
 	key := joinKey(r.name, LeaseName)
-	lk, err := locker.Lock(ctx, key, storage.Holder{ID: opts.ID, Host: host, PID: os.Getpid()}, ttl)
+	lk, err := locker.Lock(ctx, key, storage.Holder{ID: opts.ID, Host: host, PID: os.Getpid(), Successor: opts.Successor}, ttl)
 	if err != nil {
 		return fmt.Errorf("checkpoint: lock run %s: %w", r.URI(), err)
 	}

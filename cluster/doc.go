@@ -8,5 +8,7 @@
 // scheduler, no I/O), discover (this machine as a node), auth (the token,
 // versions and TLS every call carries), agent (runs the
 // groups; Local is the embedded one-machine cluster), head (the node
-// registry and the daemon) and clusterpb (the generated gRPC code).
+// registry and the daemon), etcdstore (the head's tables in etcd, and the
+// election of the active head among several) and clusterpb (the generated
+// gRPC code).
 package cluster

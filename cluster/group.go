@@ -131,6 +131,16 @@ type Event struct {
 	// AfterFinish are the lines of stderr that came after FinishedAt:
 	// what the interpreter's teardown printed.
 	AfterFinish []string `json:",omitempty"`
+
+	// What the head makes of an event it reads from a node agent's
+	// journal, not sent: Seq is its place in the group's events (from 1);
+	// Replayed says an earlier head process saw it already, so it
+	// rebuilds the attempt's state and is not told again; StagedReleased
+	// says the report's staged files were released, its checkpoint
+	// committed.
+	Seq            int64 `json:"-"`
+	Replayed       bool  `json:"-"`
+	StagedReleased bool  `json:"-"`
 }
 
 // CrashedInTeardown reports whether the event is the exit of a worker that

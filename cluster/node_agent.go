@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 
 	"github.com/rtrain/rtrain/cluster/sched"
 )
@@ -43,3 +44,32 @@ type RendezvousRequest struct {
 	TorchVersion string
 	Python       string
 }
+
+// GroupAttacher is a NodeAgent whose groups outlive the process that
+// started them (a node agent reached over the network): a head that
+// restarted, or took over, follows a running group again. from is the
+// first event's seq to read (1: all); the events before replayed are
+// marked Replayed.
+type GroupAttacher interface {
+	AttachGroup(ctx context.Context, spec GroupSpec, from, replayed int64) (GroupRunner, error)
+}
+
+// StagedReleaser is a GroupRunner whose node keeps the checkpoint files
+// its workers staged until the job's checkpoint is committed; the job
+// then releases them.
+type StagedReleaser interface {
+	ReleaseStaged(seq int)
+}
+
+// ErrGroupGone is matched by AttachGroup's error when the node has no such
+// group (it stopped it, it ended and was forgotten, or never started).
+var ErrGroupGone = errors.New("cluster: no such group on the node")
+
+// GroupGoneError is AttachGroup's error for a group the node no longer
+// runs: Why is the node's own word for it.
+type GroupGoneError struct{ Why string }
+
+func (e *GroupGoneError) Error() string { return e.Why }
+
+// Is makes a GroupGoneError an ErrGroupGone.
+func (e *GroupGoneError) Is(target error) bool { return target == ErrGroupGone }

@@ -14,7 +14,7 @@
 // rtrain_node_heartbeat_age_seconds{node}, rtrain_cpus, rtrain_cpus_free,
 // rtrain_gpus, rtrain_gpus_free, rtrain_memory_bytes,
 // rtrain_memory_free_bytes (alive nodes), rtrain_jobs{state},
-// rtrain_scheduler_pending_jobs, and the counters rtrain_reports_total,
+// rtrain_scheduler_pending_jobs, rtrain_head_leader, and the counters rtrain_reports_total,
 // rtrain_checkpoints_total, rtrain_checkpoint_bytes_total,
 // rtrain_checkpoint_upload_seconds_total, rtrain_worker_exits_total{outcome}
 // and rtrain_restarts_total; plus the Go runtime's and the process's own.

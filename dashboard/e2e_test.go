@@ -136,6 +136,7 @@ func TestEndToEnd(t *testing.T) {
 			"rtrain_jobs{state=SUCCEEDED}":               1,
 			"rtrain_jobs{state=RUNNING}":                 0,
 			"rtrain_scheduler_pending_jobs":              0,
+			"rtrain_head_leader":                         1,
 			"rtrain_reports_total":                       6, // 2 ranks × 3 epochs
 			"rtrain_checkpoints_total":                   3,
 			"rtrain_worker_exits_total{outcome=success}": 2,

@@ -41,6 +41,7 @@ var (
 	descGPUUtil    = desc("gpu_utilization_ratio", "How busy each GPU was over NVML's last sample period, 0 to 1, from its node's last heartbeat.", "node", "gpu")
 	descGPUMem     = desc("gpu_memory_used_bytes", "Memory in use on each GPU, from its node's last heartbeat.", "node", "gpu")
 	descGPUMemTot  = desc("gpu_memory_bytes", "Memory of each GPU, from its node's last heartbeat.", "node", "gpu")
+	descLeader     = desc("head_leader", "1 while this head is the active one, 0 while it stands by (rtrain start --head --store); a single head is always 1.")
 )
 
 // collector reads the cluster and the jobs' events at each scrape.
@@ -51,7 +52,7 @@ var _ prometheus.Collector = collector{}
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descNodes, descHeartbeat, descCPUs, descCPUsFree, descGPUs, descGPUsFree,
 		descMem, descMemFree, descCustom, descCustomFree, descJobs, descPending, descReports, descCkpts, descCkptBytes, descCkptUpload,
-		descExits, descRestarts, descGPUUtil, descGPUMem, descGPUMemTot} {
+		descExits, descRestarts, descGPUUtil, descGPUMem, descGPUMemTot, descLeader} {
 		ch <- d
 	}
 }
@@ -64,6 +65,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	st := c.t.src.Status()
+	leader := 1.0
+	if st.Role == "standby" {
+		leader = 0
+	}
+	gauge(descLeader, leader)
 
 	var alive, dead int
 	var cpus, cpusFree float64

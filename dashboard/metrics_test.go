@@ -92,6 +92,7 @@ func TestMetrics(t *testing.T) {
 		"rtrain_gpu_memory_used_bytes{gpu=1,node=n1}":   0,
 		"rtrain_gpu_memory_bytes{gpu=1,node=n1}":        40 << 30,
 		"rtrain_scheduler_pending_jobs":                 1,
+		"rtrain_head_leader":                            1,
 		"rtrain_reports_total":                          4,
 		"rtrain_checkpoints_total":                      2,
 		"rtrain_checkpoint_bytes_total":                 3072,

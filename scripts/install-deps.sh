@@ -40,6 +40,7 @@ has_torch() {
 	return 1
 }
 has_ip() { has_cmd ip || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; }
+has_etcd() { has_cmd etcd || [ -x /usr/bin/etcd ]; }
 
 run_deps() {
 	# go-nvml (GPU discovery) and the race detector need cgo.
@@ -74,6 +75,10 @@ test_deps() {
 	# The multi-host tests (internal/netns) build networks of namespaces
 	# with ip; a user's PATH may lack /usr/sbin, where it lives.
 	need iproute2 has_ip
+	# The head's etcd store (cluster/etcdstore) is tested against a real
+	# etcd, Debian's 3.4 server, which internal/etcdserver starts itself
+	# on free ports.
+	need etcd-server has_etcd
 	# The checkpoint tests run a real S3 server.
 	need_minio=1
 }
@@ -106,8 +111,24 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 	echo "install-deps: installing ${need_apt[*]}" >&2
 	start=$(date +%s)
 	export DEBIAN_FRONTEND=noninteractive
+	# No package may start a service: etcd-server's would listen on
+	# 2379 and keep data in /var/lib/etcd; the tests start the servers
+	# they use, on free ports (so one running anyway is no matter).
+	# policy-rc.d is Debian's switch for that (101: forbidden);
+	# one already there is left alone.
+	no_services=0
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod +x /usr/sbin/policy-rc.d
+		no_services=1
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+	if [ "$no_services" = 1 ]; then
+		rm -f /usr/sbin/policy-rc.d
+		trap - EXIT
+	fi
 	echo "install-deps: installed in $(($(date +%s) - start))s" >&2
 fi
 

@@ -117,7 +117,7 @@ func (j *job) openStorage(ctx context.Context) (err error) {
 	// Taken before anything is read, so that a second job of the run
 	// neither sees a commit half done nor writes beside it, and it is
 	// refused before it launches anything.
-	if err := run.Lock(ctx, checkpoint.LeaseOptions{ID: j.id}); err != nil {
+	if err := run.Lock(ctx, checkpoint.LeaseOptions{ID: j.id, Successor: j.adopted != nil}); err != nil {
 		var lerr *checkpoint.LockedError
 		if errors.As(err, &lerr) {
 			return invalid("run %q is already being written by another rtrain fit: %w; wait for it to finish or pick another --name", j.res.Name, lerr)
@@ -126,6 +126,11 @@ func (j *job) openStorage(ctx context.Context) (err error) {
 	}
 	j.ckptRun = run
 	j.res.Storage = run.URI()
+	if a := j.adopted; a != nil {
+		// Its workers started already, from where the earlier head chose.
+		j.next, j.restore = a.Next, a.Restore
+		return nil
+	}
 
 	latest, err := run.Latest(ctx)
 	if err != nil {
@@ -296,6 +301,13 @@ type committer struct {
 	// checkpoint is stored.
 	committed chan struct{}
 	done      chan struct{}
+	// groups are the attempt's, set before the first report: those whose
+	// node keeps its staged files until the commit are told to release
+	// them after it.
+	groups []cluster.GroupRunner
+	// inStorage are the indices committed already: an adopted attempt's,
+	// by the earlier head, whose reports come again.
+	inStorage map[int]bool
 }
 
 type pendingReport struct {
@@ -344,7 +356,7 @@ func (c *committer) report(e cluster.Event) {
 	if e.Rank == 0 {
 		p.metrics = e.Report.Metrics.Values
 	}
-	if e.Staged != "" {
+	if e.Staged != "" || e.StagedReleased {
 		p.staged = true
 	}
 	if p.ranks < c.world {
@@ -358,17 +370,32 @@ func (c *committer) report(e cluster.Event) {
 	c.next++
 }
 
+// release frees report seq's staged files, here and on the nodes.
+func (c *committer) release(seq int) {
+	_ = c.stager.Release(seq)
+	for _, g := range c.groups {
+		if r, ok := g.(cluster.StagedReleaser); ok {
+			r.ReleaseStaged(seq)
+		}
+	}
+}
+
 func (c *committer) upload(ctx context.Context) {
 	defer close(c.done)
 	var failed bool
 	for t := range c.queue {
 		if failed || ctx.Err() != nil {
-			_ = c.stager.Release(t.seq)
+			c.release(t.seq)
+			continue
+		}
+		if c.inStorage[t.index] {
+			c.j.log.Debug("checkpoint committed by the earlier head", "index", t.index)
+			c.release(t.seq)
 			continue
 		}
 		start := time.Now()
 		m, err := c.commitRetrying(ctx, t)
-		_ = c.stager.Release(t.seq)
+		c.release(t.seq)
 		if err != nil {
 			if ctx.Err() == nil {
 				failed = true

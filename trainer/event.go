@@ -88,4 +88,10 @@ type Event struct {
 	Attempt int `json:",omitempty"`
 
 	Checkpoint *Checkpoint
+
+	// GroupSeq, on an event that came from Node's worker group, is its
+	// place among that group's events: the head keeps how far it got, so
+	// that another head that adopts the job passes on only what comes
+	// after. Not sent.
+	GroupSeq int64 `json:"-"`
 }

@@ -120,13 +120,17 @@ func (f *follower) handle(e cluster.Event) {
 	case cluster.WorkerStarted:
 		f.pids[e.Rank] = e.PID
 		f.dog.started(e.Rank)
-		j.emit(Event{Type: EventWorkerStarted, Time: e.Time, Rank: e.Rank, Node: e.NodeID, PID: e.PID})
+		f.emit(e, Event{Type: EventWorkerStarted, Time: e.Time, Rank: e.Rank, Node: e.NodeID, PID: e.PID})
 		if f.started++; f.started == f.world {
-			j.setState(StateRunning, "")
+			if e.Replayed {
+				j.res.State = StateRunning
+			} else {
+				j.setState(StateRunning, "")
+			}
 			f.dog.allUp()
 		}
 	case cluster.WorkerLog:
-		j.emit(Event{Type: EventLog, Time: e.Time, Rank: e.Rank, Node: e.NodeID, Stream: e.Stream, Line: e.Line})
+		f.emit(e, Event{Type: EventLog, Time: e.Time, Rank: e.Rank, Node: e.NodeID, Stream: e.Stream, Line: e.Line})
 	case cluster.WorkerReport:
 		f.dog.report(e.Rank)
 		if e.Rank == 0 {
@@ -134,7 +138,7 @@ func (f *follower) handle(e cluster.Event) {
 			j.res.Reports++
 			j.keepHistory(e.Report.Metrics)
 		}
-		j.emit(Event{Type: EventReport, Time: e.Time, Rank: e.Rank, Node: e.NodeID, Metrics: e.Report.Metrics, WithCheckpoint: e.Staged != ""})
+		f.emit(e, Event{Type: EventReport, Time: e.Time, Rank: e.Rank, Node: e.NodeID, Metrics: e.Report.Metrics, WithCheckpoint: e.Staged != "" || e.StagedReleased})
 		f.ckpts.report(e)
 	case cluster.CheckpointLost:
 		if f.ckptErr == nil && !f.workerFailed {
@@ -142,12 +146,12 @@ func (f *follower) handle(e cluster.Event) {
 			f.stopAll()
 		}
 	case cluster.NodeWarning:
-		j.emit(Event{Type: EventWarning, Time: e.Time, Node: e.NodeID, Message: e.Line + "; running without (--isolation=strict would refuse)"})
+		f.emit(e, Event{Type: EventWarning, Time: e.Time, Node: e.NodeID, Message: e.Line + "; running without (--isolation=strict would refuse)"})
 	case cluster.WorkerExited:
 		hung, hungAt := f.dog.hung()
 		w := exitOf(e, f.pids[e.Rank], hung, hungAt)
 		if w.TeardownCrash != "" {
-			j.emit(Event{Type: EventWarning, Time: e.Time, Rank: e.Rank, Node: e.NodeID,
+			f.emit(e, Event{Type: EventWarning, Time: e.Time, Rank: e.Rank, Node: e.NodeID,
 				Message: fmt.Sprintf("rank %d finished, then %s; its work was done, so it counts as a success", e.Rank, w.TeardownCrash)})
 		}
 		f.exits = append(f.exits, w)
@@ -157,8 +161,19 @@ func (f *follower) handle(e cluster.Event) {
 			}
 			f.stopAll()
 		}
-		j.emit(Event{Type: EventWorkerExited, Time: e.Time, Rank: e.Rank, Node: e.NodeID, PID: w.PID, Exit: &w})
+		f.emit(e, Event{Type: EventWorkerExited, Time: e.Time, Rank: e.Rank, Node: e.NodeID, PID: w.PID, Exit: &w})
 	}
+}
+
+// emit passes on ev, made of the group event e, unless an earlier head
+// process passed it on already (e.Replayed): then it only rebuilt the
+// attempt's state. ev carries e's place for the head to keep.
+func (f *follower) emit(e cluster.Event, ev Event) {
+	if e.Replayed {
+		return
+	}
+	ev.GroupSeq = e.Seq
+	f.j.emit(ev)
 }
 
 // keepHistory adds rank 0's metrics m to the result's history while it is

@@ -57,7 +57,7 @@ func (j *job) restoreLatest(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("trainer: restart: %w", err)
 	}
-	if latest == nil || (j.restore != nil && j.restore.URI == latest.URI) {
+	if latest == nil || (restoreHere(j.restore) && j.restore.URI == latest.URI) {
 		return nil
 	}
 	if err := j.download(ctx, j.ckptRun, *latest); err != nil {

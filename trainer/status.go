@@ -22,6 +22,18 @@ type ClusterStatus struct {
 	Nodes []NodeStatus `json:"nodes"`
 	// Jobs are every job the head keeps, oldest first.
 	Jobs []JobSummary `json:"jobs"`
+	// Role is the answering head's: "active", or "standby" (it shows no
+	// nodes or jobs); Heads are a cluster's heads with standbys, the
+	// active one first, none for a single head.
+	Role  string       `json:"role,omitempty"`
+	Heads []HeadStatus `json:"heads,omitempty"`
+}
+
+// HeadStatus is one head of a cluster with standbys.
+type HeadStatus struct {
+	ID     string `json:"id"`
+	Addr   string `json:"addr"`
+	Leader bool   `json:"leader"`
 }
 
 // The states of a node in NodeStatus.State.
@@ -93,6 +105,10 @@ func StatusFromProto(p *clusterpb.StatusReply) ClusterStatus {
 		HeartbeatTimeout: time.Duration(p.GetHeartbeatTimeoutMs()) * time.Millisecond,
 		Nodes:            make([]NodeStatus, 0, len(p.GetNodes())),
 		Jobs:             jobsFromProto(p.GetJobs()),
+		Role:             p.GetRole(),
+	}
+	for _, h := range p.GetHeads() {
+		st.Heads = append(st.Heads, HeadStatus{ID: h.GetId(), Addr: h.GetAddr(), Leader: h.GetLeader()})
 	}
 	for _, n := range p.GetNodes() {
 		ns := NodeStatus{

@@ -99,6 +99,17 @@ type job struct {
 	// remote is set for a job the head runs for a client: its files come
 	// in the shipment and python is found on each node.
 	remote *remoteInput
+
+	// req and failures are the attempt's request and the failures so far,
+	// for its Adoption; onAdopt receives that (RemoteJob.OnAdoption).
+	req      sched.Request
+	failures []*JobError
+	onAdopt  func(Adoption)
+	// adopted is set for a job another head process ran (AdoptRemoteJob):
+	// its attempt's workers run, the events before replayed[node] seen.
+	adopted   *Adoption
+	replayed  map[string]int64
+	adoptWait time.Duration
 }
 
 // backend is the cluster a job runs on: the embedded one, or the head's.
@@ -225,9 +236,22 @@ func (j *job) run(ctx context.Context) (*Result, error) {
 		Strategy: strategy,
 	}
 	var failures []*JobError
-	for attempt := 0; ; attempt++ {
-		req.Count = j.size(be.Scheduler(), req)
-		jerr, err := j.runAttempt(ctx, be, req, py, attempt)
+	first := 0
+	if a := j.adopted; a != nil {
+		failures, first, req = a.Failures, a.Attempt, a.Request
+		j.res.Restarts, j.res.Reports, j.res.Metrics, j.res.History, j.res.ResumedFrom = a.Restarts, a.Reports, a.Metrics, a.History, a.ResumedFrom
+		j.res.Started = a.Started
+	}
+	for attempt := first; ; attempt++ {
+		var jerr *JobError
+		var err error
+		j.failures = failures
+		if a := j.adopted; a != nil && attempt == first {
+			jerr, err = j.runAdopted(ctx, be, a)
+		} else {
+			req.Count = j.size(be.Scheduler(), req)
+			jerr, err = j.runAttempt(ctx, be, req, py, attempt)
+		}
 		if errors.Is(err, errRescale) {
 			j.res.Restarts++
 			j.emit(Event{Type: EventRestart, Attempt: attempt + 1, Message: j.rescaleMessage(req.Count)})
@@ -297,7 +321,18 @@ func (j *job) runAttempt(ctx context.Context, be backend, req sched.Request, py 
 		return nil, err
 	}
 	j.rescale = false
+	j.req = req
 	exits, ckptErr, err := j.attempt(ctx, be, plan, py, ckpts, attempt)
+	if err != nil {
+		ckpts.close()
+		return nil, err
+	}
+	return j.attemptEnded(ctx, ckpts, exits, ckptErr)
+}
+
+// attemptEnded waits for the attempt's checkpoints and says how it ended:
+// the workers' failure, or err when the job must end for another reason.
+func (j *job) attemptEnded(ctx context.Context, ckpts *committer, exits []WorkerExit, ckptErr error) (*JobError, error) {
 	// Every checkpoint that every rank reported before the end is
 	// committed, a failed attempt's included, before a restart picks the
 	// latest; only ctx cuts uploads short.
@@ -312,8 +347,6 @@ func (j *job) runAttempt(ctx context.Context, be backend, req sched.Request, py 
 		}
 	}
 	switch {
-	case err != nil:
-		return nil, err
 	case ckptErr != nil:
 		return nil, ckptErr
 	case jerr == nil && j.rescale && ctx.Err() == nil:
@@ -440,6 +473,10 @@ func (j *job) attempt(ctx context.Context, be backend, plan sched.Plan, py Inter
 	}
 	defer release()
 	j.launched = true
+	ckpts.groups = groups
+	if j.onAdopt != nil {
+		j.onAdopt(j.adoption(attempt, plan, specs, ckpts.next))
+	}
 	exits, ckptErr := j.follow(ctx, groups, len(plan.Assignments), ckpts, j.scaleUp(be.Scheduler(), plan))
 	return exits, ckptErr, nil
 }

@@ -57,6 +57,8 @@ func (s *Storage) Lock(ctx context.Context, key string, h storage.Holder, ttl ti
 			// came back as a conflict when minio-go sent it again.
 			l.etag, l.holder = etag, cur
 			return l, nil
+		case h.Successor && h.ID != "" && cur.ID == h.ID:
+			// Taken over from its last holder, the same job, below.
 		case time.Now().Before(cur.Expires):
 			return nil, &storage.LockedError{URI: s.URI(key), Holder: cur}
 		}

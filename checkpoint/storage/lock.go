@@ -33,6 +33,11 @@ type Holder struct {
 	// Expires is when the lock lapses unless renewed, by the holder's
 	// clock; zero for a lock that lasts as long as its holder's process.
 	Expires time.Time `json:"expires,omitzero"`
+	// Successor, on the Holder given to Lock, takes over a lock held under
+	// the same ID by another process without waiting for it to lapse: the
+	// head that adopts a job (it restarted, or took over) goes on writing
+	// that job's run. Not stored.
+	Successor bool `json:"-"`
 }
 
 // Same reports whether h and o are one Lock call's lock: the same holder

@@ -40,7 +40,16 @@ type Config struct {
 	// NVML is the library GPU use is sampled from for heartbeats; nil is
 	// the system's.
 	NVML nvml.Interface
+	// HeadTimeout is how long the node's workers go on while no head can
+	// be reached but other nodes can (the head restarts, or a standby is
+	// taking over): a head that comes back in time adopts them. Past it,
+	// or at once when the node reaches nobody, they are stopped. 0 means
+	// DefaultHeadTimeout; negative stops them at the heartbeat timeout.
+	HeadTimeout time.Duration
 }
+
+// DefaultHeadTimeout is Config.HeadTimeout's default.
+const DefaultHeadTimeout = 3 * time.Minute
 
 // Running is an agent serving and registered with its head.
 type Running struct {
@@ -111,28 +120,34 @@ func startAgent(ctx context.Context, cfg Config, lock *dirLock, log *slog.Logger
 	lease := launcher.NewLease(filepath.Join(cfg.DataDir, "lease"))
 	agent.lease = lease.Path()
 	svc := NewService(agent, cfg.DataDir, cfg.Resolve, log)
+	switch {
+	case cfg.HeadTimeout == 0:
+		svc.headTimeout = DefaultHeadTimeout
+	case cfg.HeadTimeout > 0:
+		svc.headTimeout = cfg.HeadTimeout
+	}
 	srv := grpc.NewServer(opts...)
 	svc.Register(srv)
 
-	conn, err := cfg.Security.Dial(cfg.HeadAddr)
+	hs, err := dialHeads(cfg.Security, cfg.HeadAddr)
 	if err != nil {
 		_ = ln.Close()
 		return nil, err
 	}
-	head := clusterpb.NewHeadClient(conn)
 	stopAll := func() {
-		// Stop refuses new calls and ends the open group streams, which
-		// stops their groups; GracefulStop would wait for them to end.
+		// Stop refuses new calls and ends the open group streams; the
+		// groups were stopped before.
 		srv.Stop()
-		_ = conn.Close()
+		hs.close()
 	}
-	id, beats, err := register(ctx, head, node, certSHA, lease, log)
+	id, beats, err := register(ctx, hs, node, certSHA, lease, nil, log)
 	if err != nil {
 		_ = ln.Close()
-		_ = conn.Close()
+		hs.close()
 		return nil, err
 	}
-	log.Info("agent registered", "node", id, "head", cfg.HeadAddr, "agent", node.AgentAddr)
+	_, at := hs.client()
+	log.Info("agent registered", "node", id, "head", at, "agent", node.AgentAddr)
 	ra := &Running{Addr: node.AgentAddr, NodeID: id, done: make(chan error, 1)}
 	node.ID = id
 	// Served once it has its name, so that no group starts under another:
@@ -146,9 +161,10 @@ func startAgent(ctx context.Context, cfg Config, lock *dirLock, log *slog.Logger
 			lib = nvml.New()
 		}
 		gpus := discover.OpenGPUMonitor(lib)
-		id, err := beat(ctx, head, node, certSHA, lease, beats, svc, gpus, log)
+		id, err := beat(ctx, hs, node, certSHA, lease, beats, svc, gpus, log)
 		gpus.Close()
 		if ctx.Err() != nil {
+			head, _ := hs.client()
 			// Stopped with notice: the head moves this node's workers
 			// elsewhere without counting a failure against their jobs.
 			dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -180,13 +196,20 @@ func startAgent(ctx context.Context, cfg Config, lock *dirLock, log *slog.Logger
 // beats are the head's heartbeat settings.
 type beats struct{ interval, timeout time.Duration }
 
-// register joins the head, retrying while it cannot be reached.
-func register(ctx context.Context, head clusterpb.HeadClient, node sched.Node, certSHA string, lease *launcher.Lease, log *slog.Logger) (string, beats, error) {
+// register joins the head, retrying while it cannot be reached. A node
+// that registers again names its old id and the groups it still runs
+// (svc, nil at first); it stops those the head does not keep.
+func register(ctx context.Context, hs *heads, node sched.Node, certSHA string, lease *launcher.Lease, svc *Service, log *slog.Logger) (string, beats, error) {
 	warned := false
 	for {
 		from := launcher.LeaseNow()
+		req := &clusterpb.RegisterRequest{Node: cluster.NodeToProto(node), CertSha256: certSHA, NodeId: node.ID}
+		if svc != nil {
+			req.Groups = svc.Running()
+		}
+		head, at := hs.client()
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		rep, err := head.Register(cctx, &clusterpb.RegisterRequest{Node: cluster.NodeToProto(node), CertSha256: certSHA})
+		rep, err := head.Register(cctx, req)
 		cancel()
 		if err == nil {
 			b := beats{time.Duration(rep.HeartbeatIntervalMs) * time.Millisecond, time.Duration(rep.HeartbeatTimeoutMs) * time.Millisecond}
@@ -196,13 +219,20 @@ func register(ctx context.Context, head clusterpb.HeadClient, node sched.Node, c
 			if b.timeout <= 0 {
 				b.timeout = cluster.DefaultHeartbeatTimeout
 			}
+			if svc != nil {
+				svc.Keep(rep.Keep, "the head at "+at+" no longer follows them")
+				if len(rep.Keep) > 0 {
+					log.Info("the head adopts the workers that outlived its outage", "groups", len(rep.Keep))
+				}
+			}
 			renew(lease, from, b.timeout, log)
 			return rep.NodeId, b, nil
 		}
-		err = auth.CallError("register with the head", err)
+		err = auth.CallError("register with the head at "+at, err)
 		if errors.Is(err, auth.ErrUnauthenticated) || errors.Is(err, auth.ErrVersionMismatch) {
 			return "", beats{}, err
 		}
+		hs.next()
 		if !warned {
 			log.Warn("head not reachable yet; retrying", "err", err)
 			warned = true
@@ -216,14 +246,18 @@ func register(ctx context.Context, head clusterpb.HeadClient, node sched.Node, c
 }
 
 // beat sends heartbeats until ctx ends, registering again when the head
-// asks (it restarted, or declared this node dead). When no heartbeat has
-// got through for the head's timeout, the head has failed this node's
-// workers, so the agent stops them: a partitioned node must not train on.
-func beat(ctx context.Context, head clusterpb.HeadClient, node sched.Node, certSHA string, lease *launcher.Lease, b beats, svc *Service, gpus *discover.GPUMonitor, log *slog.Logger) (nodeID string, err error) {
+// asks (it restarted, another took over, or it declared this node dead).
+// While no heartbeat gets through, the workers go on for the head timeout
+// if the node still reaches other nodes (the head is down, not this node
+// cut off), renewing their lease itself; past that, or when it reaches
+// nobody, it stops them once the head's heartbeat timeout has passed, as
+// the head then fails them: a partitioned node must not train on.
+func beat(ctx context.Context, hs *heads, node sched.Node, certSHA string, lease *launcher.Lease, b beats, svc *Service, gpus *discover.GPUMonitor, log *slog.Logger) (nodeID string, err error) {
 	t := time.NewTicker(b.interval)
 	defer t.Stop()
 	lastOK := time.Now()
-	failing, fenced := false, false
+	failing, fenced, holding := false, false, false
+	var peers []string
 	for {
 		select {
 		case <-ctx.Done():
@@ -231,6 +265,7 @@ func beat(ctx context.Context, head clusterpb.HeadClient, node sched.Node, certS
 		case <-t.C:
 		}
 		from := launcher.LeaseNow()
+		head, at := hs.client()
 		cctx, cancel := context.WithTimeout(ctx, b.interval*3)
 		rep, err := head.Heartbeat(cctx, &clusterpb.HeartbeatRequest{NodeId: node.ID, AgentAddr: node.AgentAddr, Gpus: gpuStatsToProto(gpus.Sample())})
 		cancel()
@@ -240,37 +275,60 @@ func beat(ctx context.Context, head clusterpb.HeadClient, node sched.Node, certS
 				return node.ID, nil
 			}
 			if !failing {
-				log.Warn("heartbeat failed", "err", auth.CallError("heartbeat", err))
+				log.Warn("heartbeat failed", "head", at, "err", auth.CallError("heartbeat", err))
 			}
 			failing = true
-			if !fenced && time.Since(lastOK) > b.timeout {
-				svc.StopAll(fmt.Sprintf("no heartbeat reached the head for %s", b.timeout))
-				fenced = true
+			hs.next()
+			if fenced {
+				break
 			}
+			down := time.Since(lastOK)
+			// Renewed before the last heartbeat's lease runs out, not
+			// after: the reapers would fence the workers in between.
+			if svc.headTimeout > 0 && down < svc.headTimeout && (len(peers) == 0 || reachable(peers, b.interval)) {
+				if !holding && down > b.timeout {
+					log.Warn("no head reachable; the workers go on while a head comes back", "for", svc.headTimeout)
+					holding = true
+				}
+				renew(lease, from, b.timeout, log)
+				break
+			}
+			if down <= b.timeout {
+				break // the lease from the last heartbeat still runs
+			}
+			why := fmt.Sprintf("no heartbeat reached the head for %s and no other node answers: this node is cut off", b.timeout)
+			if holding {
+				why = fmt.Sprintf("no head came back within the head timeout (%s)", svc.headTimeout)
+			}
+			svc.StopAll(why)
+			fenced = true
 		case rep.Reregister:
-			log.Warn("the head does not know this node; registering again")
-			svc.StopAll("the head declared this node dead")
-			// Registering renews the lease, which would let workers still
-			// in their grace period outlive the head's move of their ranks.
-			wctx, wcancel := context.WithTimeout(ctx, groupGoneTimeout)
-			if werr := svc.Wait(wctx); werr != nil {
-				log.Warn("workers still stopping as the agent registers again", "err", werr)
+			log.Warn("the head does not know this node; registering again", "head", at)
+			if fenced {
+				// Registering renews the lease, which would let workers
+				// still in their grace period outlive the head's move of
+				// their ranks.
+				wctx, wcancel := context.WithTimeout(ctx, groupGoneTimeout)
+				if werr := svc.Wait(wctx); werr != nil {
+					log.Warn("workers still stopping as the agent registers again", "err", werr)
+				}
+				wcancel()
 			}
-			wcancel()
-			id, nb, err := register(ctx, head, node, certSHA, lease, log)
+			id, nb, err := register(ctx, hs, node, certSHA, lease, svc, log)
 			if err != nil {
 				return node.ID, err
 			}
 			node.ID, b = id, nb
 			svc.agent.rename(id)
 			t.Reset(b.interval)
-			lastOK, failing, fenced = time.Now(), false, false
+			lastOK, failing, fenced, holding = time.Now(), false, false, false
 		default:
 			renew(lease, from, b.timeout, log)
 			if failing {
-				log.Info("heartbeat back")
+				log.Info("heartbeat back", "head", at)
 			}
-			lastOK, failing, fenced = time.Now(), false, false
+			peers = rep.Peers
+			lastOK, failing, fenced, holding = time.Now(), false, false, false
 		}
 	}
 }

@@ -41,6 +41,10 @@ type Service struct {
 	dataDir string
 	resolve PythonResolver
 	log     *slog.Logger
+	// headTimeout is how long the groups go on without a head (Config's).
+	headTimeout time.Duration
+	// stopped says why the agent stopped a group by itself; under mu.
+	stopped map[RunningKey]string
 
 	mu     sync.Mutex
 	groups map[string]*agentJob
@@ -55,6 +59,8 @@ type agentJob struct {
 	done chan struct{}
 	// attempt is the job's attempt the group runs.
 	attempt int
+	jobID   string
+	journal *journal
 }
 
 // NewService serves agent, keeping job files under dataDir.
@@ -100,7 +106,13 @@ func (s *Service) StartGroup(stream grpc.BidiStreamingServer[clusterpb.StartGrou
 	if err != nil {
 		return err
 	}
-	defer s.forget(spec.JobID, aj)
+	// Until the group has started, this call owns what it claimed.
+	owned := false
+	defer func() {
+		if !owned {
+			s.forget(spec.JobID, aj)
+		}
+	}()
 	// Each attempt gets its own copy of the working directory: workers
 	// write into it, and one attempt's files must not turn up in the next.
 	jd := s.jobDir(spec.JobID)
@@ -145,9 +157,10 @@ func (s *Service) StartGroup(stream grpc.BidiStreamingServer[clusterpb.StartGrou
 		spec.Restore.Dir = filepath.Join(jd, "restore")
 	}
 
-	// The head's end of the stream going away stops the group: nobody
-	// would be left to hear how it ends.
-	g, err := s.agent.Start(ctx, spec)
+	// The group outlives this call: a head that restarts, or another that
+	// takes over, follows it again through AttachGroup, and until then
+	// its events wait in the journal.
+	g, err := s.agent.Start(context.WithoutCancel(ctx), spec)
 	if err != nil {
 		if errors.Is(err, cluster.ErrNotIsolated) {
 			return err // NOT_ISOLATED, by the server's errgrpc interceptor
@@ -157,36 +170,126 @@ func (s *Service) StartGroup(stream grpc.BidiStreamingServer[clusterpb.StartGrou
 	s.mu.Lock()
 	aj.group = g
 	s.mu.Unlock()
-	sendFailed, failed := false, false
+	owned = true
+	go s.run(aj, g, stager)
+	return s.send(ctx, aj, 1, stream)
+}
+
+// run records the group's events until it ends, waits for the head to
+// release what its workers staged, then forgets the group.
+func (s *Service) run(aj *agentJob, g *Group, stager *stage.Area) {
+	defer s.forget(g.spec.JobID, aj)
+	failed := false
 	for e := range g.Events() {
 		if e.Kind == cluster.WorkerExited && !e.Exit.Success() && !e.CrashedInTeardown() {
 			failed = true
 		}
-		if sendFailed {
-			continue // drain, so the group can end
-		}
-		b, err := json.Marshal(e)
-		if err == nil {
-			err = stream.Send(&clusterpb.GroupEvent{EventJson: b})
-		}
+		aj.journal.append(e)
+	}
+	aj.journal.end()
+	if failed {
+		return
+	}
+	// The workers are done, but the head may still be committing what
+	// they reported last: the staged files stay until it has released
+	// them all, bounded, and longer while no head is there to.
+	dctx, cancel := context.WithTimeout(context.Background(), stagedDrainTimeout+s.headTimeout)
+	defer cancel()
+	if err := stager.Drain(dctx); err != nil {
+		s.log.Warn("staged checkpoints not released before the group's end", "job", g.spec.JobID, "err", err)
+	}
+}
+
+// send streams the group's events from seq from until the last, or until
+// the stream or ctx ends; the group goes on either way.
+func (s *Service) send(ctx context.Context, aj *agentJob, from int64, stream grpc.ServerStreamingServer[clusterpb.GroupEvent]) error {
+	for {
+		batch, done, err := aj.journal.read(ctx, from)
 		if err != nil {
-			s.log.Warn("group event not delivered; stopping the group", "job", spec.JobID, "err", err)
-			sendFailed = true
-			g.Stop()
+			return err
+		}
+		if done {
+			// The stream ends once the group's files are gone too, which
+			// waits for the head to release what it staged.
+			select {
+			case <-aj.done:
+			case <-ctx.Done():
+			}
+			return nil
+		}
+		for _, e := range batch {
+			if err := stream.Send(&clusterpb.GroupEvent{EventJson: e.data, Seq: e.seq, StagedReleased: e.released}); err != nil {
+				s.log.Info("group events not delivered; the group goes on, its events kept for the head", "job", aj.jobID, "err", err)
+				return err
+			}
+			from = e.seq + 1
 		}
 	}
-	if !sendFailed && !failed {
-		// The workers are done, but the head may still be fetching what
-		// they reported last: the staged files stay, and the stream stays
-		// open, until it has released them all (bounded, and cut short if
-		// the head goes away).
-		dctx, cancel := context.WithTimeout(ctx, stagedDrainTimeout)
-		if err := stager.Drain(dctx); err != nil {
-			s.log.Warn("staged checkpoints not fetched before the group's end", "job", spec.JobID, "err", err)
+}
+
+// AttachGroup implements clusterpb.AgentServer.
+func (s *Service) AttachGroup(req *clusterpb.AttachGroupRequest, stream grpc.ServerStreamingServer[clusterpb.GroupEvent]) error {
+	aj := s.job(req.JobId, int(req.Attempt))
+	if aj == nil {
+		s.mu.Lock()
+		why := s.stopped[RunningKey{req.JobId, int(req.Attempt)}]
+		s.mu.Unlock()
+		if why != "" {
+			return status.Errorf(codes.NotFound, "node %s stopped the workers: %s", s.agent.Node().ID, why)
 		}
-		cancel()
+		return status.Errorf(codes.NotFound, "node %s no longer runs the workers", s.agent.Node().ID)
+	}
+	return s.send(stream.Context(), aj, req.From, stream)
+}
+
+// AckGroup implements clusterpb.AgentServer.
+func (s *Service) AckGroup(_ context.Context, req *clusterpb.AckGroupRequest) (*clusterpb.AckGroupReply, error) {
+	if aj := s.job(req.JobId, int(req.Attempt)); aj != nil {
+		aj.journal.ack(req.Seq)
+	}
+	return &clusterpb.AckGroupReply{}, nil
+}
+
+// job is the job's group of attempt on this node once it has started, nil
+// if there is none.
+func (s *Service) job(jobID string, attempt int) *agentJob {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if aj := s.groups[jobID]; aj != nil && aj.attempt == attempt && aj.group != nil {
+		return aj
 	}
 	return nil
+}
+
+// Running names the groups that have started and not been forgotten.
+func (s *Service) Running() []*clusterpb.RunningGroup {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*clusterpb.RunningGroup
+	for id, aj := range s.groups {
+		if aj.group != nil {
+			out = append(out, &clusterpb.RunningGroup{JobId: id, Attempt: int32(aj.attempt)})
+		}
+	}
+	return out
+}
+
+// Keep stops every running group that keep does not name: the head that
+// the node registered with no longer follows them.
+func (s *Service) Keep(keep []*clusterpb.RunningGroup, why string) {
+	kept := map[string]int{}
+	for _, k := range keep {
+		kept[k.JobId] = int(k.Attempt)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, aj := range s.groups {
+		if a, ok := kept[id]; aj.group != nil && (!ok || a != aj.attempt) {
+			s.log.Warn("stopping workers", "job", id, "attempt", aj.attempt, "why", why)
+			aj.group.Stop()
+			s.noteStopped(id, aj.attempt, why)
+		}
+	}
 }
 
 // stagedDrainTimeout bounds how long a finished group's staged checkpoints
@@ -216,7 +319,7 @@ func (s *Service) claim(ctx context.Context, jobID string, attempt int) (*agentJ
 	if _, dup := s.groups[jobID]; dup {
 		return nil, status.Errorf(codes.AlreadyExists, "job %s already starts a group on node %s", jobID, s.agent.Node().ID)
 	}
-	aj := &agentJob{done: make(chan struct{}), attempt: attempt}
+	aj := &agentJob{done: make(chan struct{}), attempt: attempt, jobID: jobID, journal: newJournal()}
 	s.groups[jobID] = aj
 	s.wg.Add(1)
 	return aj, nil
@@ -375,9 +478,21 @@ func (s *Service) FetchStaged(req *clusterpb.FetchStagedRequest, stream grpc.Ser
 		}
 	}
 	if req.Release {
-		_ = st.Release(int(req.Seq))
+		s.release(req.JobId, int(req.Seq), st)
 	}
 	return nil
+}
+
+// release frees a report's staged files and notes it in the group's
+// journal: a head that attaches later must not ask for them.
+func (s *Service) release(jobID string, seq int, st *stage.Area) {
+	_ = st.Release(seq)
+	s.mu.Lock()
+	aj := s.groups[jobID]
+	s.mu.Unlock()
+	if aj != nil {
+		aj.journal.release(seq)
+	}
 }
 
 // ReleaseStaged implements clusterpb.AgentServer.
@@ -386,7 +501,7 @@ func (s *Service) ReleaseStaged(_ context.Context, req *clusterpb.FetchStagedReq
 	if err != nil {
 		return &clusterpb.ReleaseStagedReply{}, nil // the group ended and took its staging with it
 	}
-	_ = st.Release(int(req.Seq))
+	s.release(req.JobId, int(req.Seq), st)
 	return &clusterpb.ReleaseStagedReply{}, nil
 }
 
@@ -431,6 +546,26 @@ func (s *Service) StopAll(why string) {
 		if aj.group != nil {
 			s.log.Warn("stopping workers", "job", id, "why", why)
 			aj.group.Stop()
+			s.noteStopped(id, aj.attempt, why)
 		}
 	}
+}
+
+// noteStopped keeps why the agent stopped a group by itself, for the head
+// that asks for the group after it is gone; s.mu is held.
+func (s *Service) noteStopped(jobID string, attempt int, why string) {
+	if s.stopped == nil || len(s.stopped) >= maxStoppedNotes {
+		s.stopped = map[RunningKey]string{}
+	}
+	s.stopped[RunningKey{jobID, attempt}] = why
+}
+
+// maxStoppedNotes bounds the reasons kept for stopped groups: a head asks
+// for a group soon after it comes back, or never.
+const maxStoppedNotes = 1024
+
+// RunningKey names a group: its job and attempt.
+type RunningKey struct {
+	Job     string
+	Attempt int
 }

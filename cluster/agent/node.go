@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
@@ -27,9 +28,12 @@ func invalid(format string, args ...any) error {
 // NodeConfig is this machine joining a cluster as a node:
 // `rtrain start --address`.
 type NodeConfig struct {
-	// HeadAddr is the head's host:port.
+	// HeadAddr is the head's host:port, or the heads' (the active one and
+	// its standbys), comma-separated.
 	HeadAddr string
 	Security auth.Security
+	// HeadTimeout is Config.HeadTimeout.
+	HeadTimeout time.Duration
 	// NodeName names the node; empty: the host name. The head adds a
 	// suffix when another live node has the name.
 	NodeName string
@@ -80,7 +84,11 @@ func StartNode(ctx context.Context, cfg NodeConfig, log *slog.Logger) (*Running,
 	}
 	node.Addr = cfg.NodeIP
 	if node.Addr == "" {
-		if node.Addr, err = routeTo(ctx, cfg.HeadAddr); err != nil {
+		addrs, err := ParseHeadAddrs(cfg.HeadAddr)
+		if err != nil {
+			return nil, invalid("%v", err)
+		}
+		if node.Addr, err = routeTo(ctx, addrs[0]); err != nil {
 			return nil, err
 		}
 	}
@@ -105,7 +113,7 @@ func StartNode(ctx context.Context, cfg NodeConfig, log *slog.Logger) (*Running,
 	}
 	return Start(ctx, Config{
 		HeadAddr: cfg.HeadAddr, Security: cfg.Security, Node: node, Port: cfg.Port,
-		DataDir: dataDir, ShimDir: shim, Resolve: cfg.Resolve, NVML: lib,
+		DataDir: dataDir, ShimDir: shim, Resolve: cfg.Resolve, NVML: lib, HeadTimeout: cfg.HeadTimeout,
 	}, log)
 }
 

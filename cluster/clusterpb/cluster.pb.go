@@ -300,7 +300,14 @@ type RegisterRequest struct {
 	// SHA-256 (hex) of the certificate the agent's service presents, which
 	// the head pins when it calls the agent; empty when the agent serves
 	// with certificates of the cluster's own CA (--tls-ca) or plain TCP.
-	CertSha256    string `protobuf:"bytes,2,opt,name=cert_sha256,json=certSha256,proto3" json:"cert_sha256,omitempty"`
+	CertSha256 string `protobuf:"bytes,2,opt,name=cert_sha256,json=certSha256,proto3" json:"cert_sha256,omitempty"`
+	// The id the node had before, when it registers again: a head that
+	// does not know it (it restarted, or took over from another) gives the
+	// node its old id back, so the jobs it follows find their nodes again.
+	NodeId string `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The groups still running on the node, with workers the head's outage
+	// left alive.
+	Groups        []*RunningGroup `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -349,6 +356,73 @@ func (x *RegisterRequest) GetCertSha256() string {
 	return ""
 }
 
+func (x *RegisterRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *RegisterRequest) GetGroups() []*RunningGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// RunningGroup names a job's group on a node: the job and its attempt.
+type RunningGroup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunningGroup) Reset() {
+	*x = RunningGroup{}
+	mi := &file_cluster_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunningGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunningGroup) ProtoMessage() {}
+
+func (x *RunningGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunningGroup.ProtoReflect.Descriptor instead.
+func (*RunningGroup) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RunningGroup) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *RunningGroup) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
 type RegisterReply struct {
 	state               protoimpl.MessageState `protogen:"open.v1"`
 	NodeId              string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -356,13 +430,16 @@ type RegisterReply struct {
 	// After this long without a heartbeat getting through, the head has
 	// declared the node dead: its agent stops its workers.
 	HeartbeatTimeoutMs int64 `protobuf:"varint,3,opt,name=heartbeat_timeout_ms,json=heartbeatTimeoutMs,proto3" json:"heartbeat_timeout_ms,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Of RegisterRequest.groups, those the head follows or will adopt: the
+	// agent stops the others (their job ended or moved on meanwhile).
+	Keep          []*RunningGroup `protobuf:"bytes,4,rep,name=keep,proto3" json:"keep,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterReply) Reset() {
 	*x = RegisterReply{}
-	mi := &file_cluster_proto_msgTypes[4]
+	mi := &file_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -374,7 +451,7 @@ func (x *RegisterReply) String() string {
 func (*RegisterReply) ProtoMessage() {}
 
 func (x *RegisterReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[4]
+	mi := &file_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -387,7 +464,7 @@ func (x *RegisterReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterReply.ProtoReflect.Descriptor instead.
 func (*RegisterReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{4}
+	return file_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RegisterReply) GetNodeId() string {
@@ -411,6 +488,13 @@ func (x *RegisterReply) GetHeartbeatTimeoutMs() int64 {
 	return 0
 }
 
+func (x *RegisterReply) GetKeep() []*RunningGroup {
+	if x != nil {
+		return x.Keep
+	}
+	return nil
+}
+
 type HeartbeatRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -426,7 +510,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_cluster_proto_msgTypes[5]
+	mi := &file_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -438,7 +522,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[5]
+	mi := &file_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -451,7 +535,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{5}
+	return file_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HeartbeatRequest) GetNodeId() string {
@@ -488,7 +572,7 @@ type GPUStat struct {
 
 func (x *GPUStat) Reset() {
 	*x = GPUStat{}
-	mi := &file_cluster_proto_msgTypes[6]
+	mi := &file_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -500,7 +584,7 @@ func (x *GPUStat) String() string {
 func (*GPUStat) ProtoMessage() {}
 
 func (x *GPUStat) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[6]
+	mi := &file_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -513,7 +597,7 @@ func (x *GPUStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPUStat.ProtoReflect.Descriptor instead.
 func (*GPUStat) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{6}
+	return file_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GPUStat) GetIndex() int32 {
@@ -548,14 +632,18 @@ type HeartbeatReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The head does not know the node (it restarted, or declared the node
 	// dead): register again.
-	Reregister    bool `protobuf:"varint,1,opt,name=reregister,proto3" json:"reregister,omitempty"`
+	Reregister bool `protobuf:"varint,1,opt,name=reregister,proto3" json:"reregister,omitempty"`
+	// Some other nodes' agent addresses: an agent that loses the head tells
+	// a head that is down (its peers still answer) from itself cut off from
+	// the cluster (nobody answers), whose workers it must stop.
+	Peers         []string `protobuf:"bytes,2,rep,name=peers,proto3" json:"peers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatReply) Reset() {
 	*x = HeartbeatReply{}
-	mi := &file_cluster_proto_msgTypes[7]
+	mi := &file_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -567,7 +655,7 @@ func (x *HeartbeatReply) String() string {
 func (*HeartbeatReply) ProtoMessage() {}
 
 func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[7]
+	mi := &file_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -580,7 +668,7 @@ func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatReply.ProtoReflect.Descriptor instead.
 func (*HeartbeatReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{7}
+	return file_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HeartbeatReply) GetReregister() bool {
@@ -588,6 +676,13 @@ func (x *HeartbeatReply) GetReregister() bool {
 		return x.Reregister
 	}
 	return false
+}
+
+func (x *HeartbeatReply) GetPeers() []string {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
 }
 
 type DrainRequest struct {
@@ -600,7 +695,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_cluster_proto_msgTypes[8]
+	mi := &file_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -612,7 +707,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[8]
+	mi := &file_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -625,7 +720,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{8}
+	return file_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DrainRequest) GetNodeId() string {
@@ -650,7 +745,7 @@ type DrainReply struct {
 
 func (x *DrainReply) Reset() {
 	*x = DrainReply{}
-	mi := &file_cluster_proto_msgTypes[9]
+	mi := &file_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +757,7 @@ func (x *DrainReply) String() string {
 func (*DrainReply) ProtoMessage() {}
 
 func (x *DrainReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[9]
+	mi := &file_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +770,7 @@ func (x *DrainReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainReply.ProtoReflect.Descriptor instead.
 func (*DrainReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{9}
+	return file_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 type StatusRequest struct {
@@ -686,7 +781,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_cluster_proto_msgTypes[10]
+	mi := &file_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -698,7 +793,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[10]
+	mi := &file_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -711,7 +806,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{10}
+	return file_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 type NodeStatus struct {
@@ -730,7 +825,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_cluster_proto_msgTypes[11]
+	mi := &file_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +837,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[11]
+	mi := &file_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +850,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{11}
+	return file_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NodeStatus) GetNode() *Node {
@@ -835,7 +930,7 @@ type JobSummary struct {
 
 func (x *JobSummary) Reset() {
 	*x = JobSummary{}
-	mi := &file_cluster_proto_msgTypes[12]
+	mi := &file_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +942,7 @@ func (x *JobSummary) String() string {
 func (*JobSummary) ProtoMessage() {}
 
 func (x *JobSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[12]
+	mi := &file_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +955,7 @@ func (x *JobSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSummary.ProtoReflect.Descriptor instead.
 func (*JobSummary) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{12}
+	return file_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *JobSummary) GetId() string {
@@ -981,13 +1076,19 @@ type StatusReply struct {
 	Nodes              []*NodeStatus          `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	Jobs               []*JobSummary          `protobuf:"bytes,3,rep,name=jobs,proto3" json:"jobs,omitempty"`
 	HeartbeatTimeoutMs int64                  `protobuf:"varint,4,opt,name=heartbeat_timeout_ms,json=heartbeatTimeoutMs,proto3" json:"heartbeat_timeout_ms,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The heads of a cluster with standbys (rtrain start --head --store):
+	// the active one first. Empty for a single head.
+	Heads []*HeadStatus `protobuf:"bytes,5,rep,name=heads,proto3" json:"heads,omitempty"`
+	// The head that answered: "active" or "standby"; a standby has no
+	// nodes or jobs to show, and says which head leads.
+	Role          string `protobuf:"bytes,6,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusReply) Reset() {
 	*x = StatusReply{}
-	mi := &file_cluster_proto_msgTypes[13]
+	mi := &file_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -999,7 +1100,7 @@ func (x *StatusReply) String() string {
 func (*StatusReply) ProtoMessage() {}
 
 func (x *StatusReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[13]
+	mi := &file_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1012,7 +1113,7 @@ func (x *StatusReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusReply.ProtoReflect.Descriptor instead.
 func (*StatusReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{13}
+	return file_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StatusReply) GetVersion() string {
@@ -1043,6 +1144,80 @@ func (x *StatusReply) GetHeartbeatTimeoutMs() int64 {
 	return 0
 }
 
+func (x *StatusReply) GetHeads() []*HeadStatus {
+	if x != nil {
+		return x.Heads
+	}
+	return nil
+}
+
+func (x *StatusReply) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+type HeadStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	Leader        bool                   `protobuf:"varint,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeadStatus) Reset() {
+	*x = HeadStatus{}
+	mi := &file_cluster_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeadStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeadStatus) ProtoMessage() {}
+
+func (x *HeadStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeadStatus.ProtoReflect.Descriptor instead.
+func (*HeadStatus) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *HeadStatus) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *HeadStatus) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *HeadStatus) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
 // SubmitJobRequest is one message of SubmitJob's stream: the job in the
 // first, a piece of the working directory's archive in each later one.
 type SubmitJobRequest struct {
@@ -1055,7 +1230,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_cluster_proto_msgTypes[14]
+	mi := &file_cluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1242,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[14]
+	mi := &file_cluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1255,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{14}
+	return file_cluster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SubmitJobRequest) GetJob() *SubmitJobHeader {
@@ -1110,7 +1285,7 @@ type SubmitJobHeader struct {
 
 func (x *SubmitJobHeader) Reset() {
 	*x = SubmitJobHeader{}
-	mi := &file_cluster_proto_msgTypes[15]
+	mi := &file_cluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1122,7 +1297,7 @@ func (x *SubmitJobHeader) String() string {
 func (*SubmitJobHeader) ProtoMessage() {}
 
 func (x *SubmitJobHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[15]
+	mi := &file_cluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1135,7 +1310,7 @@ func (x *SubmitJobHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobHeader.ProtoReflect.Descriptor instead.
 func (*SubmitJobHeader) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{15}
+	return file_cluster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SubmitJobHeader) GetConfigJson() []byte {
@@ -1179,7 +1354,7 @@ type WorkdirManifest struct {
 
 func (x *WorkdirManifest) Reset() {
 	*x = WorkdirManifest{}
-	mi := &file_cluster_proto_msgTypes[16]
+	mi := &file_cluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1191,7 +1366,7 @@ func (x *WorkdirManifest) String() string {
 func (*WorkdirManifest) ProtoMessage() {}
 
 func (x *WorkdirManifest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[16]
+	mi := &file_cluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1204,7 +1379,7 @@ func (x *WorkdirManifest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkdirManifest.ProtoReflect.Descriptor instead.
 func (*WorkdirManifest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{16}
+	return file_cluster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WorkdirManifest) GetDigest() string {
@@ -1245,7 +1420,7 @@ type SubmitJobReply struct {
 
 func (x *SubmitJobReply) Reset() {
 	*x = SubmitJobReply{}
-	mi := &file_cluster_proto_msgTypes[17]
+	mi := &file_cluster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1257,7 +1432,7 @@ func (x *SubmitJobReply) String() string {
 func (*SubmitJobReply) ProtoMessage() {}
 
 func (x *SubmitJobReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[17]
+	mi := &file_cluster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1270,7 +1445,7 @@ func (x *SubmitJobReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobReply.ProtoReflect.Descriptor instead.
 func (*SubmitJobReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{17}
+	return file_cluster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubmitJobReply) GetJobId() string {
@@ -1299,7 +1474,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_cluster_proto_msgTypes[18]
+	mi := &file_cluster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1311,7 +1486,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[18]
+	mi := &file_cluster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1324,7 +1499,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{18}
+	return file_cluster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchJobRequest) GetJob() string {
@@ -1366,7 +1541,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_cluster_proto_msgTypes[19]
+	mi := &file_cluster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1553,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[19]
+	mi := &file_cluster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1566,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{19}
+	return file_cluster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JobEvent) GetIndex() int64 {
@@ -1442,7 +1617,7 @@ type JobError struct {
 
 func (x *JobError) Reset() {
 	*x = JobError{}
-	mi := &file_cluster_proto_msgTypes[20]
+	mi := &file_cluster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1629,7 @@ func (x *JobError) String() string {
 func (*JobError) ProtoMessage() {}
 
 func (x *JobError) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[20]
+	mi := &file_cluster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1642,7 @@ func (x *JobError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobError.ProtoReflect.Descriptor instead.
 func (*JobError) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{20}
+	return file_cluster_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JobError) GetKind() string {
@@ -1500,7 +1675,7 @@ type StopJobRequest struct {
 
 func (x *StopJobRequest) Reset() {
 	*x = StopJobRequest{}
-	mi := &file_cluster_proto_msgTypes[21]
+	mi := &file_cluster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1512,7 +1687,7 @@ func (x *StopJobRequest) String() string {
 func (*StopJobRequest) ProtoMessage() {}
 
 func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[21]
+	mi := &file_cluster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1525,7 +1700,7 @@ func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobRequest.ProtoReflect.Descriptor instead.
 func (*StopJobRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{21}
+	return file_cluster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StopJobRequest) GetJob() string {
@@ -1544,7 +1719,7 @@ type StopJobReply struct {
 
 func (x *StopJobReply) Reset() {
 	*x = StopJobReply{}
-	mi := &file_cluster_proto_msgTypes[22]
+	mi := &file_cluster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1556,7 +1731,7 @@ func (x *StopJobReply) String() string {
 func (*StopJobReply) ProtoMessage() {}
 
 func (x *StopJobReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[22]
+	mi := &file_cluster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1569,7 +1744,7 @@ func (x *StopJobReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobReply.ProtoReflect.Descriptor instead.
 func (*StopJobReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{22}
+	return file_cluster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StopJobReply) GetState() string {
@@ -1587,7 +1762,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_cluster_proto_msgTypes[23]
+	mi := &file_cluster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1599,7 +1774,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[23]
+	mi := &file_cluster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1612,7 +1787,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{23}
+	return file_cluster_proto_rawDescGZIP(), []int{25}
 }
 
 type ListJobsReply struct {
@@ -1624,7 +1799,7 @@ type ListJobsReply struct {
 
 func (x *ListJobsReply) Reset() {
 	*x = ListJobsReply{}
-	mi := &file_cluster_proto_msgTypes[24]
+	mi := &file_cluster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +1811,7 @@ func (x *ListJobsReply) String() string {
 func (*ListJobsReply) ProtoMessage() {}
 
 func (x *ListJobsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[24]
+	mi := &file_cluster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +1824,7 @@ func (x *ListJobsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsReply.ProtoReflect.Descriptor instead.
 func (*ListJobsReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{24}
+	return file_cluster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListJobsReply) GetJobs() []*JobSummary {
@@ -1671,7 +1846,7 @@ type StartGroupRequest struct {
 
 func (x *StartGroupRequest) Reset() {
 	*x = StartGroupRequest{}
-	mi := &file_cluster_proto_msgTypes[25]
+	mi := &file_cluster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1683,7 +1858,7 @@ func (x *StartGroupRequest) String() string {
 func (*StartGroupRequest) ProtoMessage() {}
 
 func (x *StartGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[25]
+	mi := &file_cluster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1696,7 +1871,7 @@ func (x *StartGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartGroupRequest.ProtoReflect.Descriptor instead.
 func (*StartGroupRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{25}
+	return file_cluster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StartGroupRequest) GetGroup() *StartGroupHeader {
@@ -1726,7 +1901,7 @@ type StartGroupHeader struct {
 
 func (x *StartGroupHeader) Reset() {
 	*x = StartGroupHeader{}
-	mi := &file_cluster_proto_msgTypes[26]
+	mi := &file_cluster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1738,7 +1913,7 @@ func (x *StartGroupHeader) String() string {
 func (*StartGroupHeader) ProtoMessage() {}
 
 func (x *StartGroupHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[26]
+	mi := &file_cluster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1751,7 +1926,7 @@ func (x *StartGroupHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartGroupHeader.ProtoReflect.Descriptor instead.
 func (*StartGroupHeader) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{26}
+	return file_cluster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StartGroupHeader) GetSpecJson() []byte {
@@ -1778,14 +1953,20 @@ func (x *StartGroupHeader) GetWorkdir() *WorkdirManifest {
 type GroupEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// cluster.Event as JSON.
-	EventJson     []byte `protobuf:"bytes,1,opt,name=event_json,json=eventJson,proto3" json:"event_json,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	EventJson []byte `protobuf:"bytes,1,opt,name=event_json,json=eventJson,proto3" json:"event_json,omitempty"`
+	// The event's place in the group's events, from 1: a head that
+	// attaches again asks from where it needs them.
+	Seq int64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// A report whose staged checkpoint files the head released already
+	// (its checkpoint is committed): they are not there to fetch.
+	StagedReleased bool `protobuf:"varint,3,opt,name=staged_released,json=stagedReleased,proto3" json:"staged_released,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GroupEvent) Reset() {
 	*x = GroupEvent{}
-	mi := &file_cluster_proto_msgTypes[27]
+	mi := &file_cluster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1797,7 +1978,7 @@ func (x *GroupEvent) String() string {
 func (*GroupEvent) ProtoMessage() {}
 
 func (x *GroupEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[27]
+	mi := &file_cluster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1810,7 +1991,7 @@ func (x *GroupEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupEvent.ProtoReflect.Descriptor instead.
 func (*GroupEvent) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{27}
+	return file_cluster_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GroupEvent) GetEventJson() []byte {
@@ -1818,6 +1999,179 @@ func (x *GroupEvent) GetEventJson() []byte {
 		return x.EventJson
 	}
 	return nil
+}
+
+func (x *GroupEvent) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *GroupEvent) GetStagedReleased() bool {
+	if x != nil {
+		return x.StagedReleased
+	}
+	return false
+}
+
+type AttachGroupRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	JobId   string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// The seq of the first event to send (1: all of them).
+	From          int64 `protobuf:"varint,3,opt,name=from,proto3" json:"from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachGroupRequest) Reset() {
+	*x = AttachGroupRequest{}
+	mi := &file_cluster_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachGroupRequest) ProtoMessage() {}
+
+func (x *AttachGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachGroupRequest.ProtoReflect.Descriptor instead.
+func (*AttachGroupRequest) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *AttachGroupRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *AttachGroupRequest) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *AttachGroupRequest) GetFrom() int64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+type AckGroupRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	JobId   string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// The head keeps the group's events before this seq: the agent need not
+	// keep their log lines to send again.
+	Seq           int64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckGroupRequest) Reset() {
+	*x = AckGroupRequest{}
+	mi := &file_cluster_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckGroupRequest) ProtoMessage() {}
+
+func (x *AckGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckGroupRequest.ProtoReflect.Descriptor instead.
+func (*AckGroupRequest) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *AckGroupRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *AckGroupRequest) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *AckGroupRequest) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+type AckGroupReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckGroupReply) Reset() {
+	*x = AckGroupReply{}
+	mi := &file_cluster_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckGroupReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckGroupReply) ProtoMessage() {}
+
+func (x *AckGroupReply) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckGroupReply.ProtoReflect.Descriptor instead.
+func (*AckGroupReply) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{32}
 }
 
 type StopGroupRequest struct {
@@ -1832,7 +2186,7 @@ type StopGroupRequest struct {
 
 func (x *StopGroupRequest) Reset() {
 	*x = StopGroupRequest{}
-	mi := &file_cluster_proto_msgTypes[28]
+	mi := &file_cluster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1844,7 +2198,7 @@ func (x *StopGroupRequest) String() string {
 func (*StopGroupRequest) ProtoMessage() {}
 
 func (x *StopGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[28]
+	mi := &file_cluster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1857,7 +2211,7 @@ func (x *StopGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopGroupRequest.ProtoReflect.Descriptor instead.
 func (*StopGroupRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{28}
+	return file_cluster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *StopGroupRequest) GetJobId() string {
@@ -1882,7 +2236,7 @@ type StopGroupReply struct {
 
 func (x *StopGroupReply) Reset() {
 	*x = StopGroupReply{}
-	mi := &file_cluster_proto_msgTypes[29]
+	mi := &file_cluster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1894,7 +2248,7 @@ func (x *StopGroupReply) String() string {
 func (*StopGroupReply) ProtoMessage() {}
 
 func (x *StopGroupReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[29]
+	mi := &file_cluster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1907,7 +2261,7 @@ func (x *StopGroupReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopGroupReply.ProtoReflect.Descriptor instead.
 func (*StopGroupReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{29}
+	return file_cluster_proto_rawDescGZIP(), []int{34}
 }
 
 type RendezvousRequest struct {
@@ -1922,7 +2276,7 @@ type RendezvousRequest struct {
 
 func (x *RendezvousRequest) Reset() {
 	*x = RendezvousRequest{}
-	mi := &file_cluster_proto_msgTypes[30]
+	mi := &file_cluster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +2288,7 @@ func (x *RendezvousRequest) String() string {
 func (*RendezvousRequest) ProtoMessage() {}
 
 func (x *RendezvousRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[30]
+	mi := &file_cluster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +2301,7 @@ func (x *RendezvousRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RendezvousRequest.ProtoReflect.Descriptor instead.
 func (*RendezvousRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{30}
+	return file_cluster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RendezvousRequest) GetJobId() string {
@@ -1982,7 +2336,7 @@ type RendezvousReply struct {
 
 func (x *RendezvousReply) Reset() {
 	*x = RendezvousReply{}
-	mi := &file_cluster_proto_msgTypes[31]
+	mi := &file_cluster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1994,7 +2348,7 @@ func (x *RendezvousReply) String() string {
 func (*RendezvousReply) ProtoMessage() {}
 
 func (x *RendezvousReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[31]
+	mi := &file_cluster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2007,7 +2361,7 @@ func (x *RendezvousReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RendezvousReply.ProtoReflect.Descriptor instead.
 func (*RendezvousReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{31}
+	return file_cluster_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RendezvousReply) GetPort() int32 {
@@ -2037,7 +2391,7 @@ type FetchStagedRequest struct {
 
 func (x *FetchStagedRequest) Reset() {
 	*x = FetchStagedRequest{}
-	mi := &file_cluster_proto_msgTypes[32]
+	mi := &file_cluster_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2403,7 @@ func (x *FetchStagedRequest) String() string {
 func (*FetchStagedRequest) ProtoMessage() {}
 
 func (x *FetchStagedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[32]
+	mi := &file_cluster_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2416,7 @@ func (x *FetchStagedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchStagedRequest.ProtoReflect.Descriptor instead.
 func (*FetchStagedRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{32}
+	return file_cluster_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *FetchStagedRequest) GetJobId() string {
@@ -2110,7 +2464,7 @@ type FileChunk struct {
 
 func (x *FileChunk) Reset() {
 	*x = FileChunk{}
-	mi := &file_cluster_proto_msgTypes[33]
+	mi := &file_cluster_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2122,7 +2476,7 @@ func (x *FileChunk) String() string {
 func (*FileChunk) ProtoMessage() {}
 
 func (x *FileChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[33]
+	mi := &file_cluster_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2135,7 +2489,7 @@ func (x *FileChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileChunk.ProtoReflect.Descriptor instead.
 func (*FileChunk) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{33}
+	return file_cluster_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *FileChunk) GetPath() string {
@@ -2188,7 +2542,7 @@ type ReleaseStagedReply struct {
 
 func (x *ReleaseStagedReply) Reset() {
 	*x = ReleaseStagedReply{}
-	mi := &file_cluster_proto_msgTypes[34]
+	mi := &file_cluster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2200,7 +2554,7 @@ func (x *ReleaseStagedReply) String() string {
 func (*ReleaseStagedReply) ProtoMessage() {}
 
 func (x *ReleaseStagedReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[34]
+	mi := &file_cluster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2213,7 +2567,7 @@ func (x *ReleaseStagedReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseStagedReply.ProtoReflect.Descriptor instead.
 func (*ReleaseStagedReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{34}
+	return file_cluster_proto_rawDescGZIP(), []int{39}
 }
 
 type PutRestoreReply struct {
@@ -2224,7 +2578,7 @@ type PutRestoreReply struct {
 
 func (x *PutRestoreReply) Reset() {
 	*x = PutRestoreReply{}
-	mi := &file_cluster_proto_msgTypes[35]
+	mi := &file_cluster_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2236,7 +2590,7 @@ func (x *PutRestoreReply) String() string {
 func (*PutRestoreReply) ProtoMessage() {}
 
 func (x *PutRestoreReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[35]
+	mi := &file_cluster_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2249,7 +2603,7 @@ func (x *PutRestoreReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRestoreReply.ProtoReflect.Descriptor instead.
 func (*PutRestoreReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{35}
+	return file_cluster_proto_rawDescGZIP(), []int{40}
 }
 
 var File_cluster_proto protoreflect.FileDescriptor
@@ -2280,15 +2634,21 @@ const file_cluster_proto_rawDesc = "" +
 	"\n" +
 	"agent_addr\x18\x05 \x01(\tR\tagentAddr\x12\x14\n" +
 	"\x05iface\x18\x06 \x01(\tR\x05iface\x12\x1a\n" +
-	"\bhostname\x18\a \x01(\tR\bhostname\"_\n" +
+	"\bhostname\x18\a \x01(\tR\bhostname\"\xb1\x01\n" +
 	"\x0fRegisterRequest\x12+\n" +
 	"\x04node\x18\x01 \x01(\v2\x17.rtrain.cluster.v1.NodeR\x04node\x12\x1f\n" +
 	"\vcert_sha256\x18\x02 \x01(\tR\n" +
-	"certSha256\"\x8e\x01\n" +
+	"certSha256\x12\x17\n" +
+	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x127\n" +
+	"\x06groups\x18\x04 \x03(\v2\x1f.rtrain.cluster.v1.RunningGroupR\x06groups\"?\n" +
+	"\fRunningGroup\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\"\xc3\x01\n" +
 	"\rRegisterReply\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x120\n" +
-	"\x14heartbeat_timeout_ms\x18\x03 \x01(\x03R\x12heartbeatTimeoutMs\"z\n" +
+	"\x14heartbeat_timeout_ms\x18\x03 \x01(\x03R\x12heartbeatTimeoutMs\x123\n" +
+	"\x04keep\x18\x04 \x03(\v2\x1f.rtrain.cluster.v1.RunningGroupR\x04keep\"z\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -2298,11 +2658,12 @@ const file_cluster_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12 \n" +
 	"\vutilization\x18\x02 \x01(\x01R\vutilization\x12*\n" +
 	"\x11memory_used_bytes\x18\x03 \x01(\x03R\x0fmemoryUsedBytes\x12,\n" +
-	"\x12memory_total_bytes\x18\x04 \x01(\x03R\x10memoryTotalBytes\"0\n" +
+	"\x12memory_total_bytes\x18\x04 \x01(\x03R\x10memoryTotalBytes\"F\n" +
 	"\x0eHeartbeatReply\x12\x1e\n" +
 	"\n" +
 	"reregister\x18\x01 \x01(\bR\n" +
-	"reregister\"?\n" +
+	"reregister\x12\x14\n" +
+	"\x05peers\x18\x02 \x03(\tR\x05peers\"?\n" +
 	"\fDrainRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\f\n" +
@@ -2339,12 +2700,19 @@ const file_cluster_proto_rawDesc = "" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\a\n" +
-	"\x05_best\"\xc1\x01\n" +
+	"\x05_best\"\x8a\x02\n" +
 	"\vStatusReply\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x123\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x1d.rtrain.cluster.v1.NodeStatusR\x05nodes\x121\n" +
 	"\x04jobs\x18\x03 \x03(\v2\x1d.rtrain.cluster.v1.JobSummaryR\x04jobs\x120\n" +
-	"\x14heartbeat_timeout_ms\x18\x04 \x01(\x03R\x12heartbeatTimeoutMs\"m\n" +
+	"\x14heartbeat_timeout_ms\x18\x04 \x01(\x03R\x12heartbeatTimeoutMs\x123\n" +
+	"\x05heads\x18\x05 \x03(\v2\x1d.rtrain.cluster.v1.HeadStatusR\x05heads\x12\x12\n" +
+	"\x04role\x18\x06 \x01(\tR\x04role\"H\n" +
+	"\n" +
+	"HeadStatus\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\bR\x06leader\"m\n" +
 	"\x10SubmitJobRequest\x124\n" +
 	"\x03job\x18\x01 \x01(\v2\".rtrain.cluster.v1.SubmitJobHeaderR\x03job\x12#\n" +
 	"\rworkdir_chunk\x18\x02 \x01(\fR\fworkdirChunk\"\x88\x01\n" +
@@ -2391,11 +2759,22 @@ const file_cluster_proto_rawDesc = "" +
 	"\x10StartGroupHeader\x12\x1b\n" +
 	"\tspec_json\x18\x01 \x01(\fR\bspecJson\x12\x16\n" +
 	"\x06python\x18\x02 \x01(\tR\x06python\x12<\n" +
-	"\aworkdir\x18\x03 \x01(\v2\".rtrain.cluster.v1.WorkdirManifestR\aworkdir\"+\n" +
+	"\aworkdir\x18\x03 \x01(\v2\".rtrain.cluster.v1.WorkdirManifestR\aworkdir\"f\n" +
 	"\n" +
 	"GroupEvent\x12\x1d\n" +
 	"\n" +
-	"event_json\x18\x01 \x01(\fR\teventJson\"C\n" +
+	"event_json\x18\x01 \x01(\fR\teventJson\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12'\n" +
+	"\x0fstaged_released\x18\x03 \x01(\bR\x0estagedReleased\"Y\n" +
+	"\x12AttachGroupRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
+	"\x04from\x18\x03 \x01(\x03R\x04from\"T\n" +
+	"\x0fAckGroupRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x03R\x03seq\"\x0f\n" +
+	"\rAckGroupReply\"C\n" +
 	"\x10StopGroupRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\"\x10\n" +
@@ -2430,7 +2809,7 @@ const file_cluster_proto_rawDesc = "" +
 	"\tSubmitJob\x12#.rtrain.cluster.v1.SubmitJobRequest\x1a!.rtrain.cluster.v1.SubmitJobReply(\x01\x12M\n" +
 	"\bWatchJob\x12\".rtrain.cluster.v1.WatchJobRequest\x1a\x1b.rtrain.cluster.v1.JobEvent0\x01\x12M\n" +
 	"\aStopJob\x12!.rtrain.cluster.v1.StopJobRequest\x1a\x1f.rtrain.cluster.v1.StopJobReply\x12P\n" +
-	"\bListJobs\x12\".rtrain.cluster.v1.ListJobsRequest\x1a .rtrain.cluster.v1.ListJobsReply2\xe8\x04\n" +
+	"\bListJobs\x12\".rtrain.cluster.v1.ListJobsRequest\x1a .rtrain.cluster.v1.ListJobsReply2\x91\x06\n" +
 	"\x05Agent\x12U\n" +
 	"\n" +
 	"StartGroup\x12$.rtrain.cluster.v1.StartGroupRequest\x1a\x1d.rtrain.cluster.v1.GroupEvent(\x010\x01\x12S\n" +
@@ -2442,7 +2821,9 @@ const file_cluster_proto_rawDesc = "" +
 	"\vFetchStaged\x12%.rtrain.cluster.v1.FetchStagedRequest\x1a\x1c.rtrain.cluster.v1.FileChunk0\x01\x12]\n" +
 	"\rReleaseStaged\x12%.rtrain.cluster.v1.FetchStagedRequest\x1a%.rtrain.cluster.v1.ReleaseStagedReply\x12P\n" +
 	"\n" +
-	"PutRestore\x12\x1c.rtrain.cluster.v1.FileChunk\x1a\".rtrain.cluster.v1.PutRestoreReply(\x01B,Z*github.com/rtrain/rtrain/cluster/clusterpbb\x06proto3"
+	"PutRestore\x12\x1c.rtrain.cluster.v1.FileChunk\x1a\".rtrain.cluster.v1.PutRestoreReply(\x01\x12U\n" +
+	"\vAttachGroup\x12%.rtrain.cluster.v1.AttachGroupRequest\x1a\x1d.rtrain.cluster.v1.GroupEvent0\x01\x12P\n" +
+	"\bAckGroup\x12\".rtrain.cluster.v1.AckGroupRequest\x1a .rtrain.cluster.v1.AckGroupReplyB,Z*github.com/rtrain/rtrain/cluster/clusterpbb\x06proto3"
 
 var (
 	file_cluster_proto_rawDescOnce sync.Once
@@ -2456,100 +2837,112 @@ func file_cluster_proto_rawDescGZIP() []byte {
 	return file_cluster_proto_rawDescData
 }
 
-var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_cluster_proto_goTypes = []any{
 	(*Resources)(nil),          // 0: rtrain.cluster.v1.Resources
 	(*GPU)(nil),                // 1: rtrain.cluster.v1.GPU
 	(*Node)(nil),               // 2: rtrain.cluster.v1.Node
 	(*RegisterRequest)(nil),    // 3: rtrain.cluster.v1.RegisterRequest
-	(*RegisterReply)(nil),      // 4: rtrain.cluster.v1.RegisterReply
-	(*HeartbeatRequest)(nil),   // 5: rtrain.cluster.v1.HeartbeatRequest
-	(*GPUStat)(nil),            // 6: rtrain.cluster.v1.GPUStat
-	(*HeartbeatReply)(nil),     // 7: rtrain.cluster.v1.HeartbeatReply
-	(*DrainRequest)(nil),       // 8: rtrain.cluster.v1.DrainRequest
-	(*DrainReply)(nil),         // 9: rtrain.cluster.v1.DrainReply
-	(*StatusRequest)(nil),      // 10: rtrain.cluster.v1.StatusRequest
-	(*NodeStatus)(nil),         // 11: rtrain.cluster.v1.NodeStatus
-	(*JobSummary)(nil),         // 12: rtrain.cluster.v1.JobSummary
-	(*StatusReply)(nil),        // 13: rtrain.cluster.v1.StatusReply
-	(*SubmitJobRequest)(nil),   // 14: rtrain.cluster.v1.SubmitJobRequest
-	(*SubmitJobHeader)(nil),    // 15: rtrain.cluster.v1.SubmitJobHeader
-	(*WorkdirManifest)(nil),    // 16: rtrain.cluster.v1.WorkdirManifest
-	(*SubmitJobReply)(nil),     // 17: rtrain.cluster.v1.SubmitJobReply
-	(*WatchJobRequest)(nil),    // 18: rtrain.cluster.v1.WatchJobRequest
-	(*JobEvent)(nil),           // 19: rtrain.cluster.v1.JobEvent
-	(*JobError)(nil),           // 20: rtrain.cluster.v1.JobError
-	(*StopJobRequest)(nil),     // 21: rtrain.cluster.v1.StopJobRequest
-	(*StopJobReply)(nil),       // 22: rtrain.cluster.v1.StopJobReply
-	(*ListJobsRequest)(nil),    // 23: rtrain.cluster.v1.ListJobsRequest
-	(*ListJobsReply)(nil),      // 24: rtrain.cluster.v1.ListJobsReply
-	(*StartGroupRequest)(nil),  // 25: rtrain.cluster.v1.StartGroupRequest
-	(*StartGroupHeader)(nil),   // 26: rtrain.cluster.v1.StartGroupHeader
-	(*GroupEvent)(nil),         // 27: rtrain.cluster.v1.GroupEvent
-	(*StopGroupRequest)(nil),   // 28: rtrain.cluster.v1.StopGroupRequest
-	(*StopGroupReply)(nil),     // 29: rtrain.cluster.v1.StopGroupReply
-	(*RendezvousRequest)(nil),  // 30: rtrain.cluster.v1.RendezvousRequest
-	(*RendezvousReply)(nil),    // 31: rtrain.cluster.v1.RendezvousReply
-	(*FetchStagedRequest)(nil), // 32: rtrain.cluster.v1.FetchStagedRequest
-	(*FileChunk)(nil),          // 33: rtrain.cluster.v1.FileChunk
-	(*ReleaseStagedReply)(nil), // 34: rtrain.cluster.v1.ReleaseStagedReply
-	(*PutRestoreReply)(nil),    // 35: rtrain.cluster.v1.PutRestoreReply
-	nil,                        // 36: rtrain.cluster.v1.Resources.CustomEntry
-	nil,                        // 37: rtrain.cluster.v1.JobSummary.ParamsEntry
+	(*RunningGroup)(nil),       // 4: rtrain.cluster.v1.RunningGroup
+	(*RegisterReply)(nil),      // 5: rtrain.cluster.v1.RegisterReply
+	(*HeartbeatRequest)(nil),   // 6: rtrain.cluster.v1.HeartbeatRequest
+	(*GPUStat)(nil),            // 7: rtrain.cluster.v1.GPUStat
+	(*HeartbeatReply)(nil),     // 8: rtrain.cluster.v1.HeartbeatReply
+	(*DrainRequest)(nil),       // 9: rtrain.cluster.v1.DrainRequest
+	(*DrainReply)(nil),         // 10: rtrain.cluster.v1.DrainReply
+	(*StatusRequest)(nil),      // 11: rtrain.cluster.v1.StatusRequest
+	(*NodeStatus)(nil),         // 12: rtrain.cluster.v1.NodeStatus
+	(*JobSummary)(nil),         // 13: rtrain.cluster.v1.JobSummary
+	(*StatusReply)(nil),        // 14: rtrain.cluster.v1.StatusReply
+	(*HeadStatus)(nil),         // 15: rtrain.cluster.v1.HeadStatus
+	(*SubmitJobRequest)(nil),   // 16: rtrain.cluster.v1.SubmitJobRequest
+	(*SubmitJobHeader)(nil),    // 17: rtrain.cluster.v1.SubmitJobHeader
+	(*WorkdirManifest)(nil),    // 18: rtrain.cluster.v1.WorkdirManifest
+	(*SubmitJobReply)(nil),     // 19: rtrain.cluster.v1.SubmitJobReply
+	(*WatchJobRequest)(nil),    // 20: rtrain.cluster.v1.WatchJobRequest
+	(*JobEvent)(nil),           // 21: rtrain.cluster.v1.JobEvent
+	(*JobError)(nil),           // 22: rtrain.cluster.v1.JobError
+	(*StopJobRequest)(nil),     // 23: rtrain.cluster.v1.StopJobRequest
+	(*StopJobReply)(nil),       // 24: rtrain.cluster.v1.StopJobReply
+	(*ListJobsRequest)(nil),    // 25: rtrain.cluster.v1.ListJobsRequest
+	(*ListJobsReply)(nil),      // 26: rtrain.cluster.v1.ListJobsReply
+	(*StartGroupRequest)(nil),  // 27: rtrain.cluster.v1.StartGroupRequest
+	(*StartGroupHeader)(nil),   // 28: rtrain.cluster.v1.StartGroupHeader
+	(*GroupEvent)(nil),         // 29: rtrain.cluster.v1.GroupEvent
+	(*AttachGroupRequest)(nil), // 30: rtrain.cluster.v1.AttachGroupRequest
+	(*AckGroupRequest)(nil),    // 31: rtrain.cluster.v1.AckGroupRequest
+	(*AckGroupReply)(nil),      // 32: rtrain.cluster.v1.AckGroupReply
+	(*StopGroupRequest)(nil),   // 33: rtrain.cluster.v1.StopGroupRequest
+	(*StopGroupReply)(nil),     // 34: rtrain.cluster.v1.StopGroupReply
+	(*RendezvousRequest)(nil),  // 35: rtrain.cluster.v1.RendezvousRequest
+	(*RendezvousReply)(nil),    // 36: rtrain.cluster.v1.RendezvousReply
+	(*FetchStagedRequest)(nil), // 37: rtrain.cluster.v1.FetchStagedRequest
+	(*FileChunk)(nil),          // 38: rtrain.cluster.v1.FileChunk
+	(*ReleaseStagedReply)(nil), // 39: rtrain.cluster.v1.ReleaseStagedReply
+	(*PutRestoreReply)(nil),    // 40: rtrain.cluster.v1.PutRestoreReply
+	nil,                        // 41: rtrain.cluster.v1.Resources.CustomEntry
+	nil,                        // 42: rtrain.cluster.v1.JobSummary.ParamsEntry
 }
 var file_cluster_proto_depIdxs = []int32{
-	36, // 0: rtrain.cluster.v1.Resources.custom:type_name -> rtrain.cluster.v1.Resources.CustomEntry
+	41, // 0: rtrain.cluster.v1.Resources.custom:type_name -> rtrain.cluster.v1.Resources.CustomEntry
 	0,  // 1: rtrain.cluster.v1.Node.total:type_name -> rtrain.cluster.v1.Resources
 	1,  // 2: rtrain.cluster.v1.Node.gpus:type_name -> rtrain.cluster.v1.GPU
 	2,  // 3: rtrain.cluster.v1.RegisterRequest.node:type_name -> rtrain.cluster.v1.Node
-	6,  // 4: rtrain.cluster.v1.HeartbeatRequest.gpus:type_name -> rtrain.cluster.v1.GPUStat
-	2,  // 5: rtrain.cluster.v1.NodeStatus.node:type_name -> rtrain.cluster.v1.Node
-	0,  // 6: rtrain.cluster.v1.NodeStatus.free:type_name -> rtrain.cluster.v1.Resources
-	6,  // 7: rtrain.cluster.v1.NodeStatus.gpu_stats:type_name -> rtrain.cluster.v1.GPUStat
-	37, // 8: rtrain.cluster.v1.JobSummary.params:type_name -> rtrain.cluster.v1.JobSummary.ParamsEntry
-	11, // 9: rtrain.cluster.v1.StatusReply.nodes:type_name -> rtrain.cluster.v1.NodeStatus
-	12, // 10: rtrain.cluster.v1.StatusReply.jobs:type_name -> rtrain.cluster.v1.JobSummary
-	15, // 11: rtrain.cluster.v1.SubmitJobRequest.job:type_name -> rtrain.cluster.v1.SubmitJobHeader
-	16, // 12: rtrain.cluster.v1.SubmitJobHeader.workdir:type_name -> rtrain.cluster.v1.WorkdirManifest
-	20, // 13: rtrain.cluster.v1.JobEvent.error:type_name -> rtrain.cluster.v1.JobError
-	12, // 14: rtrain.cluster.v1.ListJobsReply.jobs:type_name -> rtrain.cluster.v1.JobSummary
-	26, // 15: rtrain.cluster.v1.StartGroupRequest.group:type_name -> rtrain.cluster.v1.StartGroupHeader
-	16, // 16: rtrain.cluster.v1.StartGroupHeader.workdir:type_name -> rtrain.cluster.v1.WorkdirManifest
-	3,  // 17: rtrain.cluster.v1.Head.Register:input_type -> rtrain.cluster.v1.RegisterRequest
-	5,  // 18: rtrain.cluster.v1.Head.Heartbeat:input_type -> rtrain.cluster.v1.HeartbeatRequest
-	8,  // 19: rtrain.cluster.v1.Head.Drain:input_type -> rtrain.cluster.v1.DrainRequest
-	10, // 20: rtrain.cluster.v1.Head.Status:input_type -> rtrain.cluster.v1.StatusRequest
-	14, // 21: rtrain.cluster.v1.Head.SubmitJob:input_type -> rtrain.cluster.v1.SubmitJobRequest
-	18, // 22: rtrain.cluster.v1.Head.WatchJob:input_type -> rtrain.cluster.v1.WatchJobRequest
-	21, // 23: rtrain.cluster.v1.Head.StopJob:input_type -> rtrain.cluster.v1.StopJobRequest
-	23, // 24: rtrain.cluster.v1.Head.ListJobs:input_type -> rtrain.cluster.v1.ListJobsRequest
-	25, // 25: rtrain.cluster.v1.Agent.StartGroup:input_type -> rtrain.cluster.v1.StartGroupRequest
-	28, // 26: rtrain.cluster.v1.Agent.StopGroup:input_type -> rtrain.cluster.v1.StopGroupRequest
-	28, // 27: rtrain.cluster.v1.Agent.DumpStacks:input_type -> rtrain.cluster.v1.StopGroupRequest
-	30, // 28: rtrain.cluster.v1.Agent.Rendezvous:input_type -> rtrain.cluster.v1.RendezvousRequest
-	32, // 29: rtrain.cluster.v1.Agent.FetchStaged:input_type -> rtrain.cluster.v1.FetchStagedRequest
-	32, // 30: rtrain.cluster.v1.Agent.ReleaseStaged:input_type -> rtrain.cluster.v1.FetchStagedRequest
-	33, // 31: rtrain.cluster.v1.Agent.PutRestore:input_type -> rtrain.cluster.v1.FileChunk
-	4,  // 32: rtrain.cluster.v1.Head.Register:output_type -> rtrain.cluster.v1.RegisterReply
-	7,  // 33: rtrain.cluster.v1.Head.Heartbeat:output_type -> rtrain.cluster.v1.HeartbeatReply
-	9,  // 34: rtrain.cluster.v1.Head.Drain:output_type -> rtrain.cluster.v1.DrainReply
-	13, // 35: rtrain.cluster.v1.Head.Status:output_type -> rtrain.cluster.v1.StatusReply
-	17, // 36: rtrain.cluster.v1.Head.SubmitJob:output_type -> rtrain.cluster.v1.SubmitJobReply
-	19, // 37: rtrain.cluster.v1.Head.WatchJob:output_type -> rtrain.cluster.v1.JobEvent
-	22, // 38: rtrain.cluster.v1.Head.StopJob:output_type -> rtrain.cluster.v1.StopJobReply
-	24, // 39: rtrain.cluster.v1.Head.ListJobs:output_type -> rtrain.cluster.v1.ListJobsReply
-	27, // 40: rtrain.cluster.v1.Agent.StartGroup:output_type -> rtrain.cluster.v1.GroupEvent
-	29, // 41: rtrain.cluster.v1.Agent.StopGroup:output_type -> rtrain.cluster.v1.StopGroupReply
-	29, // 42: rtrain.cluster.v1.Agent.DumpStacks:output_type -> rtrain.cluster.v1.StopGroupReply
-	31, // 43: rtrain.cluster.v1.Agent.Rendezvous:output_type -> rtrain.cluster.v1.RendezvousReply
-	33, // 44: rtrain.cluster.v1.Agent.FetchStaged:output_type -> rtrain.cluster.v1.FileChunk
-	34, // 45: rtrain.cluster.v1.Agent.ReleaseStaged:output_type -> rtrain.cluster.v1.ReleaseStagedReply
-	35, // 46: rtrain.cluster.v1.Agent.PutRestore:output_type -> rtrain.cluster.v1.PutRestoreReply
-	32, // [32:47] is the sub-list for method output_type
-	17, // [17:32] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	4,  // 4: rtrain.cluster.v1.RegisterRequest.groups:type_name -> rtrain.cluster.v1.RunningGroup
+	4,  // 5: rtrain.cluster.v1.RegisterReply.keep:type_name -> rtrain.cluster.v1.RunningGroup
+	7,  // 6: rtrain.cluster.v1.HeartbeatRequest.gpus:type_name -> rtrain.cluster.v1.GPUStat
+	2,  // 7: rtrain.cluster.v1.NodeStatus.node:type_name -> rtrain.cluster.v1.Node
+	0,  // 8: rtrain.cluster.v1.NodeStatus.free:type_name -> rtrain.cluster.v1.Resources
+	7,  // 9: rtrain.cluster.v1.NodeStatus.gpu_stats:type_name -> rtrain.cluster.v1.GPUStat
+	42, // 10: rtrain.cluster.v1.JobSummary.params:type_name -> rtrain.cluster.v1.JobSummary.ParamsEntry
+	12, // 11: rtrain.cluster.v1.StatusReply.nodes:type_name -> rtrain.cluster.v1.NodeStatus
+	13, // 12: rtrain.cluster.v1.StatusReply.jobs:type_name -> rtrain.cluster.v1.JobSummary
+	15, // 13: rtrain.cluster.v1.StatusReply.heads:type_name -> rtrain.cluster.v1.HeadStatus
+	17, // 14: rtrain.cluster.v1.SubmitJobRequest.job:type_name -> rtrain.cluster.v1.SubmitJobHeader
+	18, // 15: rtrain.cluster.v1.SubmitJobHeader.workdir:type_name -> rtrain.cluster.v1.WorkdirManifest
+	22, // 16: rtrain.cluster.v1.JobEvent.error:type_name -> rtrain.cluster.v1.JobError
+	13, // 17: rtrain.cluster.v1.ListJobsReply.jobs:type_name -> rtrain.cluster.v1.JobSummary
+	28, // 18: rtrain.cluster.v1.StartGroupRequest.group:type_name -> rtrain.cluster.v1.StartGroupHeader
+	18, // 19: rtrain.cluster.v1.StartGroupHeader.workdir:type_name -> rtrain.cluster.v1.WorkdirManifest
+	3,  // 20: rtrain.cluster.v1.Head.Register:input_type -> rtrain.cluster.v1.RegisterRequest
+	6,  // 21: rtrain.cluster.v1.Head.Heartbeat:input_type -> rtrain.cluster.v1.HeartbeatRequest
+	9,  // 22: rtrain.cluster.v1.Head.Drain:input_type -> rtrain.cluster.v1.DrainRequest
+	11, // 23: rtrain.cluster.v1.Head.Status:input_type -> rtrain.cluster.v1.StatusRequest
+	16, // 24: rtrain.cluster.v1.Head.SubmitJob:input_type -> rtrain.cluster.v1.SubmitJobRequest
+	20, // 25: rtrain.cluster.v1.Head.WatchJob:input_type -> rtrain.cluster.v1.WatchJobRequest
+	23, // 26: rtrain.cluster.v1.Head.StopJob:input_type -> rtrain.cluster.v1.StopJobRequest
+	25, // 27: rtrain.cluster.v1.Head.ListJobs:input_type -> rtrain.cluster.v1.ListJobsRequest
+	27, // 28: rtrain.cluster.v1.Agent.StartGroup:input_type -> rtrain.cluster.v1.StartGroupRequest
+	33, // 29: rtrain.cluster.v1.Agent.StopGroup:input_type -> rtrain.cluster.v1.StopGroupRequest
+	33, // 30: rtrain.cluster.v1.Agent.DumpStacks:input_type -> rtrain.cluster.v1.StopGroupRequest
+	35, // 31: rtrain.cluster.v1.Agent.Rendezvous:input_type -> rtrain.cluster.v1.RendezvousRequest
+	37, // 32: rtrain.cluster.v1.Agent.FetchStaged:input_type -> rtrain.cluster.v1.FetchStagedRequest
+	37, // 33: rtrain.cluster.v1.Agent.ReleaseStaged:input_type -> rtrain.cluster.v1.FetchStagedRequest
+	38, // 34: rtrain.cluster.v1.Agent.PutRestore:input_type -> rtrain.cluster.v1.FileChunk
+	30, // 35: rtrain.cluster.v1.Agent.AttachGroup:input_type -> rtrain.cluster.v1.AttachGroupRequest
+	31, // 36: rtrain.cluster.v1.Agent.AckGroup:input_type -> rtrain.cluster.v1.AckGroupRequest
+	5,  // 37: rtrain.cluster.v1.Head.Register:output_type -> rtrain.cluster.v1.RegisterReply
+	8,  // 38: rtrain.cluster.v1.Head.Heartbeat:output_type -> rtrain.cluster.v1.HeartbeatReply
+	10, // 39: rtrain.cluster.v1.Head.Drain:output_type -> rtrain.cluster.v1.DrainReply
+	14, // 40: rtrain.cluster.v1.Head.Status:output_type -> rtrain.cluster.v1.StatusReply
+	19, // 41: rtrain.cluster.v1.Head.SubmitJob:output_type -> rtrain.cluster.v1.SubmitJobReply
+	21, // 42: rtrain.cluster.v1.Head.WatchJob:output_type -> rtrain.cluster.v1.JobEvent
+	24, // 43: rtrain.cluster.v1.Head.StopJob:output_type -> rtrain.cluster.v1.StopJobReply
+	26, // 44: rtrain.cluster.v1.Head.ListJobs:output_type -> rtrain.cluster.v1.ListJobsReply
+	29, // 45: rtrain.cluster.v1.Agent.StartGroup:output_type -> rtrain.cluster.v1.GroupEvent
+	34, // 46: rtrain.cluster.v1.Agent.StopGroup:output_type -> rtrain.cluster.v1.StopGroupReply
+	34, // 47: rtrain.cluster.v1.Agent.DumpStacks:output_type -> rtrain.cluster.v1.StopGroupReply
+	36, // 48: rtrain.cluster.v1.Agent.Rendezvous:output_type -> rtrain.cluster.v1.RendezvousReply
+	38, // 49: rtrain.cluster.v1.Agent.FetchStaged:output_type -> rtrain.cluster.v1.FileChunk
+	39, // 50: rtrain.cluster.v1.Agent.ReleaseStaged:output_type -> rtrain.cluster.v1.ReleaseStagedReply
+	40, // 51: rtrain.cluster.v1.Agent.PutRestore:output_type -> rtrain.cluster.v1.PutRestoreReply
+	29, // 52: rtrain.cluster.v1.Agent.AttachGroup:output_type -> rtrain.cluster.v1.GroupEvent
+	32, // 53: rtrain.cluster.v1.Agent.AckGroup:output_type -> rtrain.cluster.v1.AckGroupReply
+	37, // [37:54] is the sub-list for method output_type
+	20, // [20:37] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_cluster_proto_init() }
@@ -2557,14 +2950,14 @@ func file_cluster_proto_init() {
 	if File_cluster_proto != nil {
 		return
 	}
-	file_cluster_proto_msgTypes[12].OneofWrappers = []any{}
+	file_cluster_proto_msgTypes[13].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_proto_rawDesc), len(file_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   38,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

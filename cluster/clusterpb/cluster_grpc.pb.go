@@ -439,6 +439,8 @@ const (
 	Agent_FetchStaged_FullMethodName   = "/rtrain.cluster.v1.Agent/FetchStaged"
 	Agent_ReleaseStaged_FullMethodName = "/rtrain.cluster.v1.Agent/ReleaseStaged"
 	Agent_PutRestore_FullMethodName    = "/rtrain.cluster.v1.Agent/PutRestore"
+	Agent_AttachGroup_FullMethodName   = "/rtrain.cluster.v1.Agent/AttachGroup"
+	Agent_AckGroup_FullMethodName      = "/rtrain.cluster.v1.Agent/AckGroup"
 )
 
 // AgentClient is the client API for Agent service.
@@ -468,6 +470,12 @@ type AgentClient interface {
 	// PutRestore receives the checkpoint a job resumes from, before its
 	// group starts.
 	PutRestore(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[FileChunk, PutRestoreReply], error)
+	// AttachGroup streams a running (or ended, not yet forgotten) group's
+	// events from a seq on, as StartGroup does: a head that lost the group's
+	// stream (it restarted, or another took over) follows it again.
+	AttachGroup(ctx context.Context, in *AttachGroupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GroupEvent], error)
+	// AckGroup says which of a group's events the head has kept.
+	AckGroup(ctx context.Context, in *AckGroupRequest, opts ...grpc.CallOption) (*AckGroupReply, error)
 }
 
 type agentClient struct {
@@ -563,6 +571,35 @@ func (c *agentClient) PutRestore(ctx context.Context, opts ...grpc.CallOption) (
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Agent_PutRestoreClient = grpc.ClientStreamingClient[FileChunk, PutRestoreReply]
 
+func (c *agentClient) AttachGroup(ctx context.Context, in *AttachGroupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GroupEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Agent_ServiceDesc.Streams[3], Agent_AttachGroup_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AttachGroupRequest, GroupEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Agent_AttachGroupClient = grpc.ServerStreamingClient[GroupEvent]
+
+func (c *agentClient) AckGroup(ctx context.Context, in *AckGroupRequest, opts ...grpc.CallOption) (*AckGroupReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AckGroupReply)
+	err := c.cc.Invoke(ctx, Agent_AckGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -590,6 +627,12 @@ type AgentServer interface {
 	// PutRestore receives the checkpoint a job resumes from, before its
 	// group starts.
 	PutRestore(grpc.ClientStreamingServer[FileChunk, PutRestoreReply]) error
+	// AttachGroup streams a running (or ended, not yet forgotten) group's
+	// events from a seq on, as StartGroup does: a head that lost the group's
+	// stream (it restarted, or another took over) follows it again.
+	AttachGroup(*AttachGroupRequest, grpc.ServerStreamingServer[GroupEvent]) error
+	// AckGroup says which of a group's events the head has kept.
+	AckGroup(context.Context, *AckGroupRequest) (*AckGroupReply, error)
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -620,6 +663,12 @@ func (UnimplementedAgentServer) ReleaseStaged(context.Context, *FetchStagedReque
 }
 func (UnimplementedAgentServer) PutRestore(grpc.ClientStreamingServer[FileChunk, PutRestoreReply]) error {
 	return status.Error(codes.Unimplemented, "method PutRestore not implemented")
+}
+func (UnimplementedAgentServer) AttachGroup(*AttachGroupRequest, grpc.ServerStreamingServer[GroupEvent]) error {
+	return status.Error(codes.Unimplemented, "method AttachGroup not implemented")
+}
+func (UnimplementedAgentServer) AckGroup(context.Context, *AckGroupRequest) (*AckGroupReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method AckGroup not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -739,6 +788,35 @@ func _Agent_PutRestore_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Agent_PutRestoreServer = grpc.ClientStreamingServer[FileChunk, PutRestoreReply]
 
+func _Agent_AttachGroup_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(AttachGroupRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AgentServer).AttachGroup(m, &grpc.GenericServerStream[AttachGroupRequest, GroupEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Agent_AttachGroupServer = grpc.ServerStreamingServer[GroupEvent]
+
+func _Agent_AckGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AckGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).AckGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_AckGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).AckGroup(ctx, req.(*AckGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -762,6 +840,10 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ReleaseStaged",
 			Handler:    _Agent_ReleaseStaged_Handler,
 		},
+		{
+			MethodName: "AckGroup",
+			Handler:    _Agent_AckGroup_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -779,6 +861,11 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "PutRestore",
 			Handler:       _Agent_PutRestore_Handler,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "AttachGroup",
+			Handler:       _Agent_AttachGroup_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "cluster.proto",

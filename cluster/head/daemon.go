@@ -3,14 +3,17 @@ package head
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -18,6 +21,7 @@ import (
 	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/auth"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
+	"github.com/rtrain/rtrain/cluster/etcdstore"
 	"github.com/rtrain/rtrain/cluster/sched"
 	"github.com/rtrain/rtrain/trainer"
 )
@@ -54,6 +58,20 @@ type Config struct {
 	// package's defaults (1 s and 5 s).
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
+	// Store, when set, is etcd://HOST:PORT[,HOST:PORT...][/PREFIX]: the job
+	// table is kept in etcd, and of the heads with the same Store one
+	// leads, elected through etcd, while the others stand by to take
+	// over. Empty: the job table is in StateDir, and this head is alone.
+	Store string
+	// HeadID names this head among those of Store (default Advertise);
+	// Advertise is the address clients and agents reach it at (default
+	// the listener's).
+	HeadID    string
+	Advertise string
+	// AdoptWait is how long a head that starts again waits for the nodes
+	// of the jobs it adopts (those that were running, with StateDir) to
+	// register again: 0 means DefaultAdoptWait.
+	AdoptWait time.Duration
 }
 
 // Daemon is a running cluster head: the node registry, the scheduler and the
@@ -69,7 +87,17 @@ type Daemon struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	store *jobStore // nil without Config.StateDir
+	// table keeps the job records: nil without Config.StateDir or Store,
+	// and on a standby until it leads; under mu.
+	table jobTable
+	// es is the etcd store of a head with standbys (Config.Store);
+	// leadership is set once it leads, under mu.
+	es         *etcdstore.Store
+	leadership *etcdstore.Leadership
+	// leading is set while this head is the active one; deposed once it
+	// has stopped acting (lost its leadership), for good.
+	leading, deposed atomic.Bool
+	lost             chan error
 	// uploads holds the working directories of the jobs that run, each
 	// removed when its job ends.
 	uploads string
@@ -111,31 +139,45 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 		}
 		roots = append(roots, abs)
 	}
-	var store *jobStore
+	var bolt *jobStore
+	var es *etcdstore.Store
 	var recovered []jobRecord
-	if cfg.StateDir != "" {
-		if store, err = openJobStore(cfg.StateDir); err != nil {
+	switch {
+	case cfg.Store != "":
+		ecfg, err := etcdstore.ParseURL(cfg.Store)
+		if err != nil {
+			return nil, trainer.Invalid("--store: %v", err)
+		}
+		if es, err = etcdstore.Open(ctx, ecfg, log); err != nil {
+			return nil, fmt.Errorf("trainer: the head's store %s: %w", cfg.Store, err)
+		}
+	case cfg.StateDir != "":
+		if bolt, err = openJobStore(cfg.StateDir); err != nil {
 			return nil, err
 		}
-		if recovered, err = store.recover(time.Now()); err != nil {
-			_ = store.close()
+		if recovered, err = bolt.recover(time.Now()); err != nil {
+			_ = bolt.close()
 			return nil, fmt.Errorf("trainer: recover the job table: %w", err)
+		}
+	}
+	closeStores := func() {
+		if bolt != nil {
+			_ = bolt.close()
+		}
+		if es != nil {
+			_ = es.Close()
 		}
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(cfg.Addr, strconv.Itoa(cfg.Port)))
 	if err != nil {
-		if store != nil {
-			_ = store.close()
-		}
+		closeStores()
 		return nil, fmt.Errorf("trainer: head listen: %w", err)
 	}
 	uploads, err := uploadsDir(cfg.StateDir)
 	if err != nil {
 		_ = ln.Close()
-		if store != nil {
-			_ = store.close()
-		}
+		closeStores()
 		return nil, err
 	}
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -144,21 +186,143 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 		nodes: NewRegistry(sched.New(), cfg.Security, Options{
 			HeartbeatInterval: cfg.HeartbeatInterval, HeartbeatTimeout: cfg.HeartbeatTimeout,
 		}, log),
-		jobs: map[string]*headJob{}, store: store,
+		jobs: map[string]*headJob{}, es: es, lost: make(chan error, 1),
 		results: results, roots: roots, endedGrace: endedLogGrace,
 	}
-	for _, r := range recovered {
-		h.jobs[r.ID] = restored(r)
-		h.order = append(h.order, r.ID)
-		if r.State == trainer.StateLost {
-			log.Warn("job lost with the head's restart", "job", r.ID, "name", r.Name)
-		}
+	if bolt != nil {
+		h.table = bolt
 	}
-	h.forgetEnded()
+	h.nodes.Keep = h.keep
 	h.srv = grpc.NewServer(opts...)
 	clusterpb.RegisterHeadServer(h.srv, &headServer{Registry: h.nodes, h: h})
+	if es == nil {
+		if err := h.lead(recovered); err != nil {
+			h.Close()
+			return nil, err
+		}
+		h.wg.Go(func() { _ = h.srv.Serve(ln) })
+		return h, nil
+	}
+	// A standby serves at once: it answers who leads, and takes over
+	// when the leader's lease ends.
 	h.wg.Go(func() { _ = h.srv.Serve(ln) })
+	h.wg.Go(h.campaign)
 	return h, nil
+}
+
+// lead makes this head the active one, with the job table's records: it
+// lists the jobs, and adopts those that were running.
+func (h *Daemon) lead(recovered []jobRecord) error {
+	keep := map[string]bool{}
+	for _, r := range recovered {
+		if r.Adoption != nil && r.Workdir != nil && !r.State.Done() {
+			keep[r.Workdir.Path] = true
+		}
+	}
+	if err := pruneUploads(h.uploads, keep); err != nil {
+		return err
+	}
+	var adoptable []jobRecord
+	h.mu.Lock()
+	for _, r := range recovered {
+		if !r.State.Done() && r.State != trainer.StateLost && r.Adoption != nil {
+			h.jobs[r.ID] = adoptedJob(r)
+			adoptable = append(adoptable, r)
+		} else {
+			h.jobs[r.ID] = restored(r)
+		}
+		h.order = append(h.order, r.ID)
+		if r.State == trainer.StateLost {
+			h.log.Warn("job lost with the head's restart", "job", r.ID, "name", r.Name)
+		}
+	}
+	h.mu.Unlock()
+	h.forgetEnded()
+	h.leading.Store(true)
+	h.adopt(adoptable)
+	return nil
+}
+
+// campaign waits to lead, then leads until the leadership is lost: the
+// head then stops acting at once (Lost), so that only the new leader runs
+// jobs, and the process that embeds it should exit.
+func (h *Daemon) campaign() {
+	addr := h.cfg.Advertise
+	if addr == "" {
+		addr = h.Addr().String()
+	}
+	id := h.cfg.HeadID
+	if id == "" {
+		id = addr
+	}
+	h.log.Info("standby head: campaigning to lead", "id", id, "store", h.cfg.Store)
+	l, err := h.es.Campaign(h.ctx, id, addr)
+	if err != nil {
+		if h.ctx.Err() == nil {
+			h.lose(fmt.Errorf("trainer: campaign to lead: %w", err))
+		}
+		return
+	}
+	h.mu.Lock()
+	h.leadership = l
+	h.mu.Unlock()
+	t := &etcdTable{lead: l, ctx: h.ctx}
+	recs, err := loadEtcdJobs(h.ctx, h.es, t, time.Now())
+	if err != nil {
+		h.lose(fmt.Errorf("trainer: read the job table from %s: %w", h.cfg.Store, err))
+		return
+	}
+	h.mu.Lock()
+	h.table = t
+	h.mu.Unlock()
+	h.log.Info("leading the cluster", "id", id, "term", l.Term(), "jobs", len(recs))
+	if err := h.lead(recs); err != nil {
+		h.lose(err)
+		return
+	}
+	select {
+	case <-l.Lost():
+		h.lose(fmt.Errorf("trainer: this head lost the leadership (%s); another head leads", l.Why()))
+	case <-h.ctx.Done():
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = l.Resign(rctx)
+		cancel()
+	}
+}
+
+// lose stops the head acting as the leader, at once, and says why on Lost.
+func (h *Daemon) lose(err error) {
+	h.leading.Store(false)
+	if !h.deposed.Swap(true) {
+		// No call of this head's reaches an agent any more: the workers
+		// are the new leader's now, and a job of this head that ends
+		// must not stop them.
+		h.wg.Go(h.nodes.Close)
+	}
+	h.log.Error("head stops acting", "err", err)
+	select {
+	case h.lost <- err:
+	default:
+	}
+}
+
+// Lost delivers why a head with standbys stopped acting as the leader (it
+// lost its lease, or could not campaign): its process should exit, and a
+// new one start as a standby.
+func (h *Daemon) Lost() <-chan error { return h.lost }
+
+// Leading reports whether this head is the active one.
+func (h *Daemon) Leading() bool { return h.leading.Load() }
+
+// notLeader is a standby's answer to a call only the leader serves.
+func (h *Daemon) notLeader() error {
+	addr := ""
+	if h.es != nil {
+		ctx, cancel := context.WithTimeout(h.ctx, 2*time.Second)
+		_, addr, _ = h.es.Leader(ctx)
+		cancel()
+	}
+	return cluster.NotLeader(addr)
 }
 
 // Addr is where the head listens.
@@ -183,18 +347,35 @@ func (h *Daemon) Close() {
 	h.srv.Stop()
 	h.wg.Wait()
 	h.nodes.Close()
-	if h.store != nil {
-		_ = h.store.close()
+	h.mu.Lock()
+	table := h.table
+	h.mu.Unlock()
+	if table != nil {
+		_ = table.close()
+	}
+	if h.es != nil {
+		_ = h.es.Close()
 	}
 	_ = os.RemoveAll(h.uploads)
 }
 
 // persist writes hj's record to the job table, if the head keeps one.
 func (h *Daemon) persist(hj *headJob) {
-	if h.store == nil {
+	h.mu.Lock()
+	table := h.table
+	h.mu.Unlock()
+	if table == nil || h.deposed.Load() {
 		return
 	}
-	if err := h.store.put(hj.record()); err != nil {
+	hj.mu.Lock()
+	hj.persisted = time.Now()
+	hj.mu.Unlock()
+	err := table.put(hj.record())
+	if errors.Is(err, etcdstore.ErrNotLeader) {
+		h.lose(fmt.Errorf("trainer: this head lost the leadership: %w", err))
+		return
+	}
+	if err != nil {
 		h.log.Warn("job table", "job", hj.id, "err", err)
 	}
 }
@@ -232,16 +413,35 @@ func (h *Daemon) submit(req *clusterpb.SubmitJobHeader, wd cluster.Workdir) (*he
 			return nil, trainer.Invalid("run %s is already running on this cluster (job %s)", rj.Name(), other.id)
 		}
 	}
-	ctx, cancel := context.WithCancel(h.ctx)
 	hj := &headJob{id: rj.ID(), name: rj.Name(), group: cfg.Group, params: cfg.Params, workers: cfg.Workers, submitted: time.Now(), logDir: rj.LogDir(),
-		cancel: cancel, done: make(chan struct{}), changed: make(chan struct{}), state: trainer.StatePending,
-		best: trainer.BestTracker{Metric: cfg.Metric, Mode: cfg.Mode}}
+		done: make(chan struct{}), changed: make(chan struct{}), state: trainer.StatePending,
+		best: trainer.BestTracker{Metric: cfg.Metric, Mode: cfg.Mode}, workdir: &wd}
 	h.jobs[hj.id] = hj
 	h.order = append(h.order, hj.id)
 	h.mu.Unlock()
 	h.persist(hj)
+	h.run(hj, rj, wd)
+	h.log.Info("job submitted", "job", hj.id, "name", hj.name, "workers", cfg.Workers)
+	return hj, nil
+}
 
+// run runs the job in a goroutine the head owns, keeping its events, its
+// record and what another head would need to adopt it.
+func (h *Daemon) run(hj *headJob, rj *trainer.RemoteJob, wd cluster.Workdir) {
+	ctx, cancel := context.WithCancel(h.ctx)
+	hj.cancel = cancel
 	logs := newLogFiles(rj.LogDir())
+	rj.OnAdoption(func(a trainer.Adoption) {
+		b, err := json.Marshal(a)
+		if err != nil {
+			h.log.Warn("job adoption record", "job", hj.id, "err", err)
+			return
+		}
+		hj.mu.Lock()
+		hj.adoption, hj.attempt, hj.nodes, hj.seqs = b, a.Attempt, a.Plan.Nodes(), map[string]int64{}
+		hj.mu.Unlock()
+		h.persist(hj)
+	})
 	onEvent := func(e trainer.Event) {
 		logs.write(e)
 		var st trainer.State
@@ -253,15 +453,23 @@ func (h *Daemon) submit(req *clusterpb.SubmitJobHeader, wd cluster.Workdir) (*he
 			hj.reported(e)
 		}
 		if e.Type == trainer.EventRestart {
-			hj.mu.Lock()
-			hj.restarts++
-			hj.mu.Unlock()
+			h.restarted(hj)
 		}
 		if e.Type == trainer.EventState && e.State.Done() {
 			return // the last event goes out with the result, below
 		}
+		due := false
+		if e.GroupSeq > 0 {
+			hj.mu.Lock()
+			if hj.seqs == nil {
+				hj.seqs = map[string]int64{}
+			}
+			hj.seqs[e.Node] = e.GroupSeq + 1
+			due = time.Since(hj.persisted) > persistEvery
+			hj.mu.Unlock()
+		}
 		hj.add(jobEvent(e), st, msg)
-		if e.Type == trainer.EventState {
+		if e.Type == trainer.EventState || e.Type == trainer.EventCheckpoint || due {
 			h.persist(hj)
 		}
 	}
@@ -280,12 +488,88 @@ func (h *Daemon) submit(req *clusterpb.SubmitJobHeader, wd cluster.Workdir) (*he
 		ev.ResultJson, _ = json.Marshal(res)
 		ev.Error = wireError(err)
 		hj.add(ev, res.State, final.Message)
+		hj.mu.Lock()
+		hj.adopting = false
+		hj.mu.Unlock()
 		h.persist(hj)
 		h.log.Info("job ended", "job", hj.id, "name", hj.name, "state", res.State, "err", err)
 		h.jobEnded(hj)
 	})
-	h.log.Info("job submitted", "job", hj.id, "name", hj.name, "workers", cfg.Workers)
-	return hj, nil
+}
+
+// persistEvery bounds how long the job table lags behind the group events
+// a job passed on: a head that adopts the job passes on at most that much
+// again.
+const persistEvery = time.Second
+
+// restarted counts a restart of hj. An adopted attempt that ended may have
+// left groups the head never attached to (a node that came back late):
+// they are stopped, as no head follows them.
+func (h *Daemon) restarted(hj *headJob) {
+	hj.mu.Lock()
+	hj.restarts++
+	adopting, attempt, nodes := hj.adopting, hj.attempt, hj.nodes
+	hj.adopting = false
+	hj.mu.Unlock()
+	if !adopting {
+		return
+	}
+	for _, id := range nodes {
+		if a, ok := h.nodes.Agent(id); ok {
+			if ra, ok := a.(*RemoteAgent); ok {
+				ra.stopStale(hj.id, attempt)
+			}
+		}
+	}
+}
+
+// adopt goes on running the jobs an earlier head process left running.
+func (h *Daemon) adopt(recs []jobRecord) {
+	for _, r := range recs {
+		var a trainer.Adoption
+		h.mu.Lock()
+		hj := h.jobs[r.ID]
+		h.mu.Unlock()
+		if err := json.Unmarshal(r.Adoption, &a); err != nil || r.Workdir == nil {
+			h.log.Warn("job cannot be adopted", "job", r.ID, "err", err)
+			continue
+		}
+		rj, err := trainer.AdoptRemoteJob(a, *r.Workdir, h.results, headBackend{h.nodes}, r.Seqs, h.adoptWait(), h.log)
+		if err != nil {
+			h.log.Warn("job cannot be adopted", "job", r.ID, "err", err)
+			continue
+		}
+		hj.logDir = rj.LogDir()
+		h.log.Info("adopting a job the earlier head ran", "job", r.ID, "name", r.Name, "attempt", a.Attempt, "nodes", len(a.Plan.Nodes()))
+		h.run(hj, rj, *r.Workdir)
+	}
+}
+
+// adoptWait is how long an adopted job waits for its nodes' agents to
+// register again before it counts the missing ones lost.
+func (h *Daemon) adoptWait() time.Duration {
+	if h.cfg.AdoptWait > 0 {
+		return h.cfg.AdoptWait
+	}
+	return DefaultAdoptWait
+}
+
+// DefaultAdoptWait is Config.AdoptWait's default: agents register again at
+// their next heartbeat after the head is back, within a few seconds.
+const DefaultAdoptWait = 30 * time.Second
+
+// keep says whether a group an agent brings back as it registers is one
+// that a job this head adopts still follows.
+func (h *Daemon) keep(node, job string, attempt int) bool {
+	h.mu.Lock()
+	hj := h.jobs[job]
+	h.mu.Unlock()
+	if hj == nil {
+		return false
+	}
+	hj.mu.Lock()
+	defer hj.mu.Unlock()
+	return hj.adopting && hj.attempt == attempt && !hj.state.Done() && slices.Contains(hj.nodes, node)
 }
 
 // confine puts a job's local storage and checkpoint to resume from, which
@@ -357,13 +641,31 @@ func (h *Daemon) summaries() []*clusterpb.JobSummary {
 
 // Status is the cluster as `rtrain status` shows it: nodes and jobs.
 func (h *Daemon) Status() trainer.ClusterStatus {
-	return trainer.StatusFromProto(h.statusReply())
+	return trainer.StatusFromProto(h.statusReply(h.ctx))
 }
 
-// statusReply is Status in the wire form the Head service sends.
-func (h *Daemon) statusReply() *clusterpb.StatusReply {
-	rep := h.nodes.StatusReply()
-	rep.Jobs = h.summaries()
+// statusReply is Status in the wire form the Head service sends. A
+// standby has neither nodes nor jobs: it says who leads.
+func (h *Daemon) statusReply(ctx context.Context) *clusterpb.StatusReply {
+	var rep *clusterpb.StatusReply
+	if h.Leading() {
+		rep = h.nodes.StatusReply()
+		rep.Jobs = h.summaries()
+		rep.Role = "active"
+	} else {
+		rep = &clusterpb.StatusReply{Version: h.nodes.StatusReply().Version, Role: "standby"}
+	}
+	if h.es != nil {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		members, err := h.es.Members(ctx)
+		if err != nil {
+			h.log.Warn("heads from the store", "err", err)
+		}
+		for _, m := range members {
+			rep.Heads = append(rep.Heads, &clusterpb.HeadStatus{Id: m.ID, Addr: m.Addr, Leader: m.Leader})
+		}
+	}
 	return rep
 }
 

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/internal/text"
 	"github.com/rtrain/rtrain/trainer"
@@ -46,6 +47,19 @@ type headJob struct {
 	// notice in events of the lines dropped, with their count.
 	logBytes int
 	dropped  map[*clusterpb.JobEvent]int
+
+	// What the job table keeps for a head that adopts the job: the
+	// running attempt's trainer.Adoption as JSON, the working directory,
+	// and, by node, the seq after the last group event passed on. attempt
+	// and nodes are the attempt's; adopting is set while a head that
+	// started again follows workers an earlier one started.
+	adoption  json.RawMessage
+	workdir   *cluster.Workdir
+	seqs      map[string]int64
+	attempt   int
+	nodes     []string
+	adopting  bool
+	persisted time.Time
 }
 
 // What the head keeps of a job's log lines in memory, for `rtrain logs`,

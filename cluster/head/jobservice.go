@@ -33,13 +33,40 @@ type headServer struct {
 
 var _ clusterpb.HeadServer = (*headServer)(nil)
 
-func (s *headServer) Status(context.Context, *clusterpb.StatusRequest) (*clusterpb.StatusReply, error) {
-	return s.h.statusReply(), nil
+func (s *headServer) Status(ctx context.Context, _ *clusterpb.StatusRequest) (*clusterpb.StatusReply, error) {
+	return s.h.statusReply(ctx), nil
+}
+
+// The node half, served by the leader only: an agent that reaches a
+// standby moves on to the next head it knows.
+
+func (s *headServer) Register(ctx context.Context, req *clusterpb.RegisterRequest) (*clusterpb.RegisterReply, error) {
+	if !s.h.Leading() {
+		return nil, s.h.notLeader()
+	}
+	return s.Registry.Register(ctx, req)
+}
+
+func (s *headServer) Heartbeat(ctx context.Context, req *clusterpb.HeartbeatRequest) (*clusterpb.HeartbeatReply, error) {
+	if !s.h.Leading() {
+		return nil, s.h.notLeader()
+	}
+	return s.Registry.Heartbeat(ctx, req)
+}
+
+func (s *headServer) Drain(ctx context.Context, req *clusterpb.DrainRequest) (*clusterpb.DrainReply, error) {
+	if !s.h.Leading() {
+		return nil, s.h.notLeader()
+	}
+	return s.Registry.Drain(ctx, req)
 }
 
 // SubmitJob takes the job, then its working directory into a file of the
 // head's uploads, refused before it is read when over the head's limit.
 func (s *headServer) SubmitJob(stream grpc.ClientStreamingServer[clusterpb.SubmitJobRequest, clusterpb.SubmitJobReply]) error {
+	if !s.h.Leading() {
+		return s.h.notLeader()
+	}
 	first, err := stream.Recv()
 	if err != nil {
 		return err
@@ -79,7 +106,7 @@ func (s *headServer) SubmitJob(stream grpc.ClientStreamingServer[clusterpb.Submi
 const DefaultMaxWorkingDir = 1 << 30
 
 // uploadsDir makes the directory a head keeps working directories in: in
-// stateDir, emptied of what a head before this one left, or a new one.
+// stateDir, or a new one.
 func uploadsDir(stateDir string) (string, error) {
 	if stateDir == "" {
 		dir, err := os.MkdirTemp("", "rtrain-head-uploads-")
@@ -88,12 +115,7 @@ func uploadsDir(stateDir string) (string, error) {
 		}
 		return dir, nil
 	}
-	// The jobs of a head that stopped do not run again: their working
-	// directories are of no use.
 	dir := filepath.Join(stateDir, "uploads")
-	if err := os.RemoveAll(dir); err != nil {
-		return "", fmt.Errorf("trainer: %w", err)
-	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("trainer: %w", err)
 	}
@@ -101,6 +123,9 @@ func uploadsDir(stateDir string) (string, error) {
 }
 
 func (s *headServer) WatchJob(req *clusterpb.WatchJobRequest, stream grpc.ServerStreamingServer[clusterpb.JobEvent]) error {
+	if !s.h.Leading() {
+		return s.h.notLeader()
+	}
 	hj := s.h.find(req.Job)
 	if hj == nil {
 		return status.Errorf(codes.NotFound, "no job %q on this cluster; `rtrain jobs` lists them", req.Job)
@@ -130,6 +155,9 @@ func (s *headServer) WatchJob(req *clusterpb.WatchJobRequest, stream grpc.Server
 }
 
 func (s *headServer) StopJob(_ context.Context, req *clusterpb.StopJobRequest) (*clusterpb.StopJobReply, error) {
+	if !s.h.Leading() {
+		return nil, s.h.notLeader()
+	}
 	hj := s.h.find(req.Job)
 	if hj == nil {
 		return nil, status.Errorf(codes.NotFound, "no job %q on this cluster; `rtrain jobs` lists them", req.Job)
@@ -139,6 +167,9 @@ func (s *headServer) StopJob(_ context.Context, req *clusterpb.StopJobRequest) (
 }
 
 func (s *headServer) ListJobs(context.Context, *clusterpb.ListJobsRequest) (*clusterpb.ListJobsReply, error) {
+	if !s.h.Leading() {
+		return nil, s.h.notLeader()
+	}
 	return &clusterpb.ListJobsReply{Jobs: s.h.summaries()}, nil
 }
 
@@ -163,4 +194,21 @@ func wireError(err error) *clusterpb.JobError {
 		we.Kind = "invalid"
 	}
 	return we
+}
+
+// pruneUploads removes what a head before this one left in dir but the
+// jobs keep: of those, only the ones this head adopts run again.
+func pruneUploads(dir string, keep map[string]bool) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("trainer: %w", err)
+	}
+	for _, e := range entries {
+		if p := filepath.Join(dir, e.Name()); !keep[p] {
+			if err := os.RemoveAll(p); err != nil {
+				return fmt.Errorf("trainer: %w", err)
+			}
+		}
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package head
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -10,6 +11,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/rtrain/rtrain/cluster"
 	"github.com/rtrain/rtrain/cluster/clusterpb"
 	"github.com/rtrain/rtrain/trainer"
 )
@@ -41,6 +43,15 @@ type jobRecord struct {
 	Mode          string            `json:"mode,omitempty"`
 	Best          *float64          `json:"best,omitempty"`
 	BestIteration int               `json:"best_iteration,omitempty"`
+	// For a running job, what a head that starts again needs to adopt it:
+	// the attempt's trainer.Adoption, the working directory it ships, the
+	// next event's index, and how far into each node's group events the
+	// head had got (GroupSeq + 1, by node).
+	Adoption json.RawMessage  `json:"adoption,omitempty"`
+	Workdir  *cluster.Workdir `json:"workdir,omitempty"`
+	Next     int64            `json:"next,omitempty"`
+	Seqs     map[string]int64 `json:"seqs,omitempty"`
+	Restarts int              `json:"restarts,omitempty"`
 }
 
 func openJobStore(dir string) (*jobStore, error) {
@@ -72,34 +83,64 @@ func (s *jobStore) put(r jobRecord) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(jobsBucket).Put([]byte(r.ID), b) })
 }
 
-// recover loads every stored job, marking those that had not ended as
-// lost, in submission order.
+// jobTable keeps the head's job records: bbolt in the state directory
+// (jobStore), or etcd for heads with standbys (etcdTable).
+type jobTable interface {
+	put(r jobRecord) error
+	close() error
+}
+
+var (
+	_ jobTable = (*jobStore)(nil)
+	_ jobTable = (*etcdTable)(nil)
+)
+
+// recover loads every stored job in submission order, marking as lost
+// those that had not ended and cannot be adopted (no workers ran yet).
 func (s *jobStore) recover(now time.Time) ([]jobRecord, error) {
 	var out []jobRecord
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket(jobsBucket)
-		return bk.ForEach(func(k, v []byte) error {
+		var all []jobRecord
+		if err := bk.ForEach(func(k, v []byte) error {
 			var r jobRecord
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("job %s: %w", k, err)
 			}
-			if !r.State.Done() && r.State != trainer.StateLost {
-				r.Message = fmt.Sprintf("the head restarted while the job was %s; its workers were stopped; continue it with --resume --name %s", r.State, r.Name)
-				r.State, r.Ended = trainer.StateLost, now
-				b, err := json.Marshal(r)
-				if err != nil {
-					return err
-				}
-				if err := bk.Put(k, b); err != nil {
-					return err
-				}
-			}
-			out = append(out, r)
+			all = append(all, r)
 			return nil
-		})
+		}); err != nil {
+			return err
+		}
+		var changed []jobRecord
+		out, changed = settle(all, now)
+		for _, r := range changed {
+			b, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			if err := bk.Put([]byte(r.ID), b); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
-	sort.SliceStable(out, func(a, b int) bool { return out[a].Submitted.Before(out[b].Submitted) })
 	return out, err
+}
+
+// settle orders the records of a head that starts by submission and marks
+// lost those that had not ended and cannot be adopted; changed are those.
+func settle(recs []jobRecord, now time.Time) (out, changed []jobRecord) {
+	for _, r := range recs {
+		if !r.State.Done() && r.State != trainer.StateLost && r.Adoption == nil {
+			r.Message = fmt.Sprintf("the head restarted while the job was %s, before its workers started; submit it again with --resume --name %s", r.State, r.Name)
+			r.State, r.Ended = trainer.StateLost, now
+			changed = append(changed, r)
+		}
+		out = append(out, r)
+	}
+	sort.SliceStable(out, func(a, b int) bool { return out[a].Submitted.Before(out[b].Submitted) })
+	return out, changed
 }
 
 func (s *jobStore) close() error { return s.db.Close() }
@@ -109,7 +150,10 @@ func (hj *headJob) record() jobRecord {
 	hj.mu.Lock()
 	defer hj.mu.Unlock()
 	r := jobRecord{ID: hj.id, Name: hj.name, Group: hj.group, State: hj.state, Message: hj.message, Workers: hj.workers, Submitted: hj.submitted, Ended: hj.ended,
-		Params: hj.params, Metric: hj.best.Metric, Mode: hj.best.Mode, Best: hj.best.Best(), BestIteration: hj.best.Iteration}
+		Params: hj.params, Metric: hj.best.Metric, Mode: hj.best.Mode, Best: hj.best.Best(), BestIteration: hj.best.Iteration, Restarts: hj.restarts}
+	if !hj.state.Done() && hj.adoption != nil {
+		r.Adoption, r.Workdir, r.Next, r.Seqs = hj.adoption, hj.workdir, hj.next, maps.Clone(hj.seqs)
+	}
 	if n := len(hj.events); n > 0 {
 		last := hj.events[n-1]
 		if last.ResultJson != nil {
@@ -146,5 +190,22 @@ func restored(r jobRecord) *headJob {
 		ev.Error = &clusterpb.JobError{Kind: "other", Message: r.Message}
 	}
 	hj.events = []*clusterpb.JobEvent{ev}
+	return hj
+}
+
+// adoptedJob is a stored job that was running, which this head adopts: it
+// goes on from its state and its next event's index.
+func adoptedJob(r jobRecord) *headJob {
+	hj := &headJob{id: r.ID, name: r.Name, group: r.Group, params: r.Params, workers: r.Workers, submitted: r.Submitted,
+		state: r.State, message: r.Message, done: make(chan struct{}), changed: make(chan struct{}), cancel: func() {},
+		best: trainer.BestTracker{Metric: r.Metric, Mode: r.Mode}, restarts: r.Restarts,
+		adoption: r.Adoption, workdir: r.Workdir, next: r.Next, seqs: maps.Clone(r.Seqs), adopting: true}
+	if r.Best != nil && r.BestIteration > 0 {
+		hj.best.Value, hj.best.Iteration = *r.Best, r.BestIteration
+	}
+	var a trainer.Adoption
+	if json.Unmarshal(r.Adoption, &a) == nil {
+		hj.attempt, hj.nodes, hj.logDir = a.Attempt, a.Plan.Nodes(), ""
+	}
 	return hj
 }

@@ -45,6 +45,11 @@ type Registry struct {
 	wg   sync.WaitGroup
 	// afterMu orders after's start of a goroutine before Close's wait.
 	afterMu sync.Mutex
+
+	// Keep says whether a group an agent still runs as it registers, the
+	// job's attempt on node, is one the head follows or will adopt; the
+	// agent stops the others. Nil keeps none. Set before serving.
+	Keep func(node, job string, attempt int) bool
 }
 
 type member struct {
@@ -193,8 +198,15 @@ func (h *Registry) Register(_ context.Context, req *clusterpb.RegisterRequest) (
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	// A node that restarts keeps its id; another node with the same name
-	// (hosts cloned from one image) gets a suffix.
+	// A node that registers again keeps the id it had, which a head that
+	// restarted does not know yet; one that restarts keeps its name as id;
+	// another node with the same name (hosts cloned from one image) gets a
+	// suffix.
+	if req.NodeId != "" {
+		if old := h.members[req.NodeId]; old == nil || old.gone || old.node.AgentAddr == n.AgentAddr {
+			n.ID = req.NodeId
+		}
+	}
 	base := n.ID
 	for i := 2; ; i++ {
 		old := h.members[n.ID]
@@ -223,8 +235,16 @@ func (h *Registry) Register(_ context.Context, req *clusterpb.RegisterRequest) (
 	h.members[n.ID] = m
 	close(h.joined)
 	h.joined = make(chan struct{})
-	h.log.Info("node joined", "node", n.ID, "addr", n.Addr, "cpus", n.Total.CPU, "gpus", n.Total.GPU, "memory", text.Bytes(n.Total.MemoryBytes), "custom", n.Total.Custom)
-	return &clusterpb.RegisterReply{NodeId: n.ID, HeartbeatIntervalMs: h.interval.Milliseconds(), HeartbeatTimeoutMs: h.timeout.Milliseconds()}, nil
+	h.log.Info("node joined", "node", n.ID, "addr", n.Addr, "cpus", n.Total.CPU, "gpus", n.Total.GPU, "memory", text.Bytes(n.Total.MemoryBytes), "custom", n.Total.Custom, "groups", len(req.Groups))
+	rep := &clusterpb.RegisterReply{NodeId: n.ID, HeartbeatIntervalMs: h.interval.Milliseconds(), HeartbeatTimeoutMs: h.timeout.Milliseconds()}
+	if h.Keep != nil {
+		for _, g := range req.Groups {
+			if h.Keep(n.ID, g.JobId, int(g.Attempt)) {
+				rep.Keep = append(rep.Keep, g)
+			}
+		}
+	}
+	return rep, nil
 }
 
 // Heartbeat implements clusterpb.HeadServer.
@@ -240,9 +260,23 @@ func (h *Registry) Heartbeat(_ context.Context, req *clusterpb.HeartbeatRequest)
 	}
 	// A drained node stays out until its agent starts again.
 	drained := m != nil && m.drained && req.AgentAddr == m.node.AgentAddr
+	var peers []string
+	if !gone {
+		for id, p := range h.members {
+			if id != req.NodeId && !p.gone {
+				peers = append(peers, p.node.AgentAddr)
+				if len(peers) == maxPeers {
+					break
+				}
+			}
+		}
+	}
 	h.mu.RUnlock()
-	return &clusterpb.HeartbeatReply{Reregister: gone && !drained}, nil
+	return &clusterpb.HeartbeatReply{Reregister: gone && !drained, Peers: peers}, nil
 }
+
+// maxPeers bounds the other agents a heartbeat reply names.
+const maxPeers = 8
 
 // watch declares dead every node silent past the timeout.
 func (h *Registry) watch() {

@@ -90,6 +90,17 @@ func (r *RemoteAgent) unreachable(what string, err error) (error, bool) {
 	return cluster.NodeLost(why + " while trying to " + what), true
 }
 
+// stopStale stops the node's group of job's attempt, which no head follows.
+func (r *RemoteAgent) stopStale(job string, attempt int) {
+	r.async(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := r.client.StopGroup(ctx, &clusterpb.StopGroupRequest{JobId: job, Attempt: int32(attempt)}); err != nil {
+			r.log.Debug("stop a group no head follows", "node", r.node.ID, "job", job, "err", err)
+		}
+	})
+}
+
 // Node implements NodeAgent.
 func (r *RemoteAgent) Node() sched.Node { return r.node }
 
@@ -168,11 +179,46 @@ func (r *RemoteAgent) StartGroup(ctx context.Context, spec cluster.GroupSpec, sh
 		}
 		return nil, auth.CallError(who, err)
 	}
-	g := &remoteGroup{
-		r: r, spec: spec, cancel: cancel,
+	g := r.newGroup(spec, cancel, 0)
+	go g.pump(ctx, stream, first)
+	return g, nil
+}
+
+func (r *RemoteAgent) newGroup(spec cluster.GroupSpec, cancel context.CancelFunc, replayed int64) *remoteGroup {
+	return &remoteGroup{
+		r: r, spec: spec, cancel: cancel, replayed: replayed,
 		events: make(chan cluster.Event, 256), stopCh: make(chan struct{}),
-		exited: map[int]bool{}, reported: map[int]int{},
+		exited: map[int]bool{},
 	}
+}
+
+// AttachGroup implements cluster.GroupAttacher: it follows a group that
+// an earlier head started, reading its events from seq from on.
+func (r *RemoteAgent) AttachGroup(ctx context.Context, spec cluster.GroupSpec, from, replayed int64) (cluster.GroupRunner, error) {
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stream, err := r.client.AttachGroup(sctx, &clusterpb.AttachGroupRequest{JobId: spec.JobID, Attempt: int32(spec.Layout.RestartCount), From: from})
+	var first *clusterpb.GroupEvent
+	if err == nil {
+		// The agent answers at once: with the first event, or NotFound.
+		first, err = stream.Recv()
+	}
+	if err != nil {
+		cancel()
+		if status.Code(err) == codes.NotFound {
+			return nil, &cluster.GroupGoneError{Why: status.Convert(err).Message()}
+		}
+		if lost, ok := r.unreachable("follow the workers again", err); ok {
+			return nil, lost
+		}
+		if errors.Is(err, io.EOF) {
+			// Ended, every event read already.
+			g := r.newGroup(spec, cancel, replayed)
+			close(g.events)
+			return g, nil
+		}
+		return nil, auth.CallError("node "+r.node.ID, err)
+	}
+	g := r.newGroup(spec, cancel, replayed)
 	go g.pump(ctx, stream, first)
 	return g, nil
 }
@@ -222,9 +268,26 @@ type remoteGroup struct {
 	stopOnce sync.Once
 	stopCh   chan struct{}
 
+	// replayed: the events before this seq were seen by an earlier head.
+	replayed int64
+
 	// Touched by pump only.
-	exited   map[int]bool
-	reported map[int]int // reports per Seq from this node's ranks
+	exited map[int]bool
+	// seq is the last event's; acked what the agent was last told.
+	seq, acked int64
+}
+
+// ackEvery is how often the head tells an agent which of a group's events
+// it has: the log lines before the seq of the tick before, which the job
+// table has kept by then, so an agent drops only what a head taking over
+// would not ask for again.
+const ackEvery = 5 * time.Second
+
+// ReleaseStaged implements cluster.StagedReleaser: the node's copy of a
+// report's files goes once its checkpoint is committed, not before, so a
+// head that takes over meanwhile still finds them.
+func (g *remoteGroup) ReleaseStaged(seq int) {
+	g.r.async(func() { g.releaseStaged(seq) })
 }
 
 func (g *remoteGroup) Events() <-chan cluster.Event { return g.events }
@@ -275,12 +338,22 @@ func (g *remoteGroup) pump(ctx context.Context, stream groupStream, first *clust
 			recv <- m
 		}
 	}()
-	if !g.relay(ctx, first) {
+	if first != nil && !g.relay(ctx, first) {
 		return
 	}
 	done := ctx.Done()
+	ack := time.NewTicker(ackEvery)
+	defer ack.Stop()
+	var before int64
 	for {
 		select {
+		case <-ack.C:
+			if before > g.acked {
+				seq := before
+				g.acked = seq
+				g.r.async(func() { g.ack(seq) })
+			}
+			before = g.seq + 1
 		case <-done:
 			done = nil
 			g.Stop()
@@ -327,11 +400,13 @@ func (g *remoteGroup) relay(ctx context.Context, m *clusterpb.GroupEvent) bool {
 		g.r.log.Error("undecodable group event", "node", g.r.node.ID, "err", err)
 		return false
 	}
+	e.Seq, e.Replayed, e.StagedReleased = m.Seq, m.Seq < g.replayed, m.StagedReleased
+	g.seq = max(g.seq, m.Seq)
 	switch e.Kind {
 	case cluster.WorkerExited:
 		g.exited[e.Rank] = true
 	case cluster.WorkerReport:
-		if e.Staged != "" {
+		if e.Staged != "" && !e.StagedReleased {
 			dir, err := g.fetch(ctx, e.Report.Seq, e.Files)
 			if err != nil {
 				// The checkpoint would be committed without this rank's
@@ -347,12 +422,6 @@ func (g *remoteGroup) relay(ctx context.Context, m *clusterpb.GroupEvent) bool {
 				return true
 			}
 			e.Staged = dir
-		}
-		g.reported[e.Report.Seq]++
-		if g.reported[e.Report.Seq] == len(g.spec.Workers) {
-			delete(g.reported, e.Report.Seq)
-			seq := e.Report.Seq
-			g.r.async(func() { g.releaseStaged(seq) })
 		}
 	}
 	g.events <- e
@@ -377,6 +446,15 @@ func (g *remoteGroup) fetch(ctx context.Context, seq int, files []string) (strin
 		return "", err
 	}
 	return dir, nil
+}
+
+// ack tells the agent the head has the group's events before seq.
+func (g *remoteGroup) ack(seq int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := g.r.client.AckGroup(ctx, &clusterpb.AckGroupRequest{JobId: g.spec.JobID, Attempt: int32(g.spec.Layout.RestartCount), Seq: seq}); err != nil {
+		g.r.log.Debug("ack group events", "node", g.r.node.ID, "seq", seq, "err", err)
+	}
 }
 
 // releaseStaged frees the node's copy of a report once every rank there
@@ -407,4 +485,8 @@ func (g *remoteGroup) loseAs(why string, preempted bool) {
 	}
 }
 
-var _ cluster.NodeAgent = (*RemoteAgent)(nil)
+var (
+	_ cluster.NodeAgent      = (*RemoteAgent)(nil)
+	_ cluster.GroupAttacher  = (*RemoteAgent)(nil)
+	_ cluster.StagedReleaser = (*remoteGroup)(nil)
+)

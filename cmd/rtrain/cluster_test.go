@@ -38,6 +38,8 @@ type testCluster struct {
 	// cleanup: a TempDir made later would go first, while a daemon (one
 	// just thawed from SIGSTOP, say) still writes in it.
 	base string
+	// addrs, when set, are the heads' addresses (a cluster with standbys).
+	addrs string
 }
 
 // newTestCluster starts a head and agents in their own network
@@ -94,7 +96,12 @@ func newTestCluster(t *testing.T, agents int, agentArgs ...[]string) *testCluste
 
 func nodeName(h *netns.Host) string { return "node-" + h.Addr()[strings.LastIndex(h.Addr(), ".")+1:] }
 
-func (c *testCluster) addr() string { return c.head.Addr() + ":" + c.port }
+func (c *testCluster) addr() string {
+	if c.addrs != "" {
+		return c.addrs
+	}
+	return c.head.Addr() + ":" + c.port
+}
 
 // env is what every rtrain process of the cluster runs with.
 func (c *testCluster) env(dir string) []string {
@@ -255,38 +262,6 @@ func TestClusterDeclaresAKilledAgentDead(t *testing.T) {
 	assert.Contains(t, out, `"id": "`+nodeName(c.net.Hosts()[1])+`"`)
 }
 
-// The head killed and started again during a job: the job is listed as
-// lost, not forgotten; the agents join the new head and stop the lost
-// job's workers.
-func TestClusterHeadRestartMarksRunningJobsLost(t *testing.T) {
-	c := newTestCluster(t, 2)
-	out, errs, code := c.run(c.head, "fit", "--no-wait", "--workers", "2", "--name", "held", "testdata/hold.py")
-	require.Equal(t, exitOK, code, errs)
-	job := regexp.MustCompile(`submitted job (\S+)`).FindStringSubmatch(out)
-	require.NotNil(t, job, out)
-	c.waitJob(job[1], "RUNNING")
-	require.NotEmpty(t, holders(t), "the job's workers run")
-
-	head := c.daemons[c.head.Name()]
-	require.NoError(t, head.Process.Kill())
-	_ = head.Wait()
-	c.daemon(c.head, "head", "start", "--head", "--block", "--host", c.head.Addr(), "--port", c.port,
-		"--heartbeat-interval", "200ms", "--heartbeat-timeout", "2s")
-
-	j := c.waitJob(job[1], "LOST")
-	assert.Contains(t, j.Message, "the head restarted while the job was RUNNING")
-	assert.Contains(t, j.Message, "--resume --name held")
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		out, _, _ = c.run(c.head, "status")
-		if strings.Contains(out, "2 of 2 nodes alive") && len(holders(t)) == 0 {
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "agents rejoin and stop the lost job's workers; status:\n%s\nworkers: %v", out, holders(t))
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // waitJob waits until job is in state, and returns it as `rtrain jobs`
 // lists it.
 func (c *testCluster) waitJob(job, state string) jobJSON {
@@ -309,7 +284,10 @@ func (c *testCluster) waitJob(job, state string) jobJSON {
 }
 
 // holders are the pids of processes running hold.py.
-func holders(t *testing.T) []string {
-	out, _ := exec.Command("pgrep", "-f", "testdata/hold.py").Output()
+func holders(t *testing.T) []string { return holdersOf(t, "testdata/hold.py") }
+
+// holdersOf are the pids of processes running script.
+func holdersOf(t *testing.T, script string) []string {
+	out, _ := exec.Command("pgrep", "-f", script).Output()
 	return strings.Fields(string(out))
 }

@@ -152,10 +152,20 @@ func newStatusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			addr := c.Addr()
+			// A standby knows no nodes or jobs: the active head does.
+			if lead := activeHead(st); st.Role == "standby" && lead != "" && lead != addr {
+				if lc, err := o.dialHead(lead); err == nil {
+					defer lc.Close()
+					if lst, err := lc.Status(cmd.Context()); err == nil {
+						st, addr = lst, lead
+					}
+				}
+			}
 			if out.format == "json" {
 				return writeJSON(cmd.OutOrStdout(), statusJSON(st))
 			}
-			printStatus(cmd.OutOrStdout(), c.Addr(), st)
+			printStatus(cmd.OutOrStdout(), addr, st)
 			return nil
 		},
 	}
@@ -211,7 +221,14 @@ func statusJSON(st trainer.ClusterStatus) any {
 			GPUs: total.GPU, GPUsFree: n.FreeGPUs, Memory: total.MemoryBytes, MemoryFree: free.MemoryBytes, HeartbeatAgeMS: n.HeartbeatAge.Milliseconds(),
 			Resources: total.Custom.Map(), ResourcesFree: freeCustom(total.Custom, free.Custom)})
 	}
-	return map[string]any{"version": st.Version, "nodes": nodes, "jobs": jobsJSON(st.Jobs)}
+	view := map[string]any{"version": st.Version, "nodes": nodes, "jobs": jobsJSON(st.Jobs)}
+	if st.Role != "" {
+		view["role"] = st.Role
+	}
+	if len(st.Heads) > 0 {
+		view["heads"] = st.Heads
+	}
+	return view
 }
 
 // freeCustom is free by name for every resource of total, those used up
@@ -247,7 +264,19 @@ func printStatus(w io.Writer, addr string, st trainer.ClusterStatus) {
 			alive++
 		}
 	}
-	fmt.Fprintf(w, "cluster at %s (rtrain %s): %d of %d nodes alive\n\n", addr, st.Version, alive, len(st.Nodes))
+	fmt.Fprintf(w, "cluster at %s (rtrain %s): %d of %d nodes alive\n", addr, st.Version, alive, len(st.Nodes))
+	if len(st.Heads) > 0 {
+		var heads []string
+		for _, h := range st.Heads {
+			role := "standby"
+			if h.Leader {
+				role = "active"
+			}
+			heads = append(heads, fmt.Sprintf("%s (%s)", h.Addr, role))
+		}
+		fmt.Fprintf(w, "heads: %s\n", strings.Join(heads, ", "))
+	}
+	fmt.Fprintln(w)
 	custom := false
 	for _, n := range st.Nodes {
 		custom = custom || n.Node.Total.Custom != ""
@@ -483,4 +512,14 @@ func waitExit(pid int, d time.Duration) bool {
 			return false
 		}
 	}
+}
+
+// activeHead is the address of the head that leads, of those st names.
+func activeHead(st trainer.ClusterStatus) string {
+	for _, h := range st.Heads {
+		if h.Leader {
+			return h.Addr
+		}
+	}
+	return ""
 }

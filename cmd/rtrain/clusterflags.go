@@ -150,3 +150,9 @@ func loopback(addr string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// dialHead connects to the head at addr, one that another head named (the
+// active one of a cluster with standbys), with the same security.
+func (o *clusterFlags) dialHead(addr string) (*trainer.Client, error) {
+	return trainer.Dial(addr, o.security())
+}

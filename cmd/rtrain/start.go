@@ -47,6 +47,8 @@ type startOptions struct {
 	resultsDir    string
 	hbInterval    time.Duration
 	hbTimeout     time.Duration
+	headTimeout   time.Duration
+	store         string
 	verbose       bool
 	readyTimeout  time.Duration
 	dashboardPort int
@@ -101,6 +103,8 @@ should, or pass --with-agent to run one in the head's process.`,
 	f.StringVar(&o.maxWorkingDir, "max-working-dir", "", "the largest working directory the head takes from a client, e.g. 4G (default 1G)")
 	f.DurationVar(&o.hbInterval, "heartbeat-interval", cluster.DefaultHeartbeatInterval, "how often agents report to the head")
 	f.DurationVar(&o.hbTimeout, "heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "silence after which the head declares a node dead and fails its workers")
+	f.StringVar(&o.store, "store", "", "with --head: keep the job table in etcd, etcd://HOST:2379[,HOST:2379...][/PREFIX]; heads with the same --store elect one to lead, the others stand by to take over")
+	f.DurationVar(&o.headTimeout, "head-timeout", agent.DefaultHeadTimeout, "with --address: how long this node's workers go on while no head can be reached (it restarts, or a standby takes over); past it they are stopped")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log at debug level")
 	f.IntVar(&o.dashboardPort, "dashboard-port", 8265, "the head's web dashboard and Prometheus /metrics, behind the token (-1: none)")
 	f.DurationVar(&o.readyTimeout, "ready-timeout", 60*time.Second, "how long to wait for the background daemon to be up")
@@ -334,7 +338,7 @@ func (o *startOptions) startAgent(ctx context.Context, headAddr string, sec auth
 	}
 	return agent.StartNode(ctx, agent.NodeConfig{Resolve: trainer.ResolvePython,
 		HeadAddr: headAddr, Security: sec, NodeName: o.nodeName, NodeIP: o.nodeIP,
-		Port: o.agentPort, Overrides: ov, DataDir: dataDir,
+		Port: o.agentPort, Overrides: ov, DataDir: dataDir, HeadTimeout: o.headTimeout,
 	}, log)
 }
 
@@ -373,11 +377,19 @@ func (o *startOptions) serveHead(ctx context.Context, cmd *cobra.Command, dir st
 		Addr: o.host, Port: o.port, Security: sec, ResultsDir: o.resultsDir, StateDir: dir,
 		HeartbeatInterval: o.hbInterval, HeartbeatTimeout: o.hbTimeout,
 		AllowedStorageRoots: o.allowStorage, MaxWorkingDir: maxWorkdir,
+		Store: o.store, Advertise: headAddress(o.host, net.JoinHostPort(o.host, strconv.Itoa(o.port))),
 	}, newDaemonLogger(o.verbose))
 	if err != nil {
 		return err
 	}
-	defer h.Close()
+	// A head that lost its leadership exits without closing: closing would
+	// stop its jobs, whose workers the new leader has adopted.
+	deposed := false
+	defer func() {
+		if !deposed {
+			h.Close()
+		}
+	}()
 	dashURL := ""
 	if o.dashboardPort >= 0 {
 		stop, url, err := serveDashboard(ctx, h, sec, o.host, o.dashboardPort, log)
@@ -431,8 +443,13 @@ func (o *startOptions) serveHead(ctx context.Context, cmd *cobra.Command, dir st
 		fmt.Fprint(cmd.ErrOrStderr(), withToken)
 	}
 	log.Info("head serving", "addr", addr)
-	<-ctx.Done()
-	return nil
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-h.Lost():
+		deposed = true
+		return fmt.Errorf("%w; start it again to stand by", err)
+	}
 }
 
 // headAddress is the address to give agents: the listen address, or this

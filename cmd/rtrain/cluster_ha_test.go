@@ -1,0 +1,260 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rtrain/rtrain/cluster/auth"
+	"github.com/rtrain/rtrain/internal/etcdserver"
+	"github.com/rtrain/rtrain/internal/netns"
+	"github.com/rtrain/rtrain/internal/testutil"
+)
+
+var paramSum = regexp.MustCompile(`param_sum=(\S+)`)
+
+// The head SIGKILLed mid-job, across a checkpoint, and started again: the
+// agents keep the workers, the new head adopts the job, the checkpoint
+// reported while it was down is committed once, no restart is counted,
+// and the job trains exactly as it would have without the outage.
+func TestClusterHeadRestartAdoptsRunningJobs(t *testing.T) {
+	c := newTestCluster(t, 2)
+	args := []string{"--workers", "2", "--placement", "STRICT_SPREAD", "testdata/steady.py", "16", "4", "0.4"}
+
+	out, errs, code := c.run(c.head, append([]string{"fit", "--name", "calm"}, args...)...)
+	require.Equal(t, exitOK, code, "%s\n%s", out, errs)
+	want := paramSum.FindStringSubmatch(out)
+	require.NotNil(t, want, out)
+
+	out, errs, code = c.run(c.head, append([]string{"fit", "--no-wait", "--name", "stormy"}, args...)...)
+	require.Equal(t, exitOK, code, errs)
+	job := regexp.MustCompile(`submitted job (\S+)`).FindStringSubmatch(out)
+	require.NotNil(t, job, out)
+	c.waitJob(job[1], "RUNNING")
+	// Killed after the first checkpoint (step 4), before the second (8).
+	c.waitLog(job[1], "step 5")
+
+	head := c.daemons[c.head.Name()]
+	require.NoError(t, head.Process.Signal(syscall.SIGKILL))
+	_ = head.Wait()
+	workers := holdersOf(t, "testdata/steady.py")
+	require.NotEmpty(t, workers, "the workers outlive the head")
+	time.Sleep(4 * time.Second) // across the checkpoint at step 8
+	c.daemon(c.head, "head", "start", "--head", "--block", "--host", c.head.Addr(), "--port", c.port,
+		"--heartbeat-interval", "200ms", "--heartbeat-timeout", "2s")
+
+	j := c.waitJob(job[1], "SUCCEEDED")
+	assert.Equal(t, 1, j.Attempts, "no restart is counted: %+v", j)
+	logs, errs, code := c.run(c.head, "logs", job[1])
+	require.Equal(t, exitOK, code, errs)
+	got := paramSum.FindStringSubmatch(logs)
+	require.NotNil(t, got, logs)
+	assert.Equal(t, want[1], got[1], "the parameters of a run with the outage and one without")
+
+	ckpts, err := filepath.Glob(filepath.Join(c.dirs[c.head.Name()], "rtrain_results", "stormy", "checkpoint_*"))
+	require.NoError(t, err)
+	sort.Strings(ckpts)
+	var names []string
+	for _, p := range ckpts {
+		names = append(names, filepath.Base(p))
+	}
+	assert.Equal(t, []string{"checkpoint_000001", "checkpoint_000002", "checkpoint_000003", "checkpoint_000004"}, names, "each checkpoint committed once")
+	for _, p := range ckpts {
+		_, err := os.Stat(filepath.Join(p, "model.pt"))
+		assert.NoError(t, err, "%s has its files", p)
+	}
+}
+
+// waitLog waits until job's output has a line containing s.
+func (c *testCluster) waitLog(job, s string) {
+	c.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, _, _ := c.run(c.head, "logs", job)
+		if regexp.MustCompile(regexp.QuoteMeta(s) + `\b`).MatchString(out) {
+			return
+		}
+		require.True(c.t, time.Now().Before(deadline), "job %s never printed %q: %s", job, s, out)
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// The head down longer than the agents' --head-timeout: they stop the
+// workers, none is left running with no head, and the head that comes
+// back ends the job with a message that says why.
+func TestClusterHeadTimeoutStopsTheWorkers(t *testing.T) {
+	short := []string{"--head-timeout", "3s"}
+	c := newTestCluster(t, 2, short, short)
+	out, errs, code := c.run(c.head, "fit", "--no-wait", "--workers", "2", "--placement", "STRICT_SPREAD", "--max-failures", "0",
+		"--name", "abandoned", "testdata/steady.py", "1000", "1000", "0.2")
+	require.Equal(t, exitOK, code, errs)
+	job := regexp.MustCompile(`submitted job (\S+)`).FindStringSubmatch(out)
+	require.NotNil(t, job, out)
+	c.waitJob(job[1], "RUNNING")
+	c.waitLog(job[1], "step 2")
+
+	head := c.daemons[c.head.Name()]
+	require.NoError(t, head.Process.Signal(syscall.SIGKILL))
+	_ = head.Wait()
+	require.NotEmpty(t, holdersOf(t, "testdata/steady.py"), "the workers outlive the head for a while")
+	require.Eventually(t, func() bool { return len(holdersOf(t, "testdata/steady.py")) == 0 }, 30*time.Second, 100*time.Millisecond,
+		"past the head timeout the workers are stopped")
+
+	c.daemon(c.head, "head", "start", "--head", "--block", "--host", c.head.Addr(), "--port", c.port,
+		"--heartbeat-interval", "200ms", "--heartbeat-timeout", "2s")
+	j := c.waitJob(job[1], "FAILED")
+	assert.Contains(t, j.Message, "no head came back within the head timeout (3s)")
+}
+
+// newHACluster is two heads on etcd, the first leading, and two agents,
+// each in a network namespace of its own: etcd runs on the first head's
+// host. The job storage is a directory both heads may write, as a shared
+// file system is.
+func newHACluster(t *testing.T) (c *testCluster, standby *netns.Host, etcd *etcdserver.Server, shared string) {
+	t.Helper()
+	testutil.Python(t)
+	n := netns.New(t, 4)
+	c = &testCluster{t: t, net: n, token: auth.NewToken(), marker: testutil.Marker(t),
+		head: n.Hosts()[0], port: "6379", daemons: map[string]*exec.Cmd{}, dirs: map[string]string{}, base: t.TempDir()}
+	standby = n.Hosts()[1]
+	shared = filepath.Join(c.base, "shared")
+	require.NoError(t, os.MkdirAll(shared, 0o755))
+	// Stopped after the daemons, whose cleanup comes later.
+	etcd = testutil.Etcd(t, etcdserver.Options{Host: c.head.Addr(), Command: c.head.Command})
+	t.Cleanup(func() {
+		for _, d := range c.daemons {
+			_ = d.Process.Signal(syscall.SIGTERM)
+		}
+		for _, d := range c.daemons {
+			done := make(chan struct{})
+			go func() { _ = d.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				_ = d.Process.Kill()
+				<-done
+			}
+		}
+		if t.Failed() {
+			for name, dir := range c.dirs {
+				for _, f := range []string{"head.log", "agent.log"} {
+					if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
+						t.Logf("%s %s:\n%s", name, f, b)
+					}
+				}
+			}
+		}
+		testutil.NoProcesses(t, c.marker, 10*time.Second)
+		testutil.NoCgroups(t, cgroupParent, 5*time.Second)
+	})
+	c.addrs = c.head.Addr() + ":" + c.port + "," + standby.Addr() + ":" + c.port
+	c.startHead(c.head, etcd, shared)
+	c.waitRole(c.head, "active")
+	c.startHead(standby, etcd, shared)
+	c.waitRole(standby, "standby")
+	for _, h := range n.Hosts()[2:] {
+		c.daemon(h, "agent", "start", "--block", "--address", c.addrs, "--insecure", "--num-cpus", "2", "--node-name", nodeName(h))
+	}
+	return c, standby, etcd, shared
+}
+
+func (c *testCluster) startHead(h *netns.Host, etcd *etcdserver.Server, shared string) {
+	c.t.Helper()
+	c.daemon(h, "head", "start", "--head", "--block", "--host", h.Addr(), "--port", c.port, "--insecure",
+		"--store", "etcd://"+etcd.Addr(), "--allow-storage", shared,
+		"--heartbeat-interval", "200ms", "--heartbeat-timeout", "2s")
+}
+
+// waitRole waits until the head on h is role ("active" or "standby") as
+// `rtrain status` through it lists the heads.
+func (c *testCluster) waitRole(h *netns.Host, role string) {
+	c.t.Helper()
+	self := h.Addr() + ":" + c.port
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, errs, code := c.run(h, "status", "-o", "json", "--insecure", "--address", self)
+		var st struct {
+			Heads []struct {
+				Addr   string `json:"addr"`
+				Leader bool   `json:"leader"`
+			} `json:"heads"`
+		}
+		if code == exitOK && json.Unmarshal([]byte(out), &st) == nil {
+			for _, m := range st.Heads {
+				if m.Addr == self && m.Leader == (role == "active") {
+					return
+				}
+			}
+		}
+		require.True(c.t, time.Now().Before(deadline), "head on %s never %s: %s %s", h.Name(), role, out, errs)
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Two heads on etcd, the leader SIGKILLed mid-job: the standby leads within
+// two lease TTLs, adopts the job, which finishes with no restart counted;
+// the client that submitted it follows it across and exits 0; each
+// checkpoint is committed once. The old leader, started again, stands by.
+func TestClusterStandbyHeadTakesOver(t *testing.T) {
+	c, standby, etcd, shared := newHACluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	fit := c.head.Enter(ctx, os.Args[0], "fit", "--insecure", "--workers", "2", "--placement", "STRICT_SPREAD", "--name", "failover",
+		"--storage", shared, "testdata/steady.py", "16", "4", "0.4")
+	fit.Env = c.env(t.TempDir())
+	fit.Dir = repo(t, "cmd", "rtrain")
+	pr, pw := io.Pipe()
+	var out bytes.Buffer
+	fit.Stdout, fit.Stderr = io.MultiWriter(pw, &out), io.MultiWriter(pw, &out)
+	require.NoError(t, fit.Start())
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() && !strings.Contains(sc.Text(), "step 5") {
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+
+	leader := c.daemons[c.head.Name()]
+	require.NoError(t, leader.Process.Signal(syscall.SIGKILL))
+	_ = leader.Wait()
+	killed := time.Now()
+	c.waitRole(standby, "active")
+	t.Logf("the standby leads %s after the leader's death", time.Since(killed).Round(time.Millisecond))
+
+	// The old leader comes back as a standby, and never runs the job twice.
+	c.startHead(c.head, etcd, shared)
+	c.waitRole(c.head, "standby")
+
+	err := fit.Wait()
+	_ = pw.Close()
+	require.NoError(t, err, out.String())
+	assert.Contains(t, out.String(), "param_sum=")
+	ckpts, err := filepath.Glob(filepath.Join(shared, "failover", "checkpoint_*"))
+	require.NoError(t, err)
+	assert.Len(t, ckpts, 4, "each checkpoint committed once: %v", ckpts)
+
+	for _, h := range []*netns.Host{c.head, standby} {
+		out, errs, code := c.run(h, "status", "--insecure", "--address", c.addrs)
+		require.Equal(t, exitOK, code, errs)
+		assert.Contains(t, out, "2 of 2 nodes alive", "status through %s", h.Name())
+	}
+	out2, errs, code := c.run(c.head, "jobs", "-o", "json", "--insecure", "--address", c.addrs)
+	require.Equal(t, exitOK, code, errs)
+	var jobs []jobJSON
+	require.NoError(t, json.Unmarshal([]byte(out2), &jobs))
+	require.Len(t, jobs, 1)
+	assert.Equal(t, "SUCCEEDED", jobs[0].State)
+	assert.Equal(t, 1, jobs[0].Attempts, "no restart is counted")
+}
