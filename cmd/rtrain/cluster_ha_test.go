@@ -258,3 +258,72 @@ func TestClusterStandbyHeadTakesOver(t *testing.T) {
 	assert.Equal(t, "SUCCEEDED", jobs[0].State)
 	assert.Equal(t, 1, jobs[0].Attempts, "no restart is counted")
 }
+
+// etcd itself killed for longer than the lease and started again: the
+// leader lets go of the cluster and starts over as a standby, one head
+// leads once etcd is back and adopts the job, and the job finishes with
+// nothing lost: no restart counted, every checkpoint committed once.
+func TestClusterHeadsRideOutAnEtcdRestart(t *testing.T) {
+	c, _, etcd, shared := newHACluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	fit := c.head.Enter(ctx, os.Args[0], "fit", "--insecure", "--workers", "2", "--placement", "STRICT_SPREAD", "--name", "outage",
+		"--storage", shared, "testdata/steady.py", "40", "5", "0.3")
+	fit.Env = c.env(t.TempDir())
+	fit.Dir = repo(t, "cmd", "rtrain")
+	pr, pw := io.Pipe()
+	var out bytes.Buffer
+	fit.Stdout, fit.Stderr = io.MultiWriter(pw, &out), io.MultiWriter(pw, &out)
+	require.NoError(t, fit.Start())
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() && !strings.Contains(sc.Text(), "step 3") {
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+
+	etcd.Kill()
+	time.Sleep(7 * time.Second) // past the 5 s lease
+	require.NoError(t, etcd.Restart(ctx))
+	logs, err := os.ReadFile(filepath.Join(c.dirs[c.head.Name()], "head.log"))
+	require.NoError(t, err)
+	assert.Contains(t, string(logs), "starting over as a standby", "the leader let go when its lease could not be renewed")
+
+	err = fit.Wait()
+	_ = pw.Close()
+	require.NoError(t, err, out.String())
+	ckpts, err := filepath.Glob(filepath.Join(shared, "outage", "checkpoint_*"))
+	require.NoError(t, err)
+	assert.Len(t, ckpts, 8, "each checkpoint committed once: %v", ckpts)
+	out2, errs, code := c.run(c.head, "jobs", "-o", "json", "--insecure", "--address", c.addrs)
+	require.Equal(t, exitOK, code, errs)
+	var jobs []jobJSON
+	require.NoError(t, json.Unmarshal([]byte(out2), &jobs))
+	require.Len(t, jobs, 1)
+	assert.Equal(t, "SUCCEEDED", jobs[0].State)
+	assert.Equal(t, 1, jobs[0].Attempts, "no restart is counted")
+}
+
+// An agent cut off long enough for the head to declare its node dead, with
+// no peer to tell it so, keeps its workers while it cannot know; once it
+// reaches the head again, which no longer follows them (their job failed
+// meanwhile), it stops them.
+func TestClusterAgentStopsWorkersTheHeadNoLongerKnows(t *testing.T) {
+	c := newTestCluster(t, 1)
+	out, errs, code := c.run(c.head, "fit", "--no-wait", "--workers", "1", "--max-failures", "0", "--name", "orphan",
+		"testdata/steady.py", "1000", "1000", "0.2")
+	require.Equal(t, exitOK, code, errs)
+	job := regexp.MustCompile(`submitted job (\S+)`).FindStringSubmatch(out)
+	require.NotNil(t, job, out)
+	c.waitJob(job[1], "RUNNING")
+	c.waitLog(job[1], "step 2")
+
+	node := c.net.Hosts()[1]
+	require.NoError(t, node.LinkDown())
+	t.Cleanup(func() { _ = node.LinkUp() })
+	j := c.waitJob(job[1], "FAILED")
+	assert.Contains(t, j.Message, "lost")
+	assert.NotEmpty(t, holdersOf(t, "testdata/steady.py"), "the cut-off agent keeps its workers while it cannot tell")
+
+	require.NoError(t, node.LinkUp())
+	require.Eventually(t, func() bool { return len(holdersOf(t, "testdata/steady.py")) == 0 }, 30*time.Second, 100*time.Millisecond,
+		"back in touch with the head, the agent stops the workers it no longer follows")
+}

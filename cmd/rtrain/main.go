@@ -28,7 +28,17 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCmd().ExecuteContext(ctx)
+	signalled := ctx.Err() != nil
 	stop()
+	var again standAgain
+	if errors.As(err, &again) && !signalled {
+		fmt.Fprintf(os.Stderr, "rtrain: %v; starting over as a standby\n", err)
+		exe, xerr := os.Executable()
+		if xerr == nil {
+			xerr = syscall.Exec(exe, os.Args, os.Environ())
+		}
+		err = fmt.Errorf("%w (and could not start over: %w)", err, xerr)
+	}
 	os.Exit(exitCode(err))
 }
 

@@ -448,7 +448,7 @@ func (o *startOptions) serveHead(ctx context.Context, cmd *cobra.Command, dir st
 		return nil
 	case err := <-h.Lost():
 		deposed = true
-		return fmt.Errorf("%w; start it again to stand by", err)
+		return standAgain{err}
 	}
 }
 
@@ -559,3 +559,11 @@ func withoutFlag(args []string, flag string) []string {
 	}
 	return out
 }
+
+// standAgain is the end of a head that lost its leadership: its process
+// starts over (main execs it again), as a standby, with nothing of what it
+// was doing: it must not act once another head leads.
+type standAgain struct{ err error }
+
+func (e standAgain) Error() string { return e.err.Error() }
+func (e standAgain) Unwrap() error { return e.err }
