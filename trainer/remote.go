@@ -312,42 +312,56 @@ func (w *watch) run(ctx context.Context) (*Result, error) {
 	}
 }
 
-// stream follows the job on one WatchJob stream of head, at addr. done
-// says the job's events are all had, with Attach's result; otherwise err
-// says why the stream ended.
+// stream follows the job on head, at addr. done says the job's events
+// are all had, with Attach's result; otherwise err says why the head
+// stopped sending them.
 func (w *watch) stream(ctx context.Context, head clusterpb.HeadClient, addr string, s *search) (res *Result, done bool, err error) {
+	res, done, had, err := w.streamFrom(ctx, head, addr, s, w.next)
+	if errors.Is(err, errEndedEarly) && !had && w.next > 0 {
+		// Nothing from next, and the stream's end: a head that restarted
+		// without the job's events knows only its end, at index 0, and
+		// sends it to a stream from the first.
+		res, done, _, err = w.streamFrom(ctx, head, addr, s, 0)
+	}
+	return res, done, err
+}
+
+// streamFrom follows the job on one WatchJob stream of head from event
+// from, taking the events not yet had; had says it got one.
+func (w *watch) streamFrom(ctx context.Context, head clusterpb.HeadClient, addr string, s *search, from int64) (res *Result, done, had bool, err error) {
 	// The stream ends with the call: a failed one leaves nothing behind.
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := head.WatchJob(sctx, &clusterpb.WatchJobRequest{Job: w.job, From: w.next, Follow: w.follow})
+	stream, err := head.WatchJob(sctx, &clusterpb.WatchJobRequest{Job: w.job, From: from, Follow: w.follow})
 	if err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	// The head's headers say it took the stream; a refusal has none (a
 	// head that sends none before the first event is taken by that).
 	if md, _ := stream.Header(); md != nil {
 		w.took(addr, s)
 	}
-	for {
+	for ; ; had = true {
 		m, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
 			if !w.follow {
-				return nil, true, nil
+				return nil, true, had, nil
 			}
-			return nil, false, errEndedEarly
+			return nil, false, had, errEndedEarly
 		}
 		if err != nil {
-			return nil, false, err
+			return nil, false, had, err
 		}
 		w.took(addr, s)
-		s.reset()
-		if m.Index < w.next {
-			continue // had it from the head before
+		if m.Index < w.next && m.ResultJson == nil {
+			continue // had from a head before; the job's end never is
 		}
+		// New: the head serves.
+		s.reset()
 		w.next = m.Index + 1
 		var e Event
 		if err := json.Unmarshal(m.EventJson, &e); err != nil {
-			return nil, true, fmt.Errorf("trainer: event from the head: %w", err)
+			return nil, true, had, fmt.Errorf("trainer: event from the head: %w", err)
 		}
 		if w.onEvent != nil {
 			w.onEvent(e)
@@ -355,9 +369,9 @@ func (w *watch) stream(ctx context.Context, head clusterpb.HeadClient, addr stri
 		if m.ResultJson != nil {
 			var res Result
 			if err := json.Unmarshal(m.ResultJson, &res); err != nil {
-				return nil, true, fmt.Errorf("trainer: result from the head: %w", err)
+				return nil, true, had, fmt.Errorf("trainer: result from the head: %w", err)
 			}
-			return &res, true, jobErrorFromWire(m.Error)
+			return &res, true, had, jobErrorFromWire(m.Error)
 		}
 	}
 }

@@ -169,14 +169,20 @@ func (f *follower) event(e trainer.Event) {
 	switch e.Type {
 	case trainer.EventWarning:
 		f.warnings = append(f.warnings, e.Message)
-		f.warned <- e.Message
+		select {
+		case f.warned <- e.Message:
+		default: // a client that warns in a loop fails its test, not hangs it
+		}
 		return
 	case trainer.EventLog:
 		f.lines = append(f.lines, e.Line)
 	case trainer.EventState:
 		f.lines = append(f.lines, string(e.State))
 	}
-	f.seen <- len(f.lines)
+	select {
+	case f.seen <- len(f.lines):
+	default:
+	}
 }
 
 func (f *follower) got() (lines, warnings []string) {
@@ -377,6 +383,51 @@ func TestAttachToAHeadThatDoesNotKnowTheJob(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, `trainer: follow job job-1: the head at `+second.addr+`, reached after the one at `+first.addr+` was lost, does not know the job: no job "job-1" on this cluster; `+"`rtrain jobs` lists them", err.Error())
 	assert.Equal(t, codes.NotFound, status.Code(err))
+}
+
+// A head that restarted knowing only how the job ended (the head of
+// today keeps a job's end in its job table, at index 0, and none of its
+// events) has nothing after the events had: the client asks it for the
+// job's events from the first, and ends with the job's end.
+func TestAttachToAHeadThatKeptOnlyTheJobsEnd(t *testing.T) {
+	evs := jobEvents(t, 5, nil)
+	f := newFollower()
+	const lost = "the head restarted while the job was RUNNING; run it again with --resume --name j"
+	end, err := json.Marshal(trainer.Event{Type: trainer.EventState, State: trainer.StateLost, Message: lost})
+	require.NoError(t, err)
+	res, err := json.Marshal(trainer.Result{State: trainer.StateLost})
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var froms []int64
+	second := serve(t, "127.0.0.1:0", fakeSecurity, &fakeHead{watch: func(req *clusterpb.WatchJobRequest, stream grpc.ServerStreamingServer[clusterpb.JobEvent]) error {
+		mu.Lock()
+		froms = append(froms, req.From)
+		mu.Unlock()
+		if req.From > 0 {
+			return nil
+		}
+		return stream.Send(&clusterpb.JobEvent{Index: 0, EventJson: end, ResultJson: res, Kind: string(trainer.EventState),
+			Error: &clusterpb.JobError{Kind: "other", Message: lost}})
+	}})
+	first := serve(t, "127.0.0.1:0", fakeSecurity, &fakeHead{watch: func(req *clusterpb.WatchJobRequest, stream grpc.ServerStreamingServer[clusterpb.JobEvent]) error {
+		if err := serveFrom(evs[:3], req, stream); err != nil {
+			return err
+		}
+		return cluster.NotLeader(second.addr)
+	}})
+	c := dial(t, first.addr+","+second.addr, fakeSecurity, time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	got, err := c.Attach(ctx, "job-1", true, f.event)
+	require.EqualError(t, err, lost)
+	require.NotNil(t, got)
+	assert.Equal(t, trainer.StateLost, got.State)
+	lines, warnings := f.got()
+	assert.Equal(t, []string{"line 0", "line 1", "line 2", string(trainer.StateLost)}, lines)
+	mu.Lock()
+	assert.Equal(t, []int64{3, 0}, froms, "from the events not had, then from the first")
+	mu.Unlock()
+	assert.Len(t, warnings, 2, "lost, and reconnected: %q", warnings)
 }
 
 // listing is a head's reply to ListJobs: one job, named for the head.

@@ -58,7 +58,7 @@ with --group, every job of that group that has not ended (a sweep's trials).`,
 			return stopDaemons(cmd, o, wait)
 		},
 	}
-	addClusterFlags(cmd.Flags(), o, "the head, HOST:PORT (for stopping a job)")
+	addClusterFlags(cmd.Flags(), o, "the head, "+addressForm+" for every head of a cluster with standbys (for stopping a job)")
 	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for each daemon to stop before SIGKILL")
 	cmd.Flags().StringVar(&group, "group", "", "stop every job of this group that has not ended")
 	return cmd
@@ -169,7 +169,7 @@ func newStatusCmd() *cobra.Command {
 			return nil
 		},
 	}
-	addClusterFlags(cmd.Flags(), o, "the head, HOST:PORT (default $"+AddressEnv+", else the head started here)")
+	addClusterFlags(cmd.Flags(), o, "the head, "+addressForm+" for every head of a cluster with standbys (default $"+AddressEnv+", else the head started here)")
 	out.add(cmd)
 	return cmd
 }
@@ -412,7 +412,7 @@ their metric among rank 0's reports so far (BEST); --group lists one sweep's.
 			return nil
 		},
 	}
-	addClusterFlags(cmd.Flags(), o, "the head, HOST:PORT (default $"+AddressEnv+", else the head started here)")
+	addClusterFlags(cmd.Flags(), o, "the head, "+addressForm+" for every head of a cluster with standbys (default $"+AddressEnv+", else the head started here)")
 	cmd.Flags().StringVar(&group, "group", "", "only the jobs of this group (a sweep's trials)")
 	out.add(cmd)
 	return cmd
@@ -451,7 +451,7 @@ func newLogsCmd() *cobra.Command {
 			return err
 		},
 	}
-	addClusterFlags(cmd.Flags(), o, "the head, HOST:PORT (default $"+AddressEnv+", else the head started here)")
+	addClusterFlags(cmd.Flags(), o, "the head, "+addressForm+" for every head of a cluster with standbys (default $"+AddressEnv+", else the head started here)")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow the job until it ends")
 	return cmd
 }
@@ -485,7 +485,7 @@ out until its agent is started again.`,
 			return nil
 		},
 	}
-	addClusterFlags(cmd.Flags(), o, "the head, HOST:PORT (default $"+AddressEnv+", else the head started here)")
+	addClusterFlags(cmd.Flags(), o, "the head, "+addressForm+" for every head of a cluster with standbys (default $"+AddressEnv+", else the head started here)")
 	return cmd
 }
 

@@ -17,6 +17,11 @@ import (
 // AddressEnv names the head's address for commands given no --address.
 const AddressEnv = "RTRAIN_ADDRESS"
 
+// addressForm is how --address and $RTRAIN_ADDRESS name a cluster's
+// heads: the one head, or every head of a cluster with standbys, whose
+// clients follow the leader among them.
+const addressForm = "HOST:PORT[,HOST:PORT...]"
+
 // stateDirEnv overrides where `rtrain start` keeps its daemons' pid files,
 // logs, address and token.
 const stateDirEnv = "RTRAIN_STATE_DIR"
@@ -98,7 +103,7 @@ func (o *clusterFlags) security() auth.Security {
 func (o *clusterFlags) client() (*trainer.Client, error) {
 	addr := o.resolvedAddress()
 	if addr == "" {
-		return nil, usageError{fmt.Errorf("no cluster address: pass --address HEAD:PORT or set %s (or start a head here with `rtrain start --head`)", AddressEnv)}
+		return nil, usageError{fmt.Errorf("no cluster address: pass --address %s or set %s (or start a head here with `rtrain start --head`)", addressForm, AddressEnv)}
 	}
 	sec := o.security()
 	if err := o.checkTransport(sec, addr); err != nil {
@@ -107,20 +112,30 @@ func (o *clusterFlags) client() (*trainer.Client, error) {
 	return trainer.Dial(addr, sec)
 }
 
-// checkTransport refuses to send the token in clear over a network: TLS
-// (the join token's pin, or --tls-ca) unless --insecure is given or the
-// head is on this machine's loopback.
+// checkTransport refuses an address list with an empty entry, and to send
+// the token in clear over a network: TLS (the join token's pin, or
+// --tls-ca) unless --insecure is given or every head is on this machine's
+// loopback.
 func (o *clusterFlags) checkTransport(sec auth.Security, addr string) error {
+	addrs, err := trainer.SplitAddresses(addr)
+	if err != nil {
+		return usageError{fmt.Errorf("--address or $%s: %w", AddressEnv, err)}
+	}
 	if sec.TLS() {
 		if o.insecure {
 			return usageError{errors.New("--insecure turns TLS off, but --tls-ca/--tls-cert or a join token (rt1-...) turn it on: give one or the other")}
 		}
 		return nil
 	}
-	if o.insecure || loopback(addr) {
+	if o.insecure {
 		return nil
 	}
-	return usageError{fmt.Errorf("the token does not name the head's CA, so %s cannot be verified and the token would cross the network in clear: pass the join token `rtrain start --head` printed (rt1-...; also in the head's state directory, file token), --tls-ca for your own certificates, or --insecure for a head started with --insecure", addr)}
+	for _, a := range addrs {
+		if !loopback(a) {
+			return usageError{fmt.Errorf("the token does not name the head's CA, so %s cannot be verified and the token would cross the network in clear: pass the join token `rtrain start --head` printed (rt1-...; also in the head's state directory, file token), --tls-ca for your own certificates, or --insecure for a head started with --insecure", a)}
+		}
+	}
+	return nil
 }
 
 // loopback reports whether addr (host:port) is on this machine's loopback.

@@ -142,7 +142,7 @@ is in pyshim/PROTOCOL.md.`,
 	f.StringVar(&o.restartFrom, "restart-from", "", "start run --name from this checkpoint even though it has its own (which stay): Population Based Training's exploit")
 	f.StringVar(&o.resumeFrom, "resume-from", "", "start from this checkpoint: STORAGE/RUN/checkpoint_NNNNNN")
 	addS3Flags(f, &o.s3)
-	addClusterFlags(f, &o.cluster, "run on the cluster whose head is HOST:PORT (default $"+AddressEnv+"; none: this machine)")
+	addClusterFlags(f, &o.cluster, "run on the cluster whose head is at "+addressForm+", every head's address where it has standbys (default $"+AddressEnv+"; none: this machine)")
 	f.IntVar(&o.maxFailures, "max-failures", 0, "worker failures to survive: each restarts every worker from the latest checkpoint (-1: no limit)")
 	f.IntSliceVar(&o.retryCodes, "retry-exit-codes", nil, "restart only failures that exited with these codes")
 	f.DurationVar(&o.hangTimeout, "hang-timeout", 0, "fail the job when no worker calls rtrain.report() for this long, showing every worker's Python stacks (0: the default, 30m or 4x the longest wait between a rank's reports, from a rank's second report on, so a script that never reports is never stopped; negative: never)")
@@ -395,7 +395,7 @@ func (p *printer) event(e trainer.Event) {
 // submit hands the job to the cluster and returns.
 func (o *fitOptions) submit(cmd *cobra.Command, cfg trainer.Config) error {
 	if cfg.Address == "" {
-		return usageError{errors.New("--no-wait needs a cluster: pass --address HEAD:PORT or set " + AddressEnv)}
+		return usageError{errors.New("--no-wait needs a cluster: pass --address " + addressForm + " or set " + AddressEnv)}
 	}
 	c, err := trainer.Dial(cfg.Address, auth.Security{Token: cfg.Token, TLSCA: cfg.TLSCA, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey})
 	if err != nil {

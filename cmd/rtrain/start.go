@@ -84,7 +84,7 @@ should, or pass --with-agent to run one in the head's process.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
 	f := cmd.Flags()
-	addClusterFlags(f, &o.clusterFlags, "the head to join, HOST:PORT")
+	addClusterFlags(f, &o.clusterFlags, "the head to join, "+addressForm+" for every head of a cluster with standbys")
 	f.BoolVar(&o.head, "head", false, "start the head")
 	f.BoolVar(&o.withAgent, "with-agent", false, "with --head: also run this machine's agent in the head's process, so one command makes a one-node cluster")
 	f.IntVar(&o.port, "port", 6379, "the head's port")
