@@ -272,8 +272,14 @@ type watch struct {
 	// one that cannot be reached now is lost.
 	wasReached bool
 
-	next     int64 // the index of the first event not yet had
-	accepted bool  // a head has taken one of this Attach's streams
+	next int64 // the index of the first event not yet had
+	// epoch is the numbering next is in (clusterpb.JobEvent.Epoch), and
+	// seqs how far into each node's group events this attempt's had got:
+	// a head that adopted the job serves again, numbered anew, events
+	// had from the one before, and tells them by these.
+	epoch    int64
+	seqs     map[string]int64
+	accepted bool // a head has taken one of this Attach's streams
 	// lostAt is the head an outage began at ("" when there is none);
 	// told says whether onEvent was told of it.
 	lostAt string
@@ -312,72 +318,85 @@ func (w *watch) run(ctx context.Context) (*Result, error) {
 	}
 }
 
-// stream follows the job on head, at addr. done says the job's events
-// are all had, with Attach's result; otherwise err says why the head
-// stopped sending them.
+// stream follows the job on one WatchJob stream of head, at addr. done
+// says the job's events are all had, with Attach's result; otherwise err
+// says why the stream ended.
 func (w *watch) stream(ctx context.Context, head clusterpb.HeadClient, addr string, s *search) (res *Result, done bool, err error) {
-	res, done, had, err := w.streamFrom(ctx, head, addr, s, w.next)
-	if errors.Is(err, errEndedEarly) && !had && w.next > 0 {
-		// Nothing from next, and the stream's end: a head that restarted
-		// without the job's events knows only its end, at index 0, and
-		// sends it to a stream from the first.
-		res, done, _, err = w.streamFrom(ctx, head, addr, s, 0)
-	}
-	return res, done, err
-}
-
-// streamFrom follows the job on one WatchJob stream of head from event
-// from, taking the events not yet had; had says it got one.
-func (w *watch) streamFrom(ctx context.Context, head clusterpb.HeadClient, addr string, s *search, from int64) (res *Result, done, had bool, err error) {
 	// The stream ends with the call: a failed one leaves nothing behind.
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := head.WatchJob(sctx, &clusterpb.WatchJobRequest{Job: w.job, From: from, Follow: w.follow})
+	stream, err := head.WatchJob(sctx, &clusterpb.WatchJobRequest{Job: w.job, From: w.next, Follow: w.follow, Epoch: w.epoch})
 	if err != nil {
-		return nil, false, false, err
+		return nil, false, err
 	}
 	// The head's headers say it took the stream; a refusal has none (a
 	// head that sends none before the first event is taken by that).
 	if md, _ := stream.Header(); md != nil {
 		w.took(addr, s)
 	}
-	for ; ; had = true {
+	for {
 		m, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
 			if !w.follow {
-				return nil, true, had, nil
+				return nil, true, nil
 			}
-			return nil, false, had, errEndedEarly
+			return nil, false, errEndedEarly
 		}
 		if err != nil {
-			return nil, false, had, err
+			return nil, false, err
 		}
 		w.took(addr, s)
-		if m.Index < w.next && m.ResultJson == nil {
-			continue // had from a head before; the job's end never is
+		var e Event
+		if err := json.Unmarshal(m.EventJson, &e); err != nil {
+			return nil, true, fmt.Errorf("trainer: event from the head: %w", err)
+		}
+		if !w.fresh(m, e) {
+			continue
 		}
 		// New: the head serves.
 		s.reset()
-		w.next = m.Index + 1
-		var e Event
-		if err := json.Unmarshal(m.EventJson, &e); err != nil {
-			return nil, true, had, fmt.Errorf("trainer: event from the head: %w", err)
-		}
 		if w.onEvent != nil {
 			w.onEvent(e)
 		}
 		if m.ResultJson != nil {
 			var res Result
 			if err := json.Unmarshal(m.ResultJson, &res); err != nil {
-				return nil, true, had, fmt.Errorf("trainer: result from the head: %w", err)
+				return nil, true, fmt.Errorf("trainer: result from the head: %w", err)
 			}
-			return &res, true, had, jobErrorFromWire(m.Error)
+			return &res, true, jobErrorFromWire(m.Error)
 		}
 	}
 }
 
 // took records that the head at addr took a stream: an outage, if one
 // was under way, is over.
+// fresh says whether m, which is e, is an event this Attach had not had,
+// and moves on past it. In one numbering (m.Epoch), an index had is an
+// event had. A head that adopted the job numbers anew from where the job
+// table had got and serves again from there: a group event is had when
+// its seq is, whichever head sent it, and the head's own events after
+// that base are new (the head before kept each of its own in the table
+// at once, below the base). The job's end is never had.
+func (w *watch) fresh(m *clusterpb.JobEvent, e Event) bool {
+	if m.ResultJson == nil && m.Epoch == w.epoch && m.Index < w.next {
+		return false
+	}
+	w.next, w.epoch = m.Index+1, m.Epoch
+	if m.ResultJson == nil && m.GroupSeq > 0 && m.GroupSeq <= w.seqs[e.Node] {
+		return false
+	}
+	switch {
+	case e.Type == EventRestart:
+		w.seqs = nil // the next attempt's groups count from the first
+	case m.GroupSeq > 0:
+		if w.seqs == nil {
+			w.seqs = map[string]int64{}
+		}
+		w.seqs[e.Node] = m.GroupSeq
+	}
+	return true
+}
+
 func (w *watch) took(addr string, s *search) {
 	if w.accepted && w.lostAt == "" {
 		return

@@ -385,10 +385,10 @@ func TestAttachToAHeadThatDoesNotKnowTheJob(t *testing.T) {
 	assert.Equal(t, codes.NotFound, status.Code(err))
 }
 
-// A head that restarted knowing only how the job ended (the head of
-// today keeps a job's end in its job table, at index 0, and none of its
-// events) has nothing after the events had: the client asks it for the
-// job's events from the first, and ends with the job's end.
+// A head that restarted knowing only how the job ended keeps its end at
+// index 0, in an epoch after every earlier head's: it serves a client of
+// an earlier epoch from its first event, which the client takes, however
+// far into the earlier numbering it had got.
 func TestAttachToAHeadThatKeptOnlyTheJobsEnd(t *testing.T) {
 	evs := jobEvents(t, 5, nil)
 	f := newFollower()
@@ -398,15 +398,15 @@ func TestAttachToAHeadThatKeptOnlyTheJobsEnd(t *testing.T) {
 	res, err := json.Marshal(trainer.Result{State: trainer.StateLost})
 	require.NoError(t, err)
 	var mu sync.Mutex
-	var froms []int64
+	var asked []*clusterpb.WatchJobRequest
 	second := serve(t, "127.0.0.1:0", fakeSecurity, &fakeHead{watch: func(req *clusterpb.WatchJobRequest, stream grpc.ServerStreamingServer[clusterpb.JobEvent]) error {
 		mu.Lock()
-		froms = append(froms, req.From)
+		asked = append(asked, req)
 		mu.Unlock()
-		if req.From > 0 {
+		if req.Epoch >= 1 && req.From > 0 {
 			return nil
 		}
-		return stream.Send(&clusterpb.JobEvent{Index: 0, EventJson: end, ResultJson: res, Kind: string(trainer.EventState),
+		return stream.Send(&clusterpb.JobEvent{Index: 0, Epoch: 1, EventJson: end, ResultJson: res, Kind: string(trainer.EventState),
 			Error: &clusterpb.JobError{Kind: "other", Message: lost}})
 	}})
 	first := serve(t, "127.0.0.1:0", fakeSecurity, &fakeHead{watch: func(req *clusterpb.WatchJobRequest, stream grpc.ServerStreamingServer[clusterpb.JobEvent]) error {
@@ -425,9 +425,93 @@ func TestAttachToAHeadThatKeptOnlyTheJobsEnd(t *testing.T) {
 	lines, warnings := f.got()
 	assert.Equal(t, []string{"line 0", "line 1", "line 2", string(trainer.StateLost)}, lines)
 	mu.Lock()
-	assert.Equal(t, []int64{3, 0}, froms, "from the events not had, then from the first")
+	require.Len(t, asked, 1)
+	assert.Equal(t, int64(3), asked[0].From, "from the events not had")
+	assert.Equal(t, int64(0), asked[0].Epoch, "in the first head's numbering")
 	mu.Unlock()
 	assert.Len(t, warnings, 2, "lost, and reconnected: %q", warnings)
+}
+
+// groupEvent is a log line of node's group, its seq-th event, at index in
+// epoch's numbering.
+func groupEvent(t *testing.T, epoch, index int64, node string, seq int64) *clusterpb.JobEvent {
+	t.Helper()
+	b, err := json.Marshal(trainer.Event{Type: trainer.EventLog, Node: node, Line: fmt.Sprintf("%s %d", node, seq)})
+	require.NoError(t, err)
+	return &clusterpb.JobEvent{Index: index, Epoch: epoch, GroupSeq: seq, EventJson: b, Kind: string(trainer.EventLog)}
+}
+
+// A head that adopts a job numbers its events from where the job table
+// had got (here 2), short of where the head before got with the client
+// (5), and in another order: two nodes' lines interleave differently. It
+// serves the client again from that base; the client passes on each line
+// once, the adopting head's own event too, and follows on in the new
+// numbering when that head is lost in turn.
+func TestAttachToAHeadThatNumberedTheJobAnew(t *testing.T) {
+	first := []*clusterpb.JobEvent{groupEvent(t, 0, 0, "a", 1), groupEvent(t, 0, 1, "b", 1),
+		groupEvent(t, 0, 2, "a", 2), groupEvent(t, 0, 3, "a", 3), groupEvent(t, 0, 4, "b", 2)}
+	own, err := json.Marshal(trainer.Event{Type: trainer.EventWarning, Message: "a head's own"})
+	require.NoError(t, err)
+	anew := []*clusterpb.JobEvent{groupEvent(t, 1, 2, "b", 2), groupEvent(t, 1, 3, "a", 2),
+		{Index: 4, Epoch: 1, EventJson: own, Kind: string(trainer.EventWarning)},
+		groupEvent(t, 1, 5, "b", 3), groupEvent(t, 1, 6, "a", 3), groupEvent(t, 1, 7, "a", 4)}
+	done := jobEvents(t, 1, nil)[0]
+	done.Index, done.Epoch = 8, 1
+	var mu sync.Mutex
+	var asked []*clusterpb.WatchJobRequest
+	var addrs []string
+	third := serve(t, "127.0.0.1:0", fakeSecurity, &fakeHead{watch: func(req *clusterpb.WatchJobRequest, stream grpc.ServerStreamingServer[clusterpb.JobEvent]) error {
+		mu.Lock()
+		asked = append(asked, req)
+		mu.Unlock()
+		for _, ev := range append(anew, done) {
+			if ev.Index >= req.From {
+				if err := stream.Send(ev); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}})
+	second := serve(t, "127.0.0.1:0", fakeSecurity, &fakeHead{watch: func(req *clusterpb.WatchJobRequest, stream grpc.ServerStreamingServer[clusterpb.JobEvent]) error {
+		mu.Lock()
+		asked = append(asked, req)
+		mu.Unlock()
+		from := req.From
+		if req.Epoch < 1 {
+			from = min(from, 2)
+		}
+		for _, ev := range anew[:4] {
+			if ev.Index >= from {
+				if err := stream.Send(ev); err != nil {
+					return err
+				}
+			}
+		}
+		return cluster.NotLeader(addrs[2])
+	}})
+	head := serve(t, "127.0.0.1:0", fakeSecurity, &fakeHead{watch: func(req *clusterpb.WatchJobRequest, stream grpc.ServerStreamingServer[clusterpb.JobEvent]) error {
+		if err := serveFrom(first, req, stream); err != nil {
+			return err
+		}
+		return cluster.NotLeader(addrs[1])
+	}})
+	addrs = []string{head.addr, second.addr, third.addr}
+	c := dial(t, strings.Join(addrs, ","), fakeSecurity, time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	f := newFollower()
+	got, err := c.Attach(ctx, "job-1", true, f.event)
+	require.NoError(t, err)
+	assert.Equal(t, trainer.StateSucceeded, got.State)
+	lines, warnings := f.got()
+	assert.Equal(t, []string{"a 1", "b 1", "a 2", "a 3", "b 2", "b 3", "a 4", string(trainer.StateSucceeded)}, lines)
+	assert.Contains(t, warnings, "a head's own")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, asked, 2)
+	assert.Equal(t, [2]int64{5, 0}, [2]int64{asked[0].From, asked[0].Epoch}, "the second head, in the first one's numbering")
+	assert.Equal(t, [2]int64{6, 1}, [2]int64{asked[1].From, asked[1].Epoch}, "the third, in the second one's")
 }
 
 // listing is a head's reply to ListJobs: one job, named for the head.

@@ -1465,9 +1465,13 @@ func (x *SubmitJobReply) GetName() string {
 type WatchJobRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A job id, or a run name.
-	Job           string `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
-	From          int64  `protobuf:"varint,2,opt,name=from,proto3" json:"from,omitempty"`
-	Follow        bool   `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
+	Job    string `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	From   int64  `protobuf:"varint,2,opt,name=from,proto3" json:"from,omitempty"`
+	Follow bool   `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
+	// The numbering the client's from is in: the epoch of the last event
+	// it had (0 for none). A head that adopted the job since numbers anew
+	// from where the job table had got, and serves from there.
+	Epoch         int64 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1523,6 +1527,13 @@ func (x *WatchJobRequest) GetFollow() bool {
 	return false
 }
 
+func (x *WatchJobRequest) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 type JobEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Index int64                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
@@ -1534,7 +1545,15 @@ type JobEvent struct {
 	// event_json's Type (trainer.EventType: "log", "state", ...), so that
 	// whoever keeps or sends events tells a log line from the job's story
 	// without decoding the JSON.
-	Kind          string `protobuf:"bytes,5,opt,name=kind,proto3" json:"kind,omitempty"`
+	Kind string `protobuf:"bytes,5,opt,name=kind,proto3" json:"kind,omitempty"`
+	// How many times a head adopted the job before this event's head:
+	// indices are one numbering within an epoch, and the same across
+	// epochs only below the index where the later one began.
+	Epoch int64 `protobuf:"varint,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// On an event from a node's worker group, its place among that
+	// group's events, the same from every head: a client that a head
+	// serves again events it had from an earlier one tells them by it.
+	GroupSeq      int64 `protobuf:"varint,7,opt,name=group_seq,json=groupSeq,proto3" json:"group_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1602,6 +1621,20 @@ func (x *JobEvent) GetKind() string {
 		return x.Kind
 	}
 	return ""
+}
+
+func (x *JobEvent) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *JobEvent) GetGroupSeq() int64 {
+	if x != nil {
+		return x.GroupSeq
+	}
+	return 0
 }
 
 type JobError struct {
@@ -2728,11 +2761,12 @@ const file_cluster_proto_rawDesc = "" +
 	"\aentries\x18\x04 \x01(\x03R\aentries\";\n" +
 	"\x0eSubmitJobReply\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"O\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"e\n" +
 	"\x0fWatchJobRequest\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\tR\x03job\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\x03R\x04from\x12\x16\n" +
-	"\x06follow\x18\x03 \x01(\bR\x06follow\"\xa7\x01\n" +
+	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x03R\x05epoch\"\xda\x01\n" +
 	"\bJobEvent\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x03R\x05index\x12\x1d\n" +
 	"\n" +
@@ -2740,7 +2774,9 @@ const file_cluster_proto_rawDesc = "" +
 	"\vresult_json\x18\x03 \x01(\fR\n" +
 	"resultJson\x121\n" +
 	"\x05error\x18\x04 \x01(\v2\x1b.rtrain.cluster.v1.JobErrorR\x05error\x12\x12\n" +
-	"\x04kind\x18\x05 \x01(\tR\x04kind\"Y\n" +
+	"\x04kind\x18\x05 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05epoch\x18\x06 \x01(\x03R\x05epoch\x12\x1b\n" +
+	"\tgroup_seq\x18\a \x01(\x03R\bgroupSeq\"Y\n" +
 	"\bJobError\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +

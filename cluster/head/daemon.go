@@ -458,18 +458,12 @@ func (h *Daemon) run(hj *headJob, rj *trainer.RemoteJob, wd cluster.Workdir) {
 		if e.Type == trainer.EventState && e.State.Done() {
 			return // the last event goes out with the result, below
 		}
-		due := false
-		if e.GroupSeq > 0 {
-			hj.mu.Lock()
-			if hj.seqs == nil {
-				hj.seqs = map[string]int64{}
-			}
-			hj.seqs[e.Node] = e.GroupSeq + 1
-			due = time.Since(hj.persisted) > persistEvery
-			hj.mu.Unlock()
-		}
-		hj.add(jobEvent(e), st, msg)
-		if e.Type == trainer.EventState || e.Type == trainer.EventCheckpoint || due {
+		due := hj.addFrom(e.Node, jobEvent(e), st, msg)
+		// An event of the head's own is kept at once (they are few): a
+		// head that adopts the job numbers from where the table had got,
+		// and a client tells the events it had again from there only by
+		// their group seq, which the head's own have not.
+		if e.GroupSeq == 0 || e.Type == trainer.EventCheckpoint || due {
 			h.persist(hj)
 		}
 	}
@@ -541,6 +535,9 @@ func (h *Daemon) adopt(recs []jobRecord) {
 		}
 		hj.logDir = rj.LogDir()
 		h.log.Info("adopting a job the earlier head ran", "job", r.ID, "name", r.Name, "attempt", a.Attempt, "nodes", len(a.Plan.Nodes()))
+		// Before any event: a head after this one must know that this one
+		// numbered them anew.
+		h.persist(hj)
 		h.run(hj, rj, *r.Workdir)
 	}
 }

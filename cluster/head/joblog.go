@@ -60,6 +60,24 @@ type headJob struct {
 	nodes     []string
 	adopting  bool
 	persisted time.Time
+	// epoch counts the heads that adopted the job before this one;
+	// bases[e] is the index epoch e's head numbered from (see servedFrom).
+	epoch int64
+	bases []int64
+}
+
+// servedFrom is where a WatchJob from index from, in epoch's numbering,
+// begins. A head that adopted the job since numbered its events from
+// where the job table had got, which may be short of where the one
+// before it got: from that base on, the same index may be another event,
+// so those are served again and the client tells what it had by each
+// group event's seq.
+func (hj *headJob) servedFrom(from, epoch int64) int64 {
+	from = max(from, 0)
+	if epoch >= 0 && epoch < hj.epoch && int(epoch)+1 < len(hj.bases) {
+		return min(from, hj.bases[epoch+1])
+	}
+	return from
 }
 
 // What the head keeps of a job's log lines in memory, for `rtrain logs`,
@@ -91,7 +109,7 @@ const (
 // the event's kind.
 func jobEvent(e trainer.Event) *clusterpb.JobEvent {
 	b, _ := json.Marshal(e)
-	return &clusterpb.JobEvent{EventJson: b, Kind: string(e.Type)}
+	return &clusterpb.JobEvent{EventJson: b, Kind: string(e.Type), GroupSeq: e.GroupSeq}
 }
 
 // isLog reports whether ev is a log line, by its kind.
@@ -112,10 +130,32 @@ func (hj *headJob) reported(e trainer.Event) {
 	hj.best.Report(e.Metrics)
 }
 
+// addFrom adds ev, which came from node's worker group when it has a
+// GroupSeq, and says whether the job table is due a write. How far into
+// the group's events the head got moves with the next index, under one
+// lock, so that the table never has the one without the other.
+func (hj *headJob) addFrom(node string, ev *clusterpb.JobEvent, state trainer.State, msg string) (due bool) {
+	hj.mu.Lock()
+	defer hj.mu.Unlock()
+	if ev.GroupSeq > 0 {
+		if hj.seqs == nil {
+			hj.seqs = map[string]int64{}
+		}
+		hj.seqs[node] = ev.GroupSeq + 1
+		due = time.Since(hj.persisted) > persistEvery
+	}
+	hj.addLocked(ev, state, msg)
+	return due
+}
+
 func (hj *headJob) add(ev *clusterpb.JobEvent, state trainer.State, msg string) {
 	hj.mu.Lock()
 	defer hj.mu.Unlock()
-	ev.Index = hj.next
+	hj.addLocked(ev, state, msg)
+}
+
+func (hj *headJob) addLocked(ev *clusterpb.JobEvent, state trainer.State, msg string) {
+	ev.Index, ev.Epoch = hj.next, hj.epoch
 	hj.next++
 	hj.events = append(hj.events, ev)
 	if isLog(ev) {
@@ -191,7 +231,7 @@ func (hj *headJob) notice(last *clusterpb.JobEvent, n int) *clusterpb.JobEvent {
 	note := jobEvent(trainer.Event{Type: trainer.EventWarning, Time: at.Time,
 		Message: fmt.Sprintf("%s of this job's output %s no longer in the head's memory; every line is in %s on the head",
 			text.Plural(n, "log line"), are, filepath.Join(hj.logDir, "rank_*.log"))})
-	note.Index = last.Index
+	note.Index, note.Epoch = last.Index, last.Epoch
 	return note
 }
 

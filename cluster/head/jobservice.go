@@ -130,7 +130,9 @@ func (s *headServer) WatchJob(req *clusterpb.WatchJobRequest, stream grpc.Server
 	if hj == nil {
 		return status.Errorf(codes.NotFound, "no job %q on this cluster; `rtrain jobs` lists them", req.Job)
 	}
-	next := max(req.From, 0)
+	hj.mu.Lock()
+	next := hj.servedFrom(req.From, req.Epoch)
+	hj.mu.Unlock()
 	for {
 		hj.mu.Lock()
 		batch := hj.eventsFrom(next)

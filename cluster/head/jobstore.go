@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -52,6 +53,10 @@ type jobRecord struct {
 	Next     int64            `json:"next,omitempty"`
 	Seqs     map[string]int64 `json:"seqs,omitempty"`
 	Restarts int              `json:"restarts,omitempty"`
+	// Epoch counts the heads that adopted the job after the one that ran
+	// it first; Bases[e] is the index epoch e's head numbered from.
+	Epoch int64   `json:"epoch,omitempty"`
+	Bases []int64 `json:"bases,omitempty"`
 }
 
 func openJobStore(dir string) (*jobStore, error) {
@@ -150,7 +155,8 @@ func (hj *headJob) record() jobRecord {
 	hj.mu.Lock()
 	defer hj.mu.Unlock()
 	r := jobRecord{ID: hj.id, Name: hj.name, Group: hj.group, State: hj.state, Message: hj.message, Workers: hj.workers, Submitted: hj.submitted, Ended: hj.ended,
-		Params: hj.params, Metric: hj.best.Metric, Mode: hj.best.Mode, Best: hj.best.Best(), BestIteration: hj.best.Iteration, Restarts: hj.restarts}
+		Params: hj.params, Metric: hj.best.Metric, Mode: hj.best.Mode, Best: hj.best.Best(), BestIteration: hj.best.Iteration, Restarts: hj.restarts,
+		Epoch: hj.epoch, Bases: slices.Clone(hj.bases)}
 	if !hj.state.Done() && hj.adoption != nil {
 		r.Adoption, r.Workdir, r.Next, r.Seqs = hj.adoption, hj.workdir, hj.next, maps.Clone(hj.seqs)
 	}
@@ -176,6 +182,10 @@ func restored(r jobRecord) *headJob {
 		hj.best.Value, hj.best.Iteration = *r.Best, r.BestIteration
 	}
 	close(hj.done)
+	// The job's story is its end alone now: every earlier numbering
+	// begins at it.
+	hj.epoch = r.Epoch + 1
+	hj.bases = make([]int64, hj.epoch+1)
 	ev := jobEvent(trainer.Event{Type: trainer.EventState, Time: r.Ended, State: r.State, Message: r.Message})
 	ev.ResultJson = r.Result
 	if ev.ResultJson == nil {
@@ -189,6 +199,7 @@ func restored(r jobRecord) *headJob {
 	} else if r.State == trainer.StateLost {
 		ev.Error = &clusterpb.JobError{Kind: "other", Message: r.Message}
 	}
+	ev.Epoch = hj.epoch
 	hj.events = []*clusterpb.JobEvent{ev}
 	return hj
 }
@@ -203,6 +214,12 @@ func adoptedJob(r jobRecord) *headJob {
 	if r.Best != nil && r.BestIteration > 0 {
 		hj.best.Value, hj.best.Iteration = *r.Best, r.BestIteration
 	}
+	// This head numbers the job's events from where the table had got;
+	// the one before may have numbered a few more, differently.
+	hj.epoch = r.Epoch + 1
+	hj.bases = make([]int64, hj.epoch+1)
+	copy(hj.bases, r.Bases)
+	hj.bases[hj.epoch] = r.Next
 	var a trainer.Adoption
 	if json.Unmarshal(r.Adoption, &a) == nil {
 		hj.attempt, hj.nodes, hj.logDir = a.Attempt, a.Plan.Nodes(), ""
