@@ -62,7 +62,7 @@ test-short:
 # `-only NAME` runs one section and keeps the others).
 bench: deps-bench build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
-	$(GO) run ./cmd/rtrain-bench -rtrain $(BIN) -out docs
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/rtrain-bench -rtrain $(BIN) -out docs
 
 # The teardown soak: the same finished DDP job 100 times under rtrain and
 # under torchrun, failures counted side by side, into BENCHMARKS.md's
@@ -70,7 +70,7 @@ bench: deps-bench build
 # fewer).
 SOAK_RUNS ?= 100
 soak: deps-run build
-	$(GO) run ./cmd/rtrain-bench -rtrain $(BIN) -out docs -only teardown -soak-runs $(SOAK_RUNS)
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/rtrain-bench -rtrain $(BIN) -out docs -only teardown -soak-runs $(SOAK_RUNS)
 
 clean:
 	rm -rf bin dist build

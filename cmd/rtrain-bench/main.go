@@ -35,6 +35,7 @@ type options struct {
 	beat   heartbeatOptions
 	rec    recoveryOptions
 	soak   teardownOptions
+	fail   failoverOptions
 }
 
 // benchmark is one section of BENCHMARKS.md, by its -only name.
@@ -72,6 +73,9 @@ var benchmarks = []benchmark{
 	{name: "sweep", run: func(ctx context.Context, o options, log *slog.Logger) (section, error) {
 		return runTune(ctx, o.tune, log)
 	}},
+	{name: "failover", run: func(ctx context.Context, o options, log *slog.Logger) (section, error) {
+		return runFailover(ctx, o.fail, log)
+	}},
 	{name: "teardown", optIn: true, run: func(ctx context.Context, o options, log *slog.Logger) (section, error) {
 		return runTeardown(ctx, o.soak, log)
 	}},
@@ -101,6 +105,8 @@ func main() {
 	flag.StringVar(&o.ckpt.peers.aws, "aws", "", "checkpoint: the AWS CLI to measure beside package checkpoint (default: Debian's /usr/bin/aws, else aws on PATH; left out when there is none)")
 	flag.StringVar(&o.ckpt.peers.rclone, "rclone", "", "checkpoint: the rclone to measure beside package checkpoint (default: rclone on PATH; left out when there is none)")
 	soakRuns := flag.Int("soak-runs", 100, "teardown: runs of the soak's job under each launcher")
+	failRounds := flag.Int("failover-rounds", 3, "failover: SIGKILLs of the active head, and restarts of a single head")
+	failJobs := flag.Int("failover-jobs", 100, "failover: running jobs the restarted single head re-adopts")
 	heartbeatHead := flag.Bool("heartbeat-head", false, "internal: serve the heartbeat benchmark's head (the benchmark starts itself with it)")
 	flag.Parse()
 	if *heartbeatHead {
@@ -131,6 +137,10 @@ func main() {
 	o.tune = tuneOptions{rounds: *tuneRounds, trials: *tuneTrials, length: time.Second, cpus: *tuneCPUs, rtrain: o.launch.rtrain, python: o.launch.python}
 	o.rec = recoveryOptions{rounds: *rounds, rtrain: o.launch.rtrain, python: o.launch.python}
 	o.soak = teardownOptions{runs: *soakRuns, rtrain: o.launch.rtrain, python: o.launch.python}
+	o.fail = failoverOptions{rounds: *failRounds, jobs: *failJobs, agents: 4, rtrain: o.launch.rtrain, python: o.launch.python}
+	if *failRounds < 1 || *failJobs < 1 {
+		usage(fmt.Errorf("-failover-rounds %d, -failover-jobs %d: want at least 1 of each", *failRounds, *failJobs))
+	}
 	if *soakRuns < 1 {
 		usage(fmt.Errorf("-soak-runs %d: want at least 1", *soakRuns))
 	}

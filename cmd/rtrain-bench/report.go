@@ -30,7 +30,7 @@ const (
 
 // sectionOrder is the order of the sections in BENCHMARKS.md, and the
 // benchmarks -only may name, by heading.
-var sectionOrder = []string{launchHeading, checkpointHeading, reportHeading, schedHeading, heartbeatHeading, recoveryHeading, driverHeading, tuneHeading, teardownHeading}
+var sectionOrder = []string{launchHeading, checkpointHeading, reportHeading, schedHeading, heartbeatHeading, recoveryHeading, driverHeading, tuneHeading, failoverHeading, teardownHeading}
 
 const docHeader = "# Benchmarks\n\n" +
 	"Written by `make bench` (`go run ./cmd/rtrain-bench`). Do not edit by hand. `-only NAME` (launch, checkpoint, report, scheduler, heartbeat, recovery, driver or sweep) measures one section again and keeps the others as they were, so each section says when and on what it was measured; the teardown soak runs only as `-only teardown` (`make soak`).\n\n" +
