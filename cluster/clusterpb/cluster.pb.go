@@ -15,8 +15,9 @@
 // A refusal that a caller may act on names its sentinel error in the
 // status details: a google.rpc.ErrorInfo in domain "rtrain" whose reason is
 // UNAUTHENTICATED, VERSION_MISMATCH, NOT_ISOLATED, NODE_LOST, INFEASIBLE,
-// WOULD_WAIT, INVALID_CONFIG or WORKDIR_TOO_LARGE (metadata "limit": the
-// head's limit in bytes). Callers branch on the reason, never on the
+// WOULD_WAIT, INVALID_CONFIG, WORKDIR_TOO_LARGE (metadata "limit": the
+// head's limit in bytes) or NOT_LEADER (a standby head; metadata "leader":
+// the active head's address, when it knows one). Callers branch on the reason, never on the
 // message (internal/errgrpc).
 //
 // A head or agent takes no message over 4 MiB: working directories and
