@@ -359,6 +359,50 @@ func (h *Daemon) Close() {
 	_ = os.RemoveAll(h.uploads)
 }
 
+// HandOff ends the head without ending its jobs: it writes their records
+// as they stand, stops acting at once (its agent connections close, as a
+// deposed head's do), gives up its leadership so that a standby leads
+// without waiting out the lease, and stops serving. A head stopped
+// gracefully is far more often restarted or upgraded than gone for good:
+// its workers carry on as through a crash, a standby or the same head
+// started again adopts them, and their agents stop them past the head
+// timeout if none does. Call it instead of Close, which ends the jobs.
+func (h *Daemon) HandOff(ctx context.Context) {
+	h.mu.Lock()
+	jobs := make([]*headJob, 0, len(h.jobs))
+	for _, hj := range h.jobs {
+		jobs = append(jobs, hj)
+	}
+	l, table := h.leadership, h.table
+	h.mu.Unlock()
+	running := 0
+	for _, hj := range jobs {
+		select {
+		case <-hj.done:
+		default:
+			h.persist(hj)
+			running++
+		}
+	}
+	h.leading.Store(false)
+	if !h.deposed.Swap(true) {
+		h.nodes.Close()
+	}
+	if l != nil {
+		if err := l.Resign(ctx); err != nil {
+			h.log.Warn("give up the leadership", "err", err)
+		}
+	}
+	h.log.Info("head handed off: its jobs' workers go on for the next head to adopt", "running", running)
+	h.srv.Stop()
+	if table != nil {
+		_ = table.close()
+	}
+	if h.es != nil {
+		_ = h.es.Close()
+	}
+}
+
 // persist writes hj's record to the job table, if the head keeps one.
 func (h *Daemon) persist(hj *headJob) {
 	h.mu.Lock()

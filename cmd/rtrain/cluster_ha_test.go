@@ -205,22 +205,30 @@ func (c *testCluster) waitRole(h *netns.Host, role string) {
 	}
 }
 
-// Two heads on etcd, the leader SIGKILLed mid-job: the standby leads within
-// two lease TTLs, adopts the job, which finishes with no restart counted;
+// Two heads on etcd, the leader SIGKILLed, or stopped gracefully, mid-job:
+// the standby leads (within two lease TTLs; at once when the leader
+// resigns as it hands off), adopts the job, which finishes with no restart counted;
 // the client that submitted it follows it across and exits 0; each
 // checkpoint is committed once. The old leader, started again, stands by.
 func TestClusterStandbyHeadTakesOver(t *testing.T) {
+	// SIGTERM: the leader hands off, resigning, rather than end the job.
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) { standbyTakesOver(t, sig) })
+	}
+}
+
+func standbyTakesOver(t *testing.T, sig syscall.Signal) {
 	c, standby, etcd, shared := newHACluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	wait := c.followFit(ctx, "step 5", "--name", "failover", "--storage", shared, "testdata/steady.py", "16", "4", "0.4")
 
 	leader := c.daemons[c.head.Name()]
-	require.NoError(t, leader.Process.Signal(syscall.SIGKILL))
+	require.NoError(t, leader.Process.Signal(sig))
 	_ = leader.Wait()
 	killed := time.Now()
 	c.waitRole(standby, "active")
-	t.Logf("the standby leads %s after the leader's death", time.Since(killed).Round(time.Millisecond))
+	t.Logf("the standby leads %s after the leader's end (%s)", time.Since(killed).Round(time.Millisecond), sig)
 
 	// The old leader comes back as a standby, and never runs the job twice.
 	c.startHead(c.head, etcd, shared)

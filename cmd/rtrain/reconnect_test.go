@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,17 +35,20 @@ func (b *lockedBuffer) String() string {
 }
 
 // `rtrain logs -f` and `rtrain fit --address` follow a job across its
-// head's crash and restart: they say once that they lost the head and
-// once that they reconnected, print every line of the job once, and exit
-// with its outcome. One worker, so that its lines have one order: the
-// head that adopts the job must give each the index the first head gave
-// it, and the followers ask for the ones after those they had.
+// head's crash and restart, or its graceful stop (the head hands its jobs
+// off then) and restart: they say once that they lost the head and once
+// that they reconnected, print every line of the job once, and exit with
+// its outcome. The head that adopts the job numbers its events anew and
+// serves again some the followers had; they tell those by their seq.
 func TestFollowersFollowAJobAcrossAHeadRestart(t *testing.T) {
 	job := []string{"--workers", "1", "--name", "steady", "testdata/steady.py", "12", "4", "0.3"}
 	for _, tt := range []struct {
 		name string
 		// follow is the follower's command line, given the cluster.
 		follow func(t *testing.T, c *testCluster) []string
+		// stop is how the head ends: a crash, or a graceful stop, after
+		// which it hands its jobs off rather than cancel them.
+		stop syscall.Signal
 	}{
 		{"logs -f", func(t *testing.T, c *testCluster) []string {
 			out, errs, code := c.run(c.head, append([]string{"fit", "--no-wait"}, job...)...)
@@ -53,8 +57,9 @@ func TestFollowersFollowAJobAcrossAHeadRestart(t *testing.T) {
 			require.NotNil(t, id, out)
 			c.waitJob(id[1], "RUNNING")
 			return []string{"logs", "-f", id[1]}
-		}},
-		{"fit", func(*testing.T, *testCluster) []string { return append([]string{"fit"}, job...) }},
+		}, syscall.SIGKILL},
+		{"fit", func(*testing.T, *testCluster) []string { return append([]string{"fit"}, job...) }, syscall.SIGKILL},
+		{"fit, the head stopped by SIGTERM", func(*testing.T, *testCluster) []string { return append([]string{"fit"}, job...) }, syscall.SIGTERM},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newTestCluster(t, 1)
@@ -77,7 +82,7 @@ func TestFollowersFollowAJobAcrossAHeadRestart(t *testing.T) {
 			}
 
 			head := c.daemons[c.head.Name()]
-			require.NoError(t, head.Process.Kill())
+			require.NoError(t, head.Process.Signal(tt.stop))
 			_ = head.Wait()
 			c.daemon(c.head, "head", "start", "--head", "--block", "--host", c.head.Addr(), "--port", c.port,
 				"--heartbeat-interval", "200ms", "--heartbeat-timeout", "2s")

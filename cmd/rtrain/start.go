@@ -383,10 +383,19 @@ func (o *startOptions) serveHead(ctx context.Context, cmd *cobra.Command, dir st
 		return err
 	}
 	// A head that lost its leadership exits without closing: closing would
-	// stop its jobs, whose workers the new leader has adopted.
+	// stop its jobs, whose workers the new leader has adopted. One stopped
+	// by a signal hands its jobs off for the next head to adopt, unless
+	// the workers' agent is this process's and goes with it (one machine:
+	// stopping it all ends the jobs).
 	deposed := false
 	defer func() {
-		if !deposed {
+		switch {
+		case deposed:
+		case !o.withAgent && ctx.Err() != nil:
+			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			h.HandOff(hctx)
+			cancel()
+		default:
 			h.Close()
 		}
 	}()
