@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,10 +29,14 @@ var paramSum = regexp.MustCompile(`param_sum=(\S+)`)
 // The head SIGKILLed mid-job, across a checkpoint, and started again: the
 // agents keep the workers, the new head adopts the job, the checkpoint
 // reported while it was down is committed once, no restart is counted,
-// and the job trains exactly as it would have without the outage.
+// and the job trains exactly as it would have without the outage. The
+// checkpoints go to S3 (MinIO on the head's host): the new head takes the
+// run's storage lease over from the one it replaced.
 func TestClusterHeadRestartAdoptsRunningJobs(t *testing.T) {
-	c := newTestCluster(t, 2)
-	args := []string{"--workers", "2", "--placement", "STRICT_SPREAD", "testdata/steady.py", "16", "4", "0.4"}
+	c := prepareCluster(t, 2)
+	runs := c.withS3() + "/runs"
+	c.start()
+	args := []string{"--workers", "2", "--placement", "STRICT_SPREAD", "--storage", runs, "testdata/steady.py", "16", "4", "0.4"}
 
 	out, errs, code := c.run(c.head, append([]string{"fit", "--name", "calm"}, args...)...)
 	require.Equal(t, exitOK, code, "%s\n%s", out, errs)
@@ -65,18 +68,10 @@ func TestClusterHeadRestartAdoptsRunningJobs(t *testing.T) {
 	require.NotNil(t, got, logs)
 	assert.Equal(t, want[1], got[1], "the parameters of a run with the outage and one without")
 
-	ckpts, err := filepath.Glob(filepath.Join(c.dirs[c.head.Name()], "rtrain_results", "stormy", "checkpoint_*"))
-	require.NoError(t, err)
-	sort.Strings(ckpts)
-	var names []string
-	for _, p := range ckpts {
-		names = append(names, filepath.Base(p))
-	}
-	assert.Equal(t, []string{"checkpoint_000001", "checkpoint_000002", "checkpoint_000003", "checkpoint_000004"}, names, "each checkpoint committed once")
-	for _, p := range ckpts {
-		_, err := os.Stat(filepath.Join(p, "model.pt"))
-		assert.NoError(t, err, "%s has its files", p)
-	}
+	ls, errs, code := c.run(c.head, "checkpoints", "ls", runs+"/stormy")
+	require.Equal(t, exitOK, code, errs)
+	names := regexp.MustCompile(`checkpoint_\d+`).FindAllString(ls, -1)
+	assert.Equal(t, []string{"checkpoint_000001", "checkpoint_000002", "checkpoint_000003", "checkpoint_000004"}, names, "each checkpoint committed once:\n%s", ls)
 }
 
 // waitLog waits until job's output has a line containing s.
@@ -135,32 +130,7 @@ func newHACluster(t *testing.T) (c *testCluster, standby *netns.Host, etcd *etcd
 	require.NoError(t, os.MkdirAll(shared, 0o755))
 	// Stopped after the daemons, whose cleanup comes later.
 	etcd = testutil.Etcd(t, etcdserver.Options{Host: c.head.Addr(), Command: c.head.Command})
-	t.Cleanup(func() {
-		for _, d := range c.daemons {
-			_ = d.Process.Signal(syscall.SIGTERM)
-		}
-		for _, d := range c.daemons {
-			done := make(chan struct{})
-			go func() { _ = d.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(20 * time.Second):
-				_ = d.Process.Kill()
-				<-done
-			}
-		}
-		if t.Failed() {
-			for name, dir := range c.dirs {
-				for _, f := range []string{"head.log", "agent.log"} {
-					if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
-						t.Logf("%s %s:\n%s", name, f, b)
-					}
-				}
-			}
-		}
-		testutil.NoProcesses(t, c.marker, 10*time.Second)
-		testutil.NoCgroups(t, cgroupParent, 5*time.Second)
-	})
+	t.Cleanup(c.stop)
 	c.addrs = c.head.Addr() + ":" + c.port + "," + standby.Addr() + ":" + c.port
 	c.startHead(c.head, etcd, shared)
 	c.waitRole(c.head, "active")

@@ -40,42 +40,67 @@ type testCluster struct {
 	base string
 	// addrs, when set, are the heads' addresses (a cluster with standbys).
 	addrs string
+	// extraEnv is more of every process's environment (withS3's).
+	extraEnv []string
 }
 
 // newTestCluster starts a head and agents in their own network
 // namespaces. agentArgs, when given, are extra flags of each agent in turn.
 func newTestCluster(t *testing.T, agents int, agentArgs ...[]string) *testCluster {
 	t.Helper()
+	c := prepareCluster(t, agents)
+	c.start(agentArgs...)
+	return c
+}
+
+// prepareCluster makes the hosts of a cluster with agents agents, and
+// their clean-up, but starts no daemon: start does.
+func prepareCluster(t *testing.T, agents int) *testCluster {
+	t.Helper()
 	testutil.Python(t)
 	n := netns.New(t, agents+1)
 	c := &testCluster{t: t, net: n, token: auth.NewToken(), marker: testutil.Marker(t),
 		head: n.Hosts()[0], port: "6379", daemons: map[string]*exec.Cmd{}, dirs: map[string]string{}, base: t.TempDir()}
-	t.Cleanup(func() {
-		for _, d := range c.daemons {
-			_ = d.Process.Signal(syscall.SIGTERM)
+	t.Cleanup(c.stop)
+	return c
+}
+
+// stop ends the cluster's daemons (SIGTERM, then SIGKILL past 20 s),
+// shows their logs when the test failed, and checks that nothing of
+// theirs is left.
+func (c *testCluster) stop() {
+	t := c.t
+	for _, d := range c.daemons {
+		_ = d.Process.Signal(syscall.SIGTERM)
+	}
+	for _, d := range c.daemons {
+		done := make(chan struct{})
+		go func() { _ = d.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = d.Process.Kill()
+			<-done
 		}
-		for _, d := range c.daemons {
-			done := make(chan struct{})
-			go func() { _ = d.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(20 * time.Second):
-				_ = d.Process.Kill()
-				<-done
-			}
-		}
-		if t.Failed() {
-			for name, dir := range c.dirs {
-				for _, f := range []string{"head.log", "agent.log"} {
-					if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
-						t.Logf("%s %s:\n%s", name, f, b)
-					}
+	}
+	if t.Failed() {
+		for name, dir := range c.dirs {
+			for _, f := range []string{"head.log", "agent.log"} {
+				if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
+					t.Logf("%s %s:\n%s", name, f, b)
 				}
 			}
 		}
-		testutil.NoProcesses(t, c.marker, 10*time.Second)
-		testutil.NoCgroups(t, cgroupParent, 5*time.Second)
-	})
+	}
+	testutil.NoProcesses(t, c.marker, 10*time.Second)
+	testutil.NoCgroups(t, cgroupParent, 5*time.Second)
+}
+
+// start starts the cluster's head, then its agents; agentArgs, when
+// given, are extra flags of each agent in turn.
+func (c *testCluster) start(agentArgs ...[]string) {
+	t := c.t
+	t.Helper()
 	c.daemon(c.head, "head", "start", "--head", "--block", "--host", c.head.Addr(), "--port", c.port,
 		"--heartbeat-interval", "200ms", "--heartbeat-timeout", "2s")
 	// Agents and clients join with what the head saved: the join token,
@@ -84,14 +109,13 @@ func newTestCluster(t *testing.T, agents int, agentArgs ...[]string) *testCluste
 	require.NoError(t, err)
 	c.token = strings.TrimSpace(string(join))
 	require.True(t, strings.HasPrefix(c.token, "rt1-"), "the head saved a join token: %q", c.token)
-	for i, h := range n.Hosts()[1:] {
+	for i, h := range c.net.Hosts()[1:] {
 		args := []string{"start", "--block", "--address", c.addr(), "--num-cpus", "2", "--node-name", nodeName(h)}
 		if i < len(agentArgs) {
 			args = append(args, agentArgs[i]...)
 		}
 		c.daemon(h, "agent", args...)
 	}
-	return c
 }
 
 func nodeName(h *netns.Host) string { return "node-" + h.Addr()[strings.LastIndex(h.Addr(), ".")+1:] }
@@ -107,7 +131,7 @@ func (c *testCluster) addr() string {
 func (c *testCluster) env(dir string) []string {
 	env := append(os.Environ(), "RTRAIN_TEST_AS_CLI=1", c.marker, "HOME="+dir, "RTRAIN_STATE_DIR="+dir,
 		auth.TokenEnv+"="+c.token, "RTRAIN_PYTHON=/usr/bin/python3", AddressEnv+"="+c.addr())
-	return env
+	return append(env, c.extraEnv...)
 }
 
 // daemon starts `rtrain start --block` on h and waits until it is up.

@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 	if launcher.RunReaperIfAsked() {
 		return
 	}
+	if b := os.Getenv(makeBucketEnv); b != "" {
+		os.Exit(makeBucketHere(b))
+	}
 	if os.Getenv("RTRAIN_TEST_AS_CLI") == "1" {
 		main()
 		return

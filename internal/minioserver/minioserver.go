@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +56,7 @@ type Server struct {
 	client    *minio.Client
 	transport *http.Transport
 	closeOnce sync.Once
+	opts      Options
 }
 
 // Binary finds minio on PATH, else where `go install` puts it; "" when
@@ -83,10 +85,33 @@ func Binary() string {
 	return ""
 }
 
+// Options say where a MinIO server runs.
+type Options struct {
+	// Dir is the data directory, created if missing.
+	Dir string
+	// Host is the address the server listens on, and Command makes its
+	// process (a netns.Host's Command runs it in that host's network
+	// namespace). With Command set, the server listens on DefaultPort of
+	// Host (a fresh namespace has it free), is ready when it prints its
+	// API address, and has no Client: nothing outside the namespace
+	// reaches it, so MakeBucket is the caller's, from inside it.
+	Host    string
+	Command func(ctx context.Context, name string, args ...string) *exec.Cmd
+}
+
+// DefaultPort is MinIO's own.
+const DefaultPort = 9000
+
 // Start runs a MinIO server on a free port of 127.0.0.1 with its data in
 // dir (created if missing) and waits until it is ready, or ctx ends. The
 // process outlives ctx: Close stops it.
 func Start(ctx context.Context, dir string) (*Server, error) {
+	return StartWith(ctx, Options{Dir: dir})
+}
+
+// StartWith is Start as opts say.
+func StartWith(ctx context.Context, opts Options) (*Server, error) {
+	dir := opts.Dir
 	bin := Binary()
 	if bin == "" {
 		return nil, fmt.Errorf("minioserver: %w", ErrNoBinary)
@@ -99,8 +124,18 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 		SecretKey: randomHex(16),
 		Dir:       dir,
 		out:       &lockedBuffer{},
+		opts:      opts,
+	}
+	if s.opts.Host == "" {
+		s.opts.Host = "127.0.0.1"
 	}
 	var err error
+	if opts.Command != nil {
+		if err := s.start(ctx, bin, DefaultPort); err != nil {
+			return nil, fmt.Errorf("minioserver: start %s in its namespace: %w\n%s", bin, err, s.out.String())
+		}
+		return s, nil
+	}
 	for range startTries {
 		var port int
 		if port, err = freePort(); err != nil {
@@ -133,14 +168,20 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 }
 
 func (s *Server) start(ctx context.Context, bin string, port int) error {
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	addr := net.JoinHostPort(s.opts.Host, strconv.Itoa(port))
 	s.Endpoint = "http://" + addr
 	s.out.Reset()
 	s.done = make(chan struct{})
 
 	// The console gets a port of its own even though it is off; ":0" lets
 	// the kernel choose one so it never collides with ours.
-	cmd := exec.Command(bin, "server", "--quiet", "--address", addr, "--console-address", "127.0.0.1:0", s.Dir)
+	args := []string{"server", "--quiet", "--address", addr, "--console-address", net.JoinHostPort(s.opts.Host, "0"), s.Dir}
+	newCmd := func(_ context.Context, name string, args ...string) *exec.Cmd { return exec.Command(name, args...) }
+	if s.opts.Command != nil {
+		// Not quiet: its banner is the one sign of readiness from outside.
+		args, newCmd = slices.Delete(args, 1, 2), s.opts.Command
+	}
+	cmd := newCmd(context.Background(), bin, args...)
 	cmd.Env = append(os.Environ(),
 		"MINIO_ROOT_USER="+s.AccessKey,
 		"MINIO_ROOT_PASSWORD="+s.SecretKey,
@@ -163,7 +204,11 @@ func (s *Server) start(ctx context.Context, bin string, port int) error {
 
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	if err := waitReady(ctx, s.Endpoint, done); err != nil {
+	ready := func() error { return waitReady(ctx, s.Endpoint, done) }
+	if s.opts.Command != nil {
+		ready = func() error { return s.waitBanner(ctx, "API: "+s.Endpoint, done) }
+	}
+	if err := ready(); err != nil {
 		s.stop()
 		return err
 	}
@@ -197,6 +242,23 @@ func waitReady(ctx context.Context, endpoint string, exited <-chan struct{}) err
 		case <-tick.C:
 		}
 	}
+}
+
+// waitBanner waits until the server has printed line, it exits or ctx
+// ends.
+func (s *Server) waitBanner(ctx context.Context, line string, exited <-chan struct{}) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !strings.Contains(s.out.String(), line) {
+		select {
+		case <-exited:
+			return errors.New("minio exited before it was ready")
+		case <-ctx.Done():
+			return fmt.Errorf("minio never printed %q: %w", line, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return nil
 }
 
 // Restart kills the server (SIGKILL: no chance to finish what it was

@@ -74,3 +74,25 @@ func (s *MinIOServer) Log() string { return s.srv.Log() }
 // Restart kills the server with SIGKILL and starts it again on the same
 // address, data and credentials. It may be called from any goroutine.
 func (s *MinIOServer) Restart() error { return s.srv.Restart(context.Background()) }
+
+// MinIOWith starts a MinIO server as opts say (in a network namespace:
+// Host and Command), stopped when t ends. It makes no bucket: nothing
+// outside the namespace reaches the server.
+func MinIOWith(t testing.TB, opts minioserver.Options) *MinIOServer {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("skipping a real MinIO server in -short mode")
+	}
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	srv, err := minioserver.StartWith(context.Background(), opts)
+	if errors.Is(err, minioserver.ErrNoBinary) {
+		missing(t, "the minio server (go install github.com/minio/minio@latest)")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	return &MinIOServer{Endpoint: srv.Endpoint, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, srv: srv}
+}
