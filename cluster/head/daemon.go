@@ -282,6 +282,9 @@ func (h *Daemon) campaign() {
 	}
 	select {
 	case <-l.Lost():
+		if h.deposed.Load() {
+			return // HandOff resigned: nothing was lost
+		}
 		h.lose(fmt.Errorf("trainer: this head lost the leadership (%s); another head leads", l.Why()))
 	case <-h.ctx.Done():
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -207,22 +207,13 @@ func standbyTakesOver(t *testing.T, sig syscall.Signal) {
 	out, err := wait()
 	require.NoError(t, err, out)
 	assert.Contains(t, out, "param_sum=")
-	ckpts, err := filepath.Glob(filepath.Join(shared, "failover", "checkpoint_*"))
-	require.NoError(t, err)
-	assert.Len(t, ckpts, 4, "each checkpoint committed once: %v", ckpts)
 
 	for _, h := range []*netns.Host{c.head, standby} {
 		out, errs, code := c.run(h, "status", "--insecure", "--address", c.addrs)
 		require.Equal(t, exitOK, code, errs)
 		assert.Contains(t, out, "2 of 2 nodes alive", "status through %s", h.Name())
 	}
-	out2, errs, code := c.run(c.head, "jobs", "-o", "json", "--insecure", "--address", c.addrs)
-	require.Equal(t, exitOK, code, errs)
-	var jobs []jobJSON
-	require.NoError(t, json.Unmarshal([]byte(out2), &jobs))
-	require.Len(t, jobs, 1)
-	assert.Equal(t, "SUCCEEDED", jobs[0].State)
-	assert.Equal(t, 1, jobs[0].Attempts, "no restart is counted")
+	c.succeededOnce(shared, "failover", 4)
 }
 
 // etcd itself killed for longer than the lease and started again: the
@@ -244,9 +235,18 @@ func TestClusterHeadsRideOutAnEtcdRestart(t *testing.T) {
 
 	out, err := wait()
 	require.NoError(t, err, out)
-	ckpts, err := filepath.Glob(filepath.Join(shared, "outage", "checkpoint_*"))
+	c.succeededOnce(shared, "outage", 8)
+}
+
+// succeededOnce checks that the cluster's one job, run name in shared,
+// succeeded with no restart counted and n checkpoints, each committed
+// once.
+func (c *testCluster) succeededOnce(shared, name string, n int) {
+	t := c.t
+	t.Helper()
+	ckpts, err := filepath.Glob(filepath.Join(shared, name, "checkpoint_*"))
 	require.NoError(t, err)
-	assert.Len(t, ckpts, 8, "each checkpoint committed once: %v", ckpts)
+	assert.Len(t, ckpts, n, "each checkpoint committed once: %v", ckpts)
 	out2, errs, code := c.run(c.head, "jobs", "-o", "json", "--insecure", "--address", c.addrs)
 	require.Equal(t, exitOK, code, errs)
 	var jobs []jobJSON
